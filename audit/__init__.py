@@ -1,0 +1,1 @@
+"""Tamper-evident audit log: events, Merkle tree (RFC 9162), signed checkpoints, review."""

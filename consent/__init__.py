@@ -1,0 +1,1 @@
+"""Data catalog, sharing agreements, data-subject consent and the policy decision."""

@@ -1,0 +1,1 @@
+"""The ``exchange`` command line (typer + rich)."""

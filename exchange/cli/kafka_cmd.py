@@ -1,0 +1,53 @@
+"""``exchange kafka start|stop|status``: manage the embedded broker on its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from exchange.cli.common import HomeOption, console, guarded, settings_for
+from exchange.kafka.broker import LocalBroker
+from exchange.kafka.jars import ensure_jars
+
+app = typer.Typer(help="Manage the embedded single-node Kafka broker.", no_args_is_help=True)
+
+
+@app.command()
+@guarded
+def start(
+    home: Path | None = HomeOption,
+    port: int | None = typer.Option(None, help="Broker port (default: a free one)"),
+) -> None:
+    """Start the broker in the background and print its bootstrap address."""
+    s = settings_for(home)
+    st = LocalBroker(s.resolved_home, broker_port=port).start()
+    console.print(f"bootstrap={st.bootstrap}", highlight=False)
+
+
+@app.command()
+@guarded
+def stop(home: Path | None = HomeOption) -> None:
+    """Stop the broker of this home (clean shutdown)."""
+    s = settings_for(home)
+    stopped = LocalBroker(s.resolved_home).stop()
+    console.print("stopped" if stopped else "not running")
+
+
+@app.command()
+@guarded
+def status(home: Path | None = HomeOption) -> None:
+    """Print ``bootstrap=127.0.0.1:PORT`` if the broker runs; exit 1 if not."""
+    s = settings_for(home)
+    st = LocalBroker(s.resolved_home).state()
+    if st is None:
+        console.print("not running")
+        raise typer.Exit(1)
+    console.print(f"bootstrap={st.bootstrap} pid={st.pid} version={st.version}", highlight=False)
+
+
+@app.command()
+@guarded
+def fetch() -> None:
+    """Fetch the broker jars into the cache (done by ``make install``)."""
+    console.print(f"kafka jars in {ensure_jars()}", highlight=False)

@@ -1,0 +1,18 @@
+"""Entry point of the ``exchange`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from exchange.cli import kafka_cmd, up_cmd
+
+app = typer.Typer(
+    help="exchange: cross-department data exchange bus.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(kafka_cmd.app, name="kafka")
+app.command("up")(up_cmd.up)
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,153 @@
+"""A small Python SDK for the gateway: token fetch/refresh, publish, pull and stream.
+
+from exchange.client import ExchangeClient
+with ExchangeClient("http://127.0.0.1:8080", "civil-affairs-ab12", "secret") as c:
+    c.publish("civil-affairs.births", [{"key": "k1", "value": {...}}])
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(f"HTTP {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+class ExchangeClient:
+    def __init__(
+        self,
+        base_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        scope: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.client_id = client_id
+        self._secret = client_secret
+        self.scope = scope
+        self.http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self._token: str | None = None
+        self._expires = 0.0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> ExchangeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    # -- tokens --------------------------------------------------------------------------
+    def token(self) -> str:
+        with self._lock:
+            if self._token is None or time.time() > self._expires - 30:
+                data = {"grant_type": "client_credentials"}
+                if self.scope:
+                    data["scope"] = self.scope
+                r = self.http.post("/oauth/token", data=data, auth=(self.client_id, self._secret))
+                if r.status_code != 200:
+                    raise ApiError(r.status_code, _body(r))
+                body = r.json()
+                self._token = body["access_token"]
+                self._expires = time.time() + int(body["expires_in"])
+            return self._token
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token()}", **kwargs.pop("headers", {})}
+        r = self.http.request(method, path, headers=headers, **kwargs)
+        if r.status_code == 401:  # token expired or revoked meanwhile: refresh once
+            self._token = None
+            headers["Authorization"] = f"Bearer {self.token()}"
+            r = self.http.request(method, path, headers=headers, **kwargs)
+        return r
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        r = self.request(method, path, **kwargs)
+        if r.status_code >= 400:
+            raise ApiError(r.status_code, _body(r))
+        return r.json() if r.content else None
+
+    # -- data ----------------------------------------------------------------------------
+    def publish(
+        self, topic: str, records: list[dict[str, Any]], idempotency_key: str | None = None
+    ) -> Any:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self.call(
+            "POST", f"/v1/topics/{topic}/records", json={"records": records}, headers=headers
+        )
+
+    def subscribe(
+        self, topic: str, start: str = "earliest", fields: list[str] | None = None
+    ) -> str:
+        body: dict[str, Any] = {"topic": topic, "start": start}
+        if fields is not None:
+            body["fields"] = fields
+        return str(self.call("POST", "/v1/subscriptions", json=body)["id"])
+
+    def poll(self, subscription: str, max: int = 500, wait_ms: int = 1000) -> Any:
+        return self.call(
+            "GET",
+            f"/v1/subscriptions/{subscription}/records",
+            params={"max": max, "wait_ms": wait_ms},
+        )
+
+    def commit(self, subscription: str, cursor: str) -> Any:
+        return self.call(
+            "POST", f"/v1/subscriptions/{subscription}/commit", json={"cursor": cursor}
+        )
+
+    def records(self, subscription: str, wait_ms: int = 1000) -> Iterator[dict[str, Any]]:
+        """Iterate records forever, committing each page after it has been consumed."""
+        while True:
+            page = self.poll(subscription, wait_ms=wait_ms)
+            yield from page["records"]
+            if page["records"]:
+                self.commit(subscription, page["cursor"])
+
+    def stream(
+        self, subscription: str, last_event_id: str | None = None, timeout: float | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Server-Sent Events: yields {"id", "event", "data"} with ``data`` parsed as JSON."""
+        headers = {"Authorization": f"Bearer {self.token()}", "Accept": "text/event-stream"}
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        with self.http.stream(
+            "GET", f"/v1/subscriptions/{subscription}/stream", headers=headers, timeout=timeout
+        ) as r:
+            if r.status_code != 200:
+                r.read()
+                raise ApiError(r.status_code, _body(r))
+            event: dict[str, Any] = {}
+            for line in r.iter_lines():
+                if not line:
+                    if "data" in event:
+                        event["data"] = json.loads(event["data"])
+                        yield event
+                    event = {}
+                    continue
+                if line.startswith(":"):
+                    continue
+                name, _, value = line.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                event[name] = event[name] + "\n" + value if name in event else value
+
+
+def _body(r: httpx.Response) -> Any:
+    try:
+        return r.json()
+    except ValueError:
+        return r.text

@@ -1,0 +1,1 @@
+"""Departments, OAuth clients, roles and access tokens (issued and verified)."""

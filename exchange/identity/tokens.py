@@ -1,0 +1,243 @@
+"""RFC 9068 JWT access tokens: signing keys (ES256) with rotation, issuing, verifying.
+
+Verification is strict: signature against a known ``kid``, an allow-list of asymmetric
+algorithms (never ``none``, never HS*), ``iss``, ``aud``, ``exp``, ``nbf`` and ``typ``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, KeySet
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from exchange.db import transaction
+from exchange.errors import ExchangeError
+from exchange.identity.models import RevokedTokenRow, SigningKeyRow
+from exchange.identity.service import Client
+from exchange.secrets_store import seal, unseal
+
+ALGORITHMS = ["ES256"]
+TOKEN_FORMAT = 1  # our claim "ver": bump when the claim set changes meaning
+LEEWAY_S = 30
+
+
+class InvalidToken(ExchangeError):
+    code = "invalid_token"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: established only from a verified token."""
+
+    client_id: str
+    department: str
+    roles: frozenset[str]
+    token_id: str
+    issuer: str
+    expires_at: int
+    external: bool = False
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+
+@dataclass
+class IssuedToken:
+    access_token: str
+    expires_in: int
+    scope: str
+    claims: dict[str, Any] = field(default_factory=dict)
+
+
+class TokenService:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        master_key: bytes,
+        *,
+        issuer: str,
+        audience: str,
+        ttl_seconds: int = 300,
+    ) -> None:
+        self.sessions = sessions
+        self.master_key = master_key
+        self.issuer = issuer
+        self.audience = audience
+        self.ttl = ttl_seconds
+        self._lock = threading.Lock()
+        self._signing: tuple[str, ECKey] | None = None
+        self._public: KeySet | None = None
+        self._public_loaded = 0.0
+        self._revoked_cache: dict[str, float] = {}
+
+    # -- keys ----------------------------------------------------------------------------
+    def ensure_signing_key(self) -> str:
+        with transaction(self.sessions) as s:
+            active = s.scalars(
+                select(SigningKeyRow).where(SigningKeyRow.status == "active")
+            ).first()
+            if active is not None:
+                return active.kid
+        return self.rotate_signing_key()
+
+    def rotate_signing_key(self) -> str:
+        """New active key; the old one keeps verifying until its last token has expired."""
+        kid = f"es256-{secrets.token_hex(8)}"
+        key = ECKey.generate_key(
+            "P-256", parameters={"kid": kid, "use": "sig", "alg": "ES256"}, private=True
+        )
+        now = datetime.now(UTC)
+        with transaction(self.sessions) as s:
+            for old in s.scalars(select(SigningKeyRow).where(SigningKeyRow.status == "active")):
+                old.status = "retired"
+                old.retire_after = now + timedelta(seconds=self.ttl + LEEWAY_S)
+            s.add(
+                SigningKeyRow(
+                    kid=kid,
+                    alg="ES256",
+                    sealed_private=seal(
+                        self.master_key, key.as_pem(private=True), f"jwt-key:{kid}"
+                    ),
+                    public_jwk=dict(key.as_dict(private=False)),
+                    created_at=now,
+                    status="active",
+                )
+            )
+        with self._lock:
+            self._signing = None
+            self._public = None
+        return kid
+
+    def _signing_key(self) -> tuple[str, ECKey]:
+        with self._lock:
+            if self._signing is None:
+                with transaction(self.sessions) as s:
+                    row = s.scalars(
+                        select(SigningKeyRow).where(SigningKeyRow.status == "active")
+                    ).first()
+                    if row is None:
+                        raise InvalidToken("no active signing key")
+                    pem = unseal(self.master_key, row.sealed_private, f"jwt-key:{row.kid}")
+                    self._signing = (row.kid, ECKey.import_key(pem, {"kid": row.kid}))
+            return self._signing
+
+    def jwks(self) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        with transaction(self.sessions) as s:
+            rows = s.scalars(select(SigningKeyRow).order_by(SigningKeyRow.created_at.desc()))
+            keys = [
+                r.public_jwk
+                for r in rows
+                if r.status == "active" or (r.retire_after and _aware(r.retire_after) > now)
+            ]
+        return {"keys": keys}
+
+    def _public_keys(self) -> KeySet:
+        # Other gateway instances may rotate: reload the key set at most every 5 seconds.
+        with self._lock:
+            if self._public is None or time.monotonic() - self._public_loaded > 5:
+                self._public = KeySet.import_key_set(self.jwks())  # type: ignore[arg-type]
+                self._public_loaded = time.monotonic()
+            return self._public
+
+    # -- tokens --------------------------------------------------------------------------
+    def issue(self, client: Client, scope: list[str] | None) -> IssuedToken:
+        granted = sorted(set(client.roles) if not scope else set(scope) & set(client.roles))
+        kid, key = self._signing_key()
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "sub": client.client_id,
+            "aud": self.audience,
+            "client_id": client.client_id,
+            "dept": client.department,
+            "scope": " ".join(granted),
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.ttl,
+            "jti": secrets.token_urlsafe(16),
+            "ver": TOKEN_FORMAT,
+        }
+        token = jwt.encode({"alg": "ES256", "kid": kid, "typ": "at+jwt"}, claims, key)
+        return IssuedToken(token, self.ttl, claims["scope"], claims)  # type: ignore[arg-type]
+
+    def verify(self, token: str) -> Principal:
+        try:
+            decoded = jwt.decode(token, self._public_keys(), algorithms=ALGORITHMS)
+        except (JoseError, ValueError) as exc:
+            raise InvalidToken("token signature or format is invalid") from exc
+        header, claims = decoded.header, decoded.claims
+        if header.get("typ", "").lower() not in ("at+jwt", "application/at+jwt"):
+            raise InvalidToken("not an access token")
+        registry = jwt.JWTClaimsRegistry(
+            now=None,
+            leeway=LEEWAY_S,
+            iss={"essential": True, "value": self.issuer},
+            aud={"essential": True, "value": self.audience},
+            exp={"essential": True},
+            jti={"essential": True},
+            sub={"essential": True},
+        )
+        try:
+            registry.validate(claims)
+        except JoseError as exc:
+            raise InvalidToken(f"token rejected: {exc.error}") from exc
+        if self.is_revoked(str(claims["jti"])):
+            raise InvalidToken("token has been revoked")
+        return Principal(
+            client_id=str(claims["client_id"]),
+            department=str(claims["dept"]),
+            roles=frozenset(str(claims.get("scope", "")).split()),
+            token_id=str(claims["jti"]),
+            issuer=self.issuer,
+            expires_at=int(claims["exp"]),
+        )
+
+    def revoke(self, token: str) -> None:
+        """RFC 7009: revoke a token we issued; unknown or invalid tokens are ignored."""
+        try:
+            principal = self.verify(token)
+        except InvalidToken:
+            return
+        with transaction(self.sessions) as s:
+            if s.get(RevokedTokenRow, principal.token_id) is None:
+                s.add(RevokedTokenRow(jti=principal.token_id, expires_at=principal.expires_at))
+            s.execute(delete(RevokedTokenRow).where(RevokedTokenRow.expires_at < time.time()))
+        with self._lock:
+            self._revoked_cache[principal.token_id] = time.monotonic()
+
+    def is_revoked(self, jti: str) -> bool:
+        with transaction(self.sessions) as s:
+            return s.get(RevokedTokenRow, jti) is not None
+
+    def introspect(self, token: str) -> dict[str, Any]:
+        """RFC 7662 response body."""
+        try:
+            p = self.verify(token)
+        except InvalidToken:
+            return {"active": False}
+        return {
+            "active": True,
+            "client_id": p.client_id,
+            "sub": p.client_id,
+            "scope": " ".join(sorted(p.roles)),
+            "dept": p.department,
+            "exp": p.expires_at,
+            "iss": p.issuer,
+            "aud": self.audience,
+            "token_type": "Bearer",
+            "jti": p.token_id,
+        }
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)

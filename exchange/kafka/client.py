@@ -1,0 +1,296 @@
+"""The Kafka adapter: admin, transactional publishing, durable single sends, and reading.
+
+kafka-python exceptions are translated here into :mod:`exchange.errors` so nothing above this
+module needs to know which client library is in use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
+
+from exchange.errors import Conflict, KafkaUnavailable, NotFound
+
+log = logging.getLogger(__name__)
+
+Header = tuple[str, bytes]
+
+
+@dataclass(frozen=True)
+class OutRecord:
+    key: bytes | None
+    value: bytes
+    headers: Sequence[Header] = ()
+
+
+@dataclass(frozen=True)
+class Position:
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class InRecord:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes
+    headers: Sequence[Header]
+
+
+# Settings that make a topic safe for acks=all on a real cluster; on one broker they degrade.
+def topic_config(replication: int) -> dict[str, str]:
+    return {
+        "min.insync.replicas": str(max(1, min(2, replication - 1))),
+        "unclean.leader.election.enable": "false",
+    }
+
+
+class KafkaAdapter:
+    """One per process: a lazily created admin client and transactional producer."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        client_id: str = "exchange",
+        replication: int = 1,
+        request_timeout_ms: int = 15000,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.client_id = client_id
+        self.replication = replication
+        self.timeout_ms = request_timeout_ms
+        self._admin: KafkaAdminClient | None = None
+        self._tx: KafkaProducer | None = None
+        self._plain: KafkaProducer | None = None
+        self._tx_lock = threading.Lock()
+        self._lock = threading.Lock()
+
+    # -- admin ---------------------------------------------------------------------------
+    def admin(self) -> KafkaAdminClient:
+        with self._lock:
+            if self._admin is None:
+                try:
+                    self._admin = KafkaAdminClient(
+                        bootstrap_servers=self.bootstrap,
+                        client_id=f"{self.client_id}-admin",
+                        request_timeout_ms=self.timeout_ms,
+                        bootstrap_timeout_ms=self.timeout_ms,
+                    )
+                except (KafkaError, OSError) as exc:
+                    raise KafkaUnavailable(f"Kafka at {self.bootstrap} is unreachable") from exc
+            return self._admin
+
+    def create_topic(
+        self, name: str, partitions: int, *, compact: bool = False, retention_ms: int | None = None
+    ) -> None:
+        config = topic_config(self.replication)
+        if compact:
+            config["cleanup.policy"] = "compact"
+        if retention_ms is not None:
+            config["retention.ms"] = str(retention_ms)
+        topic = NewTopic(name, partitions, self.replication, topic_configs=config)
+        try:
+            self.admin().create_topics([topic], timeout_ms=self.timeout_ms)
+        except TopicAlreadyExistsError as exc:
+            raise Conflict(f"Kafka topic {name} already exists") from exc
+        except KafkaError as exc:
+            raise KafkaUnavailable(f"creating topic {name} failed: {exc}") from exc
+
+    def ensure_topic(self, name: str, partitions: int = 1, **kwargs: object) -> None:
+        with contextlib.suppress(Conflict):
+            self.create_topic(name, partitions, **kwargs)  # type: ignore[arg-type]
+
+    def partitions(self, topic: str) -> list[int]:
+        consumer = self._consumer()
+        try:
+            parts = consumer.partitions_for_topic(topic)
+        finally:
+            consumer.close()
+        if not parts:
+            raise NotFound(f"Kafka topic {topic} does not exist")
+        return sorted(parts)
+
+    def list_topics(self) -> list[str]:
+        try:
+            return list(self.admin().list_topics())
+        except KafkaError as exc:
+            raise KafkaUnavailable("listing topics failed") from exc
+
+    def ping(self) -> bool:
+        try:
+            self.admin().list_topics()
+            return True
+        except (KafkaError, KafkaUnavailable, OSError):
+            with self._lock:
+                if self._admin is not None:
+                    self._admin.close()
+                self._admin = None
+            return False
+
+    # -- producing -----------------------------------------------------------------------
+    def _transactional(self) -> KafkaProducer:
+        if self._tx is None:
+            try:
+                self._tx = KafkaProducer(
+                    bootstrap_servers=self.bootstrap,
+                    client_id=f"{self.client_id}-tx",
+                    transactional_id=f"{self.client_id}-{uuid.uuid4()}",
+                    enable_idempotence=True,
+                    acks="all",
+                    linger_ms=0,
+                    max_request_size=16 * 1024 * 1024,
+                    request_timeout_ms=self.timeout_ms,
+                )
+                self._tx.init_transactions()
+            except KafkaError as exc:
+                self._tx = None
+                raise KafkaUnavailable("Kafka transactional producer unavailable") from exc
+        return self._tx
+
+    def publish_atomically(self, topic: str, records: Sequence[OutRecord]) -> list[Position]:
+        """Write all records in one Kafka transaction; all become visible or none do."""
+        with self._tx_lock:
+            producer = self._transactional()
+            try:
+                producer.begin_transaction()
+                futures = [
+                    producer.send(topic, value=r.value, key=r.key, headers=list(r.headers))
+                    for r in records
+                ]
+                producer.flush()
+                metas = [f.get(timeout=self.timeout_ms / 1000) for f in futures]
+                producer.commit_transaction()
+            except UnknownTopicOrPartitionError as exc:
+                self._abort(producer)
+                raise NotFound(f"Kafka topic {topic} does not exist") from exc
+            except KafkaError as exc:
+                self._abort(producer)
+                raise KafkaUnavailable(f"publishing to {topic} failed: {exc}") from exc
+        return [Position(m.partition, m.offset) for m in metas]
+
+    def _abort(self, producer: KafkaProducer) -> None:
+        try:
+            producer.abort_transaction()
+        except KafkaError:
+            # The producer may be fenced or broken; rebuild it on next use.
+            log.warning("aborting Kafka transaction failed; recreating producer")
+            producer.close(timeout=1)
+            self._tx = None
+
+    def send_durably(self, topic: str, record: OutRecord) -> Position:
+        """One record, acks=all, idempotent, waited for: used for audit events."""
+        with self._lock:
+            if self._plain is None:
+                self._plain = KafkaProducer(
+                    bootstrap_servers=self.bootstrap,
+                    client_id=f"{self.client_id}-durable",
+                    enable_idempotence=True,
+                    acks="all",
+                    linger_ms=0,
+                    request_timeout_ms=self.timeout_ms,
+                )
+            producer = self._plain
+        try:
+            meta = producer.send(
+                topic, value=record.value, key=record.key, headers=list(record.headers)
+            ).get(timeout=self.timeout_ms / 1000)
+        except KafkaError as exc:
+            raise KafkaUnavailable(f"durable write to {topic} failed: {exc}") from exc
+        return Position(meta.partition, meta.offset)
+
+    # -- reading -------------------------------------------------------------------------
+    def _consumer(self, **extra: object) -> KafkaConsumer:
+        try:
+            return KafkaConsumer(
+                bootstrap_servers=self.bootstrap,
+                client_id=f"{self.client_id}-r",
+                enable_auto_commit=False,
+                isolation_level="read_committed",
+                request_timeout_ms=max(self.timeout_ms, 31000),
+                **extra,
+            )
+        except (KafkaError, OSError) as exc:
+            raise KafkaUnavailable(f"Kafka at {self.bootstrap} is unreachable") from exc
+
+    def reader(self, topic: str) -> TopicReader:
+        return TopicReader(self._consumer(max_poll_records=2000), topic)
+
+    def close(self) -> None:
+        for closable in (self._tx, self._plain, self._admin):
+            if closable is not None:
+                with contextlib.suppress(KafkaError):
+                    closable.close()
+        self._tx = self._plain = self._admin = None
+
+
+class TopicReader:
+    """A group-less reader of one topic: assign partitions, seek, poll committed records."""
+
+    def __init__(self, consumer: KafkaConsumer, topic: str) -> None:
+        self.consumer = consumer
+        self.topic = topic
+        parts = consumer.partitions_for_topic(topic) or set()
+        self.partitions = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(self.partitions)
+
+    def seek(self, offsets: dict[int, int]) -> None:
+        for tp in self.partitions:
+            if tp.partition in offsets:
+                self.consumer.seek(tp, offsets[tp.partition])
+            else:
+                self.consumer.seek_to_beginning(tp)
+
+    def seek_to_end(self) -> None:
+        self.consumer.seek_to_end(*self.partitions)
+
+    def end_offsets(self) -> dict[int, int]:
+        ends = self.consumer.end_offsets(self.partitions)
+        return {tp.partition: off for tp, off in ends.items()}
+
+    def offsets_for_time(self, timestamp_ms: int) -> dict[int, int]:
+        found = self.consumer.offsets_for_times({tp: timestamp_ms for tp in self.partitions})
+        ends = self.end_offsets()
+        return {
+            tp.partition: (o.offset if o is not None else ends[tp.partition])
+            for tp, o in found.items()
+        }
+
+    def positions(self) -> dict[int, int]:
+        return {tp.partition: self.consumer.position(tp) for tp in self.partitions}
+
+    def poll(self, timeout_ms: int = 500, max_records: int = 500) -> list[InRecord]:
+        try:
+            batches = self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        except KafkaError as exc:
+            raise KafkaUnavailable(f"reading {self.topic} failed: {exc}") from exc
+        out: list[InRecord] = []
+        for tp, msgs in batches.items():
+            for m in msgs:
+                out.append(
+                    InRecord(
+                        tp.topic,
+                        tp.partition,
+                        m.offset,
+                        m.timestamp,
+                        m.key,
+                        m.value,
+                        tuple(m.headers or ()),
+                    )
+                )
+        out.sort(key=lambda r: (r.partition, r.offset))
+        return out
+
+    def close(self) -> None:
+        self.consumer.close()

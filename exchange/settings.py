@@ -1,0 +1,51 @@
+"""Process settings, read from ``EXCHANGE_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the exchange needs to start; secrets are held as ``SecretStr``."""
+
+    model_config = SettingsConfigDict(env_prefix="EXCHANGE_", extra="ignore")
+
+    home: Path = Field(default=Path("./.exchange"), description="Data directory.")
+    kafka_bootstrap: str | None = Field(
+        default=None, description="External Kafka bootstrap; unset = start the local broker."
+    )
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default SQLite file in the home directory."
+    )
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str | None = Field(
+        default=None, description="URL clients use to reach the gateway (token issuer)."
+    )
+    token_ttl_seconds: int = 300
+    token_audience: str = "exchange"  # noqa: S105 - an audience name, not a secret
+    master_key: SecretStr | None = Field(
+        default=None, description="Local KMS master key (base64); else a 0600 file in home."
+    )
+    oidc_issuer: str | None = Field(default=None, description="External OIDC issuer URL.")
+    oidc_audience: str | None = None
+    max_batch_records: int = 5000
+    max_body_bytes: int = 16 * 1024 * 1024
+
+    @cached_property
+    def resolved_home(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_home / 'exchange.db'}"
+
+    @property
+    def gateway_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"

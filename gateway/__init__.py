@@ -1,0 +1,1 @@
+"""The HTTP gateway: the only package that imports FastAPI."""

@@ -1,0 +1,86 @@
+"""Composition root of the gateway: build services, mount routers, manage their lifetime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from exchange.auditing import AuditSink, MemoryAuditSink
+from exchange.db import make_engine, migrate, session_factory
+from exchange.identity.service import IdentityService
+from exchange.identity.tokens import TokenService
+from exchange.kafka.client import KafkaAdapter
+from exchange.secrets_store import load_master_key
+from exchange.settings import Settings
+from gateway import errors
+from gateway.container import Services
+from gateway.routes import health, identity, oauth
+
+log = logging.getLogger(__name__)
+
+# Packages plug in here: each entry gets the Services at start-up and returns routers to mount
+# and an optional close callback. Keeps app.py free of per-package wiring details.
+Plugin = Callable[[Services], tuple[list[Any], Callable[[], None] | None]]
+PLUGINS: list[Plugin] = []
+
+
+def build_services(settings: Settings, bootstrap: str, audit: AuditSink | None = None) -> Services:
+    settings.resolved_home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.sqlalchemy_url)
+    migrate(engine)
+    sessions = session_factory(engine)
+    master_key = load_master_key(settings)
+    tokens = TokenService(
+        sessions,
+        master_key,
+        issuer=settings.gateway_url,
+        audience=settings.token_audience,
+        ttl_seconds=settings.token_ttl_seconds,
+    )
+    tokens.ensure_signing_key()
+    return Services(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        kafka=KafkaAdapter(bootstrap, client_id=f"exchange-gw-{settings.port}"),
+        identity=IdentityService(sessions),
+        tokens=tokens,
+        master_key=master_key,
+        audit=audit or MemoryAuditSink(),
+    )
+
+
+def create_app(svc: Services) -> FastAPI:
+    closers: list[Callable[[], None]] = []
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        for close in reversed(closers):
+            close()
+        svc.kafka.close()
+        svc.engine.dispose()
+
+    app = FastAPI(
+        title="exchange gateway",
+        version="0.1.0",
+        description="Cross-department data exchange: publish Avro records to Kafka, subscribe "
+        "under sharing agreements, with field-level encryption and a "
+        "tamper-evident audit log.",
+        lifespan=lifespan,
+    )
+    app.state.services = svc
+    errors.install(app)
+    for router in (health.router, oauth.router, identity.router):
+        app.include_router(router)
+    for plugin in PLUGINS:
+        routers, close = plugin(svc)
+        for r in routers:
+            app.include_router(r)
+        if close is not None:
+            closers.append(close)
+    return app

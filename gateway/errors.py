@@ -1,0 +1,90 @@
+"""Map domain errors to RFC 9457 problem+json responses with a stable ``code``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from exchange.errors import (
+    Conflict,
+    DependencyUnavailable,
+    ExchangeError,
+    Forbidden,
+    InvalidInput,
+    KafkaUnavailable,
+    NotFound,
+)
+from exchange.identity.tokens import InvalidToken
+
+log = logging.getLogger(__name__)
+
+STATUS: list[tuple[type[ExchangeError], int]] = [
+    (InvalidToken, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (InvalidInput, 422),
+    (KafkaUnavailable, 503),
+    (DependencyUnavailable, 503),
+]
+
+
+def status_for(exc: ExchangeError) -> int:
+    for cls, status in STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def problem(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {
+        "type": f"urn:exchange:error:{code}",
+        "title": code.replace("_", " "),
+        "status": status,
+        "code": code,
+        "detail": detail,
+        **extra,
+    }
+    headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if status == 401 else None
+    return JSONResponse(
+        body, status_code=status, media_type="application/problem+json", headers=headers
+    )
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ExchangeError)
+    async def _domain(_: Request, exc: ExchangeError) -> JSONResponse:
+        status = status_for(exc)
+        if status >= 500:
+            log.warning("dependency failure: %s (%s)", exc.code, type(exc.__cause__).__name__)
+        return problem(status, exc.code, exc.message, **exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"path": ".".join(str(p) for p in e.get("loc", ())), "reason": e.get("msg")}
+            for e in exc.errors()
+        ]
+        return problem(
+            422, "invalid_request", "request body or parameters are invalid", errors=errors
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {
+            404: "not_found",
+            405: "method_not_allowed",
+            401: "unauthorized",
+            403: "forbidden",
+            413: "payload_too_large",
+            429: "rate_limited",
+        }.get(exc.status_code, "http_error")
+        resp = problem(exc.status_code, code, str(exc.detail))
+        for k, v in (exc.headers or {}).items():
+            resp.headers[k] = v
+        return resp

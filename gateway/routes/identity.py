@@ -1,0 +1,170 @@
+"""Departments and their OAuth clients (admin)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Depends, status
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from exchange.auditing import AuditRecord
+from exchange.identity.service import Client, Department, IssuedSecret
+from exchange.identity.tokens import Principal
+from gateway.auth import principal, require, services
+from gateway.container import Services
+
+router = APIRouter(prefix="/v1/departments", tags=["departments"])
+
+
+class DepartmentIn(BaseModel):
+    id: str = Field(description="Stable id, e.g. 'civil-affairs'", examples=["civil-affairs"])
+    name: str = Field(min_length=1, max_length=200)
+    parent: str | None = Field(default=None, description="Parent department id")
+    level: Literal["region", "city", "county", "township"]
+
+
+class DepartmentOut(BaseModel):
+    id: str
+    name: str
+    parent: str | None
+    level: str
+
+
+class ClientIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    roles: list[str] = Field(description="Roles; each is also an OAuth scope")
+
+
+class ClientOut(BaseModel):
+    client_id: str
+    department: str
+    name: str
+    roles: list[str]
+    disabled: bool
+
+
+class ClientSecretOut(BaseModel):
+    client_id: str
+    client_secret: str = Field(description="Shown once; store it safely")
+    roles: list[str]
+
+
+def _dept(d: Department) -> DepartmentOut:
+    return DepartmentOut(id=d.id, name=d.name, parent=d.parent, level=d.level)
+
+
+def _client(c: Client) -> ClientOut:
+    return ClientOut(
+        client_id=c.client_id,
+        department=c.department,
+        name=c.name,
+        roles=list(c.roles),
+        disabled=c.disabled,
+    )
+
+
+def _secret(i: IssuedSecret) -> ClientSecretOut:
+    return ClientSecretOut(
+        client_id=i.client.client_id, client_secret=i.client_secret, roles=list(i.client.roles)
+    )
+
+
+async def _audit(svc: Services, who: Principal, kind: str, **data: object) -> None:
+    await run_in_threadpool(
+        svc.audit.append,
+        AuditRecord(kind, actor=who.client_id, department=who.department, data=dict(data)),
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=DepartmentOut)
+async def create_department(
+    body: DepartmentIn,
+    who: Principal = Depends(require("admin")),
+    svc: Services = Depends(services),
+) -> DepartmentOut:
+    d = await run_in_threadpool(
+        svc.identity.create_department, body.id, body.name, body.level, body.parent
+    )
+    await _audit(svc, who, "admin.department_created", department_id=d.id, level=d.level)
+    return _dept(d)
+
+
+@router.get("", response_model=list[DepartmentOut])
+async def list_departments(
+    _: Principal = Depends(principal), svc: Services = Depends(services)
+) -> list[DepartmentOut]:
+    return [_dept(d) for d in await run_in_threadpool(svc.identity.list_departments)]
+
+
+@router.post("/{dept}/clients", status_code=status.HTTP_201_CREATED, response_model=ClientSecretOut)
+async def create_client(
+    dept: str,
+    body: ClientIn,
+    who: Principal = Depends(require("admin")),
+    svc: Services = Depends(services),
+) -> ClientSecretOut:
+    issued = await run_in_threadpool(svc.identity.create_client, dept, body.name, body.roles)
+    await _audit(
+        svc,
+        who,
+        "admin.client_created",
+        client=issued.client.client_id,
+        client_department=dept,
+        roles=list(issued.client.roles),
+    )
+    return _secret(issued)
+
+
+@router.get("/{dept}/clients", response_model=list[ClientOut])
+async def list_clients(
+    dept: str, _: Principal = Depends(require("admin")), svc: Services = Depends(services)
+) -> list[ClientOut]:
+    return [_client(c) for c in await run_in_threadpool(svc.identity.list_clients, dept)]
+
+
+@router.post("/{dept}/clients/{client_id}/rotate", response_model=ClientSecretOut)
+async def rotate_client(
+    dept: str,
+    client_id: str,
+    who: Principal = Depends(require("admin")),
+    svc: Services = Depends(services),
+) -> ClientSecretOut:
+    await _owned(svc, dept, client_id)
+    issued = await run_in_threadpool(svc.identity.rotate_secret, client_id)
+    await _audit(svc, who, "admin.client_rotated", client=client_id)
+    return _secret(issued)
+
+
+@router.post("/{dept}/clients/{client_id}/disable", response_model=ClientOut)
+async def disable_client(
+    dept: str,
+    client_id: str,
+    who: Principal = Depends(require("admin")),
+    svc: Services = Depends(services),
+) -> ClientOut:
+    await _owned(svc, dept, client_id)
+    c = await run_in_threadpool(svc.identity.set_disabled, client_id, True)
+    await _audit(svc, who, "admin.client_disabled", client=client_id)
+    return _client(c)
+
+
+@router.post("/{dept}/clients/{client_id}/enable", response_model=ClientOut)
+async def enable_client(
+    dept: str,
+    client_id: str,
+    who: Principal = Depends(require("admin")),
+    svc: Services = Depends(services),
+) -> ClientOut:
+    await _owned(svc, dept, client_id)
+    c = await run_in_threadpool(svc.identity.set_disabled, client_id, False)
+    await _audit(svc, who, "admin.client_enabled", client=client_id)
+    return _client(c)
+
+
+async def _owned(svc: Services, dept: str, client_id: str) -> None:
+    from exchange.errors import NotFound
+
+    c = await run_in_threadpool(svc.identity.get_client, client_id)
+    if c.department != dept:
+        raise NotFound(f"client {client_id} not found")

@@ -1,0 +1,171 @@
+"""The built-in OAuth2 authorization server: client credentials, JWKS, RFC 8414/7009/7662."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Any
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from exchange.auditing import AuditRecord
+from exchange.identity.roles import ALL_ROLES
+from exchange.identity.service import Client
+from gateway.auth import services
+from gateway.container import Services
+
+router = APIRouter(tags=["oauth"])
+
+
+def oauth_error(error: str, description: str, status: int = 400) -> JSONResponse:
+    headers = {"Cache-Control": "no-store"}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="exchange"'
+    return JSONResponse(
+        {"error": error, "error_description": description}, status_code=status, headers=headers
+    )
+
+
+def _basic_credentials(request: Request) -> tuple[str, str] | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        raw = base64.b64decode(value, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    cid, sep, secret = raw.partition(":")
+    # RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
+    return (unquote(cid), unquote(secret)) if sep else None
+
+
+async def client_from_request(
+    request: Request, svc: Services, client_id: str | None, client_secret: str | None
+) -> Client | None:
+    creds = _basic_credentials(request)
+    if creds is None and client_id and client_secret:
+        creds = (client_id, client_secret)
+    if creds is None:
+        return None
+    return await run_in_threadpool(svc.identity.authenticate, *creds)
+
+
+@router.post("/oauth/token", summary="Client-credentials grant (RFC 6749 §4.4)")
+async def token(
+    request: Request,
+    grant_type: Annotated[str, Form()],
+    scope: Annotated[str | None, Form()] = None,
+    client_id: Annotated[str | None, Form()] = None,
+    client_secret: Annotated[str | None, Form()] = None,
+    svc: Services = Depends(services),
+) -> JSONResponse:
+    client = await client_from_request(request, svc, client_id, client_secret)
+    if client is None:
+        await run_in_threadpool(
+            svc.audit.append,
+            AuditRecord(
+                "token.refused",
+                actor=client_id or "unknown",
+                outcome="denied",
+                data={"reason": "invalid_client"},
+            ),
+        )
+        return oauth_error("invalid_client", "client authentication failed", 401)
+    if grant_type != "client_credentials":
+        return oauth_error("unsupported_grant_type", "only client_credentials is supported")
+    requested = scope.split() if scope else None
+    if requested and not set(requested) <= set(client.roles):
+        await run_in_threadpool(
+            svc.audit.append,
+            AuditRecord(
+                "token.refused",
+                actor=client.client_id,
+                department=client.department,
+                outcome="denied",
+                data={"reason": "invalid_scope", "requested": requested},
+            ),
+        )
+        return oauth_error("invalid_scope", "requested scope exceeds the client's roles")
+    issued = await run_in_threadpool(svc.tokens.issue, client, requested)
+    await run_in_threadpool(
+        svc.audit.append,
+        AuditRecord(
+            "token.issued",
+            actor=client.client_id,
+            department=client.department,
+            data={"scope": issued.scope, "jti": issued.claims["jti"]},
+        ),
+    )
+    return JSONResponse(
+        {
+            "access_token": issued.access_token,
+            "token_type": "Bearer",
+            "expires_in": issued.expires_in,
+            "scope": issued.scope,
+        },
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+    )
+
+
+@router.get("/oauth/jwks", summary="Public keys that verify our access tokens")
+async def jwks(svc: Services = Depends(services)) -> dict[str, Any]:
+    return await run_in_threadpool(svc.tokens.jwks)
+
+
+@router.get("/.well-known/oauth-authorization-server", summary="RFC 8414 metadata")
+async def metadata(svc: Services = Depends(services)) -> dict[str, Any]:
+    base = svc.tokens.issuer
+    return {
+        "issuer": base,
+        "token_endpoint": f"{base}/oauth/token",
+        "jwks_uri": f"{base}/oauth/jwks",
+        "revocation_endpoint": f"{base}/oauth/revoke",
+        "introspection_endpoint": f"{base}/oauth/introspect",
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+        ],
+        "token_endpoint_auth_signing_alg_values_supported": ["ES256"],
+        "scopes_supported": sorted(ALL_ROLES),
+        "response_types_supported": ["token"],
+    }
+
+
+@router.post("/oauth/revoke", summary="RFC 7009 token revocation")
+async def revoke(
+    request: Request,
+    token: Annotated[str, Form()],
+    client_id: Annotated[str | None, Form()] = None,
+    client_secret: Annotated[str | None, Form()] = None,
+    svc: Services = Depends(services),
+) -> JSONResponse:
+    client = await client_from_request(request, svc, client_id, client_secret)
+    if client is None:
+        return oauth_error("invalid_client", "client authentication failed", 401)
+    principal = await run_in_threadpool(svc.tokens.introspect, token)
+    # A client may revoke its own tokens; an admin may revoke any.
+    if principal.get("active") and (
+        principal["client_id"] == client.client_id or "admin" in client.roles
+    ):
+        await run_in_threadpool(svc.tokens.revoke, token)
+    return JSONResponse({}, status_code=200)
+
+
+@router.post("/oauth/introspect", summary="RFC 7662 token introspection")
+async def introspect(
+    request: Request,
+    token: Annotated[str, Form()],
+    client_id: Annotated[str | None, Form()] = None,
+    client_secret: Annotated[str | None, Form()] = None,
+    svc: Services = Depends(services),
+) -> JSONResponse:
+    client = await client_from_request(request, svc, client_id, client_secret)
+    if client is None:
+        return oauth_error("invalid_client", "client authentication failed", 401)
+    return JSONResponse(await run_in_threadpool(svc.tokens.introspect, token))

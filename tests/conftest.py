@@ -1,0 +1,60 @@
+"""Session fixtures: one real Kafka broker and one in-process gateway for the whole run."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from exchange.client import ExchangeClient
+from tests.support.gateway import ThreadGateway
+from tests.support.kafka import kafka_for_tests
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with kafka_for_tests(tmp_path_factory.mktemp("kafka")) as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ThreadGateway]:
+    gw = ThreadGateway(tmp_path_factory.mktemp("gateway-home"), kafka_bootstrap).start()
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture(scope="session")
+def admin(gateway: ThreadGateway) -> Iterator[ExchangeClient]:
+    with gateway.admin() as c:
+        yield c
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique suffix so tests sharing the session gateway do not collide."""
+    return uuid.uuid4().hex[:8]
+
+
+def make_department(
+    admin: ExchangeClient, dept_id: str, level: str = "city", parent: str | None = None
+) -> None:
+    admin.call(
+        "POST",
+        "/v1/departments",
+        json={"id": dept_id, "name": dept_id.title(), "level": level, "parent": parent},
+    )
+
+
+def make_client(
+    admin: ExchangeClient, gateway_url: str, dept_id: str, roles: list[str]
+) -> ExchangeClient:
+    body = admin.call(
+        "POST",
+        f"/v1/departments/{dept_id}/clients",
+        json={"name": f"{dept_id} app", "roles": roles},
+    )
+    return ExchangeClient(gateway_url, body["client_id"], body["client_secret"])

@@ -1,0 +1,72 @@
+"""`exchange up` on its own local broker: ready, restart keeps data, SIGTERM leaves no Java."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from exchange.kafka.broker import pid_alive
+from exchange.kafka.client import KafkaAdapter, OutRecord
+from tests.support.gateway import GatewayProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
+
+
+def java_pids_for(home: Path) -> list[int]:
+    out = subprocess.run(
+        ["pgrep", "-f", f"{home}/kafka/server.properties"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_up_twice_keeps_data_and_sigterm_stops_java(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    gw = GatewayProcess(home, bootstrap=None).start()
+    try:
+        ready = httpx.get(f"{gw.url}/readyz").json()
+        assert ready == {"status": "ready", "kafka": "up", "database": "up"}
+        creds_path = home / "admin-credentials.json"
+        assert stat.S_IMODE(creds_path.stat().st_mode) == 0o600
+        creds = gw.admin_credentials()
+        assert set(creds) == {"client_id", "client_secret", "token_url", "gateway_url"}
+        dept = f"d-{uuid.uuid4().hex[:6]}"
+        with gw.admin() as admin:
+            admin.call("POST", "/v1/departments", json={"id": dept, "name": "D", "level": "city"})
+        state = json.loads((home / "kafka" / "state.json").read_text())
+        assert pid_alive(state["pid"])
+        topic = f"{dept}.kept"
+        kafka = KafkaAdapter(f"127.0.0.1:{state['broker_port']}")
+        kafka.create_topic(topic, 1)
+        kafka.publish_atomically(topic, [OutRecord(b"k", b"survives restarts")])
+        kafka.close()
+    finally:
+        gw.stop()
+    assert java_pids_for(home) == []
+    assert not pid_alive(state["pid"])
+
+    gw2 = GatewayProcess(home, bootstrap=None, port=gw.port).start()
+    try:
+        with gw2.admin() as admin:  # the same credentials still work after the restart
+            ids = [d["id"] for d in admin.call("GET", "/v1/departments")]
+        assert dept in ids
+        state2 = json.loads((home / "kafka" / "state.json").read_text())
+        assert state2["broker_port"] == state["broker_port"]  # same address for Kafka tools
+        kafka = KafkaAdapter(f"127.0.0.1:{state2['broker_port']}")
+        reader = kafka.reader(topic)
+        reader.seek({})
+        values = [r.value for _ in range(20) for r in reader.poll(timeout_ms=500)]
+        reader.close()
+        kafka.close()
+        assert b"survives restarts" in values
+    finally:
+        gw2.stop()
+    assert java_pids_for(home) == []
