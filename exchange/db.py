@@ -21,7 +21,8 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from exchange.errors import DependencyUnavailable
 
 _ROOT = Path(__file__).resolve().parent.parent
-MIGRATION_PACKAGES = ("exchange", "schemas", "consent", "audit")
+# Each entry owns one Alembic branch (label = last path part) in ``<dir>/migrations/versions``.
+MIGRATION_DIRS = ("exchange", "exchange/crypto", "exchange/delivery", "schemas", "consent", "audit")
 
 
 class Base(DeclarativeBase):
@@ -51,9 +52,7 @@ def alembic_config(url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(_ROOT / "exchange" / "migrations"))
     locations = [
-        str(p)
-        for pkg in MIGRATION_PACKAGES
-        if (p := _ROOT / pkg / "migrations" / "versions").is_dir()
+        str(p) for pkg in MIGRATION_DIRS if (p := _ROOT / pkg / "migrations" / "versions").is_dir()
     ]
     cfg.set_main_option("version_locations", " ".join(locations))
     cfg.set_main_option("path_separator", "space")

@@ -22,10 +22,12 @@ from gateway.routes import health, identity, oauth
 
 log = logging.getLogger(__name__)
 
-# Packages plug in here: each entry gets the Services at start-up and returns routers to mount
-# and an optional close callback. Keeps app.py free of per-package wiring details.
+# Packages plug in here, in order: each gets the Services at start-up (and may publish its own
+# service objects in ``svc.extras``), returns routers to mount and an optional close callback.
 Plugin = Callable[[Services], tuple[list[Any], Callable[[], None] | None]]
-PLUGINS: list[Plugin] = []
+PLUGINS: list[Plugin] = [
+    # registry.plugin, catalog/consent plugin, crypto plugin, topics+publish, delivery, audit
+]
 
 
 def build_services(settings: Settings, bootstrap: str, audit: AuditSink | None = None) -> Services:
