@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     )
     oidc_issuer: str | None = Field(default=None, description="External OIDC issuer URL.")
     oidc_audience: str | None = None
+    oidc_department_claim: str = Field(
+        default="dept", description="Claim (or dotted path) holding the department id."
+    )
+    token_leeway_seconds: int = Field(default=30, description="Clock skew allowed on exp/nbf.")
+    rate_limit_per_second: float = Field(default=2000.0, description="Per-client token refill.")
+    rate_limit_burst: int = Field(default=4000, description="Per-client bucket size.")
     max_batch_records: int = 5000
     max_body_bytes: int = 16 * 1024 * 1024
 

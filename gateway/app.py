@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from exchange.auditing import AuditSink, MemoryAuditSink
 from exchange.db import make_engine, migrate, session_factory
+from exchange.identity.external import external_verifier
 from exchange.identity.service import IdentityService
 from exchange.identity.tokens import TokenService
 from exchange.kafka.client import KafkaAdapter
@@ -42,9 +43,10 @@ def build_services(settings: Settings, bootstrap: str, audit: AuditSink | None =
         issuer=settings.gateway_url,
         audience=settings.token_audience,
         ttl_seconds=settings.token_ttl_seconds,
+        leeway_seconds=settings.token_leeway_seconds,
     )
     tokens.ensure_signing_key()
-    return Services(
+    svc = Services(
         settings=settings,
         engine=engine,
         sessions=sessions,
@@ -54,6 +56,13 @@ def build_services(settings: Settings, bootstrap: str, audit: AuditSink | None =
         master_key=master_key,
         audit=audit or MemoryAuditSink(),
     )
+    svc.extras["external_verifier"] = external_verifier(
+        settings.oidc_issuer,
+        settings.oidc_audience,
+        settings.oidc_department_claim,
+        svc.identity.department_exists,
+    )
+    return svc
 
 
 def create_app(svc: Services) -> FastAPI:

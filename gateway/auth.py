@@ -1,19 +1,43 @@
-"""Bearer-token authentication and role checks as FastAPI dependencies. Deny by default."""
+"""Bearer-token authentication, rate limits and role checks as FastAPI dependencies.
+
+Deny by default: every route that is not public depends on :func:`principal` (401 without a
+valid token) or :func:`require` (403 without one of the named roles).
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 
-from exchange.errors import Forbidden
+from exchange.identity.external import ExternalVerifier
 from exchange.identity.tokens import InvalidToken, Principal
 from gateway.container import Services
+from gateway.ratelimit import RateLimiter
+
+_limiter_lock = threading.Lock()
 
 
 def services(request: Request) -> Services:
     svc: Services = request.app.state.services
     return svc
+
+
+def rate_limiter(svc: Services) -> RateLimiter:
+    """The process's limiter, made on first use from the settings."""
+    with _limiter_lock:
+        limiter: RateLimiter | None = svc.extras.get("rate_limiter")
+        if limiter is None:
+            limiter = RateLimiter(svc.settings.rate_limit_per_second, svc.settings.rate_limit_burst)
+            svc.extras["rate_limiter"] = limiter
+        return limiter
+
+
+def limit_peer(request: Request, svc: Services = Depends(services)) -> None:
+    """For endpoints used before a client is known (token, revoke, introspect): per address."""
+    peer = request.client.host if request.client else "unknown"
+    rate_limiter(svc).enforce(f"peer:{peer}")
 
 
 def bearer_token(request: Request) -> str:
@@ -25,14 +49,14 @@ def bearer_token(request: Request) -> str:
 
 
 def authenticate_token(svc: Services, token: str) -> Principal:
-    external = svc.extras.get("external_verifier")
-    try:
-        return svc.tokens.verify(token)
-    except InvalidToken:
-        if external is None:
-            raise
-    principal: Principal = external(token)
-    return principal
+    """Our own tokens, or — when configured — those of the external OIDC issuer.
+
+    The (unverified) ``iss`` only picks the verifier; each verifier then checks everything.
+    """
+    external: ExternalVerifier | None = svc.extras.get("external_verifier")
+    if external is not None and external.accepts(token):
+        return external.verify(token)
+    return svc.tokens.verify(token)
 
 
 def principal(request: Request, svc: Services = Depends(services)) -> Principal:
@@ -40,16 +64,22 @@ def principal(request: Request, svc: Services = Depends(services)) -> Principal:
     if cached is not None:
         return cached
     p = authenticate_token(svc, bearer_token(request))
+    rate_limiter(svc).enforce(f"{'ext' if p.external else 'client'}:{p.client_id}")
     request.state.principal = p
     return p
 
 
 def require(*roles: str) -> Callable[..., Principal]:
-    """Dependency: the caller must hold at least one of ``roles``."""
+    """Dependency: the caller must hold at least one of ``roles`` (RFC 6750 insufficient_scope)."""
+    challenge = f'Bearer error="insufficient_scope", scope="{" ".join(roles)}"'
 
     def check(p: Principal = Depends(principal)) -> Principal:
         if not any(p.has(r) for r in roles):
-            raise Forbidden(f"requires one of the roles: {', '.join(roles)}")
+            raise HTTPException(
+                status_code=403,
+                detail=f"requires one of the roles: {', '.join(roles)}",
+                headers={"WWW-Authenticate": challenge},
+            )
         return p
 
     return check

@@ -87,6 +87,10 @@ class IdentityService:
                 raise NotFound(f"department {id} not found")
             return _dept(row)
 
+    def department_exists(self, id: str) -> bool:
+        with transaction(self.sessions) as s:
+            return s.get(DepartmentRow, id) is not None
+
     def list_departments(self) -> list[Department]:
         with transaction(self.sessions) as s:
             return [_dept(r) for r in s.scalars(select(DepartmentRow).order_by(DepartmentRow.id))]

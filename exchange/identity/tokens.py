@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from exchange.db import transaction
 from exchange.errors import ExchangeError
-from exchange.identity.models import RevokedTokenRow, SigningKeyRow
+from exchange.identity.models import ClientRow, RevokedTokenRow, SigningKeyRow
 from exchange.identity.service import Client
 from exchange.secrets_store import seal, unseal
 
@@ -67,12 +67,14 @@ class TokenService:
         issuer: str,
         audience: str,
         ttl_seconds: int = 300,
+        leeway_seconds: int = LEEWAY_S,
     ) -> None:
         self.sessions = sessions
         self.master_key = master_key
         self.issuer = issuer
         self.audience = audience
         self.ttl = ttl_seconds
+        self.leeway = leeway_seconds
         self._lock = threading.Lock()
         self._signing: tuple[str, ECKey] | None = None
         self._public: KeySet | None = None
@@ -99,7 +101,7 @@ class TokenService:
         with transaction(self.sessions) as s:
             for old in s.scalars(select(SigningKeyRow).where(SigningKeyRow.status == "active")):
                 old.status = "retired"
-                old.retire_after = now + timedelta(seconds=self.ttl + LEEWAY_S)
+                old.retire_after = now + timedelta(seconds=self.ttl + self.leeway)
             s.add(
                 SigningKeyRow(
                     kid=kid,
@@ -180,19 +182,20 @@ class TokenService:
             raise InvalidToken("not an access token")
         registry = jwt.JWTClaimsRegistry(
             now=None,
-            leeway=LEEWAY_S,
+            leeway=self.leeway,
             iss={"essential": True, "value": self.issuer},
             aud={"essential": True, "value": self.audience},
             exp={"essential": True},
             jti={"essential": True},
             sub={"essential": True},
+            client_id={"essential": True},
+            dept={"essential": True},
         )
         try:
             registry.validate(claims)
         except JoseError as exc:
             raise InvalidToken(f"token rejected: {exc.error}") from exc
-        if self.is_revoked(str(claims["jti"])):
-            raise InvalidToken("token has been revoked")
+        self._check_live(str(claims["jti"]), str(claims.get("client_id", "")))
         return Principal(
             client_id=str(claims["client_id"]),
             department=str(claims["dept"]),
@@ -214,6 +217,15 @@ class TokenService:
             s.execute(delete(RevokedTokenRow).where(RevokedTokenRow.expires_at < time.time()))
         with self._lock:
             self._revoked_cache[principal.token_id] = time.monotonic()
+
+    def _check_live(self, jti: str, client_id: str) -> None:
+        """Revoked tokens and tokens of disabled (or removed) clients stop working at once."""
+        with transaction(self.sessions) as s:
+            if s.get(RevokedTokenRow, jti) is not None:
+                raise InvalidToken("token has been revoked")
+            client = s.get(ClientRow, client_id)
+            if client is None or client.disabled:
+                raise InvalidToken("the token's client is disabled")
 
     def is_revoked(self, jti: str) -> bool:
         with transaction(self.sessions) as s:

@@ -9,15 +9,19 @@ from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from exchange.auditing import AuditRecord
 from exchange.identity.roles import ALL_ROLES
 from exchange.identity.service import Client
-from gateway.auth import services
+from exchange.identity.tokens import Principal
+from gateway.auth import limit_peer, require, services
 from gateway.container import Services
 
 router = APIRouter(tags=["oauth"])
+# Client authentication runs scrypt: limit callers per address before it does.
+_peer_limited = [Depends(limit_peer)]
 
 
 def oauth_error(error: str, description: str, status: int = 400) -> JSONResponse:
@@ -53,7 +57,11 @@ async def client_from_request(
     return await run_in_threadpool(svc.identity.authenticate, *creds)
 
 
-@router.post("/oauth/token", summary="Client-credentials grant (RFC 6749 §4.4)")
+@router.post(
+    "/oauth/token",
+    summary="Client-credentials grant (RFC 6749 §4.4)",
+    dependencies=_peer_limited,
+)
 async def token(
     request: Request,
     grant_type: Annotated[str, Form()],
@@ -137,7 +145,7 @@ async def metadata(svc: Services = Depends(services)) -> dict[str, Any]:
     }
 
 
-@router.post("/oauth/revoke", summary="RFC 7009 token revocation")
+@router.post("/oauth/revoke", summary="RFC 7009 token revocation", dependencies=_peer_limited)
 async def revoke(
     request: Request,
     token: Annotated[str, Form()],
@@ -157,7 +165,9 @@ async def revoke(
     return JSONResponse({}, status_code=200)
 
 
-@router.post("/oauth/introspect", summary="RFC 7662 token introspection")
+@router.post(
+    "/oauth/introspect", summary="RFC 7662 token introspection", dependencies=_peer_limited
+)
 async def introspect(
     request: Request,
     token: Annotated[str, Form()],
@@ -169,3 +179,30 @@ async def introspect(
     if client is None:
         return oauth_error("invalid_client", "client authentication failed", 401)
     return JSONResponse(await run_in_threadpool(svc.tokens.introspect, token))
+
+
+class RotatedKey(BaseModel):
+    kid: str = Field(description="Key id of the new signing key")
+    jwks_kids: list[str] = Field(description="Every kid now in the JWKS (old keys overlap)")
+
+
+@router.post(
+    "/v1/admin/signing-keys/rotate",
+    response_model=RotatedKey,
+    summary="Start signing with a new key; old keys verify until their tokens expire",
+)
+async def rotate_signing_key(
+    who: Principal = Depends(require("admin")), svc: Services = Depends(services)
+) -> RotatedKey:
+    kid = await run_in_threadpool(svc.tokens.rotate_signing_key)
+    jwks = await run_in_threadpool(svc.tokens.jwks)
+    await run_in_threadpool(
+        svc.audit.append,
+        AuditRecord(
+            "admin.signing_key_rotated",
+            actor=who.client_id,
+            department=who.department,
+            data={"kid": kid},
+        ),
+    )
+    return RotatedKey(kid=kid, jwks_kids=[k["kid"] for k in jwks["keys"]])
