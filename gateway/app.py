@@ -17,9 +17,9 @@ from exchange.identity.tokens import TokenService
 from exchange.kafka.client import KafkaAdapter
 from exchange.secrets_store import load_master_key
 from exchange.settings import Settings
-from gateway import errors
+from gateway import dataplane, errors
 from gateway.container import Services
-from gateway.routes import health, identity, oauth
+from gateway.routes import health, identity, oauth, registry
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 # service objects in ``svc.extras``), returns routers to mount and an optional close callback.
 Plugin = Callable[[Services], tuple[list[Any], Callable[[], None] | None]]
 PLUGINS: list[Plugin] = [
+    registry.plugin,
+    dataplane.plugin,  # topics, publishing, subscriptions, delivery (looks others up lazily)
     # registry.plugin, catalog/consent plugin, crypto plugin, topics+publish, delivery, audit
 ]
 
@@ -70,7 +72,12 @@ def create_app(svc: Services) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Plugins that run background work on the event loop register async hooks here.
+        for start in svc.extras.get("on_startup", []):
+            await start()
         yield
+        for stop in reversed(svc.extras.get("on_shutdown", [])):
+            await stop()
         for close in reversed(closers):
             close()
         svc.kafka.close()

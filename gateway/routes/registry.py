@@ -1,0 +1,401 @@
+"""Confluent Schema Registry REST API under ``/registry``.
+
+Errors use Confluent's bodies (``{"error_code": 40401, "message": ...}``), not problem+json:
+``RegistryRoute`` turns our errors into them for every route of this router, including errors
+raised by the auth dependency. Auth: bearer token (ours or the external issuer's) or HTTP
+Basic with client id and secret; reading needs registry:read (or registry:write / admin),
+writing needs registry:write.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from exchange.errors import (
+    DependencyUnavailable,
+    ExchangeError,
+    Forbidden,
+    InvalidInput,
+    KafkaUnavailable,
+    NotFound,
+)
+from exchange.identity.tokens import InvalidToken
+from gateway.auth import authenticate_token, services
+from gateway.container import Services
+from schemas.errors import InvalidSchema, RegistryError
+from schemas.registry import SCHEMA_TYPES, SchemaRegistry, SchemaVersion
+
+log = logging.getLogger(__name__)
+MEDIA = "application/vnd.schemaregistry.v1+json"
+READ_ROLES = ("registry:read", "registry:write", "admin")
+WRITE_ROLES = ("registry:write",)
+
+
+def reply(body: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=status, media_type=MEDIA)
+
+
+def error(status: int, code: int, message: str) -> JSONResponse:
+    resp = reply({"error_code": code, "message": message}, status)
+    if status == 401:
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="exchange", Basic realm="exchange"'
+    return resp
+
+
+def error_for(exc: Exception) -> JSONResponse:
+    if isinstance(exc, RegistryError):
+        return error(exc.http_status, exc.error_code, exc.message)
+    if isinstance(exc, InvalidToken):
+        return error(401, 401, "Unauthorized")
+    if isinstance(exc, Forbidden):
+        return error(403, 40301, exc.message)
+    if isinstance(exc, NotFound):
+        return error(404, 404, exc.message)
+    if isinstance(exc, InvalidInput):
+        return error(422, 422, exc.message)
+    if isinstance(exc, DependencyUnavailable | KafkaUnavailable):
+        log.warning("registry dependency failure: %s", type(exc.__cause__).__name__)
+        return error(503, 50003, "Error while forwarding the request to the store")
+    if isinstance(exc, RequestValidationError):
+        return error(422, 422, "Unprocessable entity: invalid request parameters")
+    assert isinstance(exc, ExchangeError)
+    return error(500, 50001, "Error in the backend data store")
+
+
+class RegistryRoute(APIRoute):
+    """Every route of this router answers our errors in Confluent's format."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except (ExchangeError, RequestValidationError) as exc:
+                return error_for(exc)
+
+        return guarded
+
+
+@dataclass(frozen=True)
+class Caller:
+    actor: str
+    roles: frozenset[str]
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+
+def caller(request: Request, svc: Services = Depends(services)) -> Caller:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        p = authenticate_token(svc, value.strip())
+        return Caller(p.client_id, p.roles)
+    if scheme.lower() == "basic":
+        try:
+            cid, sep, secret = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise InvalidToken("malformed basic credentials") from None
+        client = svc.identity.authenticate(unquote(cid), unquote(secret)) if sep else None
+        if client is None:
+            raise InvalidToken("invalid client credentials")
+        return Caller(client.client_id, frozenset(client.roles))
+    raise InvalidToken("missing credentials")
+
+
+def reader(c: Caller = Depends(caller)) -> Caller:
+    if not c.roles & set(READ_ROLES):
+        raise Forbidden("User is denied operation: reading the registry needs registry:read")
+    return c
+
+
+def writer(c: Caller = Depends(caller)) -> Caller:
+    if not c.roles & set(WRITE_ROLES):
+        raise Forbidden("User is denied operation: changing the registry needs registry:write")
+    return c
+
+
+def registry(svc: Services = Depends(services)) -> SchemaRegistry:
+    reg: SchemaRegistry = svc.extras["registry"]
+    return reg
+
+
+async def body(request: Request) -> dict[str, Any]:
+    """JSON body whatever the content type (vnd.schemaregistry, json, octet-stream)."""
+    raw = await request.body()
+    try:
+        data = json.loads(raw) if raw else {}
+    except ValueError:
+        raise InvalidInput("Unrecognized request body: not JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("Unrecognized request body: expected a JSON object")
+    return data
+
+
+Read = Annotated[Caller, Depends(reader)]
+Write = Annotated[Caller, Depends(writer)]
+Reg = Annotated[SchemaRegistry, Depends(registry)]
+Body = Annotated[dict[str, Any], Depends(body)]
+Deleted = Annotated[bool, Query()]
+
+router = APIRouter(prefix="/registry", tags=["registry"], route_class=RegistryRoute)
+
+
+def _schema_args(data: dict[str, Any]) -> tuple[str, list[dict[str, Any]], str]:
+    schema = data.get("schema")
+    if not isinstance(schema, str):
+        raise InvalidSchema('Invalid schema: the body needs a "schema" string')
+    refs = data.get("references") or []
+    if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
+        raise InvalidSchema("Invalid schema: references must be a list of objects")
+    return schema, refs, str(data.get("schemaType") or "AVRO")
+
+
+def _version_body(v: SchemaVersion) -> dict[str, Any]:
+    out: dict[str, Any] = {"subject": v.subject, "version": v.version, "id": v.id}
+    if v.references:
+        out["references"] = v.references
+    out["schema"] = v.schema
+    return out
+
+
+# -- schemas -----------------------------------------------------------------------------
+@router.get("/schemas/types")
+def schema_types(_: Read) -> JSONResponse:
+    return reply(list(SCHEMA_TYPES))
+
+
+@router.get("/schemas/ids/{schema_id}")
+def schema_by_id(schema_id: int, _: Read, reg: Reg) -> JSONResponse:
+    s = reg.by_id(schema_id)
+    out: dict[str, Any] = {"schema": s.schema}
+    if s.references:
+        out["references"] = s.references
+    return reply(out)
+
+
+@router.get("/schemas/ids/{schema_id}/schema")
+def schema_text_by_id(schema_id: int, _: Read, reg: Reg) -> JSONResponse:
+    return reply(json.loads(reg.by_id(schema_id).schema))
+
+
+@router.get("/schemas/ids/{schema_id}/versions")
+def schema_versions(schema_id: int, _: Read, reg: Reg, deleted: Deleted = False) -> JSONResponse:
+    return reply([{"subject": s, "version": v} for s, v in reg.usages(schema_id, deleted=deleted)])
+
+
+@router.get("/schemas/ids/{schema_id}/subjects")
+def schema_subjects(schema_id: int, _: Read, reg: Reg, deleted: Deleted = False) -> JSONResponse:
+    return reply(sorted({s for s, _v in reg.usages(schema_id, deleted=deleted)}))
+
+
+# -- subjects ----------------------------------------------------------------------------
+@router.get("/subjects")
+def list_subjects(
+    _: Read,
+    reg: Reg,
+    deleted: Deleted = False,
+    subject_prefix: Annotated[str, Query(alias="subjectPrefix")] = "",
+) -> JSONResponse:
+    return reply(reg.subjects(deleted=deleted, prefix=subject_prefix))
+
+
+@router.post("/subjects/{subject}/versions")
+def register(subject: str, c: Write, reg: Reg, data: Body) -> JSONResponse:
+    schema, refs, kind = _schema_args(data)
+    sid = reg.register(
+        subject,
+        schema,
+        refs,
+        schema_type=kind,
+        actor=c.actor,
+        actor_is_admin=c.is_admin,
+        schema_id=_opt_int(data.get("id")),
+        version=_opt_int(data.get("version")),
+    )
+    return reply({"id": sid})
+
+
+@router.post("/subjects/{subject}")
+def lookup(subject: str, _: Read, reg: Reg, data: Body, deleted: Deleted = False) -> JSONResponse:
+    schema, refs, kind = _schema_args(data)
+    return reply(
+        _version_body(reg.lookup(subject, schema, refs, deleted=deleted, schema_type=kind))
+    )
+
+
+@router.get("/subjects/{subject}/versions")
+def list_versions(subject: str, _: Read, reg: Reg, deleted: Deleted = False) -> JSONResponse:
+    return reply(reg.versions(subject, deleted=deleted))
+
+
+@router.get("/subjects/{subject}/versions/{version}")
+def get_version(
+    subject: str, version: str, _: Read, reg: Reg, deleted: Deleted = False
+) -> JSONResponse:
+    return reply(_version_body(reg.version(subject, version, deleted=deleted)))
+
+
+@router.get("/subjects/{subject}/versions/{version}/schema")
+def get_version_schema(subject: str, version: str, _: Read, reg: Reg) -> JSONResponse:
+    return reply(json.loads(reg.version(subject, version).schema))
+
+
+@router.get("/subjects/{subject}/versions/{version}/referencedby")
+def referenced_by(subject: str, version: str, _: Read, reg: Reg) -> JSONResponse:
+    return reply(reg.referenced_by(subject, version))
+
+
+@router.get("/subjects/{subject}/versions/{version}/fields")
+def fields(subject: str, version: str, _: Read, reg: Reg) -> JSONResponse:
+    """Our extension: the classification of every field of this version."""
+    return reply(
+        [
+            {
+                "path": f.path,
+                "classification": f.classification.value,
+                "data_subject": f.data_subject,
+                "type": f.avro_type,
+            }
+            for f in reg.fields(subject, version)
+        ]
+    )
+
+
+@router.delete("/subjects/{subject}")
+def delete_subject(subject: str, c: Write, reg: Reg, permanent: bool = False) -> JSONResponse:
+    return reply(reg.delete_subject(subject, permanent=permanent, actor=c.actor))
+
+
+@router.delete("/subjects/{subject}/versions/{version}")
+def delete_version(
+    subject: str, version: str, c: Write, reg: Reg, permanent: bool = False
+) -> JSONResponse:
+    return reply(reg.delete_version(subject, version, permanent=permanent, actor=c.actor))
+
+
+# -- compatibility -----------------------------------------------------------------------
+@router.post("/compatibility/subjects/{subject}/versions/{version}")
+def compatibility(
+    subject: str, version: str, _: Read, reg: Reg, data: Body, verbose: bool = False
+) -> JSONResponse:
+    schema, refs, kind = _schema_args(data)
+    problems = reg.check(subject, schema, refs, version, schema_type=kind)
+    out: dict[str, Any] = {"is_compatible": not problems}
+    if verbose:
+        out["messages"] = problems
+    return reply(out)
+
+
+@router.post("/compatibility/subjects/{subject}/versions")
+def compatibility_all(
+    subject: str, _: Read, reg: Reg, data: Body, verbose: bool = False
+) -> JSONResponse:
+    return compatibility(subject, "latest", _, reg, data, verbose)
+
+
+# -- config and mode ---------------------------------------------------------------------
+@router.get("/config")
+def get_global_config(_: Read, reg: Reg) -> JSONResponse:
+    return reply({"compatibilityLevel": reg.get_config(None).value})
+
+
+@router.put("/config")
+def put_global_config(c: Write, reg: Reg, data: Body) -> JSONResponse:
+    level = reg.set_config(None, str(data.get("compatibility", "")), actor=c.actor)
+    return reply({"compatibility": level.value})
+
+
+@router.delete("/config")
+def delete_global_config(c: Write, reg: Reg) -> JSONResponse:
+    return reply({"compatibilityLevel": reg.delete_config(None, actor=c.actor).value})
+
+
+@router.get("/config/{subject}")
+def get_config(
+    subject: str,
+    _: Read,
+    reg: Reg,
+    default_to_global: Annotated[bool, Query(alias="defaultToGlobal")] = False,
+) -> JSONResponse:
+    level = reg.get_config(subject, default_to_global=default_to_global)
+    return reply({"compatibilityLevel": level.value})
+
+
+@router.put("/config/{subject}")
+def put_config(subject: str, c: Write, reg: Reg, data: Body) -> JSONResponse:
+    level = reg.set_config(subject, str(data.get("compatibility", "")), actor=c.actor)
+    return reply({"compatibility": level.value})
+
+
+@router.delete("/config/{subject}")
+def delete_config(subject: str, c: Write, reg: Reg) -> JSONResponse:
+    return reply({"compatibilityLevel": reg.delete_config(subject, actor=c.actor).value})
+
+
+@router.get("/mode")
+def get_global_mode(_: Read, reg: Reg) -> JSONResponse:
+    return reply({"mode": reg.get_mode(None).value})
+
+
+@router.put("/mode")
+def put_global_mode(c: Write, reg: Reg, data: Body, force: bool = False) -> JSONResponse:
+    mode = reg.set_mode(None, str(data.get("mode", "")), force=force, actor=c.actor)
+    return reply({"mode": mode.value})
+
+
+@router.get("/mode/{subject}")
+def get_mode(
+    subject: str,
+    _: Read,
+    reg: Reg,
+    default_to_global: Annotated[bool, Query(alias="defaultToGlobal")] = False,
+) -> JSONResponse:
+    return reply({"mode": reg.get_mode(subject, default_to_global=default_to_global).value})
+
+
+@router.put("/mode/{subject}")
+def put_mode(subject: str, c: Write, reg: Reg, data: Body, force: bool = False) -> JSONResponse:
+    mode = reg.set_mode(subject, str(data.get("mode", "")), force=force, actor=c.actor)
+    return reply({"mode": mode.value})
+
+
+@router.delete("/mode/{subject}")
+def delete_mode(subject: str, c: Write, reg: Reg) -> JSONResponse:
+    return reply({"mode": reg.delete_mode(subject, actor=c.actor).value})
+
+
+@router.get("")
+@router.get("/")
+def root(_: Read) -> JSONResponse:
+    return reply({})
+
+
+def _opt_int(value: Any) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InvalidInput("id and version must be integers") from None
+
+
+def plugin(svc: Services) -> tuple[list[Any], Callable[[], None] | None]:
+    svc.extras["registry"] = SchemaRegistry(svc.sessions, svc.audit)
+    return [router], None
+
+
+__all__ = ["plugin", "router"]
