@@ -37,6 +37,7 @@ def main(directory: str, message: str, modules: list[str]) -> None:
         url = f"sqlite:///{tmp}/scratch.db"
         migrate(make_engine(url))
         cfg = alembic_config(url)
+        cfg.attributes["only_tables"] = own
         script = ScriptDirectory.from_config(cfg)
         mine = [
             h

@@ -1,0 +1,40 @@
+"""Opaque, tamper-evident cursors: per-partition next offsets, HMAC-signed by the gateway."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+
+from exchange.errors import InvalidInput
+
+Offsets = dict[int, int]
+_VERSION = "1"
+
+
+def encode(key: bytes, subscription: str, offsets: Offsets) -> str:
+    body = json.dumps({str(p): o for p, o in sorted(offsets.items())}, separators=(",", ":"))
+    payload = base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
+    return f"{_VERSION}.{payload}.{_mac(key, subscription, payload)}"
+
+
+def decode(key: bytes, subscription: str, cursor: str) -> Offsets:
+    try:
+        version, payload, mac = cursor.split(".")
+    except ValueError as exc:
+        raise InvalidInput("malformed cursor") from exc
+    if version != _VERSION or not hmac.compare_digest(mac, _mac(key, subscription, payload)):
+        raise InvalidInput("cursor is not valid for this subscription")
+    raw = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return {int(p): int(o) for p, o in raw.items()}
+
+
+def record_id(topic: str, partition: int, offset: int) -> str:
+    """Stable across redeliveries, so subscribers can deduplicate."""
+    return f"{topic}/{partition}/{offset}"
+
+
+def _mac(key: bytes, subscription: str, payload: str) -> str:
+    msg = f"{subscription}.{payload}".encode()
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()[:32]

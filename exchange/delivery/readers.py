@@ -1,0 +1,99 @@
+"""Pooled group-less topic readers: a pull request borrows one, seeks, polls, returns it.
+
+Creating a Kafka consumer costs a connection and a metadata round trip, so readers are kept
+per topic and reused; seeking is cheap.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from exchange.delivery.cursor import Offsets
+from exchange.kafka.client import InRecord, KafkaAdapter, TopicReader
+
+
+@dataclass(frozen=True)
+class Page:
+    records: list[InRecord]
+    next_offsets: Offsets
+
+
+class ReaderPool:
+    def __init__(self, kafka: KafkaAdapter, *, max_idle_per_topic: int = 4) -> None:
+        self.kafka = kafka
+        self.max_idle = max_idle_per_topic
+        self._idle: dict[str, list[TopicReader]] = defaultdict(list)
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def reader(self, topic: str) -> Iterator[TopicReader]:
+        with self._lock:
+            reader = self._idle[topic].pop() if self._idle[topic] else None
+        if reader is None:
+            reader = self.kafka.reader(topic)
+        ok = False
+        try:
+            yield reader
+            ok = True
+        finally:
+            with self._lock:
+                if ok and len(self._idle[topic]) < self.max_idle:
+                    self._idle[topic].append(reader)
+                    reader = None
+            if reader is not None:
+                reader.close()
+
+    def end_offsets(self, topic: str) -> Offsets:
+        with self.reader(topic) as r:
+            return r.end_offsets()
+
+    def offsets_for_time(self, topic: str, timestamp_ms: int) -> Offsets:
+        with self.reader(topic) as r:
+            return r.offsets_for_time(timestamp_ms)
+
+    def read(
+        self,
+        topic: str,
+        start: Offsets,
+        *,
+        max_records: int,
+        wait_ms: int,
+        until: Offsets | None = None,
+    ) -> Page:
+        """Committed records from ``start`` (per partition), at most ``max_records``.
+
+        Waits up to ``wait_ms`` for the first record. With ``until``, reads no record at or
+        beyond those offsets (used to catch up to a live feed).
+        """
+        deadline = time.monotonic() + wait_ms / 1000
+        with self.reader(topic) as r:
+            r.seek(start)
+            got: list[InRecord] = []
+            while len(got) < max_records:
+                remaining = max(0, int((deadline - time.monotonic()) * 1000))
+                batch = r.poll(timeout_ms=min(remaining, 200), max_records=max_records - len(got))
+                if until is not None:
+                    batch = [x for x in batch if x.offset < until.get(x.partition, 0)]
+                got += batch
+                if got or remaining == 0:
+                    break
+            # The reader's position has passed every record returned (poll never hands out
+            # more than asked) and any transaction markers in between.
+            positions = r.positions()
+        nxt = dict(start)
+        for p, pos in positions.items():
+            bounded = pos if until is None else min(pos, until.get(p, 0))
+            nxt[p] = max(start.get(p, 0), bounded)
+        return Page(got, nxt)
+
+    def close(self) -> None:
+        with self._lock:
+            readers = [r for rs in self._idle.values() for r in rs]
+            self._idle.clear()
+        for r in readers:
+            r.close()

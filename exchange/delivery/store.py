@@ -1,0 +1,180 @@
+"""Subscriptions and their committed cursors in the control plane."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from exchange.db import transaction
+from exchange.delivery.cursor import Offsets
+from exchange.delivery.models import DeadLetterRow, SubscriptionRow
+from exchange.errors import NotFound
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: str
+    topic: str
+    consumer: str
+    client_id: str
+    fields: frozenset[str] | None
+    start: str
+    cursor: Offsets
+    status: str
+    webhook_url: str | None
+    webhook_secret: bytes | None
+
+
+def _sub(r: SubscriptionRow) -> Subscription:
+    return Subscription(
+        r.id,
+        r.topic,
+        r.consumer,
+        r.client_id,
+        frozenset(r.fields) if r.fields is not None else None,
+        r.start,
+        {int(p): int(o) for p, o in r.cursor.items()},
+        r.status,
+        r.webhook_url,
+        r.webhook_secret,
+    )
+
+
+class SubscriptionStore:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def create(
+        self,
+        *,
+        topic: str,
+        consumer: str,
+        client_id: str,
+        fields: list[str] | None,
+        start: str,
+        cursor: Offsets,
+        webhook_url: str | None = None,
+        webhook_secret: bytes | None = None,
+    ) -> Subscription:
+        row = SubscriptionRow(
+            id=f"sub_{secrets.token_hex(12)}",
+            topic=topic,
+            consumer=consumer,
+            client_id=client_id,
+            fields=fields,
+            start=start,
+            cursor={str(p): o for p, o in cursor.items()},
+            status="active",
+            webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
+            created_at=datetime.now(UTC),
+        )
+        with transaction(self.sessions) as s:
+            s.add(row)
+        return _sub(row)
+
+    def get(self, sub_id: str, consumer: str | None = None) -> Subscription:
+        """The subscription; NotFound also when it belongs to another department."""
+        with transaction(self.sessions) as s:
+            row = s.get(SubscriptionRow, sub_id)
+            if row is None or (consumer is not None and row.consumer != consumer):
+                raise NotFound(f"subscription {sub_id} not found")
+            return _sub(row)
+
+    def for_consumer(self, consumer: str) -> list[Subscription]:
+        with transaction(self.sessions) as s:
+            rows = s.scalars(
+                select(SubscriptionRow)
+                .where(SubscriptionRow.consumer == consumer)
+                .order_by(SubscriptionRow.created_at)
+            )
+            return [_sub(r) for r in rows]
+
+    def commit(self, sub_id: str, offsets: Offsets) -> None:
+        """Move the committed cursor forward (never backwards: a stale commit is a no-op)."""
+        with transaction(self.sessions) as s:
+            row = s.get(SubscriptionRow, sub_id, with_for_update=True)
+            if row is None:
+                raise NotFound(f"subscription {sub_id} not found")
+            merged = {int(p): int(o) for p, o in row.cursor.items()}
+            for p, o in offsets.items():
+                merged[p] = max(o, merged.get(p, 0))
+            row.cursor = {str(p): o for p, o in sorted(merged.items())}
+
+    def close(self, sub_id: str) -> None:
+        with transaction(self.sessions) as s:
+            row = s.get(SubscriptionRow, sub_id)
+            if row is None:
+                raise NotFound(f"subscription {sub_id} not found")
+            row.status = "closed"
+
+    # -- webhook leases: one gateway instance dispatches a webhook subscription at a time --
+    def webhook_subscriptions(self) -> list[Subscription]:
+        with transaction(self.sessions) as s:
+            rows = s.scalars(
+                select(SubscriptionRow).where(
+                    SubscriptionRow.webhook_url.is_not(None), SubscriptionRow.status == "active"
+                )
+            )
+            return [_sub(r) for r in rows]
+
+    def acquire_lease(self, sub_id: str, owner: str, seconds: float) -> bool:
+        now = datetime.now(UTC)
+        with transaction(self.sessions) as s:
+            result = s.execute(
+                update(SubscriptionRow)
+                .where(
+                    SubscriptionRow.id == sub_id,
+                    or_(
+                        SubscriptionRow.lease_owner.is_(None),
+                        SubscriptionRow.lease_owner == owner,
+                        SubscriptionRow.lease_until < now,
+                    ),
+                )
+                .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds))
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def dead_letter(
+        self,
+        sub_id: str,
+        cursor_from: Offsets,
+        cursor_to: Offsets,
+        record_ids: list[str],
+        attempts: int,
+        error: str,
+    ) -> None:
+        with transaction(self.sessions) as s:
+            s.add(
+                DeadLetterRow(
+                    subscription_id=sub_id,
+                    cursor_from={str(k): v for k, v in cursor_from.items()},
+                    cursor_to={str(k): v for k, v in cursor_to.items()},
+                    record_ids=record_ids,
+                    attempts=attempts,
+                    last_error=error[:500],
+                    created_at=datetime.now(UTC),
+                )
+            )
+
+    def dead_letters(self, sub_id: str) -> list[dict[str, object]]:
+        with transaction(self.sessions) as s:
+            rows = s.scalars(
+                select(DeadLetterRow)
+                .where(DeadLetterRow.subscription_id == sub_id)
+                .order_by(DeadLetterRow.id)
+            )
+            return [
+                {
+                    "id": r.id,
+                    "record_ids": r.record_ids,
+                    "attempts": r.attempts,
+                    "last_error": r.last_error,
+                    "created_at": r.created_at.isoformat(),
+                }
+                for r in rows
+            ]

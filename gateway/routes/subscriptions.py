@@ -1,0 +1,416 @@
+"""Subscriptions: create, pull (long-poll) with commit, Server-Sent Events, webhooks, replay."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from exchange.auditing import AuditRecord
+from exchange.delivery import cursor as cursors
+from exchange.delivery.cursor import Offsets
+from exchange.delivery.store import Subscription, SubscriptionStore
+from exchange.errors import ExchangeError, Forbidden, InvalidInput, NotFound
+from exchange.identity.tokens import Principal
+from gateway.auth import require, services
+from gateway.container import Services
+from gateway.services.delivery import Deliverer
+from gateway.services.webhooks import check_webhook_url, new_webhook_secret
+
+router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
+KEEPALIVE_S = 15.0
+RECHECK_S = 1.0  # how often an open stream re-checks its agreement (revocation ≤ 2 s)
+
+
+class WebhookIn(BaseModel):
+    url: str = Field(description="HTTPS URL (plain HTTP only to loopback, for local use)")
+
+
+class SubscriptionIn(BaseModel):
+    topic: str
+    fields: list[str] | None = Field(
+        default=None, description="Only these field paths (default: all granted)"
+    )
+    start: str = Field(
+        default="earliest", description="`earliest`, `latest`, or an ISO-8601 timestamp"
+    )
+    webhook: WebhookIn | None = None
+
+
+class SubscriptionOut(BaseModel):
+    id: str
+    topic: str
+    consumer: str
+    fields: list[str] | None
+    start: str
+    cursor: str = Field(description="Committed cursor (opaque)")
+    status: str
+    webhook_url: str | None = None
+    webhook_secret: str | None = Field(
+        default=None, description="Shown once: verifies X-Exchange-Signature on deliveries"
+    )
+
+
+class RecordOut(BaseModel):
+    record_id: str = Field(description="Stable id for de-duplication: topic/partition/offset")
+    key: str | None
+    value: dict[str, Any]
+    partition: int
+    offset: int
+    timestamp: int
+    schema_id: int
+    redacted: dict[str, str] | None = Field(
+        default=None,
+        description="Granted fields that could not be opened: path → reason "
+        "(`shredded`, `integrity`); their value is null",
+    )
+
+
+class PageOut(BaseModel):
+    records: list[RecordOut]
+    cursor: str = Field(description="Commit this after processing the records")
+    withheld: int = Field(description="Records skipped by policy (audited)")
+
+
+class CommitIn(BaseModel):
+    cursor: str
+
+
+class SeekIn(BaseModel):
+    start: str = Field(description="`earliest`, `latest`, an ISO-8601 timestamp, or a cursor")
+
+
+def _store(svc: Services) -> SubscriptionStore:
+    store: SubscriptionStore = svc.extras["subscriptions"]
+    return store
+
+
+def _deliverer(svc: Services) -> Deliverer:
+    d: Deliverer = svc.extras["deliverer"]
+    return d
+
+
+def _cursor_key(svc: Services) -> bytes:
+    return hmac.new(svc.master_key, b"exchange/cursor/v1", hashlib.sha256).digest()
+
+
+def _out(svc: Services, sub: Subscription, secret: str | None = None) -> SubscriptionOut:
+    return SubscriptionOut(
+        id=sub.id,
+        topic=sub.topic,
+        consumer=sub.consumer,
+        fields=sorted(sub.fields) if sub.fields is not None else None,
+        start=sub.start,
+        cursor=cursors.encode(_cursor_key(svc), sub.id, sub.cursor),
+        status=sub.status,
+        webhook_url=sub.webhook_url,
+        webhook_secret=secret,
+    )
+
+
+def _resolve_start(svc: Services, topic: str, start: str) -> Offsets:
+    pool = svc.extras["readers"]
+    if start == "earliest":
+        return {}
+    if start == "latest":
+        return dict(pool.end_offsets(topic))
+    try:
+        ts = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput("start must be 'earliest', 'latest' or an ISO-8601 timestamp") from exc
+    return dict(pool.offsets_for_time(topic, int(ts.timestamp() * 1000)))
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SubscriptionOut,
+    response_model_exclude_none=True,
+)
+async def create(
+    body: SubscriptionIn,
+    who: Principal = Depends(require("subscriber")),
+    svc: Services = Depends(services),
+) -> SubscriptionOut:
+    secret = None
+    if body.webhook is not None:
+        check_webhook_url(body.webhook.url)
+        secret = new_webhook_secret()
+    draft = Subscription(
+        "new",
+        body.topic,
+        who.department,
+        who.client_id,
+        frozenset(body.fields) if body.fields else None,
+        body.start,
+        {},
+        "active",
+        None,
+        None,
+    )
+    try:
+        await run_in_threadpool(_deliverer(svc).ensure_allowed, draft, who.client_id)
+    except NotFound as exc:  # same answer for a topic that does not exist
+        raise Forbidden("no active sharing agreement allows this subscription") from exc
+    start = await run_in_threadpool(_resolve_start, svc, body.topic, body.start)
+    from exchange.secrets_store import seal
+
+    sealed = seal(svc.master_key, secret.encode(), "webhook-secret") if secret else None
+    sub = await run_in_threadpool(
+        lambda: _store(svc).create(
+            topic=body.topic,
+            consumer=who.department,
+            client_id=who.client_id,
+            fields=body.fields,
+            start=body.start,
+            cursor=start,
+            webhook_url=body.webhook.url if body.webhook else None,
+            webhook_secret=sealed,
+        )
+    )
+    await run_in_threadpool(
+        svc.audit.append,
+        AuditRecord(
+            "subscription.created",
+            actor=who.client_id,
+            department=who.department,
+            topic=body.topic,
+            data={
+                "subscription": sub.id,
+                "fields": body.fields,
+                "start": body.start,
+                "webhook": body.webhook is not None,
+            },
+        ),
+    )
+    return _out(svc, sub, secret)
+
+
+@router.get("", response_model=list[SubscriptionOut], response_model_exclude_none=True)
+async def list_subscriptions(
+    who: Principal = Depends(require("subscriber")), svc: Services = Depends(services)
+) -> list[SubscriptionOut]:
+    subs = await run_in_threadpool(_store(svc).for_consumer, who.department)
+    return [_out(svc, s) for s in subs]
+
+
+@router.get("/{sub_id}", response_model=SubscriptionOut, response_model_exclude_none=True)
+async def get(
+    sub_id: str, who: Principal = Depends(require("subscriber")), svc: Services = Depends(services)
+) -> SubscriptionOut:
+    return _out(svc, await run_in_threadpool(_store(svc).get, sub_id, who.department))
+
+
+@router.delete("/{sub_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def close(
+    sub_id: str, who: Principal = Depends(require("subscriber")), svc: Services = Depends(services)
+) -> None:
+    await run_in_threadpool(_store(svc).get, sub_id, who.department)
+    await run_in_threadpool(_store(svc).close, sub_id)
+
+
+async def _active(svc: Services, sub_id: str, who: Principal) -> Subscription:
+    sub = await run_in_threadpool(_store(svc).get, sub_id, who.department)
+    if sub.status != "active":
+        raise NotFound(f"subscription {sub_id} not found")
+    return sub
+
+
+@router.get(
+    "/{sub_id}/records",
+    response_model=PageOut,
+    response_model_exclude_none=True,
+    summary="Long-poll a page from the committed cursor (or `cursor=` to replay)",
+)
+async def records(
+    sub_id: str,
+    max_records: int = Query(500, ge=1, le=5000, alias="max"),
+    wait_ms: int = Query(1000, ge=0, le=30000),
+    cursor: str | None = Query(None, description="Read from here instead"),
+    who: Principal = Depends(require("subscriber")),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    sub = await _active(svc, sub_id, who)
+    start = cursors.decode(_cursor_key(svc), sub.id, cursor) if cursor else sub.cursor
+    deliverer, pool = _deliverer(svc), svc.extras["readers"]
+    deadline = time.monotonic() + wait_ms / 1000
+    while True:
+        # Re-checked every chunk so a revocation ends a waiting long-poll within 2 s.
+        await run_in_threadpool(deliverer.ensure_allowed, sub, who.client_id)
+        chunk = int(min(RECHECK_S, max(0.0, deadline - time.monotonic())) * 1000)
+        page = await run_in_threadpool(
+            pool.read, sub.topic, start, max_records=max_records, wait_ms=chunk
+        )
+        if page.records or time.monotonic() >= deadline:
+            break
+        start = page.next_offsets
+    rendered = await run_in_threadpool(
+        deliverer.render, sub, page.records, client_id=who.client_id, channel="pull"
+    )
+    return {
+        "records": rendered.records,
+        "withheld": len(rendered.withheld),
+        "cursor": cursors.encode(_cursor_key(svc), sub.id, page.next_offsets),
+    }
+
+
+@router.post("/{sub_id}/commit", summary="Commit a cursor: later pulls start after it")
+async def commit(
+    sub_id: str,
+    body: CommitIn,
+    who: Principal = Depends(require("subscriber")),
+    svc: Services = Depends(services),
+) -> dict[str, str]:
+    sub = await _active(svc, sub_id, who)
+    offsets = cursors.decode(_cursor_key(svc), sub.id, body.cursor)
+    await run_in_threadpool(_store(svc).commit, sub.id, offsets)
+    return {"status": "committed"}
+
+
+@router.post(
+    "/{sub_id}/seek",
+    response_model=SubscriptionOut,
+    response_model_exclude_none=True,
+    summary="Replay: move the committed cursor to a start, timestamp or cursor",
+)
+async def seek(
+    sub_id: str,
+    body: SeekIn,
+    who: Principal = Depends(require("subscriber")),
+    svc: Services = Depends(services),
+) -> SubscriptionOut:
+    sub = await _active(svc, sub_id, who)
+    if body.start.startswith("1."):
+        offsets = cursors.decode(_cursor_key(svc), sub.id, body.start)
+    else:
+        offsets = await run_in_threadpool(_resolve_start, svc, sub.topic, body.start)
+
+    def _reset() -> Subscription:
+        from exchange.db import transaction
+        from exchange.delivery.models import SubscriptionRow
+
+        with transaction(svc.sessions) as s:
+            row = s.get(SubscriptionRow, sub.id)
+            assert row is not None
+            row.cursor = {str(p): o for p, o in offsets.items()}
+        return _store(svc).get(sub.id)
+
+    return _out(svc, await run_in_threadpool(_reset))
+
+
+@router.get("/{sub_id}/dead-letters", summary="Webhook deliveries that gave up")
+async def dead_letters(
+    sub_id: str, who: Principal = Depends(require("subscriber")), svc: Services = Depends(services)
+) -> list[dict[str, Any]]:
+    sub = await _active(svc, sub_id, who)
+    return await run_in_threadpool(_store(svc).dead_letters, sub.id)
+
+
+@router.get(
+    "/{sub_id}/stream",
+    summary="Server-Sent Events; resume with Last-Event-ID",
+    response_class=StreamingResponse,
+)
+async def stream(
+    sub_id: str,
+    request: Request,
+    who: Principal = Depends(require("subscriber")),
+    svc: Services = Depends(services),
+) -> StreamingResponse:
+    sub = await _active(svc, sub_id, who)
+    last = request.headers.get("last-event-id")
+    start = cursors.decode(_cursor_key(svc), sub.id, last) if last else sub.cursor
+    await run_in_threadpool(_deliverer(svc).ensure_allowed, sub, who.client_id)
+    return StreamingResponse(
+        _events(svc, sub, who, start, request),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+def _sse(event: str, data: Any, event_id: str | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+async def _events(
+    svc: Services, sub: Subscription, who: Principal, start: Offsets, request: Request
+) -> AsyncIterator[bytes]:
+    deliverer, pool = _deliverer(svc), svc.extras["readers"]
+    key = _cursor_key(svc)
+    loop = asyncio.get_running_loop()
+    hub = await run_in_threadpool(svc.extras["hubs"].get, sub.topic, loop)
+    pos = dict(start)
+    last_check = last_send = time.monotonic()
+    yield b": connected\n\n"
+
+    async def allowed() -> bool:
+        try:
+            await run_in_threadpool(deliverer.ensure_allowed, sub, who.client_id)
+            return True
+        except ExchangeError:
+            return False
+
+    async def emit(recs: list[Any]) -> AsyncIterator[bytes]:
+        nonlocal pos
+        rendered = await run_in_threadpool(
+            deliverer.render, sub, recs, client_id=who.client_id, channel="sse"
+        )
+        by_offset = {(r["partition"], r["offset"]): r for r in rendered.records}
+        for r in recs:
+            pos[r.partition] = max(pos.get(r.partition, 0), r.offset + 1)
+            item = by_offset.get((r.partition, r.offset))
+            if item is not None:
+                yield _sse("record", item, cursors.encode(key, sub.id, pos))
+
+    try:
+        while True:
+            feed, live_from = hub.subscribe()
+            try:
+                # Catch up to where the live feed starts, then follow the feed.
+                while any(pos.get(p, 0) < o for p, o in live_from.items()):
+                    if not await allowed():
+                        yield _sse("revoked", {"subscription": sub.id})
+                        return
+                    page = await run_in_threadpool(
+                        pool.read, sub.topic, pos, max_records=500, wait_ms=200, until=live_from
+                    )
+                    async for chunk in emit(page.records):
+                        yield chunk
+                    pos = {**pos, **page.next_offsets}
+                    last_check = last_send = time.monotonic()
+                while not feed.overflowed:
+                    if await request.is_disconnected():
+                        return
+                    now = time.monotonic()
+                    if now - last_check >= RECHECK_S:
+                        if not await allowed():
+                            yield _sse("revoked", {"subscription": sub.id})
+                            return
+                        last_check = now
+                    if now - last_send >= KEEPALIVE_S:
+                        yield b": keep-alive\n\n"
+                        last_send = now
+                    try:
+                        batch = await asyncio.wait_for(feed.queue.get(), timeout=RECHECK_S)
+                    except TimeoutError:
+                        continue
+                    fresh = [r for r in batch if r.offset >= pos.get(r.partition, 0)]
+                    if fresh:
+                        async for chunk in emit(fresh):
+                            yield chunk
+                        last_send = time.monotonic()
+            finally:
+                hub.unsubscribe(feed)
+    except ExchangeError as exc:
+        yield _sse("error", {"code": exc.code, "detail": exc.message})

@@ -1,0 +1,284 @@
+"""Topics (catalog entry + Kafka topic) and publishing records."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from exchange.auditing import AuditRecord
+from exchange.errors import Conflict, Forbidden, InvalidInput
+from exchange.identity.tokens import Principal
+from gateway.auth import principal, services
+from gateway.container import Services
+from gateway.errors import problem
+from gateway.services.publisher import InRecord, Publisher, WireRecord, request_digest
+
+router = APIRouter(tags=["topics"])
+AVRO_CONTENT_TYPE = "application/vnd.exchange.avro"
+_TOPIC = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}\.[a-zA-Z0-9][a-zA-Z0-9._-]{0,180}$")
+
+
+class TopicIn(BaseModel):
+    name: str = Field(description="`<department>.<dataset>`", examples=["civil-affairs.births"])
+    owner: str = Field(description="Owning department id")
+    partitions: int = Field(default=3, ge=1, le=256)
+    value_subject: str = Field(
+        description="Registry subject of the value schema, conventionally `<name>-value`"
+    )
+    share_type: Literal["unconditional", "conditional", "not_shared"] = "conditional"
+    title: str = ""
+    description: str = ""
+    update_cycle: str = Field(default="realtime", examples=["realtime", "daily", "monthly"])
+    cipher: Literal["AES256_GCM", "SM4_GCM"] = "AES256_GCM"
+    legal_basis: str | None = Field(default=None, description="Required for not_shared topics")
+
+
+class TopicOut(BaseModel):
+    name: str
+    owner: str
+    partitions: int
+    value_subject: str
+    share_type: str
+    title: str
+    description: str
+    update_cycle: str
+    cipher: str
+
+
+class RecordIn(BaseModel):
+    key: str | None = Field(default=None, description="Partitioning key (UTF-8)")
+    value: Any = Field(description="The record as JSON, matching the value schema")
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class PublishIn(BaseModel):
+    records: list[RecordIn] = Field(min_length=1)
+    schema_version: int | Literal["latest"] = "latest"
+
+
+class OffsetOut(BaseModel):
+    partition: int
+    offset: int
+
+
+class PublishOut(BaseModel):
+    topic: str
+    schema_id: int
+    offsets: list[OffsetOut] = Field(description="Partition/offset per record, in order")
+
+
+def _out(e: Any) -> TopicOut:
+    return TopicOut(
+        name=e.topic,
+        owner=e.owner,
+        partitions=e.partitions,
+        value_subject=e.value_subject,
+        share_type=e.share_type,
+        title=e.title,
+        description=e.description,
+        update_cycle=e.update_cycle,
+        cipher=e.cipher,
+    )
+
+
+@router.post(
+    "/v1/topics",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TopicOut,
+    summary="Create a topic: catalog entry and Kafka topic",
+)
+async def create_topic(
+    body: TopicIn, who: Principal = Depends(principal), svc: Services = Depends(services)
+) -> TopicOut:
+    steward_of_owner = who.has("steward") and who.department == body.owner
+    if not (who.has("admin") or steward_of_owner):
+        raise Forbidden("requires admin, or steward of the owning department")
+    if not _TOPIC.match(body.name) or not body.name.startswith(f"{body.owner}."):
+        raise InvalidInput("topic name must be '<owner department>.<dataset>'")
+    if body.share_type == "not_shared" and not body.legal_basis:
+        raise InvalidInput("a not_shared topic needs a legal_basis")
+    await run_in_threadpool(svc.identity.get_department, body.owner)
+    entry = await run_in_threadpool(_create, svc, body)
+    await run_in_threadpool(
+        svc.audit.append,
+        AuditRecord(
+            "topic.created",
+            actor=who.client_id,
+            department=who.department,
+            topic=body.name,
+            data={
+                "owner": body.owner,
+                "share_type": body.share_type,
+                "partitions": body.partitions,
+                "cipher": body.cipher,
+            },
+        ),
+    )
+    return _out(entry)
+
+
+def _create(svc: Services, body: TopicIn) -> Any:
+    from datetime import UTC, datetime
+
+    from consent.domain import CatalogEntry
+
+    catalog = svc.extras["catalog"]
+    entry = catalog.create(
+        CatalogEntry(
+            topic=body.name,
+            owner=body.owner,
+            title=body.title or body.name,
+            description=body.description,
+            update_cycle=body.update_cycle,
+            share_type=body.share_type,
+            value_subject=body.value_subject,
+            partitions=body.partitions,
+            cipher=body.cipher,
+            legal_basis=body.legal_basis,
+            created_at=datetime.now(UTC),
+        )
+    )
+    try:
+        svc.kafka.create_topic(body.name, body.partitions)
+    except Conflict:
+        pass  # the Kafka topic outlived an earlier catalog entry: reuse it
+    except Exception:
+        catalog.delete(body.name)
+        raise
+    return entry
+
+
+@router.get("/v1/topics/{topic}", response_model=TopicOut)
+async def get_topic(
+    topic: str, _: Principal = Depends(principal), svc: Services = Depends(services)
+) -> TopicOut:
+    return _out(await run_in_threadpool(svc.extras["catalog"].get, topic))
+
+
+@router.post(
+    "/v1/topics/{topic}/records",
+    response_model=PublishOut,
+    summary="Publish a batch atomically (JSON, or Avro in Confluent wire format)",
+    description=(
+        'JSON body `{"records": [{"key", "value", "headers"}]}` validated against the '
+        "topic's latest (or `schema_version`) schema, or `Content-Type: "
+        f"{AVRO_CONTENT_TYPE}` with frames `u32 key_len | key | u32 value_len | value` where "
+        "`value` is Confluent wire format (magic 0, schema id, Avro body) and key_len "
+        "0xFFFFFFFF means no key. The batch is one Kafka transaction: all records are written "
+        "or none. Any invalid record → 422 listing index, path and reason. "
+        "`Idempotency-Key` makes a retry return the first answer instead of publishing twice."
+    ),
+    responses={
+        413: {"description": "Body or batch too large"},
+        422: {"description": "Invalid records; nothing written"},
+    },
+)
+async def publish(
+    topic: str,
+    request: Request,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+    who: Principal = Depends(principal),
+    svc: Services = Depends(services),
+) -> JSONResponse:
+    publisher: Publisher = svc.extras["publisher"]
+    await run_in_threadpool(publisher.entry_for_publisher, who, topic)
+    body = await _read_limited(request, svc.settings.max_body_bytes)
+    if body is None:
+        return problem(
+            413, "payload_too_large", f"request body exceeds {svc.settings.max_body_bytes} bytes"
+        )
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == AVRO_CONTENT_TYPE:
+        wire_records = _frames(body)
+        count = len(wire_records)
+    else:
+        parsed = _json_body(body)
+        count = len(parsed.records)
+    if count > svc.settings.max_batch_records:
+        return problem(
+            413,
+            "batch_too_large",
+            f"batch has {count} records; the limit is {svc.settings.max_batch_records}",
+        )
+    digest = request_digest(body, topic)
+    if idempotency_key:
+        earlier = await run_in_threadpool(publisher.remembered, who, idempotency_key, digest)
+        if earlier is not None:
+            return JSONResponse(earlier, headers={"Idempotent-Replayed": "true"})
+    try:
+        if ctype == AVRO_CONTENT_TYPE:
+            result = await run_in_threadpool(publisher.publish_wire, who, topic, wire_records)
+        else:
+            records = [InRecord(r.key, r.value, r.headers) for r in parsed.records]
+            result = await run_in_threadpool(
+                publisher.publish_json, who, topic, records, parsed.schema_version
+            )
+    except BaseException:
+        if idempotency_key:
+            await run_in_threadpool(publisher.remember, who, idempotency_key, None)
+        raise
+    if idempotency_key:
+        await run_in_threadpool(publisher.remember, who, idempotency_key, result)
+    return JSONResponse(result)
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _json_body(body: bytes) -> PublishIn:
+    try:
+        raw = json.loads(body)
+    except ValueError as exc:
+        raise InvalidInput(f"body is not valid JSON: {exc}") from exc
+    try:
+        return PublishIn.model_validate(raw)
+    except ValidationError as exc:
+        errors = [
+            {"path": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]} for e in exc.errors()
+        ]
+        raise InvalidInput("request body does not have the publish shape", errors=errors) from exc
+
+
+_U32 = struct.Struct(">I")
+_NO_KEY = 0xFFFFFFFF
+
+
+def _frames(body: bytes) -> list[WireRecord]:
+    out: list[WireRecord] = []
+    pos = 0
+    while pos < len(body):
+        try:
+            (klen,) = _U32.unpack_from(body, pos)
+            pos += 4
+            key = None if klen == _NO_KEY else body[pos : pos + klen]
+            pos += 0 if klen == _NO_KEY else klen
+            (vlen,) = _U32.unpack_from(body, pos)
+            pos += 4
+            value = body[pos : pos + vlen]
+            pos += vlen
+        except struct.error as exc:
+            raise InvalidInput(f"truncated Avro frame at record {len(out)}") from exc
+        if len(value) != vlen or (key is not None and len(key) != klen):
+            raise InvalidInput(f"truncated Avro frame at record {len(out)}")
+        out.append(WireRecord(key, value))
+    if not out:
+        raise InvalidInput("no records in body")
+    return out

@@ -1,0 +1,37 @@
+"""Pure helpers over field paths: which are sealed, and projecting a value onto allowed paths."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SEALED = frozenset({"sensitive", "secret"})
+
+
+def sealed_fields(fields: list[Any]) -> dict[str, Any]:
+    """path → original Avro type of every field the schema classifies sensitive or secret."""
+    return {f.path: f.avro_type for f in fields if str(f.classification) in SEALED}
+
+
+def subject_paths(fields: list[Any]) -> list[str]:
+    return [f.path for f in fields if getattr(f, "data_subject", False)]
+
+
+def get_path(value: dict[str, Any], path: str) -> Any:
+    cur: Any = value
+    for part in path.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def project(value: dict[str, Any], allowed: frozenset[str], prefix: str = "") -> dict[str, Any]:
+    """Keep only the allowed paths (a nested record is kept as far as its allowed leaves)."""
+    out: dict[str, Any] = {}
+    for name, v in value.items():
+        path = f"{prefix}{name}"
+        if path in allowed:
+            out[name] = v
+        elif isinstance(v, dict) and any(a.startswith(path + ".") for a in allowed):
+            out[name] = project(v, allowed, path + ".")
+    return out

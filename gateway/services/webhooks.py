@@ -1,0 +1,187 @@
+"""Webhook delivery: signed POSTs with retries and a dead-letter list.
+
+Signature header (verify on the receiving side, reject if |now - t| > 300 s):
+    X-Exchange-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>
+One gateway instance at a time dispatches a subscription (a lease row in the database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import secrets
+import socket
+import time
+import uuid
+from urllib.parse import urlsplit
+
+import httpx
+
+from exchange.delivery import cursor as cursors
+from exchange.delivery.store import Subscription, SubscriptionStore
+from exchange.errors import ExchangeError, InvalidInput
+from exchange.secrets_store import unseal
+from gateway.container import Services
+
+log = logging.getLogger(__name__)
+SIGNATURE_HEADER = "X-Exchange-Signature"
+TOLERANCE_S = 300
+BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # then dead-letter the page and move on
+LEASE_S = 15.0
+
+
+def new_webhook_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def check_webhook_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname and _loopback(parts.hostname):
+        return
+    raise InvalidInput("webhook URL must be https (plain http only to loopback)")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    t = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def verify(secret: str, body: bytes, header: str, *, now: float | None = None) -> bool:
+    """What a receiver does; used by tests and documented for subscribers."""
+    try:
+        fields = dict(part.split("=", 1) for part in header.split(","))
+        t = int(fields["t"])
+    except (ValueError, KeyError):
+        return False
+    if abs((now or time.time()) - t) > TOLERANCE_S:
+        return False
+    return hmac.compare_digest(sign(secret, body, t), header)
+
+
+class WebhookDispatcher:
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self.owner = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self._runner: asyncio.Task[None] | None = None
+        self.client = httpx.AsyncClient(timeout=10.0)
+
+    @property
+    def store(self) -> SubscriptionStore:
+        store: SubscriptionStore = self.svc.extras["subscriptions"]
+        return store
+
+    def start(self) -> None:
+        self._runner = asyncio.get_running_loop().create_task(self._supervise())
+
+    async def stop(self) -> None:
+        for t in [*self.tasks.values(), *([self._runner] if self._runner else [])]:
+            t.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        await self.client.aclose()
+
+    async def _supervise(self) -> None:
+        while True:
+            try:
+                subs = await asyncio.to_thread(self.store.webhook_subscriptions)
+                for sub in subs:
+                    task = self.tasks.get(sub.id)
+                    if task is None or task.done():
+                        self.tasks[sub.id] = asyncio.create_task(self._serve(sub.id))
+            except ExchangeError:
+                log.warning("webhook supervisor: control plane unavailable")
+            await asyncio.sleep(1.0)
+
+    async def _serve(self, sub_id: str) -> None:
+        while True:
+            if not await asyncio.to_thread(self.store.acquire_lease, sub_id, self.owner, LEASE_S):
+                await asyncio.sleep(LEASE_S / 3)
+                continue
+            sub = await asyncio.to_thread(self.store.get, sub_id)
+            if sub.status != "active":
+                return
+            try:
+                sent = await self._one_page(sub)
+            except ExchangeError as exc:  # revoked, KMS down, ...: pause, never deliver
+                log.info("webhook %s paused: %s", sub_id, exc.code)
+                sent = False
+                await asyncio.sleep(1.0)
+            if not sent:
+                await asyncio.sleep(0.5)
+
+    async def _one_page(self, sub: Subscription) -> bool:
+        deliverer, pool = self.svc.extras["deliverer"], self.svc.extras["readers"]
+        await asyncio.to_thread(deliverer.ensure_allowed, sub, sub.client_id)
+        page = await asyncio.to_thread(
+            pool.read, sub.topic, sub.cursor, max_records=100, wait_ms=500
+        )
+        if not page.records:
+            if page.next_offsets != sub.cursor:
+                await asyncio.to_thread(self.store.commit, sub.id, page.next_offsets)
+            return False
+        rendered = await asyncio.to_thread(
+            deliverer.render, sub, page.records, client_id=sub.client_id, channel="webhook"
+        )
+        if rendered.records:
+            assert sub.webhook_url is not None and sub.webhook_secret is not None
+            secret = unseal(self.svc.master_key, sub.webhook_secret, "webhook-secret").decode()
+            key = hmac.new(self.svc.master_key, b"exchange/cursor/v1", hashlib.sha256).digest()
+            body = json.dumps(
+                {
+                    "subscription": sub.id,
+                    "records": rendered.records,
+                    "cursor": cursors.encode(key, sub.id, page.next_offsets),
+                },
+                separators=(",", ":"),
+            ).encode()
+            error = await self._post_with_retries(sub.webhook_url, secret, body)
+            if error is not None:
+                await asyncio.to_thread(
+                    self.store.dead_letter,
+                    sub.id,
+                    sub.cursor,
+                    page.next_offsets,
+                    [r["record_id"] for r in rendered.records],
+                    len(BACKOFF_S) + 1,
+                    error,
+                )
+        await asyncio.to_thread(self.store.commit, sub.id, page.next_offsets)
+        return True
+
+    async def _post_with_retries(self, url: str, secret: str, body: bytes) -> str | None:
+        error = "not attempted"
+        for delay in (*BACKOFF_S, None):
+            try:
+                r = await self.client.post(
+                    url,
+                    content=body,
+                    headers={
+                        "Content-Type": "application/json",
+                        SIGNATURE_HEADER: sign(secret, body),
+                    },
+                )
+                if 200 <= r.status_code < 300:
+                    return None
+                error = f"HTTP {r.status_code}"
+            except httpx.HTTPError as exc:
+                error = type(exc).__name__
+            if delay is None:
+                break
+            await asyncio.sleep(delay)
+        return error
