@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,6 +32,12 @@ class Settings(BaseSettings):
     master_key: SecretStr | None = Field(
         default=None, description="Local KMS master key (base64); else a 0600 file in home."
     )
+    kms_provider: Literal["local", "pkcs11"] = Field(
+        default="local", description="KMS holding department KEKs: local keystore or PKCS#11."
+    )
+    pkcs11_module: str | None = Field(default=None, description="PKCS#11 library path.")
+    pkcs11_token_label: str | None = None
+    pkcs11_pin: SecretStr | None = None
     oidc_issuer: str | None = Field(default=None, description="External OIDC issuer URL.")
     oidc_audience: str | None = None
     oidc_department_claim: str = Field(

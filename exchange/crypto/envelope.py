@@ -1,0 +1,106 @@
+"""Envelope v1: the bytes a sealed field carries. Pure functions, no I/O.
+
+Layout (big-endian)::
+
+    offset   size  field
+    0        1     format version = 0x01
+    1        1     cipher id (1 = AES-256-GCM, 2 = SM4-GCM)
+    2        1     L = length of the DEK id (1..64)
+    3        L     DEK id (ASCII)
+    3+L      4     DEK version (uint32)
+    7+L      12    nonce (random per envelope)
+    19+L     n+16  ciphertext of the field's Avro binary encoding, then the GCM tag
+
+The header is bytes ``[0, 19+L)``. The AEAD associated data is::
+
+    header | u16 len(topic) | topic | u16 len(path) | path | u32 sealed schema id
+           | u32 len(key) | key            (utf-8 strings; key = Kafka record key or empty)
+
+so an envelope copied to another record (key), field (path), topic or schema fails to open,
+and no header byte (cipher, DEK id/version, nonce) can be altered.
+"""
+
+from __future__ import annotations
+
+import secrets
+import struct
+from dataclasses import dataclass
+
+from exchange.crypto import ciphers
+from exchange.crypto.ciphers import NONCE_BYTES, CipherSpec
+from exchange.crypto.errors import IntegrityFailure
+
+FORMAT_V1 = 0x01
+MAX_DEK_ID = 64
+_U32 = struct.Struct(">I")
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where a sealed value lives; bound into the AEAD so it cannot be moved."""
+
+    topic: str
+    path: str
+    schema_id: int
+    key: bytes | None
+
+    def encode(self) -> bytes:
+        topic, path, key = self.topic.encode(), self.path.encode(), self.key or b""
+        return b"".join(
+            (
+                struct.pack(">H", len(topic)),
+                topic,
+                struct.pack(">H", len(path)),
+                path,
+                _U32.pack(self.schema_id),
+                _U32.pack(len(key)),
+                key,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class Header:
+    cipher: CipherSpec
+    dek_id: str
+    dek_version: int
+    nonce: bytes
+    raw: bytes  # the exact header bytes, authenticated as part of the AAD
+
+
+def _header(cipher: CipherSpec, dek_id: str, version: int, nonce: bytes) -> bytes:
+    did = dek_id.encode("ascii")
+    if not 0 < len(did) <= MAX_DEK_ID:
+        raise ValueError("DEK id must be 1..64 ASCII bytes")
+    return bytes((FORMAT_V1, cipher.id, len(did))) + did + _U32.pack(version) + nonce
+
+
+def seal(
+    cipher: CipherSpec, key: bytes, dek_id: str, version: int, ctx: Context, plaintext: bytes
+) -> bytes:
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    header = _header(cipher, dek_id, version, nonce)
+    return header + ciphers.encrypt(cipher, key, nonce, plaintext, header + ctx.encode())
+
+
+def parse(envelope: bytes) -> tuple[Header, bytes]:
+    """Split an envelope into its header and sealed body; raises IntegrityFailure if malformed."""
+    if len(envelope) < 3 or envelope[0] != FORMAT_V1:
+        raise IntegrityFailure("not an envelope of a known format")
+    cipher = ciphers.spec_of(envelope[1])
+    n = envelope[2]
+    end = 3 + n + 4 + NONCE_BYTES
+    if n == 0 or n > MAX_DEK_ID or len(envelope) < end + ciphers.TAG_BYTES:
+        raise IntegrityFailure("envelope is truncated")
+    try:
+        dek_id = envelope[3 : 3 + n].decode("ascii")
+    except UnicodeDecodeError:
+        raise IntegrityFailure("envelope DEK id is malformed") from None
+    (version,) = _U32.unpack_from(envelope, 3 + n)
+    nonce = envelope[3 + n + 4 : end]
+    return Header(cipher, dek_id, version, nonce, envelope[:end]), envelope[end:]
+
+
+def open_(header: Header, body: bytes, key: bytes, ctx: Context) -> bytes:
+    aad = header.raw + ctx.encode()
+    return ciphers.decrypt(header.cipher, key, header.nonce, body, aad)

@@ -1,0 +1,108 @@
+"""Sealing and opening the sensitive fields of one record (the gateway's entry point).
+
+``seal`` turns each sensitive value into an envelope (Avro binary of the value under its
+original type, AEAD under the field's current DEK). ``open`` gives back exactly the granted
+fields: not granted → omitted; DEK shredded → None + redacted "shredded"; envelope fails
+authentication → None + redacted "integrity" (never plaintext). KMS or key store down →
+:class:`exchange.errors.DependencyUnavailable` (fail closed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from exchange.crypto import envelope, sealing
+from exchange.crypto.errors import IntegrityFailure, KeyShredded
+from exchange.crypto.keys import KeyManager
+from exchange.crypto.kms_wrappers import KmsMetrics
+
+SHREDDED = "shredded"
+INTEGRITY = "integrity"
+
+
+@dataclass(frozen=True)
+class OpenedRecord:
+    value: dict[str, Any]
+    redacted: dict[str, str] = field(default_factory=dict)  # path → "shredded" | "integrity"
+
+
+def _granted(path: str, granted: set[str]) -> bool:
+    """A path is granted by itself or by any enclosing record path."""
+    if path in granted:
+        return True
+    parts = path.split(".")
+    return any(".".join(parts[:i]) in granted for i in range(1, len(parts)))
+
+
+class FieldCrypto:
+    def __init__(self, keys: KeyManager, metrics: KmsMetrics | None = None) -> None:
+        self.keys = keys
+        self.metrics = metrics or KmsMetrics()
+
+    def seal(
+        self,
+        *,
+        topic: str,
+        owner: str,
+        cipher: str = "AES256_GCM",
+        sealed_schema_id: int,
+        key: bytes | None,
+        record: dict[str, Any],
+        fields: dict[str, Any],
+    ) -> dict[str, Any]:
+        out = record
+        for path, avro_type in fields.items():
+            parts = tuple(path.split("."))
+            value = sealing.get_path(record, parts)
+            if value is sealing.MISSING:
+                continue  # an enclosing optional record is null: nothing to seal
+            plaintext = sealing.encode_value(sealing.type_key(avro_type), value)
+            dek = self.keys.current(topic, path, owner, cipher)
+            ctx = envelope.Context(topic, path, sealed_schema_id, key)
+            sealed = envelope.seal(dek.cipher, dek.key, dek.dek_id, dek.version, ctx, plaintext)
+            out = sealing.replace_path(out, parts, sealed)
+        return out
+
+    def open(
+        self,
+        *,
+        topic: str,
+        sealed_schema_id: int,
+        key: bytes | None,
+        record: dict[str, Any],
+        fields: dict[str, Any],
+        granted: set[str],
+    ) -> OpenedRecord:
+        out = record
+        redacted: dict[str, str] = {}
+        for path, avro_type in fields.items():
+            parts = tuple(path.split("."))
+            raw = sealing.get_path(record, parts)
+            if raw is sealing.MISSING:
+                continue
+            if not _granted(path, granted):
+                out = sealing.replace_path(out, parts, sealing.MISSING)
+                continue
+            ctx = envelope.Context(topic, path, sealed_schema_id, key)
+            try:
+                value = self._open_one(raw, ctx, avro_type)
+            except KeyShredded:
+                value, redacted[path] = None, SHREDDED
+            except IntegrityFailure:
+                value, redacted[path] = None, INTEGRITY
+            out = sealing.replace_path(out, parts, value)
+        return OpenedRecord(out, redacted)
+
+    def _open_one(self, raw: Any, ctx: envelope.Context, avro_type: Any) -> Any:
+        if not isinstance(raw, bytes):
+            raise IntegrityFailure("sealed field does not hold an envelope")
+        header, body = envelope.parse(raw)
+        dek = self.keys.get(header.dek_id, header.dek_version)
+        if (dek.topic, dek.field) != (ctx.topic, ctx.path) or dek.cipher != header.cipher:
+            raise IntegrityFailure("envelope key belongs to another field")
+        plaintext = envelope.open_(header, body, dek.key, ctx)
+        try:
+            return sealing.decode_value(sealing.type_key(avro_type), plaintext)
+        except Exception:  # authenticated but undecodable: treat as integrity failure
+            raise IntegrityFailure("sealed value does not decode under its type") from None
