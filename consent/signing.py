@@ -79,3 +79,10 @@ def verify_artefact(artefact: str, jwks: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput("not a consent artefact")
     claims: dict[str, Any] = json.loads(obj.payload)
     return claims
+
+
+def artefact_claim(artefact: str, name: str) -> Any:
+    """One claim of an artefact we signed ourselves (read back from our own store)."""
+    payload = artefact.split(".")[1]
+    body = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return body.get(name)
