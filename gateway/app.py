@@ -19,7 +19,7 @@ from exchange.secrets_store import load_master_key
 from exchange.settings import Settings
 from gateway import dataplane, errors
 from gateway.container import Services
-from gateway.routes import health, identity, oauth, registry
+from gateway.routes import catalog, health, identity, oauth, registry
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 Plugin = Callable[[Services], tuple[list[Any], Callable[[], None] | None]]
 PLUGINS: list[Plugin] = [
     registry.plugin,
+    catalog.plugin,  # consent package: catalog, agreements, consents (svc.extras)
     dataplane.plugin,  # topics, publishing, subscriptions, delivery (looks others up lazily)
     # registry.plugin, catalog/consent plugin, crypto plugin, topics+publish, delivery, audit
 ]
