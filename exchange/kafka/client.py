@@ -191,6 +191,10 @@ class KafkaAdapter:
 
     def send_durably(self, topic: str, record: OutRecord) -> Position:
         """One record, acks=all, idempotent, waited for: used for audit events."""
+        return self.send_many_durably(topic, [record])[0]
+
+    def send_many_durably(self, topic: str, records: Sequence[OutRecord]) -> list[Position]:
+        """Records in order, acks=all, idempotent; returns once every one is acknowledged."""
         with self._lock:
             if self._plain is None:
                 self._plain = KafkaProducer(
@@ -203,12 +207,15 @@ class KafkaAdapter:
                 )
             producer = self._plain
         try:
-            meta = producer.send(
-                topic, value=record.value, key=record.key, headers=list(record.headers)
-            ).get(timeout=self.timeout_ms / 1000)
+            futures = [
+                producer.send(topic, value=r.value, key=r.key, headers=list(r.headers))
+                for r in records
+            ]
+            producer.flush(timeout=self.timeout_ms / 1000)
+            metas = [f.get(timeout=self.timeout_ms / 1000) for f in futures]
         except KafkaError as exc:
             raise KafkaUnavailable(f"durable write to {topic} failed: {exc}") from exc
-        return Position(meta.partition, meta.offset)
+        return [Position(m.partition, m.offset) for m in metas]
 
     # -- reading -------------------------------------------------------------------------
     def _consumer(self, **extra: object) -> KafkaConsumer:

@@ -1,0 +1,120 @@
+"""Audit events: what one Merkle leaf holds, and its canonical bytes (RFC 8785 JSON).
+
+An event carries its format version ``v``, its leaf ``index``, the leaf hash of its
+predecessor ``prev`` (so a changed event is pinpointed by its successor), and the keyed
+hashes of the data subjects it touched — never the raw ids.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import rfc8785
+
+from exchange.auditing import AuditRecord
+from exchange.errors import InvalidInput
+
+FORMAT = 1
+
+
+class BadEvent(InvalidInput):
+    code = "bad_audit_event"
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    index: int
+    ts: str  # RFC 3339 UTC, microseconds
+    type: str
+    actor: str
+    department: str | None
+    topic: str | None
+    outcome: str
+    data: dict[str, Any]
+    subjects: tuple[str, ...]  # HMAC-SHA256 hex of each raw subject id, sorted
+    prev: str  # hex leaf hash of event index-1 ("" for the first)
+    v: int = FORMAT
+    extra: dict[str, Any] = field(default_factory=dict)  # unknown fields of newer formats
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": self.v,
+            "index": self.index,
+            "ts": self.ts,
+            "type": self.type,
+            "actor": self.actor,
+            "department": self.department,
+            "topic": self.topic,
+            "outcome": self.outcome,
+            "data": self.data,
+            "subjects": list(self.subjects),
+            "prev": self.prev,
+            **self.extra,
+        }
+
+    def canonical(self) -> bytes:
+        return rfc8785.dumps(self.to_json())
+
+
+_FIELDS = {"v", "index", "ts", "type", "actor", "department", "topic", "outcome", "data"}
+
+
+def now_ts() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_ts(ts: str) -> datetime:
+    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def json_safe(data: dict[str, Any]) -> dict[str, Any]:
+    """Plain JSON types only (tuples become lists, odd values strings) so hashing is stable."""
+    out: dict[str, Any] = json.loads(json.dumps(data, default=str, allow_nan=False))
+    return out
+
+
+def from_record(
+    record: AuditRecord, index: int, prev: str, subject_hashes: tuple[str, ...], ts: str
+) -> AuditEvent:
+    return AuditEvent(
+        index=index,
+        ts=ts,
+        type=record.type,
+        actor=record.actor,
+        department=record.department,
+        topic=record.topic,
+        outcome=record.outcome,
+        data=json_safe(record.data),
+        subjects=tuple(sorted(set(subject_hashes))),
+        prev=prev,
+    )
+
+
+def decode(entry: bytes) -> AuditEvent:
+    """Parse canonical bytes back into an event; raises :class:`BadEvent` if malformed."""
+    try:
+        obj = json.loads(entry)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadEvent("audit entry is not JSON") from exc
+    if not isinstance(obj, dict) or not obj.keys() >= _FIELDS:
+        raise BadEvent("audit entry lacks required fields")
+    if obj["v"] != FORMAT:
+        raise BadEvent(f"unsupported audit entry format {obj['v']!r}")
+    known = _FIELDS | {"subjects", "prev"}
+    return AuditEvent(
+        index=int(obj["index"]),
+        ts=str(obj["ts"]),
+        type=str(obj["type"]),
+        actor=str(obj["actor"]),
+        department=obj["department"],
+        topic=obj["topic"],
+        outcome=str(obj["outcome"]),
+        data=dict(obj["data"]),
+        subjects=tuple(obj.get("subjects", ())),
+        prev=str(obj.get("prev", "")),
+        v=int(obj["v"]),
+        extra={k: v for k, v in obj.items() if k not in known},
+    )

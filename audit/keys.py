@@ -1,0 +1,90 @@
+"""The audit's own keys, kept apart from the admin-usable secrets in the database.
+
+- ``audit.key``: HMAC-SHA256 key turning data-subject ids into keyed hashes.
+- ``audit-checkpoint.key``: Ed25519 seed signing checkpoints; ``audit-checkpoint.pub`` holds
+  the signed-note verifier key that officers copy for offline verification.
+Both are 0600 files in EXCHANGE_HOME unless given as environment variables.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import SecretStr
+
+from audit.checkpoint import Signer, Verifier
+from audit.settings import AuditSettings
+from exchange.errors import ConfigurationError
+
+HMAC_KEY_FILE = "audit.key"
+SIGNING_KEY_FILE = "audit-checkpoint.key"
+VERIFIER_FILE = "audit-checkpoint.pub"
+
+
+def _secret(value: SecretStr | None, path: Path, create: bool) -> bytes:
+    if value is not None:
+        return _decode(value.get_secret_value(), "environment")
+    if path.exists():
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise ConfigurationError(f"{path} must not be readable by others (mode {mode:o})")
+        return _decode(path.read_text().strip(), str(path))
+    if not create:
+        raise ConfigurationError(f"audit key {path} does not exist")
+    key = secrets.token_bytes(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first: use theirs
+        return _secret(None, path, create=False)
+    with os.fdopen(fd, "w") as f:
+        f.write(base64.b64encode(key).decode())
+    return key
+
+
+def _decode(text: str, where: str) -> bytes:
+    try:
+        key = base64.b64decode(text, validate=True)
+    except ValueError as exc:
+        raise ConfigurationError(f"audit key in {where} is not base64") from exc
+    if len(key) != 32:
+        raise ConfigurationError(f"audit key in {where} must be 32 bytes")
+    return key
+
+
+def load_hmac_key(home: Path, settings: AuditSettings, *, create: bool = True) -> bytes:
+    return _secret(settings.key, home / HMAC_KEY_FILE, create)
+
+
+def load_signer(home: Path, settings: AuditSettings, *, create: bool = True) -> Signer:
+    seed = _secret(settings.signing_key, home / SIGNING_KEY_FILE, create)
+    signer = Signer(settings.signer_name, Ed25519PrivateKey.from_private_bytes(seed))
+    pub = home / VERIFIER_FILE
+    encoded = signer.verifier.encode()
+    if not pub.exists() or pub.read_text().strip() != encoded:
+        pub.write_text(encoded + "\n")
+    return signer
+
+
+def load_verifier(home: Path) -> Verifier:
+    path = home / VERIFIER_FILE
+    if not path.exists():
+        raise ConfigurationError(f"no checkpoint verifier key at {path}; pass --key")
+    return Verifier.parse(path.read_text())
+
+
+class SubjectHasher:
+    """Keyed hashes of data-subject ids: stable for queries, useless without the key."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def __call__(self, subject: str) -> str:
+        return hmac.new(self._key, subject.encode(), hashlib.sha256).hexdigest()

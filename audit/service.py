@@ -1,0 +1,297 @@
+"""The officer's side of the log: checkpoints, proofs, queries, verification and pruning."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from audit import sources
+from audit.checkpoint import Checkpoint, Signer, open_note
+from audit.events import AuditEvent, decode
+from audit.keys import SubjectHasher
+from audit.merkle import MerkleTree, decompose
+from audit.models import AuditCheckpointRow, AuditEventRow, AuditHeadRow, AuditSubjectRow
+from audit.settings import AuditSettings
+from audit.store import HEAD_ID, AuditLog
+from audit.verify import Report, verify_log
+from exchange.db import transaction
+from exchange.errors import DependencyUnavailable, InvalidInput, NotFound
+from exchange.kafka.client import KafkaAdapter
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Filters:
+    since: datetime | None = None
+    until: datetime | None = None
+    department: str | None = None
+    client: str | None = None
+    topic: str | None = None
+    type: str | None = None
+    subject: str | None = None  # raw id: hashed here, never stored or logged
+
+
+@dataclass(frozen=True)
+class SignedCheckpoint:
+    size: int
+    root: bytes
+    note: str
+
+
+class AuditService:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        log_: AuditLog,
+        signer: Signer,
+        settings: AuditSettings,
+        kafka: KafkaAdapter | None = None,
+    ) -> None:
+        self.sessions, self.log, self.signer = sessions, log_, signer
+        self.settings, self.kafka = settings, kafka
+        self.h = log_.h
+        self.subjects: SubjectHasher = log_.subjects
+        self._tree: MerkleTree | None = None
+        self._tree_lock = threading.Lock()
+
+    # -- tree and checkpoints ----------------------------------------------------------------
+    def tree(self, s: Session) -> MerkleTree:
+        """The proof tree, synced with the index up to the head this session sees."""
+        head = s.get(AuditHeadRow, HEAD_ID)
+        if head is None:
+            raise DependencyUnavailable("audit log is not initialised")
+        with self._tree_lock:
+            if self._tree is None or self._tree.offset != head.pruned:
+                anchor = [bytes.fromhex(x) for x in head.anchor]
+                self._tree = MerkleTree(self.h, head.pruned, anchor)
+            tree = self._tree
+            if tree.size < head.size:
+                rows = s.execute(
+                    select(AuditEventRow.idx, AuditEventRow.leaf_hash)
+                    .where(AuditEventRow.idx >= tree.size, AuditEventRow.idx < head.size)
+                    .order_by(AuditEventRow.idx)
+                )
+                for idx, leaf in rows:
+                    if idx != tree.size:
+                        raise DependencyUnavailable(f"audit index has a gap at {tree.size}")
+                    tree.append(leaf)
+            return tree
+
+    def checkpoint(self) -> SignedCheckpoint:
+        """Sign the current head (or return the checkpoint already signed for it)."""
+        with transaction(self.sessions) as s:
+            tree = self.tree(s)
+            size = tree.size
+            existing = s.get(AuditCheckpointRow, size)
+            if existing is not None:
+                return SignedCheckpoint(existing.size, existing.root, existing.note)
+            cp = Checkpoint(self.settings.origin, size, tree.root(size), self.h.name)
+            note = self.signer.sign(cp)
+        try:
+            with transaction(self.sessions) as s:
+                s.add(AuditCheckpointRow(size=size, root=cp.root, note=note, created_at=_now()))
+        except DependencyUnavailable as exc:
+            if not isinstance(exc.__cause__, IntegrityError):
+                raise  # else another process signed the same size: same root, keep theirs
+        return SignedCheckpoint(size, cp.root, note)
+
+    def latest_checkpoint(self) -> SignedCheckpoint | None:
+        with transaction(self.sessions) as s:
+            row = s.scalars(
+                select(AuditCheckpointRow).order_by(AuditCheckpointRow.size.desc()).limit(1)
+            ).first()
+            return None if row is None else SignedCheckpoint(row.size, row.root, row.note)
+
+    def covering_checkpoint(self, size: int) -> SignedCheckpoint:
+        """The latest checkpoint if it covers ``size`` leaves, else a freshly signed one."""
+        latest = self.latest_checkpoint()
+        if latest is not None and latest.size >= size:
+            return latest
+        return self.checkpoint()
+
+    def inclusion(self, index: int, size: int) -> dict[str, Any]:
+        with transaction(self.sessions) as s:
+            tree = self.tree(s)
+            if not 0 <= index < size <= tree.size:
+                raise NotFound(f"no leaf {index} in a tree of size {size}")
+            proof = tree.inclusion_proof(index, size)
+            return {
+                "index": index,
+                "size": size,
+                "hash": self.h.name,
+                "leaf_hash": tree.leaf(index).hex(),
+                "root": tree.root(size).hex(),
+                "proof": [p.hex() for p in proof],
+            }
+
+    def consistency(self, first: int, second: int) -> dict[str, Any]:
+        with transaction(self.sessions) as s:
+            tree = self.tree(s)
+            if not 0 <= first <= second <= tree.size:
+                raise NotFound(f"no consistency proof from {first} to {second}")
+            proof = tree.consistency_proof(first, second)
+            return {
+                "from": first,
+                "to": second,
+                "hash": self.h.name,
+                "first_root": tree.root(first).hex(),
+                "second_root": tree.root(second).hex(),
+                "proof": [p.hex() for p in proof],
+            }
+
+    # -- queries -----------------------------------------------------------------------------
+    def query(self, f: Filters, after: int = -1, limit: int = 100) -> list[AuditEvent]:
+        """Events matching every given filter, in index order, after index ``after``."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}")
+        with transaction(self.sessions) as s:
+            rows = s.scalars(self._select(f).where(AuditEventRow.idx > after).limit(limit))
+            return [decode(r.entry) for r in rows]
+
+    def _select(self, f: Filters) -> Select[AuditEventRow]:
+        q = select(AuditEventRow).order_by(AuditEventRow.idx)
+        if f.since is not None:
+            q = q.where(AuditEventRow.ts >= _ts(f.since))
+        if f.until is not None:
+            q = q.where(AuditEventRow.ts < _ts(f.until))
+        for column, value in (
+            (AuditEventRow.department, f.department),
+            (AuditEventRow.actor, f.client),
+            (AuditEventRow.topic, f.topic),
+            (AuditEventRow.type, f.type),
+        ):
+            if value is not None:
+                q = q.where(column == value)
+        if f.subject is not None:
+            hashed = self.subjects(f.subject)
+            q = q.where(
+                AuditEventRow.idx.in_(
+                    select(AuditSubjectRow.idx).where(AuditSubjectRow.subject == hashed)
+                )
+            )
+        return q
+
+    def with_proofs(
+        self, events: list[AuditEvent]
+    ) -> tuple[SignedCheckpoint, list[dict[str, Any]]]:
+        """Each event with its canonical entry and inclusion proof against one checkpoint."""
+        need = max((e.index for e in events), default=-1) + 1
+        cp = self.covering_checkpoint(need)
+        with transaction(self.sessions) as s:
+            tree = self.tree(s)
+            out = [
+                {
+                    "event": e.to_json(),
+                    "entry": e.canonical().decode(),
+                    "leaf_hash": tree.leaf(e.index).hex(),
+                    "proof": [p.hex() for p in tree.inclusion_proof(e.index, cp.size)],
+                    "tree_size": cp.size,
+                }
+                for e in events
+            ]
+        return cp, out
+
+    # -- verification and retention ------------------------------------------------------------
+    def verify(self, source: str = "db", trusted: list[str] | None = None) -> Report:
+        size, anchor = sources.head(self.sessions)
+        notes = sources.checkpoint_notes(self.sessions)
+        if source == "db":
+            entries = sources.db_entries(self.sessions)
+            expected: int | None = size
+        elif source == "kafka":
+            if self.kafka is None:
+                raise InvalidInput("no Kafka configured to verify against")
+            entries = sources.skip_pruned(
+                sources.kafka_entries(self.kafka, self.settings.topic), anchor
+            )
+            expected = None  # the index may lag Kafka; checkpoints bound truncation
+        else:
+            raise InvalidInput("source must be db or kafka")
+        return verify_log(
+            self.h,
+            entries,
+            checkpoints=notes,
+            verifier=self.signer.verifier,
+            origin=self.settings.origin,
+            anchor=anchor,
+            expected_size=expected,
+            trusted=trusted or [],
+        )
+
+    def prune(self, now: datetime | None = None) -> int:
+        """Drop indexed events older than the retention, never past the latest checkpoint.
+
+        Keeps every checkpoint and the compact range of the pruned prefix, so the remaining
+        events still reproduce every later checkpoint's root. Returns the new first index.
+        """
+        cutoff = (now or datetime.now(UTC)) - timedelta(days=self.settings.retention_days)
+        latest = self.latest_checkpoint()
+        if latest is None:
+            return 0
+        with transaction(self.sessions) as s:
+            tree = self.tree(s)
+            old = s.scalars(
+                select(AuditEventRow.idx)
+                .where(AuditEventRow.ts < _ts(cutoff), AuditEventRow.idx < latest.size)
+                .order_by(AuditEventRow.idx.desc())
+                .limit(1)
+            ).first()
+            head = s.get(AuditHeadRow, HEAD_ID, with_for_update=True)
+            assert head is not None
+            if old is None or old + 1 <= head.pruned:
+                return head.pruned
+            p = old + 1
+            head.anchor = [tree.subtree(a, b).hex() for a, b in decompose(p)]
+            head.anchor_last = tree.leaf(p - 1).hex()
+            head.pruned = p
+            s.execute(delete(AuditSubjectRow).where(AuditSubjectRow.idx < p))
+            s.execute(delete(AuditEventRow).where(AuditEventRow.idx < p))
+        with self._tree_lock:
+            self._tree = None
+        return p
+
+
+class Checkpointer:
+    """Signs a checkpoint every ``interval`` seconds while the log grows; stop() to end."""
+
+    def __init__(self, service: AuditService, interval: float) -> None:
+        self.service, self.interval = service, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="audit-checkpointer", daemon=True)
+
+    def start(self) -> Checkpointer:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.service.checkpoint()
+            except Exception:  # keep signing later; the failure is logged, not fatal
+                log.warning("audit checkpoint failed", exc_info=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def check_note(service: AuditService, note: str) -> Checkpoint:
+    return open_note(note, service.signer.verifier)
+
+
+def _ts(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _now() -> str:
+    return _ts(datetime.now(UTC))

@@ -1,0 +1,191 @@
+"""Verify a stored audit log: pure functions over entries and signed checkpoints, no I/O.
+
+One pass over the entries in storage order recomputes every leaf hash and the tree root at
+each checkpoint size. It stops at the first index where the log was changed:
+
+- **modified**: an entry does not parse, disagrees with its stored index columns or leaf hash,
+  or its successor's ``prev`` link does not match it;
+- **deleted**: an index is missing from the sequence;
+- **reordered**: an index appears at another position (or twice);
+- **truncated**: the log ends before a signed checkpoint (or the expected head) says it must.
+
+Every checkpoint signature is checked; each checkpoint root must equal the root recomputed at
+its size, which also proves every pair of consecutive checkpoints consistent (they are
+prefixes of one recomputed tree). Roots are compared only for sizes the log still covers;
+older checkpoints of a pruned log are checked through the pruning anchor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from audit.checkpoint import BadCheckpoint, Checkpoint, Verifier, open_note
+from audit.events import BadEvent, decode
+from audit.merkle import Frontier, Hasher
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    """One entry as storage holds it; ``slot``/``leaf_hash``/``view`` are what it claims."""
+
+    entry: bytes
+    slot: int | None = None  # the storage's own index column (DB), None for Kafka
+    leaf_hash: bytes | None = None
+    view: dict[str, Any] | None = None  # indexed columns to compare with the entry
+    where: str = ""  # e.g. "offset 41" for messages
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """What pruning keeps of leaves [0, size): the compact range and the last leaf hash."""
+
+    size: int
+    nodes: tuple[bytes, ...]
+    last: str
+
+
+@dataclass
+class Report:
+    ok: bool
+    size: int = 0
+    root: bytes = b""
+    checkpoints: int = 0
+    index: int | None = None  # first index where tampering shows
+    kind: str = ""  # modified | deleted | reordered | truncated | checkpoint
+    detail: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        if self.ok:
+            return (
+                f"ok: {self.size} events, root {self.root.hex()}, "
+                f"{self.checkpoints} checkpoints verified"
+            )
+        return f"TAMPERED at index {self.index}: {self.kind}: {self.detail}"
+
+
+class _Fail(Exception):
+    def __init__(self, index: int, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.index, self.kind, self.detail = index, kind, detail
+
+
+def _view_of(ev: dict[str, Any]) -> dict[str, Any]:
+    keys = ("ts", "type", "actor", "department", "topic", "outcome")
+    return {**{k: ev[k] for k in keys}, "subjects": sorted(ev["subjects"])}
+
+
+def open_checkpoints(
+    notes: Sequence[str], verifier: Verifier, origin: str | None, h: Hasher
+) -> list[Checkpoint]:
+    """Check signatures and agreement; raise :class:`_Fail` (index = size) on the first bad one."""
+    by_size: dict[int, Checkpoint] = {}
+    for note in notes:
+        try:
+            cp = open_note(note, verifier)
+        except BadCheckpoint as exc:
+            raise _Fail(0, "checkpoint", exc.message) from None
+        if cp.hash != h.name or (origin is not None and cp.origin != origin):
+            raise _Fail(cp.size, "checkpoint", f"checkpoint {cp.size} is for another log")
+        seen = by_size.setdefault(cp.size, cp)
+        if seen.root != cp.root:
+            raise _Fail(cp.size, "checkpoint", f"two signed checkpoints of size {cp.size} differ")
+    return [by_size[s] for s in sorted(by_size)]
+
+
+def verify_log(
+    h: Hasher,
+    entries: Iterable[StoredEntry],
+    *,
+    checkpoints: Sequence[str],
+    verifier: Verifier,
+    origin: str | None = None,
+    anchor: Anchor | None = None,
+    expected_size: int | None = None,
+    trusted: Sequence[str] = (),
+) -> Report:
+    """Recompute the log from ``entries`` and check it against signed checkpoints."""
+    try:
+        cps = open_checkpoints([*checkpoints, *trusted], verifier, origin, h)
+        return _walk(h, iter(entries), cps, anchor, expected_size)
+    except _Fail as f:
+        return Report(ok=False, index=f.index, kind=f.kind, detail=f.detail)
+
+
+def _walk(
+    h: Hasher,
+    entries: Iterable[StoredEntry],
+    cps: list[Checkpoint],
+    anchor: Anchor | None,
+    expected_size: int | None,
+) -> Report:
+    start = anchor.size if anchor else 0
+    tree = Frontier.from_anchor(h, start, anchor.nodes) if anchor else Frontier(h)
+    prev = anchor.last if anchor else ""
+    pending = [cp for cp in cps if cp.size >= start]
+    report = Report(ok=True, checkpoints=len(cps) - len(pending))
+    if start:
+        report.notes.append(f"log pruned below index {start}; verified from the anchor")
+    last_good = start
+    it = iter(entries)
+    for item in it:
+        i = tree.size
+        while pending and pending[0].size == i:
+            last_good = _check_root(tree, pending.pop(0), last_good, report)
+        ev = _decode(item, i)
+        if ev["index"] != i:
+            _misplaced(i, ev["index"], it)
+        if item.slot is not None and item.slot != i:
+            raise _Fail(i, "modified", f"stored index column {item.slot} differs from entry")
+        if ev["prev"] != prev:
+            raise _Fail(i - 1, "modified", f"event {i - 1} does not match the link in event {i}")
+        lh = h.leaf(item.entry)
+        if item.leaf_hash is not None and item.leaf_hash != lh:
+            raise _Fail(i, "modified", "entry does not match its stored leaf hash")
+        if item.view is not None and item.view != _view_of(ev):
+            raise _Fail(i, "modified", "indexed columns differ from the entry")
+        tree.add(lh)
+        prev = lh.hex()
+    while pending and pending[0].size == tree.size:
+        last_good = _check_root(tree, pending.pop(0), last_good, report)
+    if pending:
+        cp = pending[0]
+        raise _Fail(tree.size, "truncated", f"log ends at {tree.size}, checkpoint says {cp.size}")
+    if expected_size is not None and expected_size > tree.size:
+        raise _Fail(tree.size, "truncated", f"log ends at {tree.size}, head says {expected_size}")
+    report.size, report.root = tree.size, tree.root()
+    return report
+
+
+def _decode(item: StoredEntry, i: int) -> dict[str, Any]:
+    try:
+        return decode(item.entry).to_json()
+    except BadEvent as exc:
+        raise _Fail(i, "modified", exc.message) from None
+
+
+def _check_root(tree: Frontier, cp: Checkpoint, last_good: int, report: Report) -> int:
+    if tree.root() != cp.root:
+        raise _Fail(
+            last_good,
+            "modified",
+            f"events in [{last_good}, {cp.size}) were rewritten: root differs from the signed "
+            f"checkpoint of size {cp.size}",
+        )
+    report.checkpoints += 1
+    return cp.size
+
+
+def _misplaced(i: int, found: int, rest: Iterable[StoredEntry]) -> None:
+    """Index ``i`` expected, ``found`` seen: a later ``i`` means reordering, else deletion."""
+    if found < i:
+        raise _Fail(i, "reordered", f"event {found} appears again where {i} belongs")
+    for item in rest:
+        try:
+            if decode(item.entry).index == i:
+                raise _Fail(i, "reordered", f"event {i} appears later, after {found}")
+        except BadEvent:
+            continue
+    raise _Fail(i, "deleted", f"event {i} is missing (next stored is {found})")

@@ -1,0 +1,138 @@
+"""The pure verifier against each kind of tampering, over in-memory entries."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from audit.checkpoint import Checkpoint, Signer
+from audit.events import AuditEvent, from_record
+from audit.merkle import SHA256, MerkleTree, decompose
+from audit.verify import Anchor, StoredEntry, verify_log
+from exchange.auditing import AuditRecord
+
+SIGNER = Signer("exchange-audit", Ed25519PrivateKey.generate())
+ORIGIN = "test/audit"
+
+
+def build(n: int) -> tuple[list[bytes], MerkleTree]:
+    entries, prev, tree = [], "", MerkleTree(SHA256)
+    for i in range(n):
+        rec = AuditRecord("token.issued", actor=f"c{i % 3}", data={"i": i})
+        entry = from_record(rec, i, prev, (), "2026-01-01T00:00:00.000000Z").canonical()
+        lh = SHA256.leaf(entry)
+        tree.append(lh)
+        entries.append(entry)
+        prev = lh.hex()
+    return entries, tree
+
+
+def note(tree: MerkleTree, size: int) -> str:
+    return SIGNER.sign(Checkpoint(ORIGIN, size, tree.root(size)))
+
+
+def run(entries: list[bytes], notes: list[str], **kw: object):  # type: ignore[no-untyped-def]
+    return verify_log(
+        SHA256,
+        [StoredEntry(e) for e in entries],
+        checkpoints=notes,
+        verifier=SIGNER.verifier,
+        origin=ORIGIN,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def edit(entry: bytes, **changes: object) -> bytes:
+    from audit.events import decode
+
+    ev = decode(entry)
+    return dataclasses.replace(ev, **changes).canonical()  # type: ignore[arg-type]
+
+
+ENTRIES, TREE = build(20)
+NOTES = [note(TREE, 8), note(TREE, 16), note(TREE, 20)]
+
+
+def test_intact_log_verifies() -> None:
+    r = run(ENTRIES, NOTES)
+    assert r.ok and r.size == 20 and r.checkpoints == 3 and r.root == TREE.root()
+
+
+def test_modified_event_is_named() -> None:
+    bad = list(ENTRIES)
+    bad[5] = edit(bad[5], data={"i": 999})
+    r = run(bad, NOTES)
+    assert (r.ok, r.index, r.kind) == (False, 5, "modified")
+
+
+def test_modified_last_event_caught_by_checkpoint() -> None:
+    bad = list(ENTRIES)
+    bad[19] = edit(bad[19], actor="someone-else")
+    r = run(bad, NOTES)
+    assert (r.ok, r.kind, r.index) == (False, "modified", 16)  # somewhere in [16, 20)
+
+
+def test_deleted_event_is_named() -> None:
+    r = run(ENTRIES[:7] + ENTRIES[8:], NOTES)
+    assert (r.ok, r.index, r.kind) == (False, 7, "deleted")
+
+
+def test_swapped_events_are_named() -> None:
+    bad = list(ENTRIES)
+    bad[3], bad[11] = bad[11], bad[3]
+    r = run(bad, NOTES)
+    assert (r.ok, r.index, r.kind) == (False, 3, "reordered")
+
+
+def test_truncated_tail_is_named() -> None:
+    r = run(ENTRIES[:17], NOTES)
+    assert (r.ok, r.index, r.kind) == (False, 17, "truncated")
+    r = run(ENTRIES[:20], [], expected_size=22)
+    assert (r.ok, r.index, r.kind) == (False, 20, "truncated")
+
+
+def test_consistent_rewrite_is_caught_by_signed_roots() -> None:
+    forged, _ = build(20)
+    forged = [edit(e, actor="forger") for e in forged]  # links now broken: re-link them
+    relinked, prev = [], ""
+    for e in forged:
+        e2 = edit(e, prev=prev)
+        relinked.append(e2)
+        prev = SHA256.leaf(e2).hex()
+    r = run(relinked, NOTES)
+    assert (r.ok, r.index, r.kind) == (False, 0, "modified")
+
+
+def test_bad_signature_and_forked_checkpoint() -> None:
+    other = Signer("exchange-audit", Ed25519PrivateKey.generate())
+    r = run(ENTRIES, [other.sign(Checkpoint(ORIGIN, 8, TREE.root(8)))])
+    assert not r.ok and r.kind == "checkpoint"
+    r = run(ENTRIES, [*NOTES, SIGNER.sign(Checkpoint(ORIGIN, 8, b"\x00" * 32))])
+    assert not r.ok and r.kind == "checkpoint"
+
+
+def test_trusted_checkpoint_beyond_log_means_truncation() -> None:
+    r = run(ENTRIES[:16], NOTES[:2], trusted=[NOTES[2]])
+    assert (r.ok, r.index, r.kind) == (False, 16, "truncated")
+
+
+@pytest.mark.parametrize("p", [1, 7, 8, 13])
+def test_pruned_log_verifies_from_anchor(p: int) -> None:
+    anchor = Anchor(p, tuple(TREE.subtree(a, b) for a, b in decompose(p)), TREE.leaf(p - 1).hex())
+    r = run(ENTRIES[p:], NOTES, anchor=anchor)
+    assert r.ok and r.root == TREE.root()
+    tampered = Anchor(p, (b"\x00" * 32, *anchor.nodes[1:]), anchor.last)
+    assert not run(ENTRIES[p:], NOTES, anchor=tampered).ok
+
+
+def test_event_canonical_form_is_stable() -> None:
+    ev = AuditEvent(0, "t", "x", "a", None, None, "ok", {"b": 1, "a": [1, "é"]}, ("h",), "")
+    assert (
+        ev.canonical()
+        == (
+            '{"actor":"a","data":{"a":[1,"é"],"b":1},"department":null,"index":0,'
+            '"outcome":"ok","prev":"","subjects":["h"],"topic":null,"ts":"t","type":"x","v":1}'
+        ).encode()
+    )
