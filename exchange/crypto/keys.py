@@ -215,7 +215,11 @@ class KeyManager:
         if fam is not None:
             return fam
         fam = DekFamilyRow(
-            dek_id=secrets.token_hex(8), topic=topic, field=path, owner=owner, created_at=utcnow()
+            dek_id=secrets.token_hex(8),
+            topic=topic,
+            field=path,
+            owner=owner,
+            created_at=self.clock(),
         )
         try:
             with transaction(self.sessions) as s:
@@ -264,7 +268,7 @@ class KeyManager:
                         kek_alias=kek.alias,
                         kek_version=kek.version,
                         state=ACTIVE,
-                        created_at=utcnow(),
+                        created_at=self.clock(),
                     )
                     s.add(row)
                     s.flush()
@@ -365,7 +369,7 @@ class KeyManager:
     ) -> int:
         """Destroy DEK versions of ``topic`` (one field, created before ``before``): count."""
         count = 0
-        now = utcnow()
+        now = self.clock()
         for fam in self._families(topic, field):
             with transaction(self.sessions) as s:
                 rows = s.scalars(
