@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     pkcs11_pin: SecretStr | None = None
     oidc_issuer: str | None = Field(default=None, description="External OIDC issuer URL.")
     oidc_audience: str | None = None
+    oidc_allow_http: bool = Field(
+        default=False, description="Allow plain-HTTP OIDC URLs beyond loopback (private nets)."
+    )
     oidc_department_claim: str = Field(
         default="dept", description="Claim (or dotted path) holding the department id."
     )

@@ -64,6 +64,7 @@ def build_services(settings: Settings, bootstrap: str, audit: AuditSink | None =
         settings.oidc_audience,
         settings.oidc_department_claim,
         svc.identity.department_exists,
+        allow_http=settings.oidc_allow_http,
     )
     return svc
 

@@ -53,6 +53,7 @@ class ExternalConfig:
     max_key_age_seconds: float = 3600.0  # refetch eventually so removed keys stop verifying
     leeway_seconds: int = 30
     http_timeout_seconds: float = 5.0
+    allow_http: bool = False  # plain HTTP to non-loopback hosts: private networks only
 
 
 def expected_alg(key: Key) -> str | None:
@@ -106,12 +107,14 @@ def _string_list(value: Any) -> set[str]:
     return {v for v in value if isinstance(v, str)} if isinstance(value, list) else set()
 
 
-def require_safe_url(url: str) -> None:
-    """HTTPS, or plain HTTP to a loopback address only (local development and tests)."""
+def require_safe_url(url: str, allow_http: bool = False) -> None:
+    """HTTPS, or plain HTTP to a loopback address (or anywhere when explicitly allowed)."""
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return
     if parts.scheme == "http" and parts.hostname:
+        if allow_http:
+            return
         host = parts.hostname
         try:
             loopback = ipaddress.ip_address(host).is_loopback
@@ -119,12 +122,14 @@ def require_safe_url(url: str) -> None:
             loopback = host == "localhost"
         if loopback:
             return
-    raise ConfigurationError("OIDC URLs must be https (plain http only to loopback)")
+    raise ConfigurationError(
+        "OIDC URLs must be https (plain http only to loopback unless EXCHANGE_OIDC_ALLOW_HTTP)"
+    )
 
 
-def http_fetch(timeout: float) -> Fetch:
+def http_fetch(timeout: float, allow_http: bool = False) -> Fetch:
     def fetch(url: str) -> Mapping[str, Any]:
-        require_safe_url(url)
+        require_safe_url(url, allow_http)
         try:
             r = httpx.get(url, timeout=timeout, follow_redirects=False)
             r.raise_for_status()
@@ -161,9 +166,9 @@ class ExternalVerifier:
         department_exists: Callable[[str], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        require_safe_url(config.issuer)
+        require_safe_url(config.issuer, config.allow_http)
         self.config = config
-        self._fetch = fetch or http_fetch(config.http_timeout_seconds)
+        self._fetch = fetch or http_fetch(config.http_timeout_seconds, config.allow_http)
         self._department_exists = department_exists
         self._clock = clock
         self._lock = threading.Lock()
@@ -263,7 +268,7 @@ class ExternalVerifier:
         if doc.get("issuer") != self.config.issuer or not isinstance(doc.get("jwks_uri"), str):
             raise DependencyUnavailable("the OIDC discovery document does not match the issuer")
         uri: str = doc["jwks_uri"]
-        require_safe_url(uri)
+        require_safe_url(uri, self.config.allow_http)
         return uri
 
 
@@ -287,11 +292,18 @@ def external_verifier(
     audience: str | None,
     department_claim: str,
     department_exists: Callable[[str], bool] | None = None,
+    *,
+    allow_http: bool = False,
 ) -> ExternalVerifier | None:
     """The verifier for the configured issuer, or None when no external issuer is set."""
     if not issuer:
         return None
     if not audience:
         raise ConfigurationError("EXCHANGE_OIDC_AUDIENCE is required with EXCHANGE_OIDC_ISSUER")
-    config = ExternalConfig(issuer=issuer, audience=audience, department_claim=department_claim)
+    config = ExternalConfig(
+        issuer=issuer,
+        audience=audience,
+        department_claim=department_claim,
+        allow_http=allow_http,
+    )
     return ExternalVerifier(config, department_exists=department_exists)

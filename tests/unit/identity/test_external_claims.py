@@ -79,3 +79,11 @@ def test_issuer_without_audience_is_a_configuration_error() -> None:
     assert external_verifier(None, None, "dept") is None
     with pytest.raises(ConfigurationError):
         external_verifier("https://kc.example.gov/realms/gov", None, "dept")
+
+
+def test_plain_http_beyond_loopback_only_when_explicitly_allowed() -> None:
+    require_safe_url("http://keycloak:8080/realms/exchange", allow_http=True)
+    with pytest.raises(ConfigurationError):
+        require_safe_url("http://keycloak:8080/realms/exchange")
+    with pytest.raises(ConfigurationError):
+        require_safe_url("ftp://keycloak/realms/exchange", allow_http=True)
