@@ -1,0 +1,265 @@
+"""The registry service over a real SQLite database: semantics, durability, concurrency."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import fastavro
+import pytest
+
+from exchange.auditing import MemoryAuditSink
+from exchange.db import make_engine, migrate, session_factory
+from schemas.errors import (
+    ClassificationDowngrade,
+    IncompatibleSchema,
+    InvalidSchema,
+    OperationNotPermitted,
+    ReferenceExists,
+    SchemaNotFound,
+    SubjectNotFound,
+    SubjectNotSoftDeleted,
+    SubjectSoftDeleted,
+    VersionNotFound,
+)
+from schemas.registry import SchemaRegistry
+
+
+def record(name: str, *fields: dict[str, object]) -> str:
+    return json.dumps({"type": "record", "name": name, "namespace": "t", "fields": list(fields)})
+
+
+V1 = record("P", {"name": "name", "type": "string", "classification": "sensitive"})
+V2 = record(
+    "P",
+    {"name": "name", "type": "string", "classification": "sensitive"},
+    {"name": "age", "type": "int", "default": 0},
+)
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path}/control.db"
+    migrate(make_engine(url))
+    return url
+
+
+@pytest.fixture
+def audit() -> MemoryAuditSink:
+    return MemoryAuditSink()
+
+
+@pytest.fixture
+def reg(db_url: str, audit: MemoryAuditSink) -> Iterator[SchemaRegistry]:
+    engine = make_engine(db_url)
+    yield SchemaRegistry(session_factory(engine), audit)
+    engine.dispose()
+
+
+def test_register_versions_and_identity(reg: SchemaRegistry, audit: MemoryAuditSink) -> None:
+    first = reg.register("p-value", V1, actor="alice")
+    assert reg.register("p-value", json.dumps(json.loads(V1), indent=2)) == first
+    assert reg.register("other-value", V1) == first  # one id per schema, across subjects
+    second = reg.register("p-value", V2)
+    assert second != first
+    assert reg.versions("p-value") == [1, 2]
+    latest = reg.version("p-value")
+    assert (latest.version, latest.id, latest.schema) == (2, second, V2)
+    assert reg.version("p-value", 1).id == first
+    assert reg.lookup("p-value", V1).version == 1
+    stored = reg.by_id(second)
+    assert [(f.path, f.classification.value) for f in stored.fields] == [
+        ("name", "sensitive"),
+        ("age", "internal"),
+    ]
+    assert stored.parsed["name"] == "t.P"
+    assert reg.usages(first) == [("other-value", 1), ("p-value", 1)]
+    kinds = [(r.type, r.actor, r.data.get("version")) for r in audit.records]
+    assert kinds[0] == ("schema.registered", "alice", 1)
+    assert len(kinds) == 3  # re-registrations change nothing and are not audited
+
+
+def test_errors(reg: SchemaRegistry) -> None:
+    with pytest.raises(SubjectNotFound):
+        reg.version("nope")
+    with pytest.raises(SchemaNotFound):
+        reg.by_id(999)
+    with pytest.raises(InvalidSchema):
+        reg.register("p-value", '{"type": "record"}')
+    with pytest.raises(InvalidSchema):
+        reg.register("p-value", V1, schema_type="PROTOBUF")
+    reg.register("p-value", V1)
+    with pytest.raises(VersionNotFound):
+        reg.version("p-value", 7)
+    with pytest.raises(SchemaNotFound):
+        reg.lookup("p-value", V2)
+    with pytest.raises(IncompatibleSchema) as exc:
+        reg.register("p-value", record("P", {"name": "name", "type": "int"}))
+    assert exc.value.messages and "TYPE_MISMATCH" in exc.value.messages[0]
+
+
+def test_classification_downgrade_needs_admin(reg: SchemaRegistry) -> None:
+    reg.register("c-value", V1)
+    lowered = record("P", {"name": "name", "type": "string", "classification": "public"})
+    with pytest.raises(ClassificationDowngrade):
+        reg.register("c-value", lowered, actor="bob")
+    raised = record("P", {"name": "name", "type": "string", "classification": "secret"})
+    assert reg.register("c-value", raised, actor="bob") > 0
+    assert reg.register("c-value", lowered, actor="root", actor_is_admin=True) > 0
+    assert [f.classification.value for f in reg.fields("c-value")] == ["public"]
+
+
+def test_levels_are_enforced_per_subject(reg: SchemaRegistry) -> None:
+    a = {"name": "a", "type": "int"}
+    reg.register("t-value", record("R", a))
+    reg.register("t-value", record("R", a, {"name": "b", "type": "string", "default": "x"}))
+    step3 = record("R", {"name": "b", "type": "string"})
+    assert reg.check("t-value", step3) == []  # BACKWARD: against the latest only
+    reg.set_config("t-value", "BACKWARD_TRANSITIVE")
+    assert reg.check("t-value", step3) != []
+    assert reg.check("t-value", step3, version=2) == []
+    with pytest.raises(IncompatibleSchema):
+        reg.register("t-value", step3)
+    reg.set_config(None, "NONE")
+    assert reg.get_config(None).value == "NONE"
+    assert reg.get_config("t-value").value == "BACKWARD_TRANSITIVE"
+    reg.delete_config("t-value")
+    assert reg.register("t-value", step3) > 0
+
+
+def test_soft_and_permanent_delete(reg: SchemaRegistry) -> None:
+    reg.register("d-value", V1)
+    reg.register("d-value", V2)
+    with pytest.raises(SubjectNotSoftDeleted):
+        reg.delete_subject("d-value", permanent=True)
+    assert reg.delete_version("d-value", 2) == 2
+    assert reg.versions("d-value") == [1]
+    assert reg.versions("d-value", deleted=True) == [1, 2]
+    assert reg.delete_subject("d-value") == [1]
+    assert "d-value" not in reg.subjects()
+    assert "d-value" in reg.subjects(deleted=True)
+    with pytest.raises(SubjectSoftDeleted):
+        reg.delete_subject("d-value")
+    assert reg.delete_subject("d-value", permanent=True) == [1, 2]
+    with pytest.raises(SubjectNotFound):
+        reg.versions("d-value", deleted=True)
+    # ids are never reused: the same schema comes back with the same id, a new one gets a new id
+    v3 = record("Q", {"name": "q", "type": "int"})
+    assert reg.register("d-value", V1) == reg.lookup("d-value", V1).id
+    assert reg.register("x-value", v3) > reg.by_id(reg.lookup("d-value", V1).id).id
+
+
+def test_references(reg: SchemaRegistry) -> None:
+    address = record("Address", {"name": "street", "type": "string", "classification": "secret"})
+    reg.register("address", address)
+    person = record("Person", {"name": "home", "type": "t.Address"})
+    with pytest.raises(InvalidSchema):
+        reg.register("person-value", person)
+    refs = [{"name": "t.Address", "subject": "address", "version": 1}]
+    pid = reg.register("person-value", person, refs)
+    assert reg.register("person-value", person, refs) == pid
+    stored = reg.by_id(pid)
+    assert stored.references == refs
+    assert [(f.path, f.classification.value) for f in stored.fields] == [
+        ("home", "internal"),
+        ("home.street", "secret"),
+    ]
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, stored.parsed, {"home": {"street": "Main St"}})
+    buf.seek(0)
+    assert fastavro.schemaless_reader(buf, stored.parsed) == {"home": {"street": "Main St"}}
+    assert reg.referenced_by("address", 1) == [pid]
+    with pytest.raises(ReferenceExists):
+        reg.delete_subject("address")
+
+
+def test_modes(reg: SchemaRegistry) -> None:
+    reg.register("m-value", V1)
+    reg.set_mode("m-value", "READONLY")
+    with pytest.raises(OperationNotPermitted):
+        reg.register("m-value", V2)
+    with pytest.raises(OperationNotPermitted):
+        reg.set_mode(None, "IMPORT")  # subjects exist
+    reg.delete_mode("m-value")
+    assert reg.register("m-value", V2) > 0
+    reg.set_mode(None, "IMPORT", force=True)
+    assert reg.register("imported", record("I", {"name": "i", "type": "int"}), schema_id=500,
+                        version=7) == 500  # fmt: skip
+    assert reg.version("imported").version == 7
+    reg.set_mode(None, "READWRITE")
+    assert reg.register("after-import", record("J", {"name": "j", "type": "int"})) > 500
+
+
+def test_state_survives_restart(db_url: str) -> None:
+    engine = make_engine(db_url)
+    before = SchemaRegistry(session_factory(engine), MemoryAuditSink())
+    ids = [before.register("r-value", V1), before.register("r-value", V2)]
+    before.set_config("r-value", "FULL")
+    engine.dispose()
+
+    engine = make_engine(db_url)
+    after = SchemaRegistry(session_factory(engine), MemoryAuditSink())
+    assert [after.version("r-value", v).id for v in (1, 2)] == ids
+    assert after.get_config("r-value").value == "FULL"
+    assert after.register("r-value", V2) == ids[1]
+    assert after.register("new-value", record("N", {"name": "n", "type": "int"})) > max(ids)
+    engine.dispose()
+
+
+WORKER = """
+import json, sys, time
+from pathlib import Path
+from exchange.auditing import MemoryAuditSink
+from exchange.db import make_engine, session_factory
+from schemas.registry import SchemaRegistry
+
+url, me, go, n = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
+reg = SchemaRegistry(session_factory(make_engine(url)), MemoryAuditSink())
+def rec(name):
+    return json.dumps({"type": "record", "name": name, "fields": [{"name": "x", "type": "int"}]})
+deadline = time.monotonic() + 30
+while not go.exists() and time.monotonic() < deadline:
+    time.sleep(0.005)
+out = {"own": [], "shared": []}
+for k in range(n):
+    out["own"].append(reg.register(f"own-{me}", rec(f"Own{me}_{k}")))
+    out["shared"].append(reg.register("shared", rec(f"Shared{k}")))
+print(json.dumps(out))
+"""
+
+
+def test_two_processes_assign_distinct_ids(db_url: str, tmp_path: Path) -> None:
+    engine = make_engine(db_url)
+    SchemaRegistry(session_factory(engine), MemoryAuditSink()).set_config(None, "NONE")
+    engine.dispose()
+    go, n = tmp_path / "go", 15
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, db_url, str(p), str(go), str(n)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for p in (0, 1)
+    ]
+    time.sleep(0.5)  # let both import and connect, then release them together
+    go.touch()
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        results.append(json.loads(out))
+    own = results[0]["own"] + results[1]["own"]
+    assert len(set(own)) == 2 * n  # every distinct schema got its own id
+    assert results[0]["shared"] == results[1]["shared"]  # same schema, same id, either process
+    assert not set(own) & set(results[0]["shared"])
+    engine = make_engine(db_url)
+    reg = SchemaRegistry(session_factory(engine), MemoryAuditSink())
+    assert reg.versions("shared") == list(range(1, n + 1))
+    assert len({reg.version("shared", v).id for v in range(1, n + 1)}) == n
+    engine.dispose()
