@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from exchange.client import ExchangeClient
 from tests.support.gateway import ThreadGateway
-from tests.support.kafka import kafka_for_tests
+from tests.support.kafka import TestKafka, kafka_for_tests
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with kafka_for_tests(tmp_path_factory.mktemp("kafka")) as bootstrap:
-        yield bootstrap
+def test_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestKafka]:
+    with kafka_for_tests(tmp_path_factory.mktemp("kafka")) as kafka:
+        yield kafka
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(test_kafka: TestKafka) -> str:
+    return test_kafka.bootstrap
+
+
+@pytest.fixture(scope="session")
+def kafka_log_dir(test_kafka: TestKafka) -> Path:
+    """The broker's log directory (to inspect segment files); skips if the broker is remote."""
+    if test_kafka.log_dir is None:
+        pytest.skip("broker data directory not on this machine")
+    return test_kafka.log_dir
 
 
 @pytest.fixture(scope="session")

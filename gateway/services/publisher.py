@@ -20,7 +20,14 @@ from exchange.auditing import AuditRecord
 from exchange.avro_validation import problems
 from exchange.db import transaction
 from exchange.delivery.models import IdempotencyRow
-from exchange.errors import Conflict, ExchangeError, Forbidden, InvalidInput, NotFound
+from exchange.errors import (
+    Conflict,
+    DependencyUnavailable,
+    ExchangeError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+)
 from exchange.identity.tokens import Principal
 from exchange.kafka.client import OutRecord
 from gateway.container import Services
@@ -199,7 +206,10 @@ class Publisher:
     ) -> OutRecord:
         key_bytes = key.encode() if key is not None else None
         if plan.sealed:
-            value = self.svc.extras["crypto"].seal(
+            crypto = self.svc.extras.get("crypto")
+            if crypto is None:  # fail closed: never write sensitive fields unsealed
+                raise DependencyUnavailable("field encryption is not configured")
+            value = crypto.seal(
                 topic=entry.topic,
                 owner=entry.owner,
                 cipher=entry.cipher,

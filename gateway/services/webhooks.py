@@ -30,7 +30,7 @@ from gateway.container import Services
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Exchange-Signature"
 TOLERANCE_S = 300
-BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # then dead-letter the page and move on
+RETRIES = 5  # delays base, 2·base, 4·base, ...; then dead-letter the page and move on
 LEASE_S = 15.0
 
 
@@ -81,6 +81,8 @@ class WebhookDispatcher:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._runner: asyncio.Task[None] | None = None
         self.client = httpx.AsyncClient(timeout=10.0)
+        base = svc.settings.webhook_retry_base_s
+        self.backoff = tuple(base * 2**i for i in range(RETRIES))
 
     @property
     def store(self) -> SubscriptionStore:
@@ -158,7 +160,7 @@ class WebhookDispatcher:
                     sub.cursor,
                     page.next_offsets,
                     [r["record_id"] for r in rendered.records],
-                    len(BACKOFF_S) + 1,
+                    len(self.backoff) + 1,
                     error,
                 )
         await asyncio.to_thread(self.store.commit, sub.id, page.next_offsets)
@@ -166,7 +168,7 @@ class WebhookDispatcher:
 
     async def _post_with_retries(self, url: str, secret: str, body: bytes) -> str | None:
         error = "not attempted"
-        for delay in (*BACKOFF_S, None):
+        for delay in (*self.backoff, None):
             try:
                 r = await self.client.post(
                     url,

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -24,22 +25,30 @@ def docker_engine_answers() -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class TestKafka:
+    __test__ = False  # not a pytest test class
+    bootstrap: str
+    log_dir: Path | None  # the broker's data directory, when it is on this machine
+
+
 @contextmanager
-def kafka_for_tests(workdir: Path) -> Iterator[str]:
+def kafka_for_tests(workdir: Path) -> Iterator[TestKafka]:
     if explicit := os.environ.get("EXCHANGE_TEST_KAFKA_BOOTSTRAP"):
-        yield explicit
+        log_dir = os.environ.get("EXCHANGE_TEST_KAFKA_LOG_DIR")
+        yield TestKafka(explicit, Path(log_dir) if log_dir else None)
         return
     if docker_engine_answers():
         from testcontainers.kafka import KafkaContainer
 
         with KafkaContainer("apache/kafka:4.1.1").with_kraft() as kc:
-            yield kc.get_bootstrap_server()
+            yield TestKafka(kc.get_bootstrap_server(), None)
         return
     from exchange.kafka.broker import LocalBroker
 
     broker = LocalBroker(workdir, heap_mb=768)
     st = broker.start()
     try:
-        yield st.bootstrap
+        yield TestKafka(st.bootstrap, workdir / "kafka" / "data")
     finally:
         broker.stop()

@@ -1,0 +1,214 @@
+"""The publish → subscribe path over HTTP against the real gateway and broker."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from exchange.client import ApiError, ExchangeClient
+from tests.support.gateway import ThreadGateway
+from tests.support.scenario import Scenario, build, grant, person
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
+
+
+@pytest.fixture
+def scenario(gateway: ThreadGateway, admin: ExchangeClient) -> Iterator[Scenario]:
+    s = build(admin, gateway.url)
+    yield s
+    s.close()
+
+
+def poll_all(
+    client: ExchangeClient, sub: str, want: int, *, commit: bool = True, timeout: float = 20
+) -> list[dict[str, Any]]:
+    got: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        page = client.poll(sub, wait_ms=1000)
+        got += page["records"]
+        if commit and page["records"]:
+            client.commit(sub, page["cursor"])
+    return got
+
+
+def test_publish_then_pull_commit_and_redeliver(scenario: Scenario) -> None:
+    s = scenario
+    out = s.publisher.publish(s.topic, [{"key": f"k{i}", "value": person(i)} for i in range(10)])
+    assert len(out["offsets"]) == 10
+    grant(s, ["name", "district", "citizen_id", "address.city"])
+    sub = s.subscriber.subscribe(s.topic)
+
+    first = s.subscriber.poll(sub, wait_ms=3000)
+    assert first["records"], first
+    # Not committed: the same records come again (at-least-once, stable record ids).
+    again = s.subscriber.poll(sub, wait_ms=3000)
+    assert [r["record_id"] for r in again["records"]] == [r["record_id"] for r in first["records"]]
+    s.subscriber.commit(sub, first["cursor"])
+    rest = poll_all(s.subscriber, sub, 10 - len(first["records"]))
+    records = first["records"] + rest
+    assert sorted(r["value"]["name"] for r in records) == sorted(f"Resident {i}" for i in range(10))
+    sample = records[0]["value"]
+    # Exactly the granted fields: sealed citizen_id opened, income/phone/street never sent.
+    assert set(sample) == {"name", "district", "citizen_id", "address"}
+    assert set(sample["address"]) == {"city"}
+    assert sample["citizen_id"].startswith("3301")
+    assert s.subscriber.poll(sub, wait_ms=200)["records"] == []
+
+
+def test_invalid_record_rejects_whole_batch_with_paths(scenario: Scenario) -> None:
+    s = scenario
+    bad = person(2)
+    bad["income"] = "lots"
+    del bad["address"]["city"]
+    r = s.publisher.request(
+        "POST",
+        f"/v1/topics/{s.topic}/records",
+        json={
+            "records": [{"value": person(1)}, {"value": bad}, {"value": {**person(3), "extra": 1}}]
+        },
+    )
+    assert r.status_code == 422
+    body = r.json()
+    assert body["code"] == "invalid_records"
+    problems = {(e["index"], e["path"]) for e in body["errors"]}
+    assert problems == {(1, "income"), (1, "address.city"), (2, "extra")}
+    grant(s, ["name"])
+    sub = s.subscriber.subscribe(s.topic)
+    assert s.subscriber.poll(sub, wait_ms=1500)["records"] == []  # nothing was written
+
+
+def test_idempotency_key_prevents_duplicates(scenario: Scenario) -> None:
+    s = scenario
+    batch = [{"key": "a", "value": person(1)}, {"key": "b", "value": person(2)}]
+    first = s.publisher.publish(s.topic, batch, idempotency_key="batch-0001")
+    retry = s.publisher.request(
+        "POST",
+        f"/v1/topics/{s.topic}/records",
+        json={"records": batch},
+        headers={"Idempotency-Key": "batch-0001"},
+    )
+    assert retry.status_code == 200
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.json() == first
+    other = s.publisher.request(
+        "POST",
+        f"/v1/topics/{s.topic}/records",
+        json={"records": batch[:1]},
+        headers={"Idempotency-Key": "batch-0001"},
+    )
+    assert other.status_code == 409
+    grant(s, ["name"])
+    sub = s.subscriber.subscribe(s.topic)
+    assert len(poll_all(s.subscriber, sub, 3, timeout=4)) == 2
+
+
+def test_size_limits_answer_413(scenario: Scenario, gateway: ThreadGateway) -> None:
+    s = scenario
+    limit = gateway.settings.max_batch_records
+    r = s.publisher.request(
+        "POST", f"/v1/topics/{s.topic}/records", json={"records": [{"value": {}}] * (limit + 1)}
+    )
+    assert r.status_code == 413
+    assert r.json()["code"] == "batch_too_large"
+
+
+def test_other_department_cannot_publish_and_cannot_probe(
+    scenario: Scenario, admin: ExchangeClient, gateway: ThreadGateway
+) -> None:
+    s = scenario
+    from tests.support.scenario import new_client
+
+    intruder = new_client(admin, gateway.url, s.consumer, ["publisher"])
+    existing = intruder.request(
+        "POST", f"/v1/topics/{s.topic}/records", json={"records": [{"value": person(1)}]}
+    )
+    missing = intruder.request(
+        "POST", f"/v1/topics/{s.owner}.nope/records", json={"records": [{"value": person(1)}]}
+    )
+    assert existing.status_code == missing.status_code == 403
+    assert existing.json()["detail"].replace(s.topic, "T") == missing.json()["detail"].replace(
+        f"{s.owner}.nope", "T"
+    )
+    intruder.close()
+
+
+def test_subscriber_without_grant_is_refused(scenario: Scenario) -> None:
+    s = scenario
+    with pytest.raises(ApiError) as exc:
+        s.subscriber.subscribe(s.topic)
+    assert exc.value.status == 403
+    with pytest.raises(ApiError) as missing:
+        s.subscriber.subscribe(f"{s.owner}.does-not-exist")
+    assert missing.value.status == 403
+
+
+def test_sse_stream_delivers_and_resumes_with_last_event_id(
+    scenario: Scenario, gateway: ThreadGateway
+) -> None:
+    s = scenario
+    grant(s, ["name"])
+    sub = s.subscriber.subscribe(s.topic, start="latest")
+    events: list[dict[str, Any]] = []
+
+    def listen(last: str | None = None, want: int = 3) -> None:
+        with ExchangeClient(gateway.url, s.subscriber.client_id, s.subscriber._secret) as c:
+            for ev in c.stream(sub, last_event_id=last, timeout=15):
+                if ev.get("event") == "record":
+                    events.append(ev)
+                if len(events) >= want:
+                    return
+
+    t = threading.Thread(target=listen)
+    t.start()
+    time.sleep(1.0)  # let the stream attach to the live feed before publishing
+    s.publisher.publish(s.topic, [{"key": "x", "value": person(i)} for i in range(3)])
+    t.join(timeout=20)
+    assert [e["data"]["value"]["name"] for e in events] == [f"Resident {i}" for i in range(3)]
+    assert set(events[0]["data"]["value"]) == {"name"}
+
+    # Resume after the first event: the next two come again, nothing lost.
+    resume_from = events[0]["id"]
+    events.clear()
+    listen(resume_from, want=2)
+    assert [e["data"]["value"]["name"] for e in events] == ["Resident 1", "Resident 2"]
+
+
+def test_avro_wire_format_publish(scenario: Scenario) -> None:
+    import io
+    import json as _json
+    import struct
+
+    import fastavro
+
+    from tests.support.scenario import PERSON_SCHEMA
+
+    s = scenario
+    version = s.publisher.call("GET", f"/registry/subjects/{s.subject}/versions/latest")
+    parsed = fastavro.parse_schema(_json.loads(_json.dumps(PERSON_SCHEMA)))
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, parsed, person(7))
+    value = b"\x00" + version["id"].to_bytes(4, "big") + buf.getvalue()
+    frame = struct.pack(">I", 2) + b"k7" + struct.pack(">I", len(value)) + value
+    r = s.publisher.request(
+        "POST",
+        f"/v1/topics/{s.topic}/records",
+        content=frame,
+        headers={"Content-Type": "application/vnd.exchange.avro"},
+    )
+    assert r.status_code == 200, r.text
+    grant(s, ["name", "citizen_id"])
+    sub = s.subscriber.subscribe(s.topic)
+    got = poll_all(s.subscriber, sub, 1)
+    assert got[0]["value"] == {"name": "Resident 7", "citizen_id": person(7)["citizen_id"]}
+    assert got[0]["key"] == "k7"
+
+
+def test_health_endpoints(gateway: ThreadGateway) -> None:
+    assert httpx.get(f"{gateway.url}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{gateway.url}/readyz").json()["kafka"] == "up"
