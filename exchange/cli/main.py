@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from exchange.cli import kafka_cmd, up_cmd
+from exchange.cli import audit_cmd, kafka_cmd, schema_cmd, up_cmd
 
 app = typer.Typer(
     help="exchange: cross-department data exchange bus.",
@@ -12,6 +12,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(kafka_cmd.app, name="kafka")
+app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(schema_cmd.app, name="schema")
 app.command("up")(up_cmd.up)
 
 if __name__ == "__main__":
