@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from datetime import time as time_of_day
 from decimal import Decimal
@@ -68,7 +68,7 @@ class Deliverer:
     def ensure_allowed(self, sub: Subscription, who_client: str) -> Access:
         """Fail unless the subscription may currently receive at least one field."""
         acc = self.access(sub)
-        if not self._base_decision(sub, acc, self._latest_fields(acc.entry)).allowed:
+        if not self._decision(sub, acc, self._latest_fields(acc.entry), upper_bound=True).allowed:
             self.svc.audit.append(
                 AuditRecord(
                     "delivery.denied",
@@ -89,25 +89,32 @@ class Deliverer:
         except NotFound:
             return []
 
-    def _base_decision(
+    def _decision(
         self,
         sub: Subscription,
         acc: Access,
         fields: list[Any],
         consent: Any = None,
         *,
-        consent_known: bool = False,
+        upper_bound: bool = False,
     ) -> Any:
+        """The policy decision. ``upper_bound``: before per-subject consent is known — the
+        grant as if it needed no consent, which can only allow more (consent only narrows);
+        used to refuse hopeless subscriptions early and to choose which fields to open."""
         from consent.domain import NOT_REQUIRED
         from consent.policy import decide
 
+        grant = acc.grant
+        needs_consent = bool(getattr(grant, "requires_subject_consent", False))
+        if upper_bound and needs_consent and grant is not None:
+            grant = replace(grant, requires_subject_consent=False)
         return decide(
             consumer_dept=sub.consumer,
             entry=acc.entry,
-            grant=acc.grant,
+            grant=grant,
             fields=fields,
             requested=set(sub.fields) if sub.fields else None,
-            subject_consent=consent if consent_known else NOT_REQUIRED,
+            subject_consent=consent if needs_consent and not upper_bound else NOT_REQUIRED,
             now=datetime.now(UTC),
         )
 
@@ -133,7 +140,7 @@ class Deliverer:
                     raise
                 out.withheld.append(_withheld(r, "undecodable"))
                 continue
-            base = self._base_decision(sub, acc, fields)
+            base = self._decision(sub, acc, fields, upper_bound=True)
             if base.withhold or not base.allowed:
                 out.withheld.append(_withheld(r, base.reason or "not_allowed"))
                 continue
@@ -173,11 +180,8 @@ class Deliverer:
         withheld_subjects: set[str] = set()
         for r, plain_id, value, redacted, fields in decoded:
             found = [str(x) for p in subject_paths(fields) if (x := get_path(value, p)) is not None]
-            if acc.grant is not None and getattr(acc.grant, "requires_subject_consent", False):
-                consent = consents.get(found[0]) if found else None
-                decision = self._base_decision(sub, acc, fields, consent, consent_known=True)
-            else:
-                decision = self._base_decision(sub, acc, fields)
+            consent = consents.get(found[0]) if found else None
+            decision = self._decision(sub, acc, fields, consent)
             if decision.withhold or not decision.allowed:
                 out.withheld.append(_withheld(r, decision.reason or "no_consent"))
                 withheld_subjects.update(found)
