@@ -12,7 +12,10 @@ A field is allowed only if *every* rule allows it:
    Sensitive/secret (and unknown) classifications only ever through a grant naming them.
 4. The subscriber's own selection (``requested``) narrows further.
 5. If the grant requires data-subject consent, a record whose subject has no consent active
-   now for this consumer and topic is withheld whole; a consent that lists fields narrows.
+   now for this consumer and topic (``None``, or a consent that is not active) is withheld
+   whole; a consent that lists fields narrows. ``NOT_REQUIRED`` skips this rule: pass it
+   only where no record is at hand (may this subscription receive anything at all?) —
+   every per-record decision under such a grant must pass the looked-up consent or None.
 6. Only fields of the record's schema (``fields``) can be allowed.
 
 The owner department has no implicit rights: reading its own topic through the exchange goes
@@ -27,7 +30,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from consent.domain import OPEN_CLASSES, CatalogEntry, ConsentRef, Grant, NotRequired
+from consent.domain import (
+    NOT_REQUIRED,
+    OPEN_CLASSES,
+    CatalogEntry,
+    ConsentRef,
+    Grant,
+    NotRequired,
+)
 
 
 class FieldLike(Protocol):
@@ -95,7 +105,11 @@ def decide(
     allowed = {f.path for f in fields if _field_allowed(entry, active, f)}
     if requested is not None:
         allowed &= requested
-    if active is not None and active.requires_subject_consent:
+    if (
+        active is not None
+        and active.requires_subject_consent
+        and subject_consent is not NOT_REQUIRED
+    ):
         if not consent_applies(subject_consent, consumer_dept, entry.topic, now):
             return _nothing("no_subject_consent")
         assert isinstance(subject_consent, ConsentRef)

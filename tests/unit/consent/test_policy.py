@@ -102,7 +102,6 @@ def test_nothing_left_after_narrowing_withholds() -> None:
     "c",
     [
         None,
-        NOT_REQUIRED,
         consent_ref(status=ConsentStatus.REVOKED),
         consent_ref(status=ConsentStatus.PAUSED),
         consent_ref(until=NOW),
@@ -116,6 +115,11 @@ def test_required_consent_missing_or_inactive_withholds_the_record(
 ) -> None:
     d = run(entry("conditional"), grant({"city", "diagnosis"}, consent=True), consent=c)
     assert d == Decision(frozenset(), True, "no_subject_consent")
+
+
+def test_not_required_skips_the_consent_rule_for_subscription_level_checks() -> None:
+    g = grant({"city"}, consent=True)
+    assert run(entry("conditional"), g, consent=NOT_REQUIRED).allowed == {"city"}
 
 
 def test_an_active_consent_listing_fields_narrows() -> None:
@@ -188,7 +192,7 @@ def test_every_combination_for_one_field(share: str, cls: str, g: str, req: str,
     grant_valid = g in ("names", "names_needs_consent", "other", "other_needs_consent")
     grant_names_x = g in ("names", "names_needs_consent")
     needs_consent = g.endswith("needs_consent")
-    consent_ok = c in ("active", "active_x")
+    consent_ok = c in ("active", "active_x", "not_required")
     expected = (
         share != "not_shared"
         and req in ("all", "x")
