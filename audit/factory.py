@@ -11,6 +11,7 @@ from audit.merkle import hasher
 from audit.service import AuditService
 from audit.settings import AuditSettings
 from audit.store import AuditLog, EventBus, ensure_head
+from exchange.auditing import AuditSink
 from exchange.kafka.client import KafkaAdapter
 from exchange.settings import Settings
 
@@ -24,19 +25,42 @@ class Audit:
     settings: AuditSettings
 
 
+def open_log(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    kafka: KafkaAdapter | None,
+    audit_settings: AuditSettings | None = None,
+) -> AuditLog:
+    """The sink over the migrated database; ``kafka=None`` gives an index-only log (tools)."""
+    a = audit_settings or AuditSettings()
+    h = hasher(a.hash)
+    if kafka is not None:
+        kafka.ensure_topic(a.topic, 1, retention_ms=a.retention_days * DAY_MS)
+    bus = EventBus(kafka, a.topic)
+    bus.log_id = ensure_head(sessions, h)
+    key = load_hmac_key(settings.resolved_home, a)
+    return AuditLog(sessions, bus, h, SubjectHasher(key))
+
+
+def attach_service(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    sink: AuditSink,
+    kafka: KafkaAdapter | None,
+    audit_settings: AuditSettings | None = None,
+) -> Audit:
+    """The officer's service over ``sink`` (an index-only log if a test injected a fake)."""
+    a = audit_settings or AuditSettings()
+    log = sink if isinstance(sink, AuditLog) else open_log(settings, sessions, None, a)
+    signer = load_signer(settings.resolved_home, a)
+    return Audit(log, AuditService(sessions, log, signer, a, kafka), a)
+
+
 def open_audit(
     settings: Settings,
     sessions: sessionmaker[Session],
     kafka: KafkaAdapter | None,
     audit_settings: AuditSettings | None = None,
 ) -> Audit:
-    """The audit log over the migrated database; ``kafka=None`` gives an index-only log."""
-    a = audit_settings or AuditSettings()
-    home = settings.resolved_home
-    h = hasher(a.hash)
-    if kafka is not None:
-        kafka.ensure_topic(a.topic, 1, retention_ms=a.retention_days * DAY_MS)
-    ensure_head(sessions, h)
-    log = AuditLog(sessions, EventBus(kafka, a.topic), h, SubjectHasher(load_hmac_key(home, a)))
-    service = AuditService(sessions, log, load_signer(home, a), a, kafka)
-    return Audit(log, service, a)
+    log = open_log(settings, sessions, kafka, audit_settings)
+    return attach_service(settings, sessions, log, kafka, audit_settings)

@@ -39,6 +39,7 @@ class AuditHeadRow(Base):
     __tablename__ = "audit_head"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    log_id: Mapped[str] = mapped_column(String(32))  # tags this log's messages in Kafka
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     last_hash: Mapped[str] = mapped_column(String(128), default="")
     hash: Mapped[str] = mapped_column(String(16), default="sha256")

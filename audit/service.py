@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from audit import sources
-from audit.checkpoint import Checkpoint, Signer, open_note
+from audit.checkpoint import Checkpoint, Signer, Verifier, open_note
 from audit.events import AuditEvent, decode
 from audit.keys import SubjectHasher
 from audit.merkle import MerkleTree, decompose
@@ -202,7 +202,9 @@ class AuditService:
         return cp, out
 
     # -- verification and retention ------------------------------------------------------------
-    def verify(self, source: str = "db", trusted: list[str] | None = None) -> Report:
+    def verify(
+        self, source: str = "db", trusted: list[str] | None = None, verifier: Verifier | None = None
+    ) -> Report:
         size, anchor = sources.head(self.sessions)
         notes = sources.checkpoint_notes(self.sessions)
         if source == "db":
@@ -212,7 +214,7 @@ class AuditService:
             if self.kafka is None:
                 raise InvalidInput("no Kafka configured to verify against")
             entries = sources.skip_pruned(
-                sources.kafka_entries(self.kafka, self.settings.topic), anchor
+                sources.kafka_entries(self.kafka, self.settings.topic, self.log.bus.log_id), anchor
             )
             expected = None  # the index may lag Kafka; checkpoints bound truncation
         else:
@@ -221,7 +223,7 @@ class AuditService:
             self.h,
             entries,
             checkpoints=notes,
-            verifier=self.signer.verifier,
+            verifier=verifier or self.signer.verifier,
             origin=self.settings.origin,
             anchor=anchor,
             expected_size=expected,

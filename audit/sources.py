@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from audit.models import AuditCheckpointRow, AuditEventRow, AuditHeadRow, AuditSubjectRow
-from audit.store import HEAD_ID
+from audit.store import HEAD_ID, LOG_HEADER
 from audit.verify import Anchor, StoredEntry
 from exchange.db import transaction
 from exchange.errors import NotFound
@@ -40,8 +40,15 @@ def db_entries(sessions: sessionmaker[Session]) -> Iterator[StoredEntry]:
         if not rows:
             return
         for r in rows:
-            yield StoredEntry(r.entry, r.idx, r.leaf_hash, _view(r, subjects.get(r.idx, [])))
+            yield StoredEntry(
+                _bytes(r.entry), r.idx, _bytes(r.leaf_hash), _view(r, subjects.get(r.idx, []))
+            )
         after = rows[-1].idx
+
+
+def _bytes(value: object) -> bytes:
+    # An edited row may come back as text (SQLite is loosely typed): compare it as stored.
+    return value.encode() if isinstance(value, str) else bytes(value)  # type: ignore[call-overload]
 
 
 def _view(r: AuditEventRow, subjects: list[str]) -> dict[str, object]:
@@ -56,10 +63,13 @@ def _view(r: AuditEventRow, subjects: list[str]) -> dict[str, object]:
     }
 
 
-def kafka_entries(kafka: KafkaAdapter, topic: str, idle_ms: int = 2000) -> Iterator[StoredEntry]:
-    """Every message of the (one-partition) audit topic, in offset order, to its end."""
+def kafka_entries(
+    kafka: KafkaAdapter, topic: str, log_id: str, idle_ms: int = 2000
+) -> Iterator[StoredEntry]:
+    """This log's messages of the (one-partition) audit topic, in offset order, to its end."""
     if topic not in kafka.list_topics():
         raise NotFound(f"audit topic {topic} does not exist")
+    want = log_id.encode()
     reader = kafka.reader(topic)
     try:
         reader.seek({})
@@ -69,7 +79,8 @@ def kafka_entries(kafka: KafkaAdapter, topic: str, idle_ms: int = 2000) -> Itera
             if not batch:
                 break
             for rec in batch:
-                yield StoredEntry(rec.value, where=f"offset {rec.offset}")
+                if dict(rec.headers).get(LOG_HEADER) == want:
+                    yield StoredEntry(rec.value, where=f"offset {rec.offset}")
     finally:
         reader.close()
 
@@ -77,6 +88,12 @@ def kafka_entries(kafka: KafkaAdapter, topic: str, idle_ms: int = 2000) -> Itera
 def checkpoint_notes(sessions: sessionmaker[Session]) -> list[str]:
     with transaction(sessions) as s:
         return list(s.scalars(select(AuditCheckpointRow.note).order_by(AuditCheckpointRow.size)))
+
+
+def log_id(sessions: sessionmaker[Session]) -> str:
+    with transaction(sessions) as s:
+        row = s.get(AuditHeadRow, HEAD_ID)
+        return "" if row is None else row.log_id
 
 
 def head(sessions: sessionmaker[Session]) -> tuple[int, Anchor | None]:

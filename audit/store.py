@@ -11,6 +11,7 @@ Nothing returns before Kafka (acks=all) and the database both hold the events; o
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 HEAD_ID = 1
 INDEX_HEADER = "audit-index"
+LOG_HEADER = "audit-log"
 
 
 class EventBus:
@@ -39,12 +41,20 @@ class EventBus:
 
     def __init__(self, kafka: KafkaAdapter | None, topic: str) -> None:
         self.kafka, self.topic = kafka, topic
+        self.log_id = ""  # set from the head row: several logs may share one topic
 
     def send(self, events: Sequence[tuple[AuditEvent, bytes]]) -> None:
         if self.kafka is None:
             return
         out = [
-            OutRecord(key=None, value=entry, headers=[(INDEX_HEADER, str(ev.index).encode())])
+            OutRecord(
+                key=None,
+                value=entry,
+                headers=[
+                    (LOG_HEADER, self.log_id.encode()),
+                    (INDEX_HEADER, str(ev.index).encode()),
+                ],
+            )
             for ev, entry in events
         ]
         self.kafka.send_many_durably(self.topic, out)
@@ -57,12 +67,13 @@ class _Pending:
     error: BaseException | None = None
 
 
-def ensure_head(sessions: sessionmaker[Session], h: Hasher) -> None:
+def ensure_head(sessions: sessionmaker[Session], h: Hasher) -> str:
     """Create the head row once; refuse to run a log with a different hash than it began."""
     try:
         with transaction(sessions) as s:
             if s.get(AuditHeadRow, HEAD_ID) is None:
-                s.add(AuditHeadRow(id=HEAD_ID, size=0, last_hash="", hash=h.name, anchor=[]))
+                log_id = secrets.token_hex(16)
+                s.add(AuditHeadRow(id=HEAD_ID, log_id=log_id, size=0, hash=h.name, anchor=[]))
     except DependencyUnavailable as exc:
         if not isinstance(exc.__cause__, IntegrityError):  # a concurrent first start won
             raise
@@ -71,6 +82,7 @@ def ensure_head(sessions: sessionmaker[Session], h: Hasher) -> None:
         assert head is not None
         if head.hash != h.name:
             raise ConfigurationError(f"audit log uses {head.hash}; settings ask for {h.name}")
+        return head.log_id
 
 
 class AuditLog:

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from audit.factory import open_log
 from exchange.auditing import AuditSink, MemoryAuditSink
 from exchange.db import make_engine, migrate, session_factory
 from exchange.identity.external import external_verifier
@@ -19,6 +20,7 @@ from exchange.secrets_store import load_master_key
 from exchange.settings import Settings
 from gateway import dataplane, errors
 from gateway.container import Services
+from gateway.routes import audit as audit_routes
 from gateway.routes import catalog, health, identity, oauth, registry
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ PLUGINS: list[Plugin] = [
     registry.plugin,
     catalog.plugin,  # consent package: catalog, agreements, consents (svc.extras)
     dataplane.plugin,  # topics, publishing, subscriptions, delivery (looks others up lazily)
+    audit_routes.plugin,  # audit package: officer review, proofs, checkpoint ticker
     # registry.plugin, catalog/consent plugin, crypto plugin, topics+publish, delivery, audit
 ]
 
@@ -59,6 +62,8 @@ def build_services(settings: Settings, bootstrap: str, audit: AuditSink | None =
         master_key=master_key,
         audit=audit or MemoryAuditSink(),
     )
+    if audit is None:  # the tamper-evident log (audit package); tests may inject a fake
+        svc.audit = open_log(settings, sessions, svc.kafka)
     svc.extras["external_verifier"] = external_verifier(
         settings.oidc_issuer,
         settings.oidc_audience,

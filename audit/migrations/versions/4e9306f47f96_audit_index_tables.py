@@ -47,6 +47,7 @@ def upgrade() -> None:
     op.create_table(
         "audit_head",
         sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("log_id", sa.String(length=32), nullable=False),
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("last_hash", sa.String(length=128), nullable=False),
         sa.Column("hash", sa.String(length=16), nullable=False),

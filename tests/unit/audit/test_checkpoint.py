@@ -41,6 +41,6 @@ def test_rejects_other_key_and_edits() -> None:
 
 def test_verifier_key_id_is_checked() -> None:
     enc = signer().verifier.encode()
-    name, kid, blob = enc.split("+")
+    name, _kid, blob = enc.split("+")
     with pytest.raises(BadCheckpoint):
         Verifier.parse(f"{name}+00000000+{blob}")
