@@ -22,7 +22,15 @@ from exchange.errors import DependencyUnavailable
 
 _ROOT = Path(__file__).resolve().parent.parent
 # Each entry owns one Alembic branch (label = last path part) in ``<dir>/migrations/versions``.
-MIGRATION_DIRS = ("exchange", "exchange/crypto", "exchange/delivery", "schemas", "consent", "audit")
+MIGRATION_DIRS = (
+    "exchange",
+    "exchange/crypto",
+    "exchange/delivery",
+    "exchange/identity",
+    "schemas",
+    "consent",
+    "audit",
+)
 
 
 class Base(DeclarativeBase):

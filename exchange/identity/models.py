@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -47,3 +48,21 @@ class RevokedTokenRow(Base):
     __tablename__ = "revoked_tokens"
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[int] = mapped_column(Integer)
+
+
+class ClientKeyRow(Base):
+    """A client's public JWK for ``private_key_jwt`` authentication (RFC 7523)."""
+
+    __tablename__ = "client_keys"
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id"), primary_key=True)
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class UsedAssertionRow(Base):
+    """``jti`` of client assertions already used, kept until they expire (replay guard)."""
+
+    __tablename__ = "used_client_assertions"
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(200), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(Integer, index=True)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, status
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from exchange.auditing import AuditRecord
+from exchange.identity.assertions import ClientAssertions
 from exchange.identity.service import Client, Department, IssuedSecret
 from exchange.identity.tokens import Principal
 from gateway.auth import principal, require, services
@@ -168,3 +169,29 @@ async def _owned(svc: Services, dept: str, client_id: str) -> None:
     c = await run_in_threadpool(svc.identity.get_client, client_id)
     if c.department != dept:
         raise NotFound(f"client {client_id} not found")
+
+
+class ClientKeyIn(BaseModel):
+    jwk: dict[str, Any] = Field(
+        description="Public JWK (RSA >= 2048 bits, EC P-256 or OKP Ed25519) for "
+        "private_key_jwt client authentication (RFC 7523)"
+    )
+
+
+class ClientKeyOut(BaseModel):
+    client_id: str
+    jwk: dict[str, Any]
+
+
+@router.put("/{dept}/clients/{client_id}/jwk", response_model=ClientKeyOut)
+async def set_client_key(
+    dept: str,
+    client_id: str,
+    body: ClientKeyIn,
+    who: Principal = Depends(require("admin")),
+    svc: Services = Depends(services),
+) -> ClientKeyOut:
+    await _owned(svc, dept, client_id)
+    jwk = await run_in_threadpool(ClientAssertions(svc.sessions).register_key, client_id, body.jwk)
+    await _audit(svc, who, "admin.client_key_set", client=client_id, kid=jwk.get("kid"))
+    return ClientKeyOut(client_id=client_id, jwk=jwk)

@@ -13,9 +13,11 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from exchange.auditing import AuditRecord
+from exchange.identity.assertions import ASSERTION_TYPE, ClientAssertions
+from exchange.identity.external import ALLOWED_ALGORITHMS
 from exchange.identity.roles import ALL_ROLES
 from exchange.identity.service import Client
-from exchange.identity.tokens import Principal
+from exchange.identity.tokens import InvalidToken, Principal
 from gateway.auth import limit_peer, require, services
 from gateway.container import Services
 
@@ -47,14 +49,35 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
 
 
 async def client_from_request(
-    request: Request, svc: Services, client_id: str | None, client_secret: str | None
+    request: Request,
+    svc: Services,
+    client_id: str | None,
+    client_secret: str | None,
+    assertion_type: str | None = None,
+    assertion: str | None = None,
 ) -> Client | None:
     creds = _basic_credentials(request)
+    if assertion_type is not None or assertion is not None:
+        # RFC 6749 §2.3: exactly one authentication method per request.
+        if creds is not None or client_secret or assertion_type != ASSERTION_TYPE:
+            return None
+        return await run_in_threadpool(_by_assertion, svc, assertion or "", client_id)
     if creds is None and client_id and client_secret:
         creds = (client_id, client_secret)
     if creds is None:
         return None
     return await run_in_threadpool(svc.identity.authenticate, *creds)
+
+
+def _by_assertion(svc: Services, assertion: str, client_id: str | None) -> Client | None:
+    base = svc.tokens.issuer
+    try:
+        client = ClientAssertions(svc.sessions).authenticate(
+            assertion, {f"{base}/oauth/token", base}
+        )
+    except InvalidToken:
+        return None
+    return client if client_id in (None, client.client_id) else None
 
 
 @router.post(
@@ -68,9 +91,13 @@ async def token(
     scope: Annotated[str | None, Form()] = None,
     client_id: Annotated[str | None, Form()] = None,
     client_secret: Annotated[str | None, Form()] = None,
+    client_assertion_type: Annotated[str | None, Form()] = None,
+    client_assertion: Annotated[str | None, Form()] = None,
     svc: Services = Depends(services),
 ) -> JSONResponse:
-    client = await client_from_request(request, svc, client_id, client_secret)
+    client = await client_from_request(
+        request, svc, client_id, client_secret, client_assertion_type, client_assertion
+    )
     if client is None:
         await run_in_threadpool(
             svc.audit.append,
@@ -133,13 +160,17 @@ async def metadata(svc: Services = Depends(services)) -> dict[str, Any]:
         "revocation_endpoint": f"{base}/oauth/revoke",
         "introspection_endpoint": f"{base}/oauth/introspect",
         "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+        ],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "introspection_endpoint_auth_methods_supported": [
             "client_secret_basic",
             "client_secret_post",
         ],
-        "token_endpoint_auth_signing_alg_values_supported": ["ES256"],
+        "token_endpoint_auth_signing_alg_values_supported": sorted(ALLOWED_ALGORITHMS),
         "scopes_supported": sorted(ALL_ROLES),
         "response_types_supported": ["token"],
     }
