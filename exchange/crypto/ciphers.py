@@ -58,25 +58,46 @@ def new_key(spec: CipherSpec) -> bytes:
     return secrets.token_bytes(spec.key_bytes)
 
 
+class Sm4Gcm:
+    """SM4-GCM with the same call shape as ``AESGCM`` (ciphertext followed by the tag)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def encrypt(self, nonce: bytes, data: bytes, aad: bytes | None) -> bytes:
+        enc = Cipher(algorithms.SM4(self._key), modes.GCM(nonce)).encryptor()
+        enc.authenticate_additional_data(aad or b"")
+        return enc.update(data) + enc.finalize() + enc.tag
+
+    def decrypt(self, nonce: bytes, data: bytes, aad: bytes | None) -> bytes:
+        body, tag = data[:-TAG_BYTES], data[-TAG_BYTES:]
+        dec = Cipher(algorithms.SM4(self._key), modes.GCM(nonce, tag)).decryptor()
+        dec.authenticate_additional_data(aad or b"")
+        return dec.update(body) + dec.finalize()
+
+
+Aead = AESGCM | Sm4Gcm
+
+
+def aead_for(spec: CipherSpec, key: bytes) -> Aead:
+    """A reusable AEAD object for one key (built once per cached DEK)."""
+    return AESGCM(key) if spec.id is CipherId.AES256_GCM else Sm4Gcm(key)
+
+
 def encrypt(spec: CipherSpec, key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
     """Ciphertext followed by the 16-byte tag."""
-    if spec.id is CipherId.AES256_GCM:
-        return AESGCM(key).encrypt(nonce, plaintext, aad)
-    enc = Cipher(algorithms.SM4(key), modes.GCM(nonce)).encryptor()
-    enc.authenticate_additional_data(aad)
-    return enc.update(plaintext) + enc.finalize() + enc.tag
+    return aead_for(spec, key).encrypt(nonce, plaintext, aad)
 
 
-def decrypt(spec: CipherSpec, key: bytes, nonce: bytes, sealed: bytes, aad: bytes) -> bytes:
+def decrypt_with(aead: Aead, nonce: bytes, sealed: bytes, aad: bytes) -> bytes:
     """Raises :class:`IntegrityFailure` if the tag does not verify."""
     if len(sealed) < TAG_BYTES:
         raise IntegrityFailure("envelope is truncated")
     try:
-        if spec.id is CipherId.AES256_GCM:
-            return AESGCM(key).decrypt(nonce, sealed, aad)
-        body, tag = sealed[:-TAG_BYTES], sealed[-TAG_BYTES:]
-        dec = Cipher(algorithms.SM4(key), modes.GCM(nonce, tag)).decryptor()
-        dec.authenticate_additional_data(aad)
-        return dec.update(body) + dec.finalize()
+        return aead.decrypt(nonce, sealed, aad)
     except InvalidTag:
         raise IntegrityFailure("envelope failed authentication") from None
+
+
+def decrypt(spec: CipherSpec, key: bytes, nonce: bytes, sealed: bytes, aad: bytes) -> bytes:
+    return decrypt_with(aead_for(spec, key), nonce, sealed, aad)

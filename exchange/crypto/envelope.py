@@ -22,9 +22,10 @@ and no header byte (cipher, DEK id/version, nonce) can be altered.
 
 from __future__ import annotations
 
-import secrets
+import os
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 
 from exchange.crypto import ciphers
 from exchange.crypto.ciphers import NONCE_BYTES, CipherSpec
@@ -45,18 +46,19 @@ class Context:
     key: bytes | None
 
     def encode(self) -> bytes:
-        topic, path, key = self.topic.encode(), self.path.encode(), self.key or b""
-        return b"".join(
-            (
-                struct.pack(">H", len(topic)),
-                topic,
-                struct.pack(">H", len(path)),
-                path,
-                _U32.pack(self.schema_id),
-                _U32.pack(len(key)),
-                key,
-            )
-        )
+        return context_bytes(self.topic, self.path, self.schema_id, self.key)
+
+
+def context_bytes(topic: str, path: str, schema_id: int, key: bytes | None) -> bytes:
+    """``Context(...).encode()`` without building the object (the hot path)."""
+    key = key or b""
+    return _fixed(topic, path, schema_id) + _U32.pack(len(key)) + key
+
+
+@lru_cache(maxsize=4096)
+def _fixed(topic: str, path: str, schema_id: int) -> bytes:
+    t, p = topic.encode(), path.encode()
+    return struct.pack(">H", len(t)) + t + struct.pack(">H", len(p)) + p + _U32.pack(schema_id)
 
 
 @dataclass(frozen=True)
@@ -68,19 +70,26 @@ class Header:
     raw: bytes  # the exact header bytes, authenticated as part of the AAD
 
 
-def _header(cipher: CipherSpec, dek_id: str, version: int, nonce: bytes) -> bytes:
+def prefix(cipher: CipherSpec, dek_id: str, version: int) -> bytes:
+    """The header without its nonce: fixed per DEK version, so computed once per DEK."""
     did = dek_id.encode("ascii")
     if not 0 < len(did) <= MAX_DEK_ID:
         raise ValueError("DEK id must be 1..64 ASCII bytes")
-    return bytes((FORMAT_V1, cipher.id, len(did))) + did + _U32.pack(version) + nonce
+    return bytes((FORMAT_V1, cipher.id, len(did))) + did + _U32.pack(version)
+
+
+def seal_with(aead: ciphers.Aead, head: bytes, ctx: bytes, plaintext: bytes) -> bytes:
+    """Seal under a prepared AEAD, header prefix and encoded context (the hot path)."""
+    nonce = os.urandom(NONCE_BYTES)  # the same CSPRNG as ``secrets``
+    header = head + nonce
+    return header + aead.encrypt(nonce, plaintext, header + ctx)
 
 
 def seal(
     cipher: CipherSpec, key: bytes, dek_id: str, version: int, ctx: Context, plaintext: bytes
 ) -> bytes:
-    nonce = secrets.token_bytes(NONCE_BYTES)
-    header = _header(cipher, dek_id, version, nonce)
-    return header + ciphers.encrypt(cipher, key, nonce, plaintext, header + ctx.encode())
+    head = prefix(cipher, dek_id, version)
+    return seal_with(ciphers.aead_for(cipher, key), head, ctx.encode(), plaintext)
 
 
 def parse(envelope: bytes) -> tuple[Header, bytes]:
@@ -102,5 +111,8 @@ def parse(envelope: bytes) -> tuple[Header, bytes]:
 
 
 def open_(header: Header, body: bytes, key: bytes, ctx: Context) -> bytes:
-    aad = header.raw + ctx.encode()
-    return ciphers.decrypt(header.cipher, key, header.nonce, body, aad)
+    return open_with(ciphers.aead_for(header.cipher, key), header, body, ctx)
+
+
+def open_with(aead: ciphers.Aead, header: Header, body: bytes, ctx: Context) -> bytes:
+    return ciphers.decrypt_with(aead, header.nonce, body, header.raw + ctx.encode())

@@ -35,10 +35,32 @@ def _granted(path: str, granted: set[str]) -> bool:
     return any(".".join(parts[:i]) in granted for i in range(1, len(parts)))
 
 
+@dataclass(frozen=True)
+class _Step:
+    path: str
+    parts: tuple[str, ...]  # () for a top-level field
+    parsed: Any  # parsed original Avro type
+
+
 class FieldCrypto:
     def __init__(self, keys: KeyManager, metrics: KmsMetrics | None = None) -> None:
         self.keys = keys
         self.metrics = metrics or KmsMetrics()
+        # Plans per ``fields`` mapping, by identity (the object is kept alive with its plan).
+        self._plans: dict[int, tuple[dict[str, Any], tuple[_Step, ...]]] = {}
+
+    def _plan(self, fields: dict[str, Any]) -> tuple[_Step, ...]:
+        hit = self._plans.get(id(fields))
+        if hit is not None and hit[0] is fields and len(hit[1]) == len(fields):
+            return hit[1]
+        plan = tuple(
+            _Step(p, tuple(p.split(".")) if "." in p else (), sealing.parsed_type(t))
+            for p, t in fields.items()
+        )
+        if len(self._plans) > 1024:
+            self._plans.clear()
+        self._plans[id(fields)] = (fields, plan)
+        return plan
 
     def seal(
         self,
@@ -51,17 +73,25 @@ class FieldCrypto:
         record: dict[str, Any],
         fields: dict[str, Any],
     ) -> dict[str, Any]:
-        out = record
-        for path, avro_type in fields.items():
-            parts = tuple(path.split("."))
-            value = sealing.get_path(record, parts)
-            if value is sealing.MISSING:
-                continue  # an enclosing optional record is null: nothing to seal
-            plaintext = sealing.encode_value(sealing.type_key(avro_type), value)
+        out = dict(record)
+        for step in self._plan(fields):
+            path = step.path
+            if not step.parts:  # top level: no path walking, one shared copy
+                if path not in record:
+                    continue
+                value = record[path]
+            else:
+                value = sealing.get_path(record, step.parts)
+                if value is sealing.MISSING:
+                    continue  # an enclosing optional record is null: nothing to seal
+            plaintext = sealing.encode_parsed(step.parsed, value)
             dek = self.keys.current(topic, path, owner, cipher)
-            ctx = envelope.Context(topic, path, sealed_schema_id, key)
-            sealed = envelope.seal(dek.cipher, dek.key, dek.dek_id, dek.version, ctx, plaintext)
-            out = sealing.replace_path(out, parts, sealed)
+            ctx = envelope.context_bytes(topic, path, sealed_schema_id, key)
+            sealed = envelope.seal_with(dek.aead, dek.prefix, ctx, plaintext)
+            if not step.parts:
+                out[path] = sealed
+            else:
+                out = sealing.replace_path(out, step.parts, sealed)
         return out
 
     def open(
@@ -101,8 +131,8 @@ class FieldCrypto:
         dek = self.keys.get(header.dek_id, header.dek_version)
         if (dek.topic, dek.field) != (ctx.topic, ctx.path) or dek.cipher != header.cipher:
             raise IntegrityFailure("envelope key belongs to another field")
-        plaintext = envelope.open_(header, body, dek.key, ctx)
+        plaintext = envelope.open_with(dek.aead, header, body, ctx)
         try:
-            return sealing.decode_value(sealing.type_key(avro_type), plaintext)
+            return sealing.decode_value(avro_type, plaintext)
         except Exception:  # authenticated but undecodable: treat as integrity failure
             raise IntegrityFailure("sealed value does not decode under its type") from None

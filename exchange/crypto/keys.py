@@ -11,9 +11,11 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cachetools import TTLCache
 from sqlalchemy import select
@@ -21,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from exchange.auditing import AuditRecord, AuditSink
-from exchange.crypto import ciphers
+from exchange.crypto import ciphers, envelope
 from exchange.crypto.ciphers import CipherSpec
 from exchange.crypto.errors import IntegrityFailure, KekNotFound, KeyShredded
 from exchange.crypto.kms import KekRef
@@ -71,6 +73,16 @@ class Dek:
     topic: str
     field: str
     key: bytes = dataclasses.field(repr=False)
+    aead: ciphers.Aead = dataclasses.field(repr=False, compare=False)
+    prefix: bytes = b""  # envelope header without nonce
+
+
+@dataclass(frozen=True)
+class _Hot:
+    """A ready DEK for the data path, valid until ``expires`` (monotonic seconds)."""
+
+    dek: Dek
+    expires: float
 
 
 @dataclass(frozen=True)
@@ -141,10 +153,22 @@ class KeyManager:
         self._by_id: TTLCache[tuple[str, int], _Meta] = TTLCache(100_000, meta_ttl_seconds)
         self._uses: dict[tuple[str, int], int] = {}
         self._lock = threading.RLock()
+        # Hot path: ready DEKs by (topic, path, cipher) for sealing and (dek_id, version) for
+        # opening; bounded, and no entry outlives ``meta_ttl_seconds`` (nor the key's max age).
+        self.hot_ttl = meta_ttl_seconds
+        self._hot_seal: dict[tuple[str, str, str], _Hot] = {}
+        self._hot_open: dict[tuple[str, int], _Hot] = {}
 
     # -- the data path ------------------------------------------------------------------------
     def current(self, topic: str, path: str, owner: str, cipher: str) -> Dek:
         """The DEK to seal ``topic``/``path`` with now; creates or rotates it when due."""
+        hot = self._hot_seal.get((topic, path, cipher))
+        if hot is not None and hot.expires > time.monotonic():
+            ref = (hot.dek.dek_id, hot.dek.version)
+            n = self._uses.get(ref, 0) + 1
+            if self.policy.max_uses is None or n <= self.policy.max_uses:
+                self._uses[ref] = n
+                return hot.dek
         spec = ciphers.spec_named(cipher)
         with self._lock:
             meta = self._current.get((topic, path))
@@ -152,23 +176,55 @@ class KeyManager:
                 meta = self._load_current(topic, path, owner, spec)
             n = self._uses.get((meta.dek_id, meta.version), 0) + 1
             self._uses[(meta.dek_id, meta.version)] = n
-        return self._unwrap(meta)
+        dek = self._unwrap(meta)
+        ttl = self.hot_ttl
+        if self.policy.max_age is not None:
+            ttl = min(ttl, (meta.created_at + self.policy.max_age - self.clock()).total_seconds())
+        self._remember(self._hot_seal, (topic, path, cipher), dek, ttl)
+        return dek
 
     def get(self, dek_id: str, version: int) -> Dek:
         """The DEK version named by an envelope; KeyShredded if destroyed."""
+        hot = self._hot_open.get((dek_id, version))
+        if hot is not None and hot.expires > time.monotonic():
+            return hot.dek
         meta = self._by_id.get((dek_id, version))
         if meta is None:
             meta = self._load(dek_id, version)
         if meta.wrapped is None:
             raise KeyShredded(f"key {dek_id} v{version} was shredded")
-        return self._unwrap(meta)
+        dek = self._unwrap(meta)
+        self._remember(self._hot_open, (dek_id, version), dek, self.hot_ttl)
+        return dek
+
+    def _remember(self, table: dict[Any, _Hot], key: Any, dek: Dek, ttl: float) -> None:
+        with self._lock:
+            if len(table) >= 10_000:
+                table.clear()
+            table[key] = _Hot(dek, time.monotonic() + ttl)
+
+    def _forget(self, dek_id: str | None) -> None:
+        """Drop ready DEKs (all, or one family's) after rotation, shredding, KEK rotation."""
+        with self._lock:
+            tables: tuple[dict[Any, _Hot], ...] = (self._hot_seal, self._hot_open)
+            for table in tables:
+                for k in [k for k, h in table.items() if dek_id in (None, h.dek.dek_id)]:
+                    table.pop(k, None)
 
     def _unwrap(self, meta: _Meta) -> Dek:
         if meta.wrapped is None:
             raise KeyShredded(f"key {meta.dek_id} v{meta.version} was shredded")
         key = self.kms.unwrap(meta.kek, meta.wrapped)
+        spec = ciphers.spec_named(meta.cipher)
         return Dek(
-            meta.dek_id, meta.version, ciphers.spec_named(meta.cipher), meta.topic, meta.field, key
+            meta.dek_id,
+            meta.version,
+            spec,
+            meta.topic,
+            meta.field,
+            key,
+            ciphers.aead_for(spec, key),
+            envelope.prefix(spec, meta.dek_id, meta.version),
         )
 
     def _due(self, meta: _Meta, spec: CipherSpec) -> bool:
@@ -320,6 +376,7 @@ class KeyManager:
             meta = self._new_version(fam, ciphers.spec_named(cipher), "key.rotated", actor)
             with self._lock:
                 self._current[(fam.topic, fam.field)] = meta
+            self._forget(fam.dek_id)
             out.append(self._info_of(meta))
         return out
 
@@ -333,6 +390,7 @@ class KeyManager:
             new = self._new_version(fam, ciphers.spec_named(meta.cipher), "key.rotated", actor)
             with self._lock:
                 self._current[(fam.topic, fam.field)] = new
+            self._forget(fam.dek_id)
             out.append(self._info_of(new))
         return out
 
@@ -389,6 +447,7 @@ class KeyManager:
                 self._current.pop((fam.topic, fam.field), None)
                 for key in [k for k in self._by_id if k[0] == fam.dek_id]:
                     self._by_id.pop(key, None)
+            self._forget(fam.dek_id)
         return count
 
     def rotate_kek(self, department: str, *, actor: str = "system") -> int:
@@ -415,4 +474,5 @@ class KeyManager:
         with self._lock:
             self._current.clear()
             self._by_id.clear()
+        self._forget(None)
         return count

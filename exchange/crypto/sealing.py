@@ -102,19 +102,39 @@ def type_key(avro_type: Any) -> str:
     return json.dumps(avro_type, sort_keys=True, separators=(",", ":"))
 
 
-def encode_value(type_json: str, value: Any) -> bytes:
+# Callers pass the same type objects again and again (from one sealed schema): remember the
+# parsed form by identity, keeping the object alive so its id cannot be reused.
+_BY_ID: dict[int, tuple[Any, Any]] = {}
+
+
+def parsed_type(avro_type: Any) -> Any:
+    hit = _BY_ID.get(id(avro_type))
+    if hit is not None and hit[0] is avro_type:
+        return hit[1]
+    parsed = _parsed(type_key(avro_type))
+    if len(_BY_ID) > 4096:
+        _BY_ID.clear()
+    _BY_ID[id(avro_type)] = (avro_type, parsed)
+    return parsed
+
+
+def encode_value(avro_type: Any, value: Any) -> bytes:
     """Avro binary encoding of ``value`` under the type (raises InvalidInput if it does not fit)."""
+    return encode_parsed(parsed_type(avro_type), value)
+
+
+def encode_parsed(parsed: Any, value: Any) -> bytes:
     buf = io.BytesIO()
     try:
-        fastavro.schemaless_writer(buf, _parsed(type_json), value)
+        fastavro.schemaless_writer(buf, parsed, value)
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise InvalidInput(f"value does not match its type: {type(exc).__name__}") from None
     return buf.getvalue()
 
 
-def decode_value(type_json: str, data: bytes) -> Any:
+def decode_value(avro_type: Any, data: bytes) -> Any:
     buf = io.BytesIO(data)
-    value = fastavro.schemaless_reader(buf, _parsed(type_json), None)
+    value = fastavro.schemaless_reader(buf, parsed_type(avro_type), None)
     if buf.tell() != len(data):
         raise ValueError("trailing bytes after the value")
     return value
