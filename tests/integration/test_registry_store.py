@@ -225,10 +225,12 @@ def rec(name):
 deadline = time.monotonic() + 30
 while not go.exists() and time.monotonic() < deadline:
     time.sleep(0.005)
-out = {"own": [], "shared": []}
+out = {"own": [], "shared": [], "dup": []}
 for k in range(n):
     out["own"].append(reg.register(f"own-{me}", rec(f"Own{me}_{k}")))
     out["shared"].append(reg.register("shared", rec(f"Shared{k}")))
+    # same new schema, different subjects (so different locks): one id for both
+    out["dup"].append(reg.register(f"dup-{me}", rec(f"Dup{k}")))
 print(json.dumps(out))
 """
 
@@ -257,6 +259,7 @@ def test_two_processes_assign_distinct_ids(db_url: str, tmp_path: Path) -> None:
     own = results[0]["own"] + results[1]["own"]
     assert len(set(own)) == 2 * n  # every distinct schema got its own id
     assert results[0]["shared"] == results[1]["shared"]  # same schema, same id, either process
+    assert results[0]["dup"] == results[1]["dup"]
     assert not set(own) & set(results[0]["shared"])
     engine = make_engine(db_url)
     reg = SchemaRegistry(session_factory(engine), MemoryAuditSink())
