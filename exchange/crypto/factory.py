@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from exchange.auditing import AuditSink
@@ -10,8 +13,29 @@ from exchange.crypto.keys import KeyManager, RotationPolicy
 from exchange.crypto.kms import Kms
 from exchange.crypto.kms_local import LocalKms, keystore_path
 from exchange.crypto.kms_wrappers import CachingKms, MeteredKms
+from exchange.crypto.models import DekVersionRow
+from exchange.db import transaction
 from exchange.errors import ConfigurationError
 from exchange.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def ensure_local_keystore(kms: LocalKms, sessions: sessionmaker[Session]) -> None:
+    """First start creates the keystore; if DEKs wrapped by it exist, never re-create it."""
+    if kms.path.exists():
+        return
+    with transaction(sessions) as s:
+        wrapped = s.scalar(
+            select(func.count())
+            .select_from(DekVersionRow)
+            .where(DekVersionRow.wrapped.is_not(None))
+        )
+    if wrapped:
+        # Fail closed on use (503) rather than start a fresh keystore and orphan the DEKs.
+        log.error("local KMS keystore %s is missing but %d wrapped DEKs exist", kms.path, wrapped)
+        return
+    kms.init()
 
 
 def build_kms(settings: Settings, master_key: bytes) -> Kms:
@@ -42,7 +66,10 @@ def build_field_crypto(
     dek_ttl_seconds: float = 300,
 ) -> FieldCrypto:
     """FieldCrypto over ``CachingKms(MeteredKms(provider))``: metrics count real KMS calls."""
-    metered = MeteredKms(kms or build_kms(settings, master_key))
+    provider = kms or build_kms(settings, master_key)
+    if isinstance(provider, LocalKms):
+        ensure_local_keystore(provider, sessions)
+    metered = MeteredKms(provider)
     cached = CachingKms(metered, ttl_seconds=dek_ttl_seconds)
     keys = KeyManager(sessions, cached, audit, policy=policy)
     return FieldCrypto(keys, metered.metrics)

@@ -1,5 +1,7 @@
 """The embedded KMS: KEKs in one file under ``EXCHANGE_HOME``, sealed with the master key.
 
+``init`` creates the keystore (``exchange kms init``, or the gateway's first start); once
+it exists, a missing or unreadable file makes every call fail with KmsUnavailable.
 The file (mode 0600) is ``seal(master_key, json, context)`` of
 ``{"format": 1, "keks": {alias: [base64 KEK v1, v2, ...]}}``. Writers take an exclusive
 ``flock`` and re-read before changing it, so the CLI and a running gateway can share it;
@@ -70,7 +72,9 @@ class LocalKms:
                 return self._keks
             body = json.loads(unseal(self._master, self.path.read_bytes(), _CONTEXT))
         except FileNotFoundError:
-            return {}
+            # Never start an empty keystore silently: KEKs would be replaced and every
+            # wrapped DEK orphaned. ``init`` (exchange kms init / first start) creates it.
+            raise KmsUnavailable("local keystore is missing (run: exchange kms init)") from None
         except (OSError, ValueError, DependencyUnavailable) as exc:
             raise KmsUnavailable("local keystore cannot be read with this master key") from exc
         self._keks = {a: [base64.b64decode(k) for k in ks] for a, ks in body["keks"].items()}

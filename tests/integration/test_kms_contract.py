@@ -180,6 +180,21 @@ def test_local_keystore_file_is_private_and_sealed(tmp_path: Path) -> None:
     assert kms.unwrap(kek, wrapped) == b"d" * 32
 
 
+def test_local_keystore_missing_is_unavailable_not_empty(tmp_path: Path) -> None:
+    path = tmp_path / "kms" / "keystore.bin"
+    kms = LocalKms(path, secrets.token_bytes(32))
+    with pytest.raises(KmsUnavailable, match="kms init"):
+        kms.create_kek("a")  # no silent new keystore
+    kms.init()
+    kek = kms.create_kek("a")
+    path.rename(path.with_suffix(".moved"))
+    with pytest.raises(KmsUnavailable):
+        kms.current_kek("a")
+    with pytest.raises(KmsUnavailable):
+        kms.wrap(kek, b"x" * 32)
+    assert kms.ping() is False
+
+
 def test_cache_is_bounded_with_ttl_and_metrics_count_real_calls() -> None:
     metered = MeteredKms(MemoryKms())
     cached = CachingKms(metered, max_entries=2, ttl_seconds=300)
