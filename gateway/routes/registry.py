@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from exchange.errors import (
     DependencyUnavailable,
@@ -32,13 +33,14 @@ from exchange.errors import (
     NotFound,
 )
 from exchange.identity.tokens import InvalidToken
-from gateway.auth import authenticate_token, services
+from gateway.auth import authenticate_token, rate_limiter, services
 from gateway.container import Services
 from schemas.errors import InvalidSchema, RegistryError
 from schemas.registry import SCHEMA_TYPES, SchemaRegistry, SchemaVersion
 
 log = logging.getLogger(__name__)
 MEDIA = "application/vnd.schemaregistry.v1+json"
+MAX_BODY = 4 * 1024 * 1024  # a schema is text; anything larger is abuse
 READ_ROLES = ("registry:read", "registry:write", "admin")
 WRITE_ROLES = ("registry:write",)
 
@@ -70,6 +72,11 @@ def error_for(exc: Exception) -> JSONResponse:
         return error(503, 50003, "Error while forwarding the request to the store")
     if isinstance(exc, RequestValidationError):
         return error(422, 422, "Unprocessable entity: invalid request parameters")
+    if isinstance(exc, StarletteHTTPException):  # e.g. 429 from the rate limiter
+        resp = error(exc.status_code, exc.status_code * 100 + 1, str(exc.detail))
+        for k, v in (exc.headers or {}).items():
+            resp.headers[k] = v
+        return resp
     assert isinstance(exc, ExchangeError)
     return error(500, 50001, "Error in the backend data store")
 
@@ -83,7 +90,7 @@ class RegistryRoute(APIRoute):
         async def guarded(request: Request) -> Response:
             try:
                 return await handler(request)
-            except (ExchangeError, RequestValidationError) as exc:
+            except (ExchangeError, RequestValidationError, StarletteHTTPException) as exc:
                 return error_for(exc)
 
         return guarded
@@ -100,11 +107,16 @@ class Caller:
 
 
 def caller(request: Request, svc: Services = Depends(services)) -> Caller:
+    """Bearer token or HTTP Basic (client id and secret), rate limited like other routes."""
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    limiter = rate_limiter(svc)
     if scheme.lower() == "bearer" and value.strip():
         p = authenticate_token(svc, value.strip())
+        limiter.enforce(f"{'ext' if p.external else 'client'}:{p.client_id}")
         return Caller(p.client_id, p.roles)
     if scheme.lower() == "basic":
+        # Secret checks are deliberately slow: limit guessing per address before checking.
+        limiter.enforce(f"peer:{request.client.host if request.client else 'unknown'}")
         try:
             cid, sep, secret = base64.b64decode(value, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
@@ -112,6 +124,7 @@ def caller(request: Request, svc: Services = Depends(services)) -> Caller:
         client = svc.identity.authenticate(unquote(cid), unquote(secret)) if sep else None
         if client is None:
             raise InvalidToken("invalid client credentials")
+        limiter.enforce(f"client:{client.client_id}")
         return Caller(client.client_id, frozenset(client.roles))
     raise InvalidToken("missing credentials")
 
@@ -135,7 +148,11 @@ def registry(svc: Services = Depends(services)) -> SchemaRegistry:
 
 async def body(request: Request) -> dict[str, Any]:
     """JSON body whatever the content type (vnd.schemaregistry, json, octet-stream)."""
-    raw = await request.body()
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise InvalidInput("Request body too large")
     try:
         data = json.loads(raw) if raw else {}
     except ValueError:
@@ -187,9 +204,14 @@ def schema_by_id(schema_id: int, _: Read, reg: Reg) -> JSONResponse:
     return reply(out)
 
 
+def raw_schema(text: str) -> Response:
+    # The schema exactly as registered (a JSON document, or a bare primitive name).
+    return Response(text, media_type=MEDIA)
+
+
 @router.get("/schemas/ids/{schema_id}/schema")
-def schema_text_by_id(schema_id: int, _: Read, reg: Reg) -> JSONResponse:
-    return reply(json.loads(reg.by_id(schema_id).schema))
+def schema_text_by_id(schema_id: int, _: Read, reg: Reg) -> Response:
+    return raw_schema(reg.by_id(schema_id).schema)
 
 
 @router.get("/schemas/ids/{schema_id}/versions")
@@ -250,8 +272,8 @@ def get_version(
 
 
 @router.get("/subjects/{subject}/versions/{version}/schema")
-def get_version_schema(subject: str, version: str, _: Read, reg: Reg) -> JSONResponse:
-    return reply(json.loads(reg.version(subject, version).schema))
+def get_version_schema(subject: str, version: str, _: Read, reg: Reg) -> Response:
+    return raw_schema(reg.version(subject, version).schema)
 
 
 @router.get("/subjects/{subject}/versions/{version}/referencedby")
@@ -378,10 +400,21 @@ def delete_mode(subject: str, c: Write, reg: Reg) -> JSONResponse:
     return reply({"mode": reg.delete_mode(subject, actor=c.actor).value})
 
 
+@router.get("/contexts")
+def contexts(_: Read) -> JSONResponse:
+    return reply(["."])  # one (default) context
+
+
 @router.get("")
 @router.get("/")
 def root(_: Read) -> JSONResponse:
     return reply({})
+
+
+@router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"], include_in_schema=False)
+def unknown(rest: str, _: Read) -> JSONResponse:
+    """Last route: anything else under /registry answers in Confluent's format too."""
+    return error(404, 404, "HTTP 404 Not Found")
 
 
 def _opt_int(value: Any) -> int | None:

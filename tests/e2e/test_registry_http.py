@@ -105,6 +105,13 @@ def test_confluent_paths(rw: Reg, unique: str) -> None:
     assert rw("GET", f"/subjects/{s}/versions/zero").json()["error_code"] == 42202
     assert rw("GET", "/subjects/none-such/versions").json()["error_code"] == 40401
     assert rw("GET", "/schemas/ids/987654").json()["error_code"] == 40403
+    assert rw("GET", "/no/such/path").json() == {"error_code": 404, "message": "HTTP 404 Not Found"}
+    assert rw("GET", "/contexts").json() == ["."]
+    prim = rw("POST", f"/subjects/{s}-key/versions", {"schema": '"string"'}).json()["id"]
+    assert rw("GET", f"/subjects/{s}-key/versions/1/schema").json() == "string"
+    assert rw("GET", f"/schemas/ids/{prim}/schema").text == '"string"'
+    huge = rw("POST", f"/subjects/{s}/versions", {"schema": " " * (5 * 1024 * 1024)})
+    assert huge.status_code == 422
 
 
 def test_errors_compatibility_and_classification(
