@@ -100,7 +100,11 @@ async def consistency(
     return await run_in_threadpool(service.consistency, first, second)
 
 
-@router.get("/events", summary="Search events; export as JSON, JSONL or CSV with proofs")
+@router.get(
+    "/events",
+    summary="Search events; export as JSON, JSONL or CSV with proofs",
+    response_model=None,
+)
 async def events(
     since: datetime | None = Query(None, alias="from", description="From this time"),
     until: datetime | None = Query(None, alias="to", description="Before this time"),
