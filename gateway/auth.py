@@ -64,7 +64,9 @@ def principal(request: Request, svc: Services = Depends(services)) -> Principal:
     if cached is not None:
         return cached
     p = authenticate_token(svc, bearer_token(request))
-    rate_limiter(svc).enforce(f"{'ext' if p.external else 'client'}:{p.client_id}")
+    # External tokens: per user/service account, not per shared portal client (azp).
+    key = f"ext:{p.subject or p.client_id}" if p.external else f"client:{p.client_id}"
+    rate_limiter(svc).enforce(key)
     request.state.principal = p
     return p
 

@@ -7,7 +7,6 @@ token endpoint (or issuer), ``exp`` within :data:`MAX_LIFETIME_S`, and a ``jti``
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -22,22 +21,21 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from exchange.db import transaction
 from exchange.errors import DependencyUnavailable, InvalidInput, NotFound
-from exchange.identity.external import expected_alg, unverified_parts
+from exchange.identity.external import MIN_RSA_BITS, expected_alg, rsa_bits, unverified_parts
 from exchange.identity.models import ClientKeyRow, ClientRow, UsedAssertionRow
-from exchange.identity.service import Client, _client
+from exchange.identity.service import Client, client_of
 from exchange.identity.tokens import InvalidToken
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_LIFETIME_S = 300  # bounds how long a jti must be remembered
 LEEWAY_S = 30
-MIN_RSA_BITS = 2048
 
 
 def public_signing_key(jwk: Mapping[str, Any]) -> Key:
     """Validate a JWK a client registers: public, RSA >= 2048 / P-256 / Ed25519."""
     if "d" in jwk or any(k in jwk for k in ("p", "q", "k")):
         raise InvalidInput("register the public key only")
-    if jwk.get("kty") == "RSA" and _rsa_bits(jwk.get("n")) < MIN_RSA_BITS:
+    if jwk.get("kty") == "RSA" and rsa_bits(jwk.get("n")) < MIN_RSA_BITS:
         raise InvalidInput(f"RSA keys must have at least {MIN_RSA_BITS} bits")
     try:
         key = import_key(dict(jwk))
@@ -46,16 +44,6 @@ def public_signing_key(jwk: Mapping[str, Any]) -> Key:
     if expected_alg(key) is None:
         raise InvalidInput("key type must be RSA, EC P-256 or OKP Ed25519")
     return key
-
-
-def _rsa_bits(n: Any) -> int:
-    # Checked before import: the JOSE library only warns about short RSA keys.
-    if not isinstance(n, str):
-        return 0
-    try:
-        return int.from_bytes(base64.urlsafe_b64decode(n + "=" * (-len(n) % 4))).bit_length()
-    except ValueError:
-        return 0
 
 
 class ClientAssertions:
@@ -86,7 +74,7 @@ class ClientAssertions:
             key_row, client_row = s.get(ClientKeyRow, client_id), s.get(ClientRow, client_id)
             if key_row is None or client_row is None or client_row.disabled:
                 raise InvalidToken("client cannot use private_key_jwt")
-            key, client = import_key(dict(key_row.public_jwk)), _client(client_row)
+            key, client = import_key(dict(key_row.public_jwk)), client_of(client_row)
         claims = self._verify(assertion, key, header.get("alg"), client_id, audiences)
         self._use_once(client_id, str(claims["jti"]), int(claims["exp"]))
         return client

@@ -10,6 +10,7 @@ confusion never reach a signature check. ``iss``, ``aud`` and ``exp`` are requir
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 import json
@@ -36,6 +37,7 @@ _ALG_FOR_KEY: dict[tuple[str, str | None], str] = {
     ("OKP", "Ed25519"): "EdDSA",
 }
 ALLOWED_ALGORITHMS = frozenset(_ALG_FOR_KEY.values())
+MIN_RSA_BITS = 2048
 ROLE_SOURCES = ("realm_access", "resource_access", "scope")
 # Keycloak marks ID and refresh tokens in a "typ" claim; only access tokens authorise calls.
 _REFUSED_TOKEN_TYPES = frozenset({"id", "refresh", "logout"})
@@ -234,6 +236,7 @@ class ExternalVerifier:
             issuer=self.config.issuer,
             expires_at=int(claims["exp"]),
             external=True,
+            subject=str(claims.get("sub", client)),
         )
 
     # -- keys ----------------------------------------------------------------------------
@@ -272,6 +275,16 @@ class ExternalVerifier:
         return uri
 
 
+def rsa_bits(n: Any) -> int:
+    """Bit length of a JWK's RSA modulus; checked before import (the JOSE library only warns)."""
+    if not isinstance(n, str):
+        return 0
+    try:
+        return int.from_bytes(base64.urlsafe_b64decode(n + "=" * (-len(n) % 4))).bit_length()
+    except ValueError:
+        return 0
+
+
 def _signing_keys(keys: Any) -> Iterable[tuple[str, Key]]:
     """Public signing keys with a kid and a type we accept; encryption keys are skipped."""
     for data in keys if isinstance(keys, list) else []:
@@ -279,6 +292,8 @@ def _signing_keys(keys: Any) -> Iterable[tuple[str, Key]]:
             continue
         if "d" in data or not isinstance(data.get("kid"), str):
             continue  # never accept a private key (or a keyless entry) from the network
+        if data.get("kty") == "RSA" and rsa_bits(data.get("n")) < MIN_RSA_BITS:
+            continue
         try:
             key = import_key(data)
         except (JoseError, ValueError, TypeError):

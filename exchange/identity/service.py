@@ -51,7 +51,7 @@ def _dept(row: DepartmentRow) -> Department:
     return Department(row.id, row.name, row.parent, row.level)
 
 
-def _client(row: ClientRow) -> Client:
+def client_of(row: ClientRow) -> Client:
     return Client(row.client_id, row.department_id, row.name, tuple(row.roles), row.disabled)
 
 
@@ -120,7 +120,7 @@ class IdentityService:
                 secret_rotated_at=now,
             )
             s.add(row)
-            return IssuedSecret(_client(row), secret)
+            return IssuedSecret(client_of(row), secret)
 
     def list_clients(self, department: str) -> list[Client]:
         with transaction(self.sessions) as s:
@@ -129,14 +129,14 @@ class IdentityService:
                 .where(ClientRow.department_id == department)
                 .order_by(ClientRow.client_id)
             )
-            return [_client(r) for r in rows]
+            return [client_of(r) for r in rows]
 
     def get_client(self, client_id: str) -> Client:
         with transaction(self.sessions) as s:
             row = s.get(ClientRow, client_id)
             if row is None:
                 raise NotFound(f"client {client_id} not found")
-            return _client(row)
+            return client_of(row)
 
     def rotate_secret(self, client_id: str) -> IssuedSecret:
         secret = secrets.token_urlsafe(32)
@@ -146,7 +146,7 @@ class IdentityService:
                 raise NotFound(f"client {client_id} not found")
             row.secret_hash = hash_secret(secret)
             row.secret_rotated_at = _now()
-            return IssuedSecret(_client(row), secret)
+            return IssuedSecret(client_of(row), secret)
 
     def set_disabled(self, client_id: str, disabled: bool) -> Client:
         with transaction(self.sessions) as s:
@@ -154,7 +154,7 @@ class IdentityService:
             if row is None:
                 raise NotFound(f"client {client_id} not found")
             row.disabled = disabled
-            return _client(row)
+            return client_of(row)
 
     def authenticate(self, client_id: str, secret: str) -> Client | None:
         """The client if the secret matches and it is enabled; None otherwise (no oracle)."""
@@ -164,4 +164,4 @@ class IdentityService:
             ok = verify_secret(secret, stored)
             if row is None or not ok or row.disabled:
                 return None
-            return _client(row)
+            return client_of(row)

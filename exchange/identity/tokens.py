@@ -45,6 +45,7 @@ class Principal:
     issuer: str
     expires_at: int
     external: bool = False
+    subject: str = ""  # external tokens: the user or service account (our tokens: the client)
 
     def has(self, role: str) -> bool:
         return role in self.roles

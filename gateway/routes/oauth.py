@@ -131,7 +131,11 @@ async def token(
             "token.issued",
             actor=client.client_id,
             department=client.department,
-            data={"scope": issued.scope, "jti": issued.claims["jti"]},
+            data={
+                "scope": issued.scope,
+                "jti": issued.claims["jti"],
+                "auth": "private_key_jwt" if client_assertion else "client_secret",
+            },
         ),
     )
     return JSONResponse(

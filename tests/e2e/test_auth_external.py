@@ -9,6 +9,7 @@ import httpx
 import pytest
 from joserfc.jwk import RSAKey
 
+from exchange.kafka.broker import free_port
 from tests.conftest import make_department
 from tests.support.forge import alg_none, hs256_with
 from tests.support.gateway import ThreadGateway
@@ -100,3 +101,22 @@ def test_forged_issuer_token(gw: ThreadGateway, issuer: OidcIssuer) -> None:
     claims = issuer.claims(DEPT, ["admin"])
     forged = issuer.sign(claims, key=other, header={"kid": issuer.current.kid})
     assert call(gw, forged).status_code == 401
+
+
+def test_unreachable_issuer_fails_closed_with_503(
+    issuer: OidcIssuer, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/realms/gov"  # nothing listens there
+    g = ThreadGateway(
+        tmp_path_factory.mktemp("gw-oidc-dead"),
+        kafka_bootstrap,
+        oidc_issuer=dead,
+        oidc_audience=issuer.audience,
+    ).start()
+    try:
+        r = call(g, issuer.token(DEPT, ["admin"], iss=dead))
+        assert r.status_code == 503
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["code"] == "dependency_unavailable"
+    finally:
+        g.stop()

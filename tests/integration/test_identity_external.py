@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from exchange.errors import DependencyUnavailable, Forbidden
@@ -175,3 +176,21 @@ def test_discovery_naming_another_issuer_fails_closed(issuer: OidcIssuer) -> Non
     )
     with pytest.raises(DependencyUnavailable):
         verifier.verify(issuer.token("health", [], iss=issuer.url + "-other"))
+
+
+def test_weak_rsa_and_hmac_keys_in_the_jwks_are_ignored(
+    issuer: OidcIssuer, verifier: ExternalVerifier
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    weak_private = rsa.generate_private_key(65537, 1024)  # noqa: S505 - must be ignored
+    with pytest.warns(SecurityWarning):  # the JOSE library only warns about short keys
+        weak = issuer.add_key(RSAKey.import_key(weak_private))
+    token = issuer.sign(issuer.claims("health", []), key=weak)
+    with pytest.raises(InvalidToken, match="unknown key"):
+        verifier.verify(token)
+
+
+def test_principal_names_the_subject(issuer: OidcIssuer, verifier: ExternalVerifier) -> None:
+    p = verifier.verify(issuer.token("health", [], sub="user-42"))
+    assert (p.client_id, p.subject) == ("dept-portal", "user-42")
