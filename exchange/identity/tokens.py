@@ -20,7 +20,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from exchange.db import transaction
-from exchange.errors import ExchangeError
+from exchange.errors import DependencyUnavailable, ExchangeError
 from exchange.identity.models import ClientRow, RevokedTokenRow, SigningKeyRow
 from exchange.identity.service import Client
 from exchange.secrets_store import seal, unseal
@@ -28,6 +28,8 @@ from exchange.secrets_store import seal, unseal
 ALGORITHMS = ["ES256"]
 TOKEN_FORMAT = 1  # our claim "ver": bump when the claim set changes meaning
 LEEWAY_S = 30
+# Other gateway instances may rotate: each reloads the active and public keys this often.
+KEY_RELOAD_S = 5
 
 
 class InvalidToken(ExchangeError):
@@ -69,6 +71,7 @@ class TokenService:
         audience: str,
         ttl_seconds: int = 300,
         leeway_seconds: int = LEEWAY_S,
+        key_reload_seconds: float = KEY_RELOAD_S,
     ) -> None:
         self.sessions = sessions
         self.master_key = master_key
@@ -76,8 +79,10 @@ class TokenService:
         self.audience = audience
         self.ttl = ttl_seconds
         self.leeway = leeway_seconds
+        self.key_reload = key_reload_seconds
         self._lock = threading.Lock()
         self._signing: tuple[str, ECKey] | None = None
+        self._signing_loaded = 0.0
         self._public: KeySet | None = None
         self._public_loaded = 0.0
         self._revoked_cache: dict[str, float] = {}
@@ -102,7 +107,8 @@ class TokenService:
         with transaction(self.sessions) as s:
             for old in s.scalars(select(SigningKeyRow).where(SigningKeyRow.status == "active")):
                 old.status = "retired"
-                old.retire_after = now + timedelta(seconds=self.ttl + self.leeway)
+                # Instances still signing with it until their next reload: KEY_RELOAD_S more.
+                old.retire_after = now + timedelta(seconds=self.ttl + self.leeway + self.key_reload)
             s.add(
                 SigningKeyRow(
                     kid=kid,
@@ -122,16 +128,25 @@ class TokenService:
 
     def _signing_key(self) -> tuple[str, ECKey]:
         with self._lock:
-            if self._signing is None:
-                with transaction(self.sessions) as s:
-                    row = s.scalars(
-                        select(SigningKeyRow).where(SigningKeyRow.status == "active")
-                    ).first()
-                    if row is None:
-                        raise InvalidToken("no active signing key")
-                    pem = unseal(self.master_key, row.sealed_private, f"jwt-key:{row.kid}")
-                    self._signing = (row.kid, ECKey.import_key(pem, {"kid": row.kid}))
+            fresh = time.monotonic() - self._signing_loaded <= self.key_reload
+            if self._signing is None or not fresh:
+                self._signing = self._load_active(self._signing)
+                self._signing_loaded = time.monotonic()
             return self._signing
+
+    def _load_active(self, cached: tuple[str, ECKey] | None) -> tuple[str, ECKey]:
+        with transaction(self.sessions) as s:
+            row = s.scalars(
+                select(SigningKeyRow)
+                .where(SigningKeyRow.status == "active")
+                .order_by(SigningKeyRow.created_at.desc())
+            ).first()
+            if row is None:
+                raise DependencyUnavailable("no active signing key")
+            if cached is not None and cached[0] == row.kid:
+                return cached
+            pem = unseal(self.master_key, row.sealed_private, f"jwt-key:{row.kid}")
+            return row.kid, ECKey.import_key(pem, {"kid": row.kid})
 
     def jwks(self) -> dict[str, Any]:
         now = datetime.now(UTC)
@@ -145,9 +160,8 @@ class TokenService:
         return {"keys": keys}
 
     def _public_keys(self) -> KeySet:
-        # Other gateway instances may rotate: reload the key set at most every 5 seconds.
         with self._lock:
-            if self._public is None or time.monotonic() - self._public_loaded > 5:
+            if self._public is None or time.monotonic() - self._public_loaded > self.key_reload:
                 self._public = KeySet.import_key_set(self.jwks())  # type: ignore[arg-type]
                 self._public_loaded = time.monotonic()
             return self._public

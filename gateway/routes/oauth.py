@@ -213,7 +213,11 @@ async def introspect(
     client = await client_from_request(request, svc, client_id, client_secret)
     if client is None:
         return oauth_error("invalid_client", "client authentication failed", 401)
-    return JSONResponse(await run_in_threadpool(svc.tokens.introspect, token))
+    body = await run_in_threadpool(svc.tokens.introspect, token)
+    # Like revocation: a client learns about its own tokens only; an admin about any.
+    if body.get("active") and body["client_id"] != client.client_id and "admin" not in client.roles:
+        body = {"active": False}
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
 class RotatedKey(BaseModel):

@@ -238,3 +238,25 @@ def test_expired_token(short_lived: ThreadGateway) -> None:
     while (r := get(short_lived, token)).status_code == 200 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert_unauthorized(r)
+
+
+def test_introspection_shows_only_own_tokens(
+    gateway: ThreadGateway, admin: ExchangeClient, unique: str
+) -> None:
+    dept = f"intro-{unique}"
+    make_department(admin, dept)
+    a = make_client(admin, gateway.url, dept, ["subscriber"])
+    b = make_client(admin, gateway.url, dept, ["subscriber"])
+    token = token_for(gateway, a.client_id, a._secret)
+
+    def introspect(cid: str, secret: str) -> dict[str, Any]:
+        r = httpx.post(f"{gateway.url}/oauth/introspect", data={"token": token}, auth=(cid, secret))
+        assert r.status_code == 200
+        body: dict[str, Any] = r.json()
+        return body
+
+    assert introspect(a.client_id, a._secret)["active"] is True
+    assert introspect(b.client_id, b._secret) == {"active": False}
+    assert introspect(*admin_creds(gateway))["dept"] == dept
+    a.close()
+    b.close()
