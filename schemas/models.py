@@ -21,6 +21,9 @@ class SchemaRow(Base):
     schema_type: Mapped[str] = mapped_column(String(16))
     schema: Mapped[str] = mapped_column(Text)
     references: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    # Texts of every (transitive) reference as resolved at registration, dependencies first:
+    # the id stays readable even after the referenced versions are deleted.
+    dependencies: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -55,3 +58,6 @@ class SubjectRow(Base):
     seq: Mapped[int] = mapped_column(Integer, default=0)
     compatibility: Mapped[str | None] = mapped_column(String(32), nullable=True)
     mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # Field path -> classification of the last version registered here. Deleting versions does
+    # not reset it, so a downgrade cannot sneak in by deleting the subject first.
+    classifications: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)

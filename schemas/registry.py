@@ -21,7 +21,7 @@ from exchange.db import transaction
 from exchange.errors import DependencyUnavailable
 from schemas import store
 from schemas.canonical import Parsed, fastavro_schema, parse
-from schemas.classification import FieldInfo, downgrades
+from schemas.classification import Classification, FieldInfo, downgrades
 from schemas.compatibility import DEFAULT_LEVEL, Level, check
 from schemas.errors import (
     ClassificationDowngrade,
@@ -41,7 +41,7 @@ from schemas.errors import (
     VersionNotSoftDeleted,
     VersionSoftDeleted,
 )
-from schemas.models import SchemaRow, VersionRow
+from schemas.models import SchemaRow, SubjectRow, VersionRow
 
 T = TypeVar("T")
 SCHEMA_TYPES = ("AVRO",)
@@ -80,6 +80,15 @@ class StoredSchema:
     schema_type: str = "AVRO"
 
 
+@dataclass(frozen=True)
+class _New:
+    """A schema about to be registered: parsed, references pinned to versions, their texts."""
+
+    parsed: Parsed
+    refs: list[dict[str, Any]]
+    deps: list[str]
+
+
 class SchemaRegistry:
     def __init__(self, sessions: sessionmaker[Session], audit: AuditSink) -> None:
         self.sessions = sessions
@@ -105,9 +114,9 @@ class SchemaRegistry:
 
         ``schema_id``/``version`` are honoured only in IMPORT mode (migrating a registry).
         """
-        parsed, refs = self._parse(subject, schema, references or [], schema_type)
+        new = self._parse(subject, schema, references or [], schema_type)
         result = self._retrying(
-            lambda: self._register_tx(subject, parsed, refs, actor_is_admin, schema_id, version)
+            lambda: self._register_tx(subject, new, actor_is_admin, schema_id, version)
         )
         sid, new_version = result
         if new_version is not None:
@@ -128,7 +137,7 @@ class SchemaRegistry:
         ``version="latest"`` applies the subject's level (transitive ones to all versions);
         an explicit version is checked against that version alone.
         """
-        parsed, _ = self._parse(subject, schema, references or [], schema_type)
+        parsed = self._parse(subject, schema, references or [], schema_type).parsed
         with transaction(self.sessions) as s:
             rows = store.versions(s, subject)
             level = self._level(s, subject)
@@ -150,7 +159,7 @@ class SchemaRegistry:
         schema_type: str = "AVRO",
     ) -> SchemaVersion:
         """The version of ``subject`` holding ``schema`` (POST /subjects/{s})."""
-        parsed, _ = self._parse(subject, schema, references or [], schema_type)
+        parsed = self._parse(subject, schema, references or [], schema_type).parsed
         with transaction(self.sessions) as s:
             rows = store.versions(s, subject, deleted=deleted)
             if not rows:
@@ -202,8 +211,8 @@ class SchemaRegistry:
             row = s.get(SchemaRow, schema_id)
             if row is None:
                 raise SchemaNotFound(f"Schema {schema_id} not found")
-            text, refs = row.schema, list(row.references)
-        dep_texts = self._reference_texts(refs)
+            text, refs, deps = row.schema, list(row.references), row.dependencies
+        dep_texts = deps if deps is not None else self._reference_texts(refs)
         parsed = parse(text, dep_texts, _ref_keys(refs))
         stored = StoredSchema(
             schema_id, text, fastavro_schema(text, dep_texts), parsed.fields, refs
@@ -367,7 +376,7 @@ class SchemaRegistry:
     # -- internals -----------------------------------------------------------------------
     def _parse(
         self, subject: str, text: str, references: list[dict[str, Any]], schema_type: str
-    ) -> tuple[Parsed, list[dict[str, Any]]]:
+    ) -> _New:
         if not subject or len(subject) > 255 or any(ord(c) < 32 for c in subject):
             raise InvalidSchema("Invalid subject name")
         if (schema_type or "AVRO").upper() not in SCHEMA_TYPES:
@@ -375,7 +384,8 @@ class SchemaRegistry:
         if not isinstance(text, str) or not text.strip():
             raise InvalidSchema("Invalid schema: empty")
         refs = [self._resolve_ref(r) for r in references]
-        return parse(text, self._reference_texts(refs), _ref_keys(refs)), refs
+        deps = self._reference_texts(refs)
+        return _New(parse(text, deps, _ref_keys(refs)), refs, deps)
 
     def _resolve_ref(self, ref: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -417,41 +427,37 @@ class SchemaRegistry:
     def _register_tx(
         self,
         subject: str,
-        parsed: Parsed,
-        refs: list[dict[str, Any]],
+        new: _New,
         actor_is_admin: bool,
         schema_id: int | None,
         version: int | None,
     ) -> tuple[int, int | None]:
+        parsed = new.parsed
         with transaction(self.sessions) as s:
-            mode = self._mode(s, store.lock_subject(s, subject).mode)
+            lock = store.lock_subject(s, subject)
+            mode = self._mode(s, lock.mode)
             self._writable(s, mode.value, subject)
             rows = store.versions(s, subject)
             existing = store.schema_by_fingerprint(s, parsed.fingerprint)
             if existing is not None and any(r.schema_id == existing.id for r in rows):
                 return existing.id, None  # already registered here: same id, no new version
-            if mode is Mode.IMPORT:
-                return self._import(s, subject, parsed, refs, existing, schema_id, version)
+            if mode is Mode.IMPORT:  # a migration: no compatibility check, but classification
+                self._guard_classification(lock, rows, parsed, actor_is_admin)
+                return self._import(s, subject, new, existing, schema_id, version)
             if schema_id is not None or version is not None:
                 raise OperationNotPermitted("Explicit ids and versions need IMPORT mode")
             level = self._level(s, subject)
-            olds = [self._parsed_by_id(r.schema_id) for r in rows]
-            if problems := check(level, parsed.avro, [o.avro for o in olds]):
+            olds = [self._parsed_by_id(r.schema_id).avro for r in rows]
+            if problems := check(level, parsed.avro, olds):
                 raise IncompatibleSchema(
                     "Schema being registered is incompatible with an earlier schema for "
                     f'subject "{subject}", details: [{", ".join(problems)}]',
                     problems,
                 )
-            if (
-                olds
-                and not actor_is_admin
-                and (lowered := downgrades(olds[-1].fields, parsed.fields))
-            ):
-                raise ClassificationDowngrade(
-                    "Lowering a field's classification requires the admin role: "
-                    + "; ".join(lowered)
-                )
-            row = existing or store.add_schema(s, parsed.fingerprint, parsed.text, refs)
+            self._guard_classification(lock, rows, parsed, actor_is_admin)
+            row = existing or store.add_schema(
+                s, parsed.fingerprint, parsed.text, new.refs, new.deps
+            )
             number = store.next_version(s, subject)
             s.add(
                 VersionRow(
@@ -464,12 +470,30 @@ class SchemaRegistry:
             )
             return row.id, number
 
+    def _guard_classification(
+        self, lock: SubjectRow, rows: list[VersionRow], parsed: Parsed, actor_is_admin: bool
+    ) -> None:
+        """Refuse a lowered field classification unless the actor is an admin; remember.
+
+        The baseline is what the subject has ever said about each field (not only its live
+        versions): deleting the subject, or dropping a field and adding it back lower, is a
+        downgrade too.
+        """
+        memory = dict(lock.classifications or {})
+        if not memory and rows:  # subjects registered before the memory existed
+            memory = {f.path: f.classification.value for f in self.by_id(rows[-1].schema_id).fields}
+        baseline = [FieldInfo(p, Classification(c), False, None) for p, c in memory.items()]
+        if not actor_is_admin and (lowered := downgrades(baseline, parsed.fields)):
+            raise ClassificationDowngrade(
+                "Lowering a field's classification requires the admin role: " + "; ".join(lowered)
+            )
+        lock.classifications = memory | {f.path: f.classification.value for f in parsed.fields}
+
     def _import(
         self,
         s: Session,
         subject: str,
-        parsed: Parsed,
-        refs: list[dict[str, Any]],
+        new: _New,
         existing: SchemaRow | None,
         schema_id: int | None,
         version: int | None,
@@ -484,18 +508,9 @@ class SchemaRegistry:
                 raise OperationNotPermitted(
                     f"Overwrite new schema with id {schema_id} not permitted"
                 )
-        row = existing
-        if row is None:
-            row = SchemaRow(
-                id=schema_id,
-                fingerprint=parsed.fingerprint,
-                schema_type="AVRO",
-                schema=parsed.text,
-                references=refs,
-                created_at=store.now(),
-            )
-            s.add(row)
-            s.flush()
+        row = existing or store.add_schema(
+            s, new.parsed.fingerprint, new.parsed.text, new.refs, new.deps, schema_id=schema_id
+        )
         number = version if version is not None else store.next_version(s, subject)
         if s.get(VersionRow, (subject, number)) is not None:
             raise OperationNotPermitted(f"Version {number} of subject {subject} already exists")

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -58,17 +59,34 @@ def schema_by_fingerprint(s: Session, fingerprint: str) -> SchemaRow | None:
 
 
 def add_schema(
-    s: Session, fingerprint: str, text: str, references: list[dict[str, Any]]
+    s: Session,
+    fingerprint: str,
+    text: str,
+    references: list[dict[str, Any]],
+    dependencies: list[str],
+    *,
+    schema_id: int | None = None,
 ) -> SchemaRow:
+    """Insert a schema; the database assigns the id unless ``schema_id`` is given (IMPORT)."""
     row = SchemaRow(
+        id=schema_id,
         fingerprint=fingerprint,
         schema_type="AVRO",
         schema=text,
         references=references,
+        dependencies=dependencies,
         created_at=now(),
     )
     s.add(row)
     s.flush()  # assigns the global id
+    if schema_id is not None and s.get_bind().dialect.name == "postgresql":
+        # An explicit id does not advance the sequence; move it past the imported ids.
+        s.execute(
+            sql(
+                "SELECT setval(pg_get_serial_sequence('registry_schemas', 'id'), "
+                "(SELECT MAX(id) FROM registry_schemas))"
+            )
+        )
     for ref in references:
         s.add(
             ReferenceRow(

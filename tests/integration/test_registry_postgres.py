@@ -101,3 +101,19 @@ def test_two_processes_over_postgres(pg_url: str, tmp_path: Path) -> None:
     assert reg.versions("shared") == list(range(1, n + 1))
     assert len({reg.version("shared", v).id for v in range(1, n + 1)}) == n
     engine.dispose()
+
+
+def test_imported_ids_move_the_sequence(pg_url: str) -> None:
+    engine = make_engine(pg_url)
+    migrate(engine)
+    reg = SchemaRegistry(session_factory(engine), MemoryAuditSink())
+
+    def rec(name: str) -> str:
+        return json.dumps(
+            {"type": "record", "name": name, "fields": [{"name": "x", "type": "int"}]}
+        )
+
+    reg.set_mode("imported", "IMPORT", force=True)
+    assert reg.register("imported", rec("Imported"), schema_id=10_000, version=3) == 10_000
+    assert reg.register("after-import", rec("AfterImport")) > 10_000
+    engine.dispose()

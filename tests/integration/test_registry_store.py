@@ -114,6 +114,26 @@ def test_classification_downgrade_needs_admin(reg: SchemaRegistry) -> None:
     assert [f.classification.value for f in reg.fields("c-value")] == ["public"]
 
 
+def test_downgrade_cannot_sneak_in(reg: SchemaRegistry) -> None:
+    reg.set_config("s-value", "NONE")
+    ssn = {"name": "ssn", "type": "string", "classification": "secret"}
+    reg.register("s-value", record("P", ssn))
+    public = record("P", {**ssn, "classification": "public"})
+    # delete every version first, then register the lowered field
+    reg.delete_subject("s-value")
+    reg.delete_subject("s-value", permanent=True)
+    with pytest.raises(ClassificationDowngrade):
+        reg.register("s-value", public)
+    # drop the field in one version, add it back lower in the next
+    reg.register("s-value", record("P", {"name": "other", "type": "int"}))
+    with pytest.raises(ClassificationDowngrade):
+        reg.register("s-value", public)
+    # IMPORT mode skips compatibility, not classification
+    reg.set_mode("s-value", "IMPORT", force=True)
+    with pytest.raises(ClassificationDowngrade):
+        reg.register("s-value", public, version=50)
+
+
 def test_levels_are_enforced_per_subject(reg: SchemaRegistry) -> None:
     a = {"name": "a", "type": "int"}
     reg.register("t-value", record("R", a))
@@ -176,6 +196,12 @@ def test_references(reg: SchemaRegistry) -> None:
     assert reg.referenced_by("address", 1) == [pid]
     with pytest.raises(ReferenceExists):
         reg.delete_subject("address")
+    # Once nothing live refers to it, it may go; the referring id stays readable.
+    reg.delete_subject("person-value")
+    reg.delete_subject("address")
+    reg.delete_subject("address", permanent=True)
+    fresh = SchemaRegistry(reg.sessions, MemoryAuditSink())  # no cache
+    assert [f.path for f in fresh.by_id(pid).fields] == ["home", "home.street"]
 
 
 def test_modes(reg: SchemaRegistry) -> None:
