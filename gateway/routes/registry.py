@@ -62,7 +62,10 @@ def error_for(exc: Exception) -> JSONResponse:
     if isinstance(exc, InvalidToken):
         return error(401, 401, "Unauthorized")
     if isinstance(exc, Forbidden):
-        return error(403, 40301, exc.message)
+        resp = error(403, 40301, exc.message)
+        if scope := exc.details.get("scope"):
+            resp.headers["WWW-Authenticate"] = f'Bearer error="insufficient_scope", scope="{scope}"'
+        return resp
     if isinstance(exc, NotFound):
         return error(404, 404, exc.message)
     if isinstance(exc, InvalidInput):
@@ -131,13 +134,19 @@ def caller(request: Request, svc: Services = Depends(services)) -> Caller:
 
 def reader(c: Caller = Depends(caller)) -> Caller:
     if not c.roles & set(READ_ROLES):
-        raise Forbidden("User is denied operation: reading the registry needs registry:read")
+        raise Forbidden(
+            "User is denied operation: reading the registry needs registry:read",
+            scope="registry:read",
+        )
     return c
 
 
 def writer(c: Caller = Depends(caller)) -> Caller:
     if not c.roles & set(WRITE_ROLES):
-        raise Forbidden("User is denied operation: changing the registry needs registry:write")
+        raise Forbidden(
+            "User is denied operation: changing the registry needs registry:write",
+            scope="registry:write",
+        )
     return c
 
 

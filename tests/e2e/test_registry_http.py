@@ -66,6 +66,7 @@ def test_auth(gateway: ThreadGateway, admin: ExchangeClient, dept: str) -> None:
     assert r("GET", "/subjects").status_code == 200
     denied = r("POST", "/subjects/x-value/versions", {"schema": person()})
     assert denied.status_code == 403 and denied.json()["error_code"] == 40301
+    assert 'scope="registry:write"' in denied.headers["www-authenticate"]
     publisher = make_client(admin, gateway.url, dept, ["publisher"])
     assert Reg(gateway.url, publisher)("GET", "/subjects").status_code == 403
     # Bearer tokens from /oauth/token work as well (the SDK fetches one).
