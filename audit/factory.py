@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from audit.database import audit_sessions
 from audit.keys import SubjectHasher, load_hmac_key, load_signer
 from audit.merkle import hasher
 from audit.service import AuditService
@@ -34,6 +35,7 @@ def open_log(
     """The sink over the migrated database; ``kafka=None`` gives an index-only log (tools)."""
     a = audit_settings or AuditSettings()
     h = hasher(a.hash)
+    sessions = audit_sessions(settings, sessions)
     if kafka is not None:
         kafka.ensure_topic(a.topic, 1, retention_ms=a.retention_days * DAY_MS)
     bus = EventBus(kafka, a.topic)
@@ -53,7 +55,7 @@ def attach_service(
     a = audit_settings or AuditSettings()
     log = sink if isinstance(sink, AuditLog) else open_log(settings, sessions, None, a)
     signer = load_signer(settings.resolved_home, a)
-    return Audit(log, AuditService(sessions, log, signer, a, kafka), a)
+    return Audit(log, AuditService(log.sessions, log, signer, a, kafka), a)
 
 
 def open_audit(

@@ -102,7 +102,7 @@ def _copy(home: Path, dst: Path) -> Path:
 
 
 def _sql(home: Path, *statements: str) -> None:
-    con = sqlite3.connect(home / "exchange.db")
+    con = sqlite3.connect(home / "audit.db")
     with con:
         for st in statements:
             con.execute(st)
@@ -158,7 +158,7 @@ def test_database_modify_with_rehash_is_still_named(
 ) -> None:
     """An insider who also fixes the stored leaf hash is caught by the successor's link."""
     home = _copy(log.home, tmp_path / "home")
-    con = sqlite3.connect(home / "exchange.db")
+    con = sqlite3.connect(home / "audit.db")
     (entry,) = con.execute("SELECT entry FROM audit_events WHERE idx = 8").fetchone()
     forged = entry.replace(b'"n":8', b'"n":80')
     leaf = log.audit.log.h.leaf(forged)
