@@ -21,7 +21,7 @@ from exchange.settings import Settings
 from gateway import dataplane, errors
 from gateway.container import Services
 from gateway.routes import audit as audit_routes
-from gateway.routes import catalog, health, identity, oauth, registry
+from gateway.routes import catalog, health, identity, keys, oauth, registry
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ Plugin = Callable[[Services], tuple[list[Any], Callable[[], None] | None]]
 PLUGINS: list[Plugin] = [
     registry.plugin,
     catalog.plugin,  # consent package: catalog, agreements, consents (svc.extras)
+    keys.plugin,  # exchange.crypto: FieldCrypto in svc.extras["crypto"], key admin routes
     dataplane.plugin,  # topics, publishing, subscriptions, delivery (looks others up lazily)
     audit_routes.plugin,  # audit package: officer review, proofs, checkpoint ticker
     # registry.plugin, catalog/consent plugin, crypto plugin, topics+publish, delivery, audit

@@ -72,4 +72,4 @@ def build_field_crypto(
     metered = MeteredKms(provider)
     cached = CachingKms(metered, ttl_seconds=dek_ttl_seconds)
     keys = KeyManager(sessions, cached, audit, policy=policy)
-    return FieldCrypto(keys, metered.metrics)
+    return FieldCrypto(keys, metered.metrics, getattr(provider, "close", None))

@@ -9,6 +9,7 @@ authentication → None + redacted "integrity" (never plaintext). KMS or key sto
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,9 +44,15 @@ class _Step:
 
 
 class FieldCrypto:
-    def __init__(self, keys: KeyManager, metrics: KmsMetrics | None = None) -> None:
+    def __init__(
+        self,
+        keys: KeyManager,
+        metrics: KmsMetrics | None = None,
+        close: Callable[[], None] | None = None,
+    ) -> None:
         self.keys = keys
         self.metrics = metrics or KmsMetrics()
+        self._close = close
         # Plans per ``fields`` mapping, by identity (the object is kept alive with its plan).
         self._plans: dict[int, tuple[dict[str, Any], tuple[_Step, ...]]] = {}
 
@@ -61,6 +68,15 @@ class FieldCrypto:
             self._plans.clear()
         self._plans[id(fields)] = (fields, plan)
         return plan
+
+    def close(self) -> None:
+        """Release the KMS provider (e.g. the PKCS#11 session)."""
+        if self._close is not None:
+            self._close()
+
+    def clear_cache(self) -> None:
+        """Forget every unwrapped DEK (next use asks the KMS again)."""
+        self.keys.clear_cache()
 
     def seal(
         self,

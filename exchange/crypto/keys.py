@@ -203,6 +203,13 @@ class KeyManager:
                 table.clear()
             table[key] = _Hot(dek, time.monotonic() + ttl)
 
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._current.clear()
+            self._by_id.clear()
+        self._forget(None)
+        self.kms.clear()
+
     def _forget(self, dek_id: str | None) -> None:
         """Drop ready DEKs (all, or one family's) after rotation, shredding, KEK rotation."""
         with self._lock:
