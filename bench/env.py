@@ -1,0 +1,123 @@
+"""The system under test: one Kafka broker and one gateway subprocess (``exchange up``).
+
+The gateway runs in its own process so its RSS can be read with psutil and so the bench
+clients do not share its interpreter (GIL). The broker comes from
+``EXCHANGE_BENCH_KAFKA_BOOTSTRAP`` or is started from the embedded jars in a temp home.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from exchange.client import ExchangeClient
+from exchange.kafka.broker import LocalBroker, free_port
+
+BOOTSTRAP_ENV = "EXCHANGE_BENCH_KAFKA_BOOTSTRAP"
+
+
+@dataclass
+class Broker:
+    bootstrap: str
+    local: LocalBroker | None  # None: an external broker we must not stop
+
+    @classmethod
+    def start(cls, workdir: Path) -> Broker:
+        if given := os.environ.get(BOOTSTRAP_ENV):
+            return cls(given, None)
+        local = LocalBroker(workdir / "kafka-home", heap_mb=768)
+        return cls(local.start().bootstrap, local)
+
+    def stop(self) -> None:
+        if self.local is not None:
+            self.local.stop()
+
+
+@dataclass
+class Gateway:
+    """``python -m exchange.cli.main up`` against a given broker, on a free port."""
+
+    home: Path
+    bootstrap: str
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 120.0) -> Gateway:
+        self.home.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
+        env |= {"EXCHANGE_HOME": str(self.home), "EXCHANGE_KAFKA_BOOTSTRAP": self.bootstrap}
+        env |= self.extra_env
+        with (self.home / "gateway.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "exchange.cli.main", "up", "--port", str(self.port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self._await_ready(timeout)
+        return self
+
+    def _await_ready(self, timeout: float) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self.proc.returncode}; see {self.log}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"gateway not ready after {timeout}s; see {self.log}")
+
+    @property
+    def log(self) -> Path:
+        return self.home / "gateway.log"
+
+    def admin(self) -> ExchangeClient:
+        creds = json.loads((self.home / "admin-credentials.json").read_text())
+        return ExchangeClient(self.url, creds["client_id"], creds["client_secret"], timeout=60)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@dataclass
+class Bench:
+    """What every measure gets: the running system, an admin client, and the scale."""
+
+    broker: Broker
+    gateway: Gateway
+    admin: ExchangeClient
+    quick: bool
+    shared: dict[str, object] = field(default_factory=dict)  # e.g. the publish topic
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.bootstrap

@@ -1,0 +1,117 @@
+"""``python -m bench.run [--quick] --out FILE [--only NAME ...]``: every measure against its
+baseline in one run on one broker and one gateway; writes JSON and a Markdown table.
+
+Timings are reported, never asserted: nothing here fails because the machine is slow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.env import Bench, Broker, Gateway
+
+# (module, needs the running system?) in run order; delivery reads what publish wrote.
+MEASURES: list[tuple[str, bool]] = [
+    ("bench_publish", True),
+    ("bench_delivery", True),
+    ("bench_latency", True),
+    ("bench_fanout", True),
+    ("bench_encryption", False),  # owned by the crypto engineer
+    ("bench_audit", False),  # owned by the audit engineer
+]
+
+# Enough for the fan-out's subscription set-up burst and 4 publishing threads.
+GATEWAY_ENV = {"EXCHANGE_RATE_LIMIT_PER_SECOND": "20000", "EXCHANGE_RATE_LIMIT_BURST": "40000"}
+
+
+def _load(module: str) -> Callable[..., list[dict[str, Any]]] | None:
+    try:
+        mod = importlib.import_module(f"bench.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"bench.{module}":
+            raise
+        return None
+    fn: Callable[..., list[dict[str, Any]]] = mod.run
+    return fn
+
+
+def _skipped(module: str, why: str) -> dict[str, Any]:
+    name = module.removeprefix("bench_")
+    return {
+        "name": name,
+        "unit": "",
+        "project": None,
+        "baseline": None,
+        "ratio": None,
+        "goal": "",
+        "note": why,
+    }
+
+
+def run_all(quick: bool, only: set[str] | None, workdir: Path) -> dict[str, Any]:
+    wanted = [(m, live) for m, live in MEASURES if not only or m.removeprefix("bench_") in only]
+    rows: list[dict[str, Any]] = []
+    broker = Broker.start(workdir)
+    gateway: Gateway | None = None
+    bench: Bench | None = None
+    try:
+        if any(live for _, live in wanted):
+            gateway = Gateway(workdir / "gateway", broker.bootstrap, GATEWAY_ENV).start()
+            bench = Bench(broker, gateway, gateway.admin(), quick)
+        for module, live in wanted:
+            fn = _load(module)
+            if fn is None:
+                rows.append(_skipped(module, f"bench/{module}.py not present: skipped"))
+                continue
+            started = time.monotonic()
+            print(f"-- {module} ...", file=sys.stderr, flush=True)
+            try:
+                got = fn(bench) if live and bench else fn(quick)
+            except Exception as exc:  # one broken measure must not hide the others
+                traceback.print_exc()
+                got = [_skipped(module, f"failed: {type(exc).__name__}: {exc}"[:200])]
+            print(f"   {module} took {time.monotonic() - started:.1f}s", file=sys.stderr)
+            rows.extend(got)
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        broker.stop()
+    source = "external" if broker.local is None else "embedded"
+    return {
+        "mode": "quick" if quick else "full",
+        "machine": report.machine(source),
+        "measures": rows,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.run")
+    ap.add_argument("--quick", action="store_true", help="smoke scale (under a minute)")
+    ap.add_argument("--out", type=Path, default=Path("bench/results/latest.json"))
+    ap.add_argument("--only", nargs="*", help="measure names, e.g. publish delivery")
+    args = ap.parse_args(argv)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="exchange-bench-") as tmp:
+        result = run_all(args.quick, set(args.only) if args.only else None, Path(tmp))
+    result["elapsed_s"] = round(time.monotonic() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    md = report.table(result)
+    args.out.with_suffix(".md").write_text(md)
+    print(md)
+    print(f"wrote {args.out} and {args.out.with_suffix('.md')} in {result['elapsed_s']}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
