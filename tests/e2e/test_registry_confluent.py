@@ -119,3 +119,32 @@ def test_client_sees_confluent_errors(
     assert sr.delete_subject(subject) == [1, 2]
     assert sr.delete_subject(subject, permanent=True) == [1, 2]
     assert subject not in sr.get_subjects()
+
+
+def test_references_through_serializer(
+    gateway: ThreadGateway, writer_client: ExchangeClient, unique: str
+) -> None:
+    from confluent_kafka.schema_registry import SchemaReference
+
+    sr = SchemaRegistryClient(oauth_conf(gateway, writer_client))
+    address = """{"type": "record", "name": "Address", "namespace": "gov.civil",
+                  "fields": [{"name": "street", "type": "string", "classification": "secret"}]}"""
+    sr.register_schema(f"address-{unique}", Schema(address, "AVRO"))
+    resident = """{"type": "record", "name": "Resident", "namespace": "gov.civil",
+                   "fields": [{"name": "home", "type": "gov.civil.Address"}]}"""
+    refs = [SchemaReference("gov.civil.Address", f"address-{unique}", 1)]
+    topic = f"residents-{unique}"
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    data = AvroSerializer(sr, Schema(resident, "AVRO", refs))({"home": {"street": "Elm"}}, ctx)
+    assert AvroDeserializer(sr)(data, ctx) == {"home": {"street": "Elm"}}
+    latest = sr.get_latest_version(f"{topic}-value")
+    assert [r.subject for r in latest.schema.references] == [f"address-{unique}"]
+    assert sr.get_referenced_by(f"address-{unique}", 1) == [latest.schema_id]
+    with pytest.raises(SchemaRegistryError) as e:
+        sr.delete_subject(f"address-{unique}")
+    assert e.value.error_code == 42206
+    fields = writer_client.call("GET", f"/registry/subjects/{topic}-value/versions/1/fields")
+    assert {f["path"]: f["classification"] for f in fields} == {
+        "home": "internal",
+        "home.street": "secret",
+    }
