@@ -47,6 +47,13 @@ def parse(text: str, references: Sequence[str] = (), ref_keys: Sequence[Any] = (
     Raises InvalidSchema with the parser's message.
     """
     try:
+        return _parse(text, references, ref_keys)
+    except RecursionError:  # hostile nesting: refuse rather than fail with a 500
+        raise InvalidSchema("Invalid schema: nested too deeply") from None
+
+
+def _parse(text: str, references: Sequence[str], ref_keys: Sequence[Any]) -> Parsed:
+    try:
         doc = json.loads(text)
     except ValueError:
         doc = text  # Confluent accepts a bare primitive name such as "string"

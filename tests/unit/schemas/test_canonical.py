@@ -85,3 +85,9 @@ def test_references_resolve_for_avro_and_fastavro() -> None:
     fastavro.schemaless_writer(buf, fa, {"a": {"s": "Main St"}})
     buf.seek(0)
     assert fastavro.schemaless_reader(buf, fa) == {"a": {"s": "Main St"}}
+
+
+def test_hostile_nesting_is_invalid_not_a_crash() -> None:
+    deep = '{"type": "array", "items": ' * 5000 + '"int"' + "}" * 5000
+    with pytest.raises(InvalidSchema):
+        parse(deep)
