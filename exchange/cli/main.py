@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from exchange.cli import audit_cmd, consent_cmd, kafka_cmd, schema_cmd, up_cmd
+from exchange.cli import audit_cmd, consent_cmd, kafka_cmd, keys_cmd, schema_cmd, up_cmd
 
 app = typer.Typer(
     help="exchange: cross-department data exchange bus.",
@@ -14,6 +14,8 @@ app = typer.Typer(
 app.add_typer(kafka_cmd.app, name="kafka")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(schema_cmd.app, name="schema")
+app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(keys_cmd.kms_app, name="kms")
 app.command("up")(up_cmd.up)
 for _name, _group in consent_cmd.GROUPS:  # catalog, agreements, consents
     app.add_typer(_group, name=_name)
