@@ -70,7 +70,7 @@ class Verifier:
     @classmethod
     def parse(cls, text: str) -> Verifier:
         try:
-            name, kid, blob = text.strip().rsplit("+", 2)
+            name, kid, blob = text.strip().split("+", 2)  # names never hold "+"
             raw = base64.b64decode(blob, validate=True)
         except ValueError as exc:
             raise BadCheckpoint("verifier key is malformed") from exc
