@@ -177,14 +177,10 @@ class SchemaRegistry:
     ) -> SchemaVersion:
         number = parse_version(version)
         with transaction(self.sessions) as s:
-            rows = store.versions(s, subject, deleted=True)
-            live = [r for r in rows if deleted or not r.deleted]
-            if not live:
-                raise SubjectNotFound(f"Subject '{subject}' not found.")
-            row = (
-                live[-1] if number is None else next((r for r in live if r.version == number), None)
-            )
+            row = store.one_version(s, subject, number, deleted=deleted)
             if row is None:
+                if store.one_version(s, subject, None, deleted=deleted) is None:
+                    raise SubjectNotFound(f"Subject '{subject}' not found.")
                 raise VersionNotFound(f"Version {version} not found.")
             sch = s.get(SchemaRow, row.schema_id)
             assert sch is not None

@@ -42,6 +42,18 @@ def versions(s: Session, subject: str, *, deleted: bool = False) -> list[Version
     return list(s.scalars(q.order_by(VersionRow.version)))
 
 
+def one_version(
+    s: Session, subject: str, version: int | None, *, deleted: bool = False
+) -> VersionRow | None:
+    """That version (None: the latest), skipping soft-deleted ones unless ``deleted``."""
+    q = select(VersionRow).where(VersionRow.subject == subject)
+    if not deleted:
+        q = q.where(VersionRow.deleted.is_(False))
+    if version is not None:
+        q = q.where(VersionRow.version == version)
+    return s.scalars(q.order_by(VersionRow.version.desc()).limit(1)).first()
+
+
 def next_version(s: Session, subject: str) -> int:
     top = s.scalar(select(func.max(VersionRow.version)).where(VersionRow.subject == subject))
     return (top or 0) + 1
