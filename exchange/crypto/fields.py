@@ -141,6 +141,7 @@ class FieldCrypto:
         return OpenedRecord(out, redacted)
 
     def _open_one(self, raw: Any, ctx: envelope.Context, avro_type: Any) -> Any:
+        parsed = sealing.parsed_type(avro_type)  # a bad type is the caller's error, not data's
         if not isinstance(raw, bytes):
             raise IntegrityFailure("sealed field does not hold an envelope")
         header, body = envelope.parse(raw)
@@ -149,6 +150,6 @@ class FieldCrypto:
             raise IntegrityFailure("envelope key belongs to another field")
         plaintext = envelope.open_with(dek.aead, header, body, ctx)
         try:
-            return sealing.decode_value(avro_type, plaintext)
+            return sealing.decode_parsed(parsed, plaintext)
         except Exception:  # authenticated but undecodable: treat as integrity failure
             raise IntegrityFailure("sealed value does not decode under its type") from None

@@ -111,7 +111,13 @@ def parsed_type(avro_type: Any) -> Any:
     hit = _BY_ID.get(id(avro_type))
     if hit is not None and hit[0] is avro_type:
         return hit[1]
-    parsed = _parsed(type_key(avro_type))
+    try:
+        parsed = _parsed(type_key(avro_type))
+    except Exception as exc:  # fastavro raises several types for invalid schemas
+        raise InvalidInput(
+            f"sealed field type does not stand alone ({type(exc).__name__}); take the types "
+            "from exchange.crypto.sealed_fields(<sealed schema>), which expands named types"
+        ) from None
     if len(_BY_ID) > 4096:
         _BY_ID.clear()
     _BY_ID[id(avro_type)] = (avro_type, parsed)
@@ -133,8 +139,12 @@ def encode_parsed(parsed: Any, value: Any) -> bytes:
 
 
 def decode_value(avro_type: Any, data: bytes) -> Any:
+    return decode_parsed(parsed_type(avro_type), data)
+
+
+def decode_parsed(parsed: Any, data: bytes) -> Any:
     buf = io.BytesIO(data)
-    value = fastavro.schemaless_reader(buf, parsed_type(avro_type), None)
+    value = fastavro.schemaless_reader(buf, parsed, None)
     if buf.tell() != len(data):
         raise ValueError("trailing bytes after the value")
     return value

@@ -147,3 +147,8 @@ def test_paths_replace_copies_only_the_path() -> None:
     assert out["d"] is rec["d"]
     assert sealing.replace_path(rec, ("a", "c"), sealing.MISSING) == {"a": {"b": 1}, "d": [1]}
     assert sealing.get_path({"a": None}, ("a", "b")) is sealing.MISSING
+
+
+def test_a_type_that_does_not_stand_alone_is_a_clear_error() -> None:
+    with pytest.raises(InvalidInput, match="sealed_fields"):
+        sealing.encode_value(["null", "gov.civil.Address"], None)
