@@ -213,3 +213,36 @@ def test_cache_is_bounded_with_ttl_and_metrics_count_real_calls() -> None:
     k2 = expiring.create_kek("b")
     expiring.unwrap(k2, expiring.wrap(k2, b"x" * 32))
     assert len(expiring) == 0
+
+
+def test_field_crypto_over_pkcs11_from_settings(
+    softhsm_token: tuple[str, str], tmp_path: Path
+) -> None:
+    """``kms_provider=pkcs11`` end to end: seal, rotate the KEK inside the HSM, open."""
+    from exchange.auditing import MemoryAuditSink
+    from exchange.crypto import build_field_crypto
+    from exchange.db import make_engine, migrate, session_factory
+    from exchange.settings import Settings
+
+    module, label = softhsm_token
+    settings = Settings(
+        home=tmp_path,
+        kms_provider="pkcs11",
+        pkcs11_module=module,
+        pkcs11_token_label=label,
+        pkcs11_pin=PIN,  # type: ignore[arg-type]
+    )
+    engine = make_engine(settings.sqlalchemy_url)
+    migrate(engine)
+    crypto = build_field_crypto(
+        settings, session_factory(engine), MemoryAuditSink(), secrets.token_bytes(32)
+    )
+    dept = _alias()
+    args = {"topic": f"{dept}.t", "sealed_schema_id": 1, "key": b"k", "fields": {"ssn": "string"}}
+    sealed = crypto.seal(owner=dept, cipher="SM4_GCM", record={"ssn": "S-1"}, **args)
+    assert crypto.keys.rotate_kek(dept) == 1
+    crypto.clear_cache()
+    assert crypto.open(record=sealed, granted={"ssn"}, **args).value == {"ssn": "S-1"}
+    assert crypto.metrics.snapshot()["unwrap"]["calls"] >= 2
+    crypto.close()
+    engine.dispose()
