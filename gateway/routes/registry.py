@@ -25,6 +25,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from exchange.errors import (
+    Conflict,
     DependencyUnavailable,
     ExchangeError,
     Forbidden,
@@ -68,6 +69,8 @@ def error_for(exc: Exception) -> JSONResponse:
         return resp
     if isinstance(exc, NotFound):
         return error(404, 404, exc.message)
+    if isinstance(exc, Conflict):
+        return error(409, 409, exc.message)
     if isinstance(exc, InvalidInput):
         return error(422, 422, exc.message)
     if isinstance(exc, DependencyUnavailable | KafkaUnavailable):
