@@ -12,7 +12,7 @@ from audit.merkle import hasher
 from audit.service import AuditService
 from audit.settings import AuditSettings
 from audit.store import AuditLog, EventBus, ensure_head
-from exchange.auditing import AuditSink
+from exchange.auditing import AuditRecord, AuditSink
 from exchange.kafka.client import KafkaAdapter
 from exchange.settings import Settings
 
@@ -31,6 +31,8 @@ def open_log(
     sessions: sessionmaker[Session],
     kafka: KafkaAdapter | None,
     audit_settings: AuditSettings | None = None,
+    *,
+    announce: bool = True,
 ) -> AuditLog:
     """The sink over the migrated database; ``kafka=None`` gives an index-only log (tools)."""
     a = audit_settings or AuditSettings()
@@ -41,7 +43,11 @@ def open_log(
     bus = EventBus(kafka, a.topic)
     bus.log_id = ensure_head(sessions, h)
     key = load_hmac_key(settings.resolved_home, a)
-    return AuditLog(sessions, bus, h, SubjectHasher(key))
+    log = AuditLog(sessions, bus, h, SubjectHasher(key))
+    if kafka is not None and announce:
+        # Records the start, and warms the producer so the first real request is not slow.
+        log.append(AuditRecord("system.started", actor="system", data={"log": bus.log_id}))
+    return log
 
 
 def attach_service(
@@ -63,6 +69,8 @@ def open_audit(
     sessions: sessionmaker[Session],
     kafka: KafkaAdapter | None,
     audit_settings: AuditSettings | None = None,
+    *,
+    announce: bool = True,
 ) -> Audit:
-    log = open_log(settings, sessions, kafka, audit_settings)
+    log = open_log(settings, sessions, kafka, audit_settings, announce=announce)
     return attach_service(settings, sessions, log, kafka, audit_settings)

@@ -59,7 +59,9 @@ def log(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     engine = make_engine(settings.sqlalchemy_url)
     migrate(engine)
     kafka = KafkaAdapter(kafka_bootstrap, client_id="audit-tamper-test")
-    audit = open_audit(settings, session_factory(engine), kafka, AuditSettings(topic=topic))
+    audit = open_audit(
+        settings, session_factory(engine), kafka, AuditSettings(topic=topic), announce=False
+    )
     audit.log.append_many([record(i) for i in range(10)])
     audit.service.checkpoint()
     for i in range(10, 25):
