@@ -141,10 +141,11 @@ class Agreements:
         self.holidays = holidays
         self.field_lookup = field_lookup
         self.clock = clock
-        # current_grant is called every second per open subscription: keep approved rows for
-        # a moment. Local changes clear it at once; other replicas see them within the TTL.
+        # current_grant is called every second per open subscription: keep a snapshot of the
+        # approved agreements for a moment. Local changes drop it at once; other replicas
+        # see them within the TTL.
         self.grant_cache_seconds = grant_cache_seconds
-        self._grants: dict[tuple[str, str], tuple[float, tuple[Grant, ...]]] = {}
+        self._grants: tuple[float, dict[tuple[str, str], tuple[Grant, ...]]] | None = None
         self._lock = threading.Lock()
         self._listeners: list[ChangeListener] = []
 
@@ -155,7 +156,7 @@ class Agreements:
 
     def _changed(self, consumer: str, topic: str) -> None:
         with self._lock:
-            self._grants.pop((consumer, topic), None)
+            self._grants = None
         for listener in list(self._listeners):
             listener(consumer, topic)
 
@@ -376,24 +377,49 @@ class Agreements:
     def current_grant(self, consumer_dept: str, topic: str, now: datetime) -> Grant | None:
         """The approved agreement of ``consumer_dept`` on ``topic`` valid at ``now``, or None.
 
-        Store failures raise DependencyUnavailable (fail closed) once the cache has aged out.
+        Served from a snapshot of every approved agreement, re-read at most every
+        ``grant_cache_seconds`` with one query however many subscriptions ask. Store failures
+        raise DependencyUnavailable (fail closed) once the snapshot has aged out.
         """
-        key = (consumer_dept, topic)
-        with self._lock:
-            hit = self._grants.get(key)
-        if hit is None or time.monotonic() - hit[0] > self.grant_cache_seconds:
-            with transaction(self.sessions) as s:
-                rows = s.scalars(
-                    select(AgreementRow).where(
-                        AgreementRow.consumer == consumer_dept,
-                        AgreementRow.topic == topic,
-                        AgreementRow.status == AgreementStatus.APPROVED.value,
-                    )
-                )
-                grants = tuple(_grant(r) for r in rows)
-            with self._lock:
-                self._grants[key] = (time.monotonic(), grants)
-        else:
-            grants = hit[1]
+        grants = self._snapshot().get((consumer_dept, topic), ())
         valid = [g for g in grants if g.valid_at(now)]
         return max(valid, key=lambda g: g.valid_from) if valid else None
+
+    def _snapshot(self) -> dict[tuple[str, str], tuple[Grant, ...]]:
+        with self._lock:
+            snap = self._grants
+            if snap is not None and time.monotonic() - snap[0] <= self.grant_cache_seconds:
+                return snap[1]
+            # One reader refreshes while the others wait for it (no thundering herd).
+            loaded_at = time.monotonic()
+            by_pair: dict[tuple[str, str], list[Grant]] = {}
+            cols = (
+                AgreementRow.id,
+                AgreementRow.topic,
+                AgreementRow.consumer,
+                AgreementRow.granted_fields,
+                AgreementRow.purpose,
+                AgreementRow.requires_subject_consent,
+                AgreementRow.valid_from,
+                AgreementRow.valid_until,
+            )
+            approved = AgreementRow.status == AgreementStatus.APPROVED.value
+            with transaction(self.sessions) as s:
+                # Plain column tuples: several times cheaper than ORM objects per row.
+                for aid, topic, consumer, fields, purpose, needs, start, until in s.execute(
+                    select(*cols).where(approved)
+                ):
+                    grant = Grant(
+                        agreement_id=aid,
+                        topic=topic,
+                        consumer=consumer,
+                        fields=frozenset(fields or ()),
+                        purpose=purpose,
+                        requires_subject_consent=needs,
+                        valid_from=_utc(start),
+                        valid_until=_utc(until),
+                    )
+                    by_pair.setdefault((consumer, topic), []).append(grant)
+            fresh = {k: tuple(v) for k, v in by_pair.items()}
+            self._grants = (loaded_at, fresh)
+            return fresh

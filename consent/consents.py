@@ -343,10 +343,19 @@ class Consents:
         by_index = {self.signer.subject_index(sub): sub for sub in subjects}
         indexes = sorted(by_index)
         found: dict[str, ConsentRef] = {}
+        cols = (
+            ConsentRow.subject_index,
+            ConsentRow.id,
+            ConsentRow.version,
+            ConsentRow.purpose,
+            ConsentRow.fields,
+            ConsentRow.valid_from,
+            ConsentRow.valid_until,
+        )
         with transaction(self.sessions) as s:
             for i in range(0, len(indexes), _IN_CHUNK):
-                rows = s.scalars(
-                    select(ConsentRow)
+                rows = s.execute(
+                    select(*cols)
                     .where(
                         ConsentRow.consumer == consumer,
                         ConsentRow.topic == topic,
@@ -355,8 +364,18 @@ class Consents:
                     )
                     .order_by(ConsentRow.created_at)
                 )
-                for row in rows:
-                    ref = _ref(row)
+                for index, cid, version, purpose, fields, start, until in rows:
+                    ref = ConsentRef(
+                        consent_id=cid,
+                        version=version,
+                        consumer=consumer,
+                        topic=topic,
+                        purpose=purpose,
+                        fields=frozenset(fields),
+                        status=ConsentStatus.ACTIVE,
+                        valid_from=_utc(start),
+                        valid_until=_utc(until),
+                    )
                     if ref.active_at(now):
-                        found[by_index[row.subject_index]] = ref
+                        found[by_index[index]] = ref
         return found
