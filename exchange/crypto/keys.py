@@ -9,6 +9,7 @@ for ``meta_ttl_seconds``; unwrapped DEKs only in the :class:`CachingKms` (bounde
 from __future__ import annotations
 
 import dataclasses
+import math
 import secrets
 import threading
 import time
@@ -77,12 +78,16 @@ class Dek:
     prefix: bytes = b""  # envelope header without nonce
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Hot:
-    """A ready DEK for the data path, valid until ``expires`` (monotonic seconds)."""
+    """A ready DEK for the data path, valid until ``expires`` (monotonic seconds) and for
+    ``left`` more seals (its share of the use-count policy; counts are approximate under
+    concurrency, far below the GCM bound either way)."""
 
     dek: Dek
     expires: float
+    granted: float = math.inf
+    left: float = math.inf
 
 
 @dataclass(frozen=True)
@@ -162,26 +167,34 @@ class KeyManager:
     # -- the data path ------------------------------------------------------------------------
     def current(self, topic: str, path: str, owner: str, cipher: str) -> Dek:
         """The DEK to seal ``topic``/``path`` with now; creates or rotates it when due."""
-        hot = self._hot_seal.get((topic, path, cipher))
-        if hot is not None and hot.expires > time.monotonic():
-            ref = (hot.dek.dek_id, hot.dek.version)
-            n = self._uses.get(ref, 0) + 1
-            if self.policy.max_uses is None or n <= self.policy.max_uses:
-                self._uses[ref] = n
-                return hot.dek
+        key = (topic, path, cipher)
+        hot = self._hot_seal.get(key)
+        if hot is not None and hot.left > 0 and hot.expires > time.monotonic():
+            hot.left -= 1
+            return hot.dek
         spec = ciphers.spec_named(cipher)
         with self._lock:
+            old = self._hot_seal.pop(key, None)
+            if old is not None:
+                self._fold(old)
             meta = self._current.get((topic, path))
             if meta is None or self._due(meta, spec):
                 meta = self._load_current(topic, path, owner, spec)
-            n = self._uses.get((meta.dek_id, meta.version), 0) + 1
-            self._uses[(meta.dek_id, meta.version)] = n
+            ref = (meta.dek_id, meta.version)
+            self._uses[ref] = used = self._uses.get(ref, 0) + 1
         dek = self._unwrap(meta)
         ttl = self.hot_ttl
         if self.policy.max_age is not None:
             ttl = min(ttl, (meta.created_at + self.policy.max_age - self.clock()).total_seconds())
-        self._remember(self._hot_seal, (topic, path, cipher), dek, ttl)
+        left = math.inf if self.policy.max_uses is None else self.policy.max_uses - used
+        self._remember(self._hot_seal, key, dek, ttl, left)
         return dek
+
+    def _fold(self, hot: _Hot) -> None:
+        """Add the seals a retired ready-key entry made to its DEK's use count."""
+        if hot.granted != math.inf:
+            ref = (hot.dek.dek_id, hot.dek.version)
+            self._uses[ref] = self._uses.get(ref, 0) + int(hot.granted - hot.left)
 
     def get(self, dek_id: str, version: int) -> Dek:
         """The DEK version named by an envelope; KeyShredded if destroyed."""
@@ -197,11 +210,13 @@ class KeyManager:
         self._remember(self._hot_open, (dek_id, version), dek, self.hot_ttl)
         return dek
 
-    def _remember(self, table: dict[Any, _Hot], key: Any, dek: Dek, ttl: float) -> None:
+    def _remember(
+        self, table: dict[Any, _Hot], key: Any, dek: Dek, ttl: float, left: float = math.inf
+    ) -> None:
         with self._lock:
             if len(table) >= 10_000:
                 table.clear()
-            table[key] = _Hot(dek, time.monotonic() + ttl)
+            table[key] = _Hot(dek, time.monotonic() + ttl, left, left)
 
     def clear_cache(self) -> None:
         with self._lock:
@@ -216,7 +231,7 @@ class KeyManager:
             tables: tuple[dict[Any, _Hot], ...] = (self._hot_seal, self._hot_open)
             for table in tables:
                 for k in [k for k, h in table.items() if dek_id in (None, h.dek.dek_id)]:
-                    table.pop(k, None)
+                    self._fold(table.pop(k))
 
     def _unwrap(self, meta: _Meta) -> Dek:
         if meta.wrapped is None:
