@@ -296,6 +296,7 @@ def test_a_field_is_delivered_only_if_every_rule_allows_it(
         ),
         "consent": lambda p: (
             not (live and g is not None and g.requires_subject_consent)
+            or c is NOT_REQUIRED  # subscription-level check: consent is looked at per record
             or (consent_live and (not c.fields or p in c.fields))
         ),  # type: ignore[union-attr]
     }
