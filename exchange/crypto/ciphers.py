@@ -9,13 +9,14 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from exchange.crypto.errors import IntegrityFailure
-from exchange.errors import InvalidInput
+from exchange.errors import ConfigurationError, InvalidInput
 
 NONCE_BYTES = 12
 TAG_BYTES = 16
@@ -79,9 +80,23 @@ class Sm4Gcm:
 Aead = AESGCM | Sm4Gcm
 
 
+@lru_cache(maxsize=1)
+def sm4_supported() -> bool:
+    """Whether the OpenSSL under ``cryptography`` offers SM4-GCM (FIPS builds may not)."""
+    try:
+        Cipher(algorithms.SM4(bytes(16)), modes.GCM(bytes(12))).encryptor()
+    except UnsupportedAlgorithm:
+        return False
+    return True
+
+
 def aead_for(spec: CipherSpec, key: bytes) -> Aead:
     """A reusable AEAD object for one key (built once per cached DEK)."""
-    return AESGCM(key) if spec.id is CipherId.AES256_GCM else Sm4Gcm(key)
+    if spec.id is CipherId.AES256_GCM:
+        return AESGCM(key)
+    if not sm4_supported():
+        raise ConfigurationError("SM4-GCM is not available in this OpenSSL build")
+    return Sm4Gcm(key)
 
 
 def encrypt(spec: CipherSpec, key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
