@@ -231,3 +231,51 @@ def test_a_revoked_consent_withholds_that_subjects_later_records_only(
     later += s.subscriber.poll(sub, wait_ms=1000)["records"]
     assert [r["value"]["name"] for r in later] == ["Resident 1"]
     registrar.close()
+
+
+def test_revocation_stops_webhook_delivery_within_2s(
+    conditional: Scenario, gateway: ThreadGateway, admin: ExchangeClient
+) -> None:
+    from tests.e2e.test_webhooks import Receiver, wait_for
+
+    s = conditional
+    revoked_id = grant(s, ["name"])
+    # a second consumer department keeps its agreement: the control that proves delivery runs
+    other = f"labour-{uuid.uuid4().hex[:6]}"
+    admin.call("POST", "/v1/departments", json={"id": other, "name": "Labour", "level": "city"})
+    control = new_client(admin, gateway.url, other, ["subscriber"])
+    ag = control.call(
+        "POST",
+        "/v1/agreements",
+        json={"topic": s.topic, "fields": ["name"], "purpose": "job matching",
+              "valid_until": iso(datetime.now(UTC) + timedelta(days=30))},
+    )  # fmt: skip
+    s.steward.call("POST", f"/v1/agreements/{ag['id']}/approve")
+    rx_revoked, rx_control = Receiver(), Receiver()
+    try:
+        for client, rx in ((s.subscriber, rx_revoked), (control, rx_control)):
+            deadline = time.monotonic() + 3
+            while True:  # the approval reaches the delivery side's cache within about 1 s
+                r = client.request(
+                    "POST", "/v1/subscriptions", json={"topic": s.topic, "webhook": {"url": rx.url}}
+                )
+                if r.status_code == 201 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert r.status_code == 201, r.text
+
+        def got(rx: Receiver, name: bytes) -> bool:
+            return any(name in body for _, body in rx.calls)
+
+        s.publisher.publish(s.topic, [{"key": "a", "value": person(1)}])
+        assert wait_for(lambda: got(rx_revoked, b"Resident 1") and got(rx_control, b"Resident 1"))
+
+        s.steward.call("POST", f"/v1/agreements/{revoked_id}/revoke")
+        time.sleep(REVOCATION_BOUND_S)  # the bound the issue allows, then nothing may go out
+        s.publisher.publish(s.topic, [{"key": "b", "value": person(2)}])
+        assert wait_for(lambda: got(rx_control, b"Resident 2"))
+        assert not wait_for(lambda: got(rx_revoked, b"Resident 2"), timeout=2)
+    finally:
+        rx_revoked.close()
+        rx_control.close()
+        control.close()
