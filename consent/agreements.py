@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence, Set
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from consent.catalog import Catalog
@@ -342,6 +342,45 @@ class Agreements:
                 kind, actor=who.client_id, department=who.department, topic=row.topic, data=data
             )
         )
+
+    def flag_overdue(self) -> list[Agreement]:
+        """Tell the admin (an audit event, once each) about requests past their deadline."""
+        now = self.clock()
+        with transaction(self.sessions) as s:
+            rows = s.scalars(
+                select(AgreementRow).where(
+                    AgreementRow.status == AgreementStatus.PENDING.value,
+                    AgreementRow.respond_by < now,
+                    AgreementRow.overdue_flagged_at.is_(None),
+                )
+            ).all()
+            flagged = []
+            for row in rows:
+                # Conditional update: of several replicas ticking at once, one tells the admin.
+                claimed = s.execute(
+                    update(AgreementRow)
+                    .where(AgreementRow.id == row.id, AgreementRow.overdue_flagged_at.is_(None))
+                    .values(overdue_flagged_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+                if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                    continue
+                flagged.append(row)
+                self.audit.append(
+                    AuditRecord(
+                        "agreement.overdue",
+                        actor="system",
+                        department=row.owner,
+                        topic=row.topic,
+                        data={
+                            "agreement_id": row.id,
+                            "consumer": row.consumer,
+                            "owner": row.owner,
+                            "respond_by": _utc(row.respond_by).isoformat(),
+                        },
+                    )
+                )
+            return [_agreement(r, now) for r in flagged]
 
     # -- queries -------------------------------------------------------------------------
     def get(self, agreement_id: str, who: Principal) -> Agreement:

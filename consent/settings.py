@@ -14,6 +14,9 @@ class ConsentSettings(BaseSettings):
     agreement_response_working_days: int = Field(
         default=10, ge=1, description="Working days a steward has to answer a request."
     )
+    agreement_overdue_check_seconds: float = Field(
+        default=300, gt=0, description="How often overdue requests are looked for."
+    )
     holidays: list[date] = Field(
         default_factory=list, description="Public holidays (JSON list of ISO dates)."
     )

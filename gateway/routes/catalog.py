@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -16,11 +18,12 @@ from consent.catalog import Catalog, CatalogEntry
 from consent.consents import Consents
 from consent.settings import ConsentSettings
 from consent.signing import ConsentSigner
-from exchange.errors import NotFound
+from exchange.errors import ExchangeError, NotFound
 from exchange.identity.tokens import Principal
 from gateway.auth import principal, services
 from gateway.container import Services
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/catalog", tags=["catalog"])
 
 
@@ -136,7 +139,7 @@ def plugin(svc: Services) -> tuple[list[Any], Callable[[], None] | None]:
         return registry_fields(svc, entry)
 
     svc.extras["catalog"] = catalog
-    svc.extras["agreements"] = Agreements(
+    svc.extras["agreements"] = agreements_svc = Agreements(
         svc.sessions,
         svc.audit,
         catalog,
@@ -151,4 +154,26 @@ def plugin(svc: Services) -> tuple[list[Any], Callable[[], None] | None]:
         ConsentSigner(svc.master_key, svc.settings.gateway_url),
         field_lookup=lookup,
     )
-    return [router, agreements.router, consents.router], None
+    stop = threading.Event()
+    ticker = threading.Thread(
+        target=_flag_overdue_until,
+        args=(agreements_svc, stop, settings.agreement_overdue_check_seconds),
+        name="agreements-overdue",
+        daemon=True,
+    )
+    ticker.start()
+
+    def close() -> None:
+        stop.set()
+        ticker.join(timeout=5)
+
+    return [router, agreements.router, consents.router], close
+
+
+def _flag_overdue_until(agreements: Agreements, stop: threading.Event, every: float) -> None:
+    while not stop.wait(every):
+        try:
+            for a in agreements.flag_overdue():
+                log.info("agreement %s is overdue (respond by %s)", a.id, a.respond_by)
+        except ExchangeError as exc:  # store down: try again next tick
+            log.warning("overdue check failed: %s", exc.code)

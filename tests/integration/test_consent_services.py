@@ -226,6 +226,10 @@ def test_expiry_and_overdue_follow_the_clock(world: World) -> None:
     assert world.agreements.list(admin, overdue=True) == []
     world.clock.now = T0 + timedelta(days=15)  # past 10 working days
     assert [a.id for a in world.agreements.list(admin, overdue=True)] == [late]
+    flagged = world.agreements.flag_overdue()
+    assert [a.id for a in flagged] == [late] and world.agreements.flag_overdue() == []
+    assert world.audit.records[-1].type == "agreement.overdue"
+    assert world.audit.records[-1].data["agreement_id"] == late
     assert world.agreements.get(aid, admin).status is AgreementStatus.EXPIRED
     assert world.agreements.current_grant("police", "health.visits", world.clock.now) is None
     with pytest.raises(InvalidTransition):
