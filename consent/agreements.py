@@ -154,6 +154,11 @@ class Agreements:
         """Call ``listener(consumer, topic)`` after any agreement of that pair changed here."""
         self._listeners.append(listener)
 
+    def forget_cached_grants(self) -> None:
+        """Make the next current_grant read the store (e.g. after a change elsewhere)."""
+        with self._lock:
+            self._grants = None
+
     def _changed(self, consumer: str, topic: str) -> None:
         with self._lock:
             self._grants = None
