@@ -272,7 +272,9 @@ class KeyManager:
         fam = self._family(topic, path, owner)
         meta = self._active(fam)
         if meta is None or self._due(meta, spec):
-            meta = self._new_version(fam, spec, "key.created" if meta is None else "key.rotated")
+            event = "key.created" if meta is None else "key.rotated"
+            seen = None if meta is None else meta.version
+            meta = self._new_version(fam, spec, event, seen=seen, force=False)
         self._current[(topic, path)] = meta
         return meta
 
@@ -320,27 +322,37 @@ class KeyManager:
             return kek
 
     def _new_version(
-        self, fam: DekFamilyRow, spec: CipherSpec, event: str, actor: str = "system"
+        self,
+        fam: DekFamilyRow,
+        spec: CipherSpec,
+        event: str,
+        actor: str = "system",
+        *,
+        seen: int | None = None,
+        force: bool = True,
     ) -> _Meta:
+        """Add a version and retire the active one. Unless ``force``, an active version other
+        than ``seen`` means another instance got there first: use that one instead."""
         kek = self._kek(fam.owner, actor)
         wrapped = self.kms.wrap(kek, ciphers.new_key(spec))
-        for _attempt in range(3):
+        for _attempt in range(5):
             try:
                 with transaction(self.sessions) as s:
-                    top = s.scalars(
-                        select(DekVersionRow.version)
-                        .where(DekVersionRow.dek_id == fam.dek_id)
-                        .order_by(DekVersionRow.version.desc())
-                    ).first()
-                    for old in s.scalars(
-                        select(DekVersionRow).where(
-                            DekVersionRow.dek_id == fam.dek_id, DekVersionRow.state == ACTIVE
-                        )
-                    ):
+                    # One read of the family's rows: SQLite reads outside a write lock are
+                    # not one snapshot, and a row loaded twice would clash with the new one.
+                    rows = list(
+                        s.scalars(select(DekVersionRow).where(DekVersionRow.dek_id == fam.dek_id))
+                    )
+                    actives = [r for r in rows if r.state == ACTIVE]
+                    active = max(actives, key=lambda r: r.version, default=None)
+                    if not force and active is not None and active.version != seen:
+                        return _meta(fam, active)
+                    top = max((r.version for r in rows), default=0)
+                    for old in actives:
                         old.state = RETIRED
                     row = DekVersionRow(
                         dek_id=fam.dek_id,
-                        version=(top or 0) + 1,
+                        version=top + 1,
                         cipher=spec.name,
                         wrapped=wrapped,
                         kek_alias=kek.alias,

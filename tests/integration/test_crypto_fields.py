@@ -254,3 +254,29 @@ def test_audit_never_holds_key_material_or_plaintext(env: Env) -> None:
     assert RECORD["ssn"] not in text and "Secret Lane" not in text
     for info in env.crypto.keys.list_keys(env.topic):
         assert "key" not in {f for f in vars(info)}
+
+
+def test_two_instances_racing_on_a_new_topic_share_one_key(sessions: Any, tmp_path: Path) -> None:
+    """Two gateways (two FieldCrypto over one DB and KMS) seal a new topic at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    kms, audit = MemoryKms(), MemoryAuditSink()
+    topic, clock = f"health.race{secrets.token_hex(4)}", [datetime.now(UTC)]
+    envs = [
+        Env(
+            build_field_crypto(
+                Settings(home=tmp_path), sessions, audit, secrets.token_bytes(32), kms=kms
+            ),
+            kms,
+            audit,
+            topic,
+            clock,
+        )
+        for _ in range(2)
+    ]
+    with ThreadPoolExecutor(8) as pool:
+        sealed = list(pool.map(lambda i: seal(envs[i % 2]), range(16)))
+    keys = envs[0].crypto.keys.list_keys(topic)
+    assert sorted((k.field, k.version) for k in keys) == sorted((f, 1) for f in FIELDS)
+    for s in sealed:
+        assert open_(envs[0], s).value == RECORD and open_(envs[1], s).value == RECORD
