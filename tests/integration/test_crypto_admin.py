@@ -124,6 +124,11 @@ def test_cli_keys_and_kms(tmp_path: Path) -> None:
     assert shred.exit_code == 0 and "shredded 2" in shred.output
     crypto.clear_cache()  # another process shredded: this one drops its cached keys
     assert _open(crypto, "civil.cli", sealed).redacted == {"ssn": "shredded"}
+    events = runner.invoke(
+        cli, ["audit", "query", "--type", "key.shredded", "--topic", "civil.cli", *home]
+    )
+    assert events.exit_code == 0, events.output
+    assert events.output.count("key.shredded") >= 2 and "SSN-42" not in events.output
     kek = runner.invoke(cli, ["keys", "rotate-kek", "--department", "civil", *home])
     assert kek.exit_code == 0 and "re-wrapped 2" in kek.output
     bad = runner.invoke(cli, ["keys", "shred", "--topic", "t", "--before", "x", "--yes", *home])
