@@ -83,20 +83,20 @@ def list_(
 @app.command()
 @guarded
 def rotate(
-    topic: str = typer.Option(..., "--topic"),
+    topic: str | None = typer.Option(None, "--topic", help="Rotate this topic's keys now"),
     field: str | None = typer.Option(None, "--field", help="One field path; default all"),
-    due: bool = typer.Option(False, "--due", help="Instead: rotate every key the policy says"),
+    due: bool = typer.Option(False, "--due", help="Rotate every key the age/count policy says"),
     home: Path | None = HomeOption,
 ) -> None:
     """New DEK versions; data under older versions stays readable."""
+    if (topic is None) == (not due):
+        raise InvalidInput("give either --topic (rotate now) or --due (apply the policy)")
     crypto = _open(home)
     try:
-        keys = (
-            crypto.keys.rotate_due(actor=ACTOR)
-            if due
-            else crypto.keys.rotate(topic, field, actor=ACTOR)
-        )
-        _table(keys)
+        if topic is not None:
+            _table(crypto.keys.rotate(topic, field, actor=ACTOR))
+        else:
+            _table(crypto.keys.rotate_due(actor=ACTOR))
     finally:
         crypto.close()
 
