@@ -8,6 +8,7 @@ hashes of the data subjects it touched — never the raw ids.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -56,7 +57,32 @@ class AuditEvent:
         }
 
     def canonical(self) -> bytes:
-        return rfc8785.dumps(self.to_json())
+        return canonical_json(self.to_json())
+
+
+_SAFE_INT = 2**53
+
+
+def canonical_json(obj: Any) -> bytes:
+    """RFC 8785 bytes. Without floats or non-ASCII keys, JCS output is exactly Python's sorted
+    compact JSON (same escapes, same order), which is ~10x faster than the general encoder."""
+    if _plain(obj):
+        return json.dumps(
+            obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode()
+    return rfc8785.dumps(obj)
+
+
+def _plain(v: Any) -> bool:
+    if isinstance(v, str) or v is None or isinstance(v, bool):
+        return True
+    if isinstance(v, int):
+        return -_SAFE_INT < v < _SAFE_INT
+    if isinstance(v, dict):
+        return all(isinstance(k, str) and k.isascii() and _plain(x) for k, x in v.items())
+    if isinstance(v, list):
+        return all(_plain(x) for x in v)
+    return False  # floats need ES6 number formatting: the general encoder
 
 
 _FIELDS = {"v", "index", "ts", "type", "actor", "department", "topic", "outcome", "data"}
@@ -70,10 +96,20 @@ def parse_ts(ts: str) -> datetime:
     return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
-def json_safe(data: dict[str, Any]) -> dict[str, Any]:
-    """Plain JSON types only (tuples become lists, odd values strings) so hashing is stable."""
-    out: dict[str, Any] = json.loads(json.dumps(data, default=str, allow_nan=False))
-    return out
+def json_safe(value: Any) -> Any:
+    """Plain JSON that JCS accepts: tuples become lists; huge ints, NaN and odd objects strings.
+    An audit append must not fail (and so fail the caller closed) over a value's type."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(v) for v in value]
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value if -_SAFE_INT < value < _SAFE_INT else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    return str(value)
 
 
 def from_record(

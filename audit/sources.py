@@ -18,13 +18,26 @@ from exchange.kafka.client import KafkaAdapter
 CHUNK = 5000
 
 
+_COLUMNS = (
+    AuditEventRow.idx,
+    AuditEventRow.entry,
+    AuditEventRow.leaf_hash,
+    AuditEventRow.ts,
+    AuditEventRow.type,
+    AuditEventRow.actor,
+    AuditEventRow.department,
+    AuditEventRow.topic,
+    AuditEventRow.outcome,
+)
+
+
 def db_entries(sessions: sessionmaker[Session]) -> Iterator[StoredEntry]:
     """Every indexed event in index order, with its columns and subject rows as stored."""
     after = -1
     while True:
         with transaction(sessions) as s:
-            rows = s.scalars(
-                select(AuditEventRow)
+            rows = s.execute(
+                select(*_COLUMNS)
                 .where(AuditEventRow.idx > after)
                 .order_by(AuditEventRow.idx)
                 .limit(CHUNK)
@@ -33,34 +46,29 @@ def db_entries(sessions: sessionmaker[Session]) -> Iterator[StoredEntry]:
             if rows:
                 for idx, subj in s.execute(
                     select(AuditSubjectRow.idx, AuditSubjectRow.subject).where(
-                        AuditSubjectRow.idx.between(rows[0].idx, rows[-1].idx)
+                        AuditSubjectRow.idx.between(rows[0][0], rows[-1][0])
                     )
                 ):
                     subjects.setdefault(idx, []).append(subj)
         if not rows:
             return
-        for r in rows:
-            yield StoredEntry(
-                _bytes(r.entry), r.idx, _bytes(r.leaf_hash), _view(r, subjects.get(r.idx, []))
-            )
-        after = rows[-1].idx
+        for idx, entry, leaf, ts, type_, actor, dept, topic, outcome in rows:
+            view = {
+                "ts": ts,
+                "type": type_,
+                "actor": actor,
+                "department": dept,
+                "topic": topic,
+                "outcome": outcome,
+                "subjects": sorted(subjects.get(idx, ())),
+            }
+            yield StoredEntry(_bytes(entry), idx, _bytes(leaf), view)
+        after = rows[-1][0]
 
 
 def _bytes(value: object) -> bytes:
     # An edited row may come back as text (SQLite is loosely typed): compare it as stored.
     return value.encode() if isinstance(value, str) else bytes(value)  # type: ignore[call-overload]
-
-
-def _view(r: AuditEventRow, subjects: list[str]) -> dict[str, object]:
-    return {
-        "ts": r.ts,
-        "type": r.type,
-        "actor": r.actor,
-        "department": r.department,
-        "topic": r.topic,
-        "outcome": r.outcome,
-        "subjects": sorted(subjects),
-    }
 
 
 def kafka_entries(

@@ -14,9 +14,9 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -63,6 +63,7 @@ class EventBus:
 @dataclass
 class _Pending:
     records: list[AuditRecord]
+    wake: threading.Event = field(default_factory=threading.Event)
     done: bool = False
     error: BaseException | None = None
 
@@ -99,8 +100,8 @@ class AuditLog:
         self.sessions, self.bus, self.h = sessions, bus, h
         self.subjects, self.clock = subjects, clock
         self._queue: list[_Pending] = []
-        self._queue_lock = threading.Lock()
-        self._write_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._writing = False
 
     def append(self, record: AuditRecord) -> None:
         self.append_many([record])
@@ -109,17 +110,30 @@ class AuditLog:
         if not records:
             return
         mine = _Pending(list(records))
-        with self._queue_lock:
+        with self._lock:
             self._queue.append(mine)
-        with self._write_lock:
-            if not mine.done:
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                error = self._write_batch([r for p in batch for r in p.records])
-                for p in batch:
-                    p.done, p.error = True, error
+            lead, self._writing = not self._writing, True
+        if not lead:
+            mine.wake.wait()  # woken when written, or when promoted to write the next batch
+        if not mine.done:
+            self._lead()
         if mine.error is not None:
             raise DependencyUnavailable("audit log unavailable") from mine.error
+
+    def _lead(self) -> None:
+        """Write everything queued as one batch, then hand the writer role to a waiter."""
+        with self._lock:
+            batch, self._queue = self._queue, []
+        error = self._write_batch([r for p in batch for r in p.records])
+        for p in batch:
+            p.done, p.error = True, error
+        with self._lock:
+            successor = self._queue[0] if self._queue else None
+            self._writing = successor is not None
+        for p in batch:
+            p.wake.set()
+        if successor is not None:
+            successor.wake.set()
 
     def _write_batch(self, records: list[AuditRecord]) -> BaseException | None:
         try:
@@ -134,16 +148,21 @@ class AuditLog:
             head = self._lock_head(s)
             ts, prev = self.clock(), head.last_hash
             events: list[tuple[AuditEvent, bytes]] = []
+            rows: list[dict[str, object]] = []
+            subject_rows: list[dict[str, object]] = []
             for n, rec in enumerate(records):
                 hashed = tuple(self.subjects(x) for x in rec.subjects)
                 ev = from_record(rec, head.size + n, prev, hashed, ts)
                 entry = ev.canonical()
                 leaf = self.h.leaf(entry)
-                s.add(_row(ev, entry, leaf))
-                s.add_all(AuditSubjectRow(subject=x, idx=ev.index) for x in ev.subjects)
+                rows.append(_row(ev, entry, leaf))
+                subject_rows += ({"subject": x, "idx": ev.index} for x in ev.subjects)
                 events.append((ev, entry))
                 prev = leaf.hex()
-            s.flush()  # constraint problems surface before anything reaches Kafka
+            # Core executemany; constraint problems surface before anything reaches Kafka.
+            s.execute(insert(AuditEventRow), rows)
+            if subject_rows:
+                s.execute(insert(AuditSubjectRow), subject_rows)
             self.bus.send(events)
             head.size += len(records)
             head.last_hash = prev
@@ -159,15 +178,15 @@ class AuditLog:
         return head
 
 
-def _row(ev: AuditEvent, entry: bytes, leaf: bytes) -> AuditEventRow:
-    return AuditEventRow(
-        idx=ev.index,
-        ts=ev.ts,
-        type=ev.type,
-        actor=ev.actor,
-        department=ev.department,
-        topic=ev.topic,
-        outcome=ev.outcome,
-        entry=entry,
-        leaf_hash=leaf,
-    )
+def _row(ev: AuditEvent, entry: bytes, leaf: bytes) -> dict[str, object]:
+    return {
+        "idx": ev.index,
+        "ts": ev.ts,
+        "type": ev.type,
+        "actor": ev.actor,
+        "department": ev.department,
+        "topic": ev.topic,
+        "outcome": ev.outcome,
+        "entry": entry,
+        "leaf_hash": leaf,
+    }

@@ -17,12 +17,13 @@ older checkpoints of a pruned log are checked through the pruning anchor.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from audit.checkpoint import BadCheckpoint, Checkpoint, Verifier, open_note
-from audit.events import BadEvent, decode
+from audit.events import FORMAT, BadEvent, decode
 from audit.merkle import Frontier, Hasher
 
 
@@ -64,6 +65,12 @@ class Report:
                 f"{self.checkpoints} checkpoints verified"
             )
         return f"TAMPERED at index {self.index}: {self.kind}: {self.detail}"
+
+
+_REQUIRED = {"v", "index", "ts", "type", "actor", "department", "topic", "outcome", "data"} | {
+    "subjects",
+    "prev",
+}
 
 
 class _Fail(Exception):
@@ -161,9 +168,14 @@ def _walk(
 
 def _decode(item: StoredEntry, i: int) -> dict[str, Any]:
     try:
-        return decode(item.entry).to_json()
-    except BadEvent as exc:
-        raise _Fail(i, "modified", exc.message) from None
+        obj = json.loads(item.entry)
+    except (ValueError, UnicodeDecodeError):
+        raise _Fail(i, "modified", "entry is not JSON") from None
+    if not isinstance(obj, dict) or obj.get("v") != FORMAT or not obj.keys() >= _REQUIRED:
+        raise _Fail(i, "modified", "entry is not a version-1 audit event")
+    if not isinstance(obj["index"], int) or not isinstance(obj["subjects"], list):
+        raise _Fail(i, "modified", "entry fields have the wrong types")
+    return obj
 
 
 def _check_root(tree: Frontier, cp: Checkpoint, last_good: int, report: Report) -> int:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given
+from hypothesis import strategies as st
 
 from audit.checkpoint import Checkpoint, Signer
-from audit.events import AuditEvent, from_record
+from audit.events import AuditEvent, canonical_json, from_record
 from audit.merkle import SHA256, MerkleTree, decompose
 from audit.verify import Anchor, StoredEntry, verify_log
 from exchange.auditing import AuditRecord
@@ -136,3 +139,34 @@ def test_event_canonical_form_is_stable() -> None:
             '"outcome":"ok","prev":"","subjects":["h"],"topic":null,"ts":"t","type":"x","v":1}'
         ).encode()
     )
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**60), 2**60)
+    | st.text()
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda kids: (
+        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=6), kids, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(json_values)
+def test_canonical_json_is_rfc8785(value: object) -> None:
+    try:
+        want = rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, UnicodeEncodeError):
+        return  # values JCS refuses (e.g. lone surrogates, big ints) are not compared
+    assert canonical_json(value) == want
+
+
+def test_odd_data_values_never_fail_an_append() -> None:
+    rec = AuditRecord(
+        "x", actor="a", data={"big": 2**70, "nan": float("nan"), "t": (1, 2), 3: b"b"}
+    )
+    ev = from_record(rec, 0, "", (), "t")
+    assert ev.data == {"big": str(2**70), "nan": "nan", "t": [1, 2], "3": "b'b'"}
+    assert canonical_json(ev.to_json()) == rfc8785.dumps(ev.to_json())
