@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -60,7 +61,7 @@ class RssSampler(threading.Thread):
 
     def sample(self) -> float:
         procs = [self.proc, *self.proc.children(recursive=True)]
-        return sum(p.memory_info().rss for p in procs) / 2**20
+        return float(sum(p.memory_info().rss for p in procs)) / 2**20
 
     def run(self) -> None:
         while not self.stop.wait(0.2):
@@ -90,22 +91,29 @@ async def _stream(http: httpx.AsyncClient, sub: str, token: str, tally: Tally) -
 
 
 def _publish(b: Bench, t: world.Tenant, s: Scale) -> int:
+    """Publish on schedule for ``s.seconds``; a batch whose slot has passed when the window
+    closes is not sent, so an overloaded gateway shows as fewer records, not a longer run.
+    Returns the number of records the gateway acknowledged."""
     headers = {"Authorization": f"Bearer {t.publisher.token()}", "Content-Type": "application/json"}
     interval = s.batch / s.rate
-    batches = int(s.seconds / interval)
+    sent = 0
     with httpx.Client(base_url=b.gateway.url, timeout=60, headers=headers) as http:
         t0 = time.monotonic()
-        for k in range(batches):
+        for k in range(int(s.seconds / interval)):
             delay = t0 + k * interval - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+            elif time.monotonic() > t0 + s.seconds:
+                break
             recs = [world.record(k * s.batch + i, world.now_us()) for i in range(s.batch)]
             r = http.post(f"/v1/topics/{t.topic}/records", content=world.publish_body(recs))
             r.raise_for_status()
-    return batches * s.batch
+            sent += s.batch
+    return sent
 
 
 async def _fanout(b: Bench, t: world.Tenant, subs: list[str], s: Scale) -> dict[str, Any]:
+    started = time.monotonic()
     tally = Tally()
     token = t.subscriber.token()
     limits = httpx.Limits(max_connections=len(subs) + 8, max_keepalive_connections=0)
@@ -119,11 +127,14 @@ async def _fanout(b: Bench, t: world.Tenant, subs: list[str], s: Scale) -> dict[
         while tally.connected + len(tally.errors) < len(subs) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         connected_rss = sampler.sample()
+        started = _phase(f"{tally.connected} streams connected", started)
         sent = await asyncio.to_thread(_publish, b, t, s)
+        started = _phase(f"{sent} records published", started)
         expected = sent * len(subs)
         deadline = time.monotonic() + 60
         while tally.received < expected and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
+        _phase(f"{tally.received} deliveries received", started)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -144,11 +155,19 @@ def _subscribe_all(t: world.Tenant, n: int) -> list[str]:
         return list(pool.map(lambda _: t.subscriber.subscribe(t.topic, start="latest"), range(n)))
 
 
+def _phase(name: str, since: float) -> float:
+    now = time.monotonic()
+    print(f"   fanout: {name} in {now - since:.1f}s", file=sys.stderr, flush=True)
+    return now
+
+
 def run(b: Bench) -> list[dict[str, Any]]:
     s = scale(b.quick)
     t = world.tenant(b.admin, b.gateway.url, sensitive=False)
     t.publisher.publish(t.topic, [{"key": "w", "value": world.record(0)}])  # warm the plan
+    started = time.monotonic()
     subs = _subscribe_all(t, s.subscriptions)
+    _phase(f"{len(subs)} subscriptions created", started)
     got = asyncio.run(_fanout(b, t, subs, s))
     tally: Tally = got["tally"]
     lat = tally.latencies or [float("nan")]
@@ -162,7 +181,8 @@ def run(b: Bench) -> list[dict[str, Any]]:
             got["expected"],
             f"all delivered (1.0), RSS <= {RSS_GOAL_MIB} MiB",
             note=f"{len(subs)} SSE streams ({tally.connected} connected, "
-            f"{len(tally.errors)} failed), {got['sent']} records at {s.rate}/s; "
+            f"{len(tally.errors)} failed), {got['sent']} records published in {s.seconds:.0f}s "
+            f"(schedule {s.rate}/s); "
             f"p50 {p50:.0f} / p99 {p99:.0f} / max {max(lat):.0f} ms; gateway RSS idle "
             f"{got['idle_rss']:.0f}, connected {got['connected_rss']:.0f}, "
             f"peak {got['peak_rss']:.0f} MiB",

@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,3 +123,26 @@ class Bench:
     @property
     def bootstrap(self) -> str:
         return self.broker.bootstrap
+
+
+# Tokens outlive the longest phase, so a slow phase measures the gateway, not a 401; the rate
+# limit leaves room for the fan-out's subscription burst and several publishing threads.
+GATEWAY_ENV = {
+    "EXCHANGE_RATE_LIMIT_PER_SECOND": "20000",
+    "EXCHANGE_RATE_LIMIT_BURST": "40000",
+    "EXCHANGE_TOKEN_TTL_SECONDS": "3600",
+}
+
+
+@contextmanager
+def system(workdir: Path, quick: bool) -> Iterator[Bench]:
+    """A broker (given or started) and a fresh gateway home; both stopped afterwards."""
+    broker = Broker.start(workdir)
+    try:
+        gateway = Gateway(workdir / "gateway", broker.bootstrap, GATEWAY_ENV).start()
+        try:
+            yield Bench(broker, gateway, gateway.admin(), quick)
+        finally:
+            gateway.stop()
+    finally:
+        broker.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.env import Bench, Broker, Gateway
+from bench.env import BOOTSTRAP_ENV, Bench, system
 
 # (module, needs the running system?) in run order; delivery reads what publish wrote.
 MEASURES: list[tuple[str, bool]] = [
@@ -29,9 +30,6 @@ MEASURES: list[tuple[str, bool]] = [
     ("bench_encryption", False),  # owned by the crypto engineer
     ("bench_audit", False),  # owned by the audit engineer
 ]
-
-# Enough for the fan-out's subscription set-up burst and 4 publishing threads.
-GATEWAY_ENV = {"EXCHANGE_RATE_LIMIT_PER_SECOND": "20000", "EXCHANGE_RATE_LIMIT_BURST": "40000"}
 
 
 def _load(module: str) -> Callable[..., list[dict[str, Any]]] | None:
@@ -58,35 +56,34 @@ def _skipped(module: str, why: str) -> dict[str, Any]:
     }
 
 
+def _run_one(module: str, live: bool, bench: Bench | None, quick: bool) -> list[dict[str, Any]]:
+    fn = _load(module)
+    if fn is None:
+        return [_skipped(module, f"bench/{module}.py not present: skipped")]
+    started = time.monotonic()
+    print(f"-- {module} ...", file=sys.stderr, flush=True)
+    try:
+        got = fn(bench) if live else fn(quick)
+    except Exception as exc:  # one broken measure must not hide the others
+        traceback.print_exc()
+        got = [_skipped(module, f"failed: {type(exc).__name__}: {exc}"[:200])]
+    print(f"   {module} took {time.monotonic() - started:.1f}s", file=sys.stderr, flush=True)
+    return got
+
+
 def run_all(quick: bool, only: set[str] | None, workdir: Path) -> dict[str, Any]:
     wanted = [(m, live) for m, live in MEASURES if not only or m.removeprefix("bench_") in only]
     rows: list[dict[str, Any]] = []
-    broker = Broker.start(workdir)
-    gateway: Gateway | None = None
-    bench: Bench | None = None
-    try:
-        if any(live for _, live in wanted):
-            gateway = Gateway(workdir / "gateway", broker.bootstrap, GATEWAY_ENV).start()
-            bench = Bench(broker, gateway, gateway.admin(), quick)
-        for module, live in wanted:
-            fn = _load(module)
-            if fn is None:
-                rows.append(_skipped(module, f"bench/{module}.py not present: skipped"))
-                continue
-            started = time.monotonic()
-            print(f"-- {module} ...", file=sys.stderr, flush=True)
-            try:
-                got = fn(bench) if live and bench else fn(quick)
-            except Exception as exc:  # one broken measure must not hide the others
-                traceback.print_exc()
-                got = [_skipped(module, f"failed: {type(exc).__name__}: {exc}"[:200])]
-            print(f"   {module} took {time.monotonic() - started:.1f}s", file=sys.stderr)
-            rows.extend(got)
-    finally:
-        if gateway is not None:
-            gateway.stop()
-        broker.stop()
-    source = "external" if broker.local is None else "embedded"
+    source = "external" if os.environ.get(BOOTSTRAP_ENV) else "embedded"
+    if any(live for _, live in wanted):
+        with system(workdir, quick) as bench:
+            for module, live in wanted:
+                if live:
+                    rows.extend(_run_one(module, live, bench, quick))
+    # Offline measures after the gateway is gone, so they do not share the CPU with it.
+    for module, live in wanted:
+        if not live:
+            rows.extend(_run_one(module, live, None, quick))
     return {
         "mode": "quick" if quick else "full",
         "machine": report.machine(source),
