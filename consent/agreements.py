@@ -8,6 +8,7 @@ valid now becomes a :class:`Grant` (what the policy and delivery read, see
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -27,6 +28,8 @@ from exchange.auditing import AuditRecord, AuditSink
 from exchange.db import transaction
 from exchange.errors import Conflict, Forbidden, InvalidInput
 from exchange.identity.tokens import Principal
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Agreement", "AgreementStatus", "Agreements", "Grant"]
 
@@ -163,7 +166,10 @@ class Agreements:
         with self._lock:
             self._grants = None
         for listener in list(self._listeners):
-            listener(consumer, topic)
+            try:
+                listener(consumer, topic)
+            except Exception:  # the change is committed; a listener must not undo the answer
+                log.exception("agreement change listener failed")
 
     # -- requests ------------------------------------------------------------------------
     def request(
