@@ -40,6 +40,13 @@ def limit_peer(request: Request, svc: Services = Depends(services)) -> None:
     rate_limiter(svc).enforce(f"peer:{peer}")
 
 
+def limit_principal(svc: Services, p: Principal) -> None:
+    """429 when this caller is over its rate. External tokens count per user or service
+    account (``sub``), not per shared portal client (``azp``)."""
+    key = f"ext:{p.subject or p.client_id}" if p.external else f"client:{p.client_id}"
+    rate_limiter(svc).enforce(key)
+
+
 def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
@@ -64,9 +71,7 @@ def principal(request: Request, svc: Services = Depends(services)) -> Principal:
     if cached is not None:
         return cached
     p = authenticate_token(svc, bearer_token(request))
-    # External tokens: per user/service account, not per shared portal client (azp).
-    key = f"ext:{p.subject or p.client_id}" if p.external else f"client:{p.client_id}"
-    rate_limiter(svc).enforce(key)
+    limit_principal(svc, p)
     request.state.principal = p
     return p
 

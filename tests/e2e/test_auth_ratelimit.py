@@ -17,11 +17,11 @@ BURST = 5
 def limited(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ThreadGateway]:
-    # 0.2 tokens/s: nothing refills noticeably while the test runs, so counts are exact enough.
+    # One token per 100 s: nothing refills while the test runs, even on a loaded machine.
     gw = ThreadGateway(
         tmp_path_factory.mktemp("gw-limited"),
         kafka_bootstrap,
-        rate_limit_per_second=0.2,
+        rate_limit_per_second=0.01,
         rate_limit_burst=BURST,
     )
     yield gw.start()
@@ -43,7 +43,7 @@ def test_client_over_its_burst_gets_429_and_others_do_not(limited: ThreadGateway
         assert r.status_code == 429
         assert r.headers["content-type"] == "application/problem+json"
         assert r.json()["code"] == "rate_limited"
-        assert 1 <= int(r.headers["retry-after"]) <= 5
+        assert 1 <= int(r.headers["retry-after"]) <= 100
         # Another client's bucket is untouched.
         assert admin.request("GET", "/v1/departments").status_code == 200
         client.close()
