@@ -47,3 +47,18 @@ def test_only_admins_rotate(gateway: ThreadGateway, admin: ExchangeClient, uniqu
     assert r.status_code == 403
     assert httpx.post(f"{gateway.url}/v1/admin/signing-keys/rotate").status_code == 401
     steward.close()
+
+
+def test_auth_routes_are_documented(gateway: ThreadGateway) -> None:
+    spec = httpx.get(f"{gateway.url}/openapi.json").json()
+    for path in (
+        "/oauth/token",
+        "/oauth/jwks",
+        "/oauth/revoke",
+        "/oauth/introspect",
+        "/v1/admin/signing-keys/rotate",
+        "/v1/departments/{dept}/clients/{client_id}/jwk",
+    ):
+        assert path in spec["paths"], path
+    token_form = spec["components"]["schemas"]["Body_token_oauth_token_post"]["properties"]
+    assert {"client_assertion", "client_assertion_type"} <= set(token_form)
