@@ -103,6 +103,54 @@ def _raw(cipher: str) -> Callable[[int], object]:
     return sm4
 
 
+def _open_measure(
+    crypto: Any, fields: dict[str, Any], records: list[dict[str, Any]], n: int
+) -> dict[str, Any]:
+    """Delivery side: open all three sealed fields vs raw AES-GCM decryption of them."""
+    sealed = [
+        crypto.seal(
+            topic="bench.benefits",
+            owner="bench",
+            sealed_schema_id=1,
+            key=r["id"].encode(),
+            record=r,
+            fields=fields,
+        )
+        for r in records
+    ]
+    granted = set(fields)
+
+    def open_(i: int) -> object:
+        return crypto.open(
+            topic="bench.benefits",
+            sealed_schema_id=1,
+            key=records[i % 64]["id"].encode(),
+            record=sealed[i % 64],
+            fields=fields,
+            granted=granted,
+        )
+
+    aead = AESGCM(secrets.token_bytes(32))
+    boxes = [
+        [(nonce := os.urandom(12), aead.encrypt(nonce, str(r[f]).encode(), None)) for f in fields]
+        for r in records
+    ]
+
+    def raw(i: int) -> object:
+        return [aead.decrypt(nonce, ct, None) for nonce, ct in boxes[i % 64]]
+
+    project, baseline = _compare(open_, raw, n)
+    return {
+        "name": "decryption",
+        "unit": "x (ratio)",
+        "project": round(project, 2),
+        "baseline": round(baseline, 2),
+        "ratio": round(project / baseline, 2),
+        "goal": "",
+        "note": f"us/record: FieldCrypto.open of 3 granted fields, AES256_GCM, n={n}",
+    }
+
+
 def run(quick: bool) -> list[dict[str, Any]]:
     n = 2_000 if quick else 20_000
     results = []
@@ -140,6 +188,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
                     "note": f"us/record, 10 fields, 3 sealed, {cipher}, n={n}",
                 }
             )
+        results.append(_open_measure(crypto, fields, records, n))
         engine.dispose()
     return results
 

@@ -28,19 +28,12 @@ class OpenedRecord:
     redacted: dict[str, str] = field(default_factory=dict)  # path → "shredded" | "integrity"
 
 
-def _granted(path: str, granted: set[str]) -> bool:
-    """A path is granted by itself or by any enclosing record path."""
-    if path in granted:
-        return True
-    parts = path.split(".")
-    return any(".".join(parts[:i]) in granted for i in range(1, len(parts)))
-
-
 @dataclass(frozen=True)
 class _Step:
     path: str
     parts: tuple[str, ...]  # () for a top-level field
     parsed: Any  # parsed original Avro type
+    enclosing: tuple[str, ...]  # enclosing record paths: granting one grants this field
 
 
 class FieldCrypto:
@@ -61,7 +54,12 @@ class FieldCrypto:
         if hit is not None and hit[0] is fields and len(hit[1]) == len(fields):
             return hit[1]
         plan = tuple(
-            _Step(p, tuple(p.split(".")) if "." in p else (), sealing.parsed_type(t))
+            _Step(
+                p,
+                tuple(p.split(".")) if "." in p else (),
+                sealing.parsed_type(t),
+                tuple(".".join(p.split(".")[:i]) for i in range(p.count("."), 0, -1)),
+            )
             for p, t in fields.items()
         )
         if len(self._plans) > 1024:
@@ -120,33 +118,43 @@ class FieldCrypto:
         fields: dict[str, Any],
         granted: set[str],
     ) -> OpenedRecord:
-        out = record
+        out = dict(record)
         redacted: dict[str, str] = {}
-        for path, avro_type in fields.items():
-            parts = tuple(path.split("."))
-            raw = sealing.get_path(record, parts)
-            if raw is sealing.MISSING:
-                continue
-            if not _granted(path, granted):
-                out = sealing.replace_path(out, parts, sealing.MISSING)
-                continue
-            ctx = envelope.Context(topic, path, sealed_schema_id, key)
-            try:
-                value = self._open_one(raw, ctx, avro_type)
-            except KeyShredded:
-                value, redacted[path] = None, SHREDDED
-            except IntegrityFailure:
-                value, redacted[path] = None, INTEGRITY
-            out = sealing.replace_path(out, parts, value)
+        for step in self._plan(fields):
+            path = step.path
+            if not step.parts:
+                if path not in record:
+                    continue
+                raw = record[path]
+            else:
+                raw = sealing.get_path(record, step.parts)
+                if raw is sealing.MISSING:
+                    continue
+            if path in granted or any(g in granted for g in step.enclosing):
+                ctx = envelope.context_bytes(topic, path, sealed_schema_id, key)
+                try:
+                    value = self._open_one(raw, topic, path, ctx, step.parsed)
+                except KeyShredded:
+                    value, redacted[path] = None, SHREDDED
+                except IntegrityFailure:
+                    value, redacted[path] = None, INTEGRITY
+            else:
+                value = sealing.MISSING  # not granted: omitted
+            if not step.parts:
+                if value is sealing.MISSING:
+                    del out[path]
+                else:
+                    out[path] = value
+            else:
+                out = sealing.replace_path(out, step.parts, value)
         return OpenedRecord(out, redacted)
 
-    def _open_one(self, raw: Any, ctx: envelope.Context, avro_type: Any) -> Any:
-        parsed = sealing.parsed_type(avro_type)  # a bad type is the caller's error, not data's
+    def _open_one(self, raw: Any, topic: str, path: str, ctx: bytes, parsed: Any) -> Any:
         if not isinstance(raw, bytes):
             raise IntegrityFailure("sealed field does not hold an envelope")
         header, body = envelope.parse(raw)
         dek = self.keys.get(header.dek_id, header.dek_version)
-        if (dek.topic, dek.field) != (ctx.topic, ctx.path) or dek.cipher != header.cipher:
+        if dek.topic != topic or dek.field != path or dek.cipher is not header.cipher:
             raise IntegrityFailure("envelope key belongs to another field")
         plaintext = envelope.open_with(dek.aead, header, body, ctx)
         try:
