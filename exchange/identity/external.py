@@ -177,7 +177,8 @@ class ExternalVerifier:
         self._jwks_uri: str | None = None
         self._keys: dict[str, Key] = {}
         self._fetched_at: float | None = None
-        self.fetch_count = 0
+        self._attempted_at: float | None = None
+        self.fetch_attempts = 0
 
     def accepts(self, token: str) -> bool:
         """Whether the token claims to come from this issuer (unverified; routing only)."""
@@ -243,15 +244,23 @@ class ExternalVerifier:
     def _key(self, kid: str) -> Key:
         with self._lock:
             now = self._clock()
-            stale = (
-                self._fetched_at is None or now - self._fetched_at > self.config.max_key_age_seconds
+            usable = (
+                self._fetched_at is not None
+                and now - self._fetched_at <= self.config.max_key_age_seconds
             )
-            may_refresh = (
-                self._fetched_at is None
-                or now - self._fetched_at >= self.config.min_refresh_seconds
+            # Attempts (successful or not) are rate-bounded, so neither made-up kids nor a
+            # down issuer turn every request into an outbound call.
+            may_attempt = (
+                self._attempted_at is None
+                or now - self._attempted_at >= self.config.min_refresh_seconds
             )
-            if stale or (kid not in self._keys and may_refresh):
+            if (not usable or kid not in self._keys) and may_attempt:
+                self._attempted_at = now
+                self.fetch_attempts += 1
                 self._refresh(now)
+                usable = True
+            if not usable:
+                raise DependencyUnavailable("the OIDC issuer's keys are unavailable")
             key = self._keys.get(kid)
         if key is None:
             raise InvalidToken("token was signed with an unknown key")
@@ -261,7 +270,6 @@ class ExternalVerifier:
         if self._jwks_uri is None:
             self._jwks_uri = self._discover()
         document = self._fetch(self._jwks_uri)
-        self.fetch_count += 1
         self._keys = dict(_signing_keys(document.get("keys")))
         self._fetched_at = now
 

@@ -158,15 +158,32 @@ def test_issuer_key_rotation_is_picked_up_with_a_bounded_refetch_rate(
     assert issuer.discovery_fetches == 1
 
 
-def test_issuer_unreachable_fails_closed(issuer: OidcIssuer, clock: Clock) -> None:
+def test_issuer_unreachable_fails_closed_without_hammering_it(
+    issuer: OidcIssuer, clock: Clock
+) -> None:
     token = issuer.token("health", [])
     issuer.close()
     verifier = ExternalVerifier(
         ExternalConfig(issuer=issuer.url, audience=issuer.audience), clock=clock
     )
+    for _ in range(3):
+        with pytest.raises(DependencyUnavailable):
+            verifier.verify(token)
+    assert verifier.fetch_attempts == 1  # the next attempt waits min_refresh_seconds
+    clock.now += 10
     with pytest.raises(DependencyUnavailable):
         verifier.verify(token)
-    issuer.thread.join()
+    assert verifier.fetch_attempts == 2
+
+
+def test_keys_older_than_the_max_age_are_refetched(
+    issuer: OidcIssuer, verifier: ExternalVerifier, clock: Clock
+) -> None:
+    token = issuer.token("health", [])
+    verifier.verify(token)
+    clock.now += 3601
+    verifier.verify(token)
+    assert issuer.jwks_fetches == 2
 
 
 def test_discovery_naming_another_issuer_fails_closed(issuer: OidcIssuer) -> None:
