@@ -114,3 +114,27 @@ def test_wrong_key_fails() -> None:
 def test_sm4_gcm_is_available_here() -> None:
     # SM4-GCM comes from the OpenSSL under ``cryptography``; a FIPS build may lack it.
     assert ciphers.sm4_supported()
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    value=st.one_of(
+        st.text(),
+        st.integers(-(2**63), 2**63 - 1),
+        st.none(),
+        st.lists(st.integers(-(2**31), 2**31 - 1)),
+    ),
+    topic=st.text(min_size=1, max_size=40),
+    key=st.one_of(st.none(), st.binary(max_size=64)),
+)
+def test_any_value_roundtrips_through_an_envelope(
+    value: object, topic: str, key: bytes | None
+) -> None:
+    from exchange.crypto import sealing
+
+    avro_type = ["null", "string", "long", {"type": "array", "items": "int"}]
+    ctx = Context(topic, "f", 1, key)
+    k = ciphers.new_key(AES)
+    env = envelope.seal(AES, k, "d1", 1, ctx, sealing.encode_value(avro_type, value))
+    header, body = envelope.parse(env)
+    assert sealing.decode_value(avro_type, envelope.open_(header, body, k, ctx)) == value
