@@ -38,7 +38,7 @@ class Scale:
 
 def scale(quick: bool) -> Scale:
     if quick:
-        return Scale(100, 5.0, 20, 10)
+        return Scale(100, 3.0, 20, 10)
     return Scale(FULL_SUBSCRIPTIONS, 20.0, 10, 5)
 
 
