@@ -38,6 +38,9 @@ _ALG_FOR_KEY: dict[tuple[str, str | None], str] = {
 }
 ALLOWED_ALGORITHMS = frozenset(_ALG_FOR_KEY.values())
 MIN_RSA_BITS = 2048
+# External client ids live in their own namespace: our ids never contain ':', so a Keycloak
+# client named like one of ours cannot act as it (ownership checks compare client ids).
+EXTERNAL_CLIENT_PREFIX = "oidc:"
 ROLE_SOURCES = ("realm_access", "resource_access", "scope")
 # Keycloak marks ID and refresh tokens in a "typ" claim; only access tokens authorise calls.
 _REFUSED_TOKEN_TYPES = frozenset({"id", "refresh", "logout"})
@@ -230,7 +233,7 @@ class ExternalVerifier:
             raise InvalidToken("token names no client or subject")
         jti = claims.get("jti")
         return Principal(
-            client_id=client,
+            client_id=f"{EXTERNAL_CLIENT_PREFIX}{client}",
             department=department,
             roles=roles_of(claims, self.config.role_sources, self.config.audience),
             token_id=jti if isinstance(jti, str) else hashlib.sha256(token.encode()).hexdigest(),

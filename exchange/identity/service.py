@@ -102,7 +102,10 @@ class IdentityService:
         if problems := check_roles(roles):
             raise InvalidInput("; ".join(problems))
         secret = secrets.token_urlsafe(32)
-        cid = client_id or f"{department}-{secrets.token_hex(6)}"
+        # Fits the 64-char column; never contains ':' (external ids are "oidc:...").
+        cid = client_id or f"{department[:50]}-{secrets.token_hex(6)}"
+        if not _ID.match(cid):
+            raise InvalidInput("client id must be 2-63 chars of a-z, 0-9 and '-'")
         with transaction(self.sessions) as s:
             if s.get(DepartmentRow, department) is None:
                 raise NotFound(f"department {department} not found")

@@ -48,7 +48,7 @@ def test_keycloak_shaped_token_maps_to_a_principal(
     token = issuer.token("civil-affairs", ["publisher", "subscriber"])
     assert verifier.accepts(token)
     p = verifier.verify(token)
-    assert (p.department, p.client_id, p.external) == ("civil-affairs", "dept-portal", True)
+    assert (p.department, p.client_id, p.external) == ("civil-affairs", "oidc:dept-portal", True)
     assert p.roles == {"publisher", "subscriber"}  # offline_access etc. are not our roles
     assert p.issuer == issuer.url
 
@@ -210,4 +210,4 @@ def test_weak_rsa_and_hmac_keys_in_the_jwks_are_ignored(
 
 def test_principal_names_the_subject(issuer: OidcIssuer, verifier: ExternalVerifier) -> None:
     p = verifier.verify(issuer.token("health", [], sub="user-42"))
-    assert (p.client_id, p.subject) == ("dept-portal", "user-42")
+    assert (p.client_id, p.subject) == ("oidc:dept-portal", "user-42")

@@ -10,7 +10,7 @@ import pytest
 from joserfc import jws
 
 from exchange.db import make_engine, migrate, session_factory
-from exchange.errors import DependencyUnavailable
+from exchange.errors import DependencyUnavailable, InvalidInput
 from exchange.identity.service import IdentityService
 from exchange.identity.tokens import InvalidToken, TokenService
 
@@ -79,3 +79,15 @@ def test_no_active_key_is_a_dependency_failure(tmp_path: Path) -> None:
     client = IdentityService(sessions).create_client("tax", "app", ["publisher"]).client
     with pytest.raises(DependencyUnavailable):
         tokens.issue(client, None)
+
+
+def test_client_ids_fit_their_column_and_never_look_external(
+    replicas: tuple[IdentityService, TokenService, TokenService],
+) -> None:
+    identity, _, _ = replicas
+    long_dept = "d" * 63
+    identity.create_department(long_dept, "Long", "city")
+    cid = identity.create_client(long_dept, "app", ["publisher"]).client.client_id
+    assert len(cid) <= 63 and ":" not in cid
+    with pytest.raises(InvalidInput):
+        identity.create_client("tax", "app", ["publisher"], client_id="oidc:dept-portal")
