@@ -25,7 +25,7 @@ from audit.store import AuditLog, EventBus
 from exchange.auditing import AuditRecord
 from exchange.cli.main import app
 from exchange.db import make_engine, migrate, session_factory, transaction
-from exchange.errors import DependencyUnavailable
+from exchange.errors import ConfigurationError, DependencyUnavailable
 from exchange.kafka.client import KafkaAdapter
 from exchange.settings import Settings
 
@@ -157,3 +157,18 @@ def test_cli_query_and_checkpoint(cli_home: Path, tmp_path: Path) -> None:
         env=env,
     )
     assert r.exit_code == 0 and "ok: 12 events" in r.output, r.output
+
+
+def test_sm3_log_verifies_and_its_hash_is_fixed_for_life(home: Path) -> None:
+    home.mkdir(parents=True)
+    settings = Settings(home=home)
+    engine = make_engine(settings.sqlalchemy_url)
+    migrate(engine)
+    sm3 = open_audit(settings, session_factory(engine), None, AuditSettings(hash="sm3"))
+    sm3.log.append_many([rec(i) for i in range(9)])
+    cp = sm3.service.checkpoint()
+    assert "exchange-audit 1 sm3" in cp.note
+    report = sm3.service.verify("db")
+    assert report.ok and report.size == 9, report.line()
+    with pytest.raises(ConfigurationError):
+        open_audit(settings, session_factory(engine), None, AuditSettings(hash="sha256"))
