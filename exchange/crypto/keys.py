@@ -163,6 +163,8 @@ class KeyManager:
         self.hot_ttl = meta_ttl_seconds
         self._hot_seal: dict[tuple[str, str, str], _Hot] = {}
         self._hot_open: dict[tuple[str, int], _Hot] = {}
+        # Bumped by every forget: a key loaded before a shred/rotation is not made ready after.
+        self._generation = 0
 
     # -- the data path ------------------------------------------------------------------------
     def current(self, topic: str, path: str, owner: str, cipher: str) -> Dek:
@@ -174,6 +176,7 @@ class KeyManager:
             return hot.dek
         spec = ciphers.spec_named(cipher)
         with self._lock:
+            generation = self._generation
             old = self._hot_seal.pop(key, None)
             if old is not None:
                 self._fold(old)
@@ -187,7 +190,7 @@ class KeyManager:
         if self.policy.max_age is not None:
             ttl = min(ttl, (meta.created_at + self.policy.max_age - self.clock()).total_seconds())
         left = math.inf if self.policy.max_uses is None else self.policy.max_uses - used
-        self._remember(self._hot_seal, key, dek, ttl, left)
+        self._remember(self._hot_seal, key, dek, generation, ttl, left)
         return dek
 
     def _fold(self, hot: _Hot) -> None:
@@ -201,19 +204,29 @@ class KeyManager:
         hot = self._hot_open.get((dek_id, version))
         if hot is not None and hot.expires > time.monotonic():
             return hot.dek
-        meta = self._by_id.get((dek_id, version))
+        with self._lock:
+            generation = self._generation
+            meta = self._by_id.get((dek_id, version))
         if meta is None:
-            meta = self._load(dek_id, version)
+            meta = self._load(dek_id, version, generation)
         if meta.wrapped is None:
             raise KeyShredded(f"key {dek_id} v{version} was shredded")
         dek = self._unwrap(meta)
-        self._remember(self._hot_open, (dek_id, version), dek, self.hot_ttl)
+        self._remember(self._hot_open, (dek_id, version), dek, generation, self.hot_ttl)
         return dek
 
     def _remember(
-        self, table: dict[Any, _Hot], key: Any, dek: Dek, ttl: float, left: float = math.inf
+        self,
+        table: dict[Any, _Hot],
+        key: Any,
+        dek: Dek,
+        generation: int,
+        ttl: float,
+        left: float = math.inf,
     ) -> None:
         with self._lock:
+            if generation != self._generation:
+                return  # shredded or rotated meanwhile: next use looks again
             if len(table) >= 10_000:
                 table.clear()
             table[key] = _Hot(dek, time.monotonic() + ttl, left, left)
@@ -228,6 +241,9 @@ class KeyManager:
     def _forget(self, dek_id: str | None) -> None:
         """Drop ready DEKs (all, or one family's) after rotation, shredding, KEK rotation."""
         with self._lock:
+            self._generation += 1
+            for key in [k for k, m in self._by_id.items() if dek_id in (None, m.dek_id)]:
+                self._by_id.pop(key, None)
             tables: tuple[dict[Any, _Hot], ...] = (self._hot_seal, self._hot_open)
             for table in tables:
                 for k in [k for k, h in table.items() if dek_id in (None, h.dek.dek_id)]:
@@ -258,14 +274,16 @@ class KeyManager:
             or (p.max_age is not None and self.clock() - meta.created_at >= p.max_age)
         )
 
-    def _load(self, dek_id: str, version: int) -> _Meta:
+    def _load(self, dek_id: str, version: int, generation: int) -> _Meta:
         with transaction(self.sessions) as s:
             row = s.get(DekVersionRow, (dek_id, version))
             fam = s.get(DekFamilyRow, dek_id)
             if row is None or fam is None:
                 raise IntegrityFailure("envelope names an unknown key")
             meta = _meta(fam, row)
-        self._by_id[(dek_id, version)] = meta
+        with self._lock:
+            if generation == self._generation:  # not shredded/rotated while we read
+                self._by_id[(dek_id, version)] = meta
         return meta
 
     def _load_current(self, topic: str, path: str, owner: str, spec: CipherSpec) -> _Meta:
@@ -463,6 +481,7 @@ class KeyManager:
         count = 0
         now = self.clock()
         for fam in self._families(topic, field):
+            destroyed: list[tuple[KekRef, bytes]] = []
             with transaction(self.sessions) as s:
                 rows = s.scalars(
                     select(DekVersionRow).where(
@@ -473,15 +492,16 @@ class KeyManager:
                     if before is not None and _aware(row.created_at) >= before:
                         continue
                     if row.wrapped is not None:
-                        self.kms.forget(KekRef(row.kek_alias, row.kek_version), row.wrapped)
+                        destroyed.append((KekRef(row.kek_alias, row.kek_version), row.wrapped))
                     row.wrapped, row.state, row.shredded_at = None, SHREDDED, now
                     self.audit.append(self._record("key.shredded", actor, fam, row))
                     count += 1
+            # After the commit: from here on nothing can load these keys again.
             with self._lock:
                 self._current.pop((fam.topic, fam.field), None)
-                for key in [k for k in self._by_id if k[0] == fam.dek_id]:
-                    self._by_id.pop(key, None)
             self._forget(fam.dek_id)
+            for kek, wrapped in destroyed:
+                self.kms.forget(kek, wrapped)
         return count
 
     def rotate_kek(self, department: str, *, actor: str = "system") -> int:
