@@ -15,7 +15,9 @@ Decisions (see also README "Field-level encryption"):
   Ciphers: AES-256-GCM (id 1, default), SM4-GCM (id 2; ``cryptography`` with OpenSSL's SM4).
 * **Keys** (:mod:`exchange.crypto.keys`): one DEK family per topic + field, numbered
   versions, each DEK wrapped by the owning department's KEK in the KMS and stored wrapped in
-  ``crypto_dek_versions``. Unwrapped DEKs live only in :class:`CachingKms` (bounded, TTL).
+  ``crypto_dek_versions``. Unwrapped DEKs live only in memory: :class:`CachingKms` (bounded,
+  5 min TTL) and the key manager's ready keys (bounded, 60 s). Another gateway instance
+  notices a shred or rotation within those 60 s; the instance that performs it at once.
   Rotation by age/use count or on demand; KEK rotation re-wraps DEKs; shredding deletes the
   wrapped DEK (tombstone row kept). Audited: key.created, key.rotated, key.shredded,
   kek.created, kek.rotated.
