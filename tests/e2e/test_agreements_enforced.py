@@ -232,6 +232,19 @@ def test_a_revoked_consent_withholds_that_subjects_later_records_only(
     assert [r["value"]["name"] for r in later] == ["Resident 1"]
     registrar.close()
 
+    # the withholding is audited (searchable by the subject), not silent
+    with new_client(admin, gateway.url, portal_dept, ["auditor"]) as auditor:
+
+        def events(kind: str, subject: str | None = None) -> list[Any]:
+            params = {"topic": s.topic, "type": kind, **({"subject": subject} if subject else {})}
+            found: list[Any] = auditor.call("GET", "/v1/audit/events", params=params)["events"]
+            return found
+
+        assert events("records.withheld", person(2)["citizen_id"])
+        assert events("records.withheld", person(3)["citizen_id"])
+        assert not events("records.withheld", person(1)["citizen_id"])
+        assert len(events("consent.revoked")) == 1
+
 
 def test_revocation_stops_webhook_delivery_within_2s(
     conditional: Scenario, gateway: ThreadGateway, admin: ExchangeClient
