@@ -143,8 +143,13 @@ def rotate_kek(
 
 @kms_app.command()
 @guarded
-def init(home: Path | None = HomeOption) -> None:
-    """Create the local keystore (or check the PKCS#11 token answers)."""
+def init(
+    department: list[str] = typer.Option(
+        [], "--department", help="Also make sure this department has a KEK (repeatable)"
+    ),
+    home: Path | None = HomeOption,
+) -> None:
+    """Create the local keystore (or check the PKCS#11 token answers); optionally KEKs."""
     from exchange.crypto.factory import build_kms
     from exchange.crypto.kms_local import LocalKms
     from exchange.errors import DependencyUnavailable
@@ -154,10 +159,16 @@ def init(home: Path | None = HomeOption) -> None:
     settings.resolved_home.mkdir(parents=True, exist_ok=True)
     kms = build_kms(settings, load_master_key(settings))
     if isinstance(kms, LocalKms):
-        created = kms.init()
-        state = "created" if created else "exists"
+        state = "created" if kms.init() else "exists"
         console.print(f"local keystore {state}: {kms.path}", highlight=False)
-        return
-    if not kms.ping():
+    elif kms.ping():
+        console.print(f"PKCS#11 token {settings.pkcs11_token_label} answers", highlight=False)
+    else:
         raise DependencyUnavailable(f"PKCS#11 token {settings.pkcs11_token_label} does not answer")
-    console.print(f"PKCS#11 token {settings.pkcs11_token_label} answers", highlight=False)
+    if department:
+        crypto = _open(home)
+        try:
+            for d in department:
+                console.print(f"{d}: KEK {crypto.keys.ensure_kek(d, actor=ACTOR)}", highlight=False)
+        finally:
+            crypto.close()

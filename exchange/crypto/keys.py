@@ -329,6 +329,10 @@ class KeyManager:
                 fam = s.scalars(query).one()
         return fam
 
+    def ensure_kek(self, department: str, *, actor: str = "system") -> KekRef:
+        """The department's current KEK, created (and audited) if it has none."""
+        return self._kek(department, actor)
+
     def _kek(self, owner: str, actor: str) -> KekRef:
         try:
             return self.kms.current_kek(owner)

@@ -90,6 +90,10 @@ def test_cli_keys_and_kms(tmp_path: Path) -> None:
     home = ["--home", str(tmp_path)]
     first = runner.invoke(cli, ["kms", "init", *home])
     assert first.exit_code == 0 and "created" in first.output
+    again = runner.invoke(cli, ["kms", "init", "--department", "civil", *home])
+    assert (
+        again.exit_code == 0 and "exists" in again.output and "civil: KEK civil#v1" in again.output
+    )
     settings = Settings(home=tmp_path)
     engine = make_engine(settings.sqlalchemy_url)
     migrate(engine)
