@@ -51,7 +51,7 @@ def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
-        raise InvalidToken("missing bearer token")
+        raise InvalidToken("missing bearer token", code="missing_token")
     return value.strip()
 
 

@@ -50,7 +50,13 @@ def problem(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
         "detail": detail,
         **extra,
     }
-    headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if status == 401 else None
+    # RFC 6750 §3.1: no error attribute when the request carried no credentials at all.
+    challenge = (
+        'Bearer realm="exchange"'
+        if code == "missing_token"
+        else ('Bearer realm="exchange", error="invalid_token"')
+    )
+    headers = {"WWW-Authenticate": challenge} if status == 401 else None
     return JSONResponse(
         body, status_code=status, media_type="application/problem+json", headers=headers
     )

@@ -87,7 +87,8 @@ def our_kid(gw: ThreadGateway) -> str:
 def test_no_token(gateway: ThreadGateway) -> None:
     r = httpx.get(f"{gateway.url}{DEPARTMENTS}")
     assert_unauthorized(r)
-    assert r.json()["code"] == "invalid_token"
+    assert r.json()["code"] == "missing_token"
+    assert "error=" not in r.headers["www-authenticate"]  # RFC 6750 §3.1: no credentials
 
 
 @pytest.mark.parametrize(
