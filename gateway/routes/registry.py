@@ -34,7 +34,7 @@ from exchange.errors import (
     NotFound,
 )
 from exchange.identity.tokens import InvalidToken
-from gateway.auth import authenticate_token, rate_limiter, services
+from gateway.auth import authenticate_token, limit_principal, rate_limiter, services
 from gateway.container import Services
 from schemas.errors import InvalidSchema, RegistryError
 from schemas.registry import SCHEMA_TYPES, SchemaRegistry, SchemaVersion
@@ -118,7 +118,7 @@ def caller(request: Request, svc: Services = Depends(services)) -> Caller:
     limiter = rate_limiter(svc)
     if scheme.lower() == "bearer" and value.strip():
         p = authenticate_token(svc, value.strip())
-        limiter.enforce(f"{'ext' if p.external else 'client'}:{p.client_id}")
+        limit_principal(svc, p)
         return Caller(p.client_id, p.roles)
     if scheme.lower() == "basic":
         # Secret checks are deliberately slow: limit guessing per address before checking.
