@@ -18,7 +18,11 @@ from gateway.services.webhooks import WebhookDispatcher
 def plugin(svc: Services) -> tuple[list[Any], Callable[[], None] | None]:
     svc.extras["publisher"] = Publisher(svc)
     svc.extras["subscriptions"] = SubscriptionStore(svc.sessions)
-    svc.extras["deliverer"] = Deliverer(svc)
+    svc.extras["deliverer"] = deliverer = Deliverer(svc)
+    if (agreements := svc.extras.get("agreements")) is not None:
+        # Approvals and revocations made through this instance bite at once; changes made
+        # elsewhere within the grant cache's second.
+        agreements.on_change(deliverer.forget)
     svc.extras["readers"] = readers = ReaderPool(svc.kafka)
     svc.extras["hubs"] = hubs = HubRegistry(svc.kafka)
     svc.extras["webhooks"] = webhooks = WebhookDispatcher(svc)

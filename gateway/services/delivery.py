@@ -65,6 +65,11 @@ class Deliverer:
             self._access[key] = fresh
         return fresh
 
+    def forget(self, consumer: str, topic: str) -> None:
+        """Drop the cached grant of a pair (an agreement changed in this process)."""
+        with self._lock:
+            self._access.pop((consumer, topic), None)
+
     def ensure_allowed(self, sub: Subscription, who_client: str) -> Access:
         """Fail unless the subscription may currently receive at least one field."""
         acc = self.access(sub)

@@ -209,6 +209,29 @@ def test_avro_wire_format_publish(scenario: Scenario) -> None:
     assert got[0]["key"] == "k7"
 
 
+def test_not_shared_topic_cannot_be_subscribed(
+    gateway: ThreadGateway, admin: ExchangeClient
+) -> None:
+    tag = str(time.time_ns())[-6:]
+    s = build(admin, gateway.url, share_type="unconditional")
+    admin.call(
+        "POST",
+        "/v1/topics",
+        json={
+            "name": f"{s.owner}.sealed-{tag}",
+            "owner": s.owner,
+            "partitions": 1,
+            "value_subject": s.subject,
+            "share_type": "not_shared",
+            "legal_basis": "State secrets law",
+        },
+    )
+    with pytest.raises(ApiError) as exc:
+        s.subscriber.subscribe(f"{s.owner}.sealed-{tag}")
+    assert exc.value.status == 403
+    s.close()
+
+
 def test_health_endpoints(gateway: ThreadGateway) -> None:
     assert httpx.get(f"{gateway.url}/healthz").json() == {"status": "ok"}
     assert httpx.get(f"{gateway.url}/readyz").json()["kafka"] == "up"
