@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from fastapi import Depends, HTTPException, Request
 
+from exchange.auditing import AuditRecord
 from exchange.identity.external import ExternalVerifier
 from exchange.identity.tokens import InvalidToken, Principal
 from gateway.container import Services
@@ -80,8 +81,20 @@ def require(*roles: str) -> Callable[..., Principal]:
     """Dependency: the caller must hold at least one of ``roles`` (RFC 6750 insufficient_scope)."""
     challenge = f'Bearer error="insufficient_scope", scope="{" ".join(roles)}"'
 
-    def check(p: Principal = Depends(principal)) -> Principal:
+    def check(
+        request: Request, p: Principal = Depends(principal), svc: Services = Depends(services)
+    ) -> Principal:
         if not any(p.has(r) for r in roles):
+            # An authorization failure is a security event: recorded before the 403 goes out.
+            svc.audit.append(
+                AuditRecord(
+                    "authz.denied",
+                    actor=p.client_id,
+                    department=p.department,
+                    outcome="denied",
+                    data={"method": request.method, "path": request.url.path, "roles": roles},
+                )
+            )
             raise HTTPException(
                 status_code=403,
                 detail=f"requires one of the roles: {', '.join(roles)}",

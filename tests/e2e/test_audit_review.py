@@ -141,10 +141,19 @@ def test_publish_subscribe_then_officer_review(
     s.close()
 
 
-def test_only_auditors_may_read(gateway: ThreadGateway, admin: ExchangeClient) -> None:
+def test_only_auditors_may_read_and_refusals_are_audited(
+    gateway: ThreadGateway, admin: ExchangeClient
+) -> None:
     for path in ("/v1/audit/events", "/v1/audit/checkpoint"):
         with pytest.raises(ApiError) as err:
             admin.call("GET", path)
         assert err.value.status == 403
     r = admin.http.get("/v1/audit/events")
     assert r.status_code == 401
+    office = f"audit-office-{uuid.uuid4().hex[:6]}"
+    admin.call("POST", "/v1/departments", json={"id": office, "name": "Audit", "level": "city"})
+    auditor = new_client(admin, gateway.url, office, ["auditor"])
+    denied = events(auditor, type="authz.denied", client=admin.client_id)
+    paths = {(e["data"]["path"], e["outcome"]) for e in denied}
+    assert {("/v1/audit/events", "denied"), ("/v1/audit/checkpoint", "denied")} <= paths
+    auditor.close()
