@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -264,12 +265,16 @@ class AuditService:
 
 
 class Checkpointer:
-    """Signs a checkpoint every ``interval`` seconds while the log grows; stop() to end."""
+    """Signs a checkpoint every ``interval`` seconds while the log grows, and applies the
+    retention once a day (after signing, so pruning never outruns the checkpoints)."""
+
+    PRUNE_EVERY_S = 24 * 3600.0
 
     def __init__(self, service: AuditService, interval: float) -> None:
         self.service, self.interval = service, interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="audit-checkpointer", daemon=True)
+        self._pruned_at: float | None = None
 
     def start(self) -> Checkpointer:
         self._thread.start()
@@ -279,8 +284,12 @@ class Checkpointer:
         while not self._stop.wait(self.interval):
             try:
                 self.service.checkpoint()
-            except Exception:  # keep signing later; the failure is logged, not fatal
-                log.warning("audit checkpoint failed", exc_info=True)
+                now = time.monotonic()
+                if self._pruned_at is None or now - self._pruned_at >= self.PRUNE_EVERY_S:
+                    self.service.prune()
+                    self._pruned_at = now
+            except Exception:  # keep trying later; the failure is logged, not fatal
+                log.warning("audit checkpoint or pruning failed", exc_info=True)
 
     def stop(self) -> None:
         self._stop.set()

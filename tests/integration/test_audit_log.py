@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from audit.keys import SubjectHasher
 from audit.merkle import SHA256
 from audit.models import AuditEventRow
 from audit.offline import verify_exported
-from audit.service import Filters
+from audit.service import Checkpointer, Filters
 from audit.settings import AuditSettings
 from audit.store import AuditLog, EventBus
 from exchange.auditing import AuditRecord
@@ -172,3 +173,16 @@ def test_sm3_log_verifies_and_its_hash_is_fixed_for_life(home: Path) -> None:
     assert report.ok and report.size == 9, report.line()
     with pytest.raises(ConfigurationError):
         open_audit(settings, session_factory(engine), None, AuditSettings(hash="sha256"))
+
+
+def test_ticker_signs_checkpoints_while_the_log_grows(home: Path) -> None:
+    audit = index_only(home)
+    audit.log.append_many([rec(i) for i in range(5)])
+    ticker = Checkpointer(audit.service, 0.05).start()
+    try:
+        deadline = time.monotonic() + 10  # a bound, not a timing assertion
+        while (cp := audit.service.latest_checkpoint()) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        ticker.stop()
+    assert cp is not None and cp.size == 5
