@@ -134,6 +134,12 @@ def test_publish_subscribe_then_officer_review(
         h, cp1.size, cp2.size, [bytes.fromhex(p) for p in c["proof"]], cp1.root, cp2.root
     )
 
+    # The whole log so far verifies from the index and from the Kafka topic.
+    service = gateway.services.extras["audit"]
+    for source in ("db", "kafka"):
+        report = service.verify(source)
+        assert report.ok and report.size >= cp2.size and report.checkpoints >= 2, report.line()
+
     # The officer's own reads are audited too; the subject they asked about only as a hash.
     reads = events(auditor, type="audit.read", client=auditor.client_id)
     assert {r["data"]["what"] for r in reads} >= {"events", "checkpoint", "inclusion_proof"}
