@@ -2,10 +2,16 @@
 
 Leaf indexes come from the ``audit_head`` row, locked for the whole write, so several gateway
 processes sharing one database never produce gaps or duplicates and Kafka sees events in
-index order. Within a process, concurrent callers are group-committed: whoever holds the
-write lock writes everyone's waiting events as one batch (one Kafka round trip, one commit).
-Nothing returns before Kafka (acks=all) and the database both hold the events; otherwise
-:class:`DependencyUnavailable` is raised and the caller must not acknowledge its action.
+index order. Within a process, concurrent callers are group-committed: one caller writes
+everything queued as one batch (one Kafka round trip, one commit), then hands the writer role
+to the next waiter. Nothing returns before Kafka (acks=all) and the database both hold the
+events; otherwise :class:`DependencyUnavailable` is raised and the caller must not
+acknowledge its action.
+
+Known window: if the database commit fails *after* Kafka acknowledged a batch (a crash or a
+lost database between the two), those messages stay in the topic while their indexes are
+handed out again; ``verify --source kafka`` then reports the index as reordered. That is the
+truth (the topic holds an event the index lost) and needs an operator, not a silent repair.
 """
 
 from __future__ import annotations
