@@ -1,0 +1,81 @@
+"""Two gateway processes appending to one audit log over PostgreSQL and one Kafka topic.
+
+The head-row lock must hand out indexes without gaps or duplicates across processes, and
+Kafka must receive the events in index order, so both sources verify.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from audit.factory import open_audit
+from audit.settings import AuditSettings
+from exchange.db import make_engine, migrate, session_factory
+from exchange.kafka.client import KafkaAdapter
+from exchange.settings import Settings
+from tests.integration.test_registry_postgres import pg_url  # noqa: F401 - the cluster fixture
+
+pytestmark = [pytest.mark.slow, pytest.mark.kafka]
+
+WORKER = """
+import sys, time
+from pathlib import Path
+from audit.factory import open_log
+from audit.settings import AuditSettings
+from exchange.auditing import AuditRecord
+from exchange.db import make_engine, session_factory
+from exchange.kafka.client import KafkaAdapter
+from exchange.settings import Settings
+
+url, home, bootstrap, topic, go, me = sys.argv[1:7]
+settings = Settings(home=Path(home), database_url=url, kafka_bootstrap=bootstrap)
+kafka = KafkaAdapter(bootstrap, client_id=f"audit-pg-{me}")
+log = open_log(settings, session_factory(make_engine(url)), kafka, AuditSettings(topic=topic),
+               announce=False)
+while not Path(go).exists():
+    time.sleep(0.01)
+for i in range(20):
+    log.append(AuditRecord("pg.single", actor=f"proc-{me}", data={"i": i}))
+    log.append_many([AuditRecord("pg.batch", actor=f"proc-{me}", data={"i": i, "k": k})
+                     for k in range(3)])
+kafka.close()
+"""
+
+
+def test_two_processes_share_one_log(
+    pg_url: str,  # noqa: F811
+    kafka_bootstrap: str,
+    tmp_path: Path,
+) -> None:
+    home, go = tmp_path / "home", tmp_path / "go"
+    home.mkdir()
+    topic = f"_exchange.audit.pg-{uuid.uuid4().hex[:8]}"
+    settings = Settings(home=home, database_url=pg_url, kafka_bootstrap=kafka_bootstrap)
+    engine = make_engine(pg_url)
+    migrate(engine)
+    kafka = KafkaAdapter(kafka_bootstrap, client_id="audit-pg-main")
+    audit = open_audit(
+        settings, session_factory(engine), kafka, AuditSettings(topic=topic), announce=False
+    )
+    args = [pg_url, str(home), kafka_bootstrap, topic, str(go)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WORKER, *args, str(me)], stderr=subprocess.PIPE)
+        for me in (0, 1)
+    ]
+    time.sleep(0.5)
+    go.touch()
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+    audit.service.checkpoint()
+    for source in ("db", "kafka"):
+        report = audit.service.verify(source)
+        assert report.ok and report.size == 2 * 20 * 4, (source, report.line())
+    kafka.close()
+    engine.dispose()
