@@ -163,6 +163,11 @@ def _walk(
     if expected_size is not None and expected_size > tree.size:
         raise _Fail(tree.size, "truncated", f"log ends at {tree.size}, head says {expected_size}")
     report.size, report.root = tree.size, tree.root()
+    covered = max((cp.size for cp in cps), default=0)
+    if covered < tree.size:
+        report.notes.append(
+            f"events {covered}..{tree.size - 1} are not yet covered by a signed checkpoint"
+        )
     return report
 
 

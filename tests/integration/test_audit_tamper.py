@@ -212,3 +212,25 @@ def test_kafka_tampering_is_named(case: str, log: Log, kafka_bootstrap: str) -> 
     code, out = verify(log.home, kafka_bootstrap, "--source", "kafka", "--topic", copy)
     assert code == 1
     assert f"TAMPERED at index {index}: {kind}" in out, out
+
+
+def test_insider_truncation_with_checkpoints_erased_needs_a_saved_checkpoint(
+    log: Log, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Truncate, fix the head row and delete every stored checkpoint: the database alone now
+    looks consistent, but the officer's saved checkpoint still names the index."""
+    saved = tmp_path / "saved-checkpoint.txt"
+    saved.write_text(log.audit.service.latest_checkpoint().note)  # type: ignore[union-attr]
+    home = _copy(log.home, tmp_path / "home")
+    _sql(
+        home,
+        "DELETE FROM audit_subjects WHERE idx >= 30",
+        "DELETE FROM audit_events WHERE idx >= 30",
+        "UPDATE audit_head SET size = 30, last_hash = (SELECT hex(leaf_hash) FROM audit_events"
+        " WHERE idx = 29)",
+        "DELETE FROM audit_checkpoints",
+    )
+    code, out = verify(home, kafka_bootstrap, "--source", "db")
+    assert code == 0 and "not yet covered by a signed checkpoint" in out, out
+    code, out = verify(home, kafka_bootstrap, "--source", "db", "--from-checkpoint", str(saved))
+    assert code == 1 and "TAMPERED at index 30: truncated" in out, out
