@@ -6,6 +6,7 @@ project the value, and audit what was delivered and what was withheld.
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -22,7 +23,7 @@ from exchange.delivery.store import Subscription
 from exchange.errors import ExchangeError, Forbidden, NotFound
 from exchange.kafka.client import InRecord
 from gateway.container import Services
-from gateway.services.fields import get_path, project, sealed_fields, subject_paths
+from gateway.services.fields import get_path, project, subject_paths
 from gateway.services.publisher import SCHEMA_ID_HEADER
 
 GRANT_TTL_S = 1.0  # revocation must bite within 2 s; grants are re-read at least every second
@@ -45,6 +46,7 @@ class Deliverer:
     def __init__(self, svc: Services) -> None:
         self.svc = svc
         self._access: dict[tuple[str, str], Access] = {}
+        self._sealed_by_wire: dict[int, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     # -- access --------------------------------------------------------------------------
@@ -64,6 +66,20 @@ class Deliverer:
         with self._lock:
             self._access[key] = fresh
         return fresh
+
+    def _sealed(self, wire_id: int) -> dict[str, Any]:
+        """Sealed path → original type, read from the wire (sealed) schema itself, so a
+        record is opened exactly where it was sealed; schemas are immutable, so cache."""
+        with self._lock:
+            hit = self._sealed_by_wire.get(wire_id)
+        if hit is None:
+            from exchange.crypto.sealing import sealed_fields as sealed_types
+
+            schema = json.loads(self.svc.extras["registry"].by_id(wire_id).schema)
+            hit = sealed_types(schema)
+            with self._lock:
+                self._sealed_by_wire[wire_id] = hit
+        return hit
 
     def forget(self, consumer: str, topic: str) -> None:
         """Drop the cached grant of a pair (an agreement changed in this process)."""
@@ -149,7 +165,7 @@ class Deliverer:
             if base.withhold or not base.allowed:
                 out.withheld.append(_withheld(r, base.reason or "not_allowed"))
                 continue
-            sealed = sealed_fields(fields)
+            sealed = self._sealed(wire_id) if wire_id != plain_id else {}
             redacted: dict[str, str] = {}
             if sealed:
                 need = (set(base.allowed) | set(subject_paths(fields))) & set(sealed)

@@ -99,10 +99,13 @@ class Publisher:
         sealed = sealed_fields(stored.fields)
         wire_id, wire_parsed = plain_id, stored.parsed
         if sealed:
+            from exchange.crypto.sealing import sealed_fields as sealed_types
             from exchange.crypto.sealing import sealed_schema
 
             schema_json = json.loads(stored.schema)
             sealed_json = sealed_schema(schema_json, set(sealed))
+            # Original types with named types expanded: each parses on its own.
+            sealed = sealed_types(sealed_json)
             sealed_subject = f"{subject}-sealed"
             # Sealed subjects follow their plain subject; compatibility is checked there.
             registry.set_config(sealed_subject, "NONE")

@@ -235,3 +235,33 @@ def test_not_shared_topic_cannot_be_subscribed(
 def test_health_endpoints(gateway: ThreadGateway) -> None:
     assert httpx.get(f"{gateway.url}/healthz").json() == {"status": "ok"}
     assert httpx.get(f"{gateway.url}/readyz").json()["kafka"] == "up"
+
+
+def test_sensitive_field_typed_by_a_named_reference(
+    gateway: ThreadGateway, admin: ExchangeClient
+) -> None:
+    schema = {
+        "type": "record",
+        "name": "Move",
+        "namespace": "gov.civil",
+        "fields": [
+            {"name": "name", "type": "string", "classification": "public"},
+            {
+                "name": "origin",
+                "type": {
+                    "type": "record",
+                    "name": "Place",
+                    "fields": [{"name": "city", "type": "string"}],
+                },
+            },
+            {"name": "destination", "type": "Place", "classification": "sensitive"},
+        ],
+    }
+    s = build(admin, gateway.url, schema=schema)
+    value = {"name": "Li", "origin": {"city": "Ningbo"}, "destination": {"city": "Wenzhou"}}
+    s.publisher.publish(s.topic, [{"value": value}])
+    grant(s, ["name", "destination"])
+    sub = s.subscriber.subscribe(s.topic)
+    [rec] = poll_all(s.subscriber, sub, 1)
+    assert rec["value"] == {"name": "Li", "destination": {"city": "Wenzhou"}}
+    s.close()
