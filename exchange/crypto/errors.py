@@ -14,7 +14,10 @@ class KmsUnavailable(DependencyUnavailable):
     code = "kms_unavailable"
 
 
-class KekNotFound(NotFound):
+class KekNotFound(DependencyUnavailable):
+    """The KMS does not hold a KEK the control plane refers to (e.g. a keystore that is not
+    shared between gateway replicas): the server's state, not the caller's mistake — 503."""
+
     code = "kek_not_found"
 
 
