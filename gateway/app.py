@@ -34,7 +34,6 @@ PLUGINS: list[Plugin] = [
     keys.plugin,  # exchange.crypto: FieldCrypto in svc.extras["crypto"], key admin routes
     dataplane.plugin,  # topics, publishing, subscriptions, delivery (looks others up lazily)
     audit_routes.plugin,  # audit package: officer review, proofs, checkpoint ticker
-    # registry.plugin, catalog/consent plugin, crypto plugin, topics+publish, delivery, audit
 ]
 
 
