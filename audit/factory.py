@@ -10,7 +10,7 @@ from audit.database import audit_sessions
 from audit.keys import SubjectHasher, load_hmac_key, load_signer
 from audit.merkle import hasher
 from audit.service import AuditService
-from audit.settings import AuditSettings
+from audit.settings import AuditSettings, checkpoint_topic
 from audit.store import AuditLog, EventBus, ensure_head
 from exchange.auditing import AuditRecord, AuditSink
 from exchange.kafka.client import KafkaAdapter
@@ -40,6 +40,7 @@ def open_log(
     sessions = audit_sessions(settings, sessions)
     if kafka is not None:
         kafka.ensure_topic(a.topic, 1, retention_ms=a.retention_days * DAY_MS)
+        kafka.ensure_topic(checkpoint_topic(a.topic), 1, retention_ms=-1)  # kept for good
     bus = EventBus(kafka, a.topic)
     bus.log_id = ensure_head(sessions, h)
     key = load_hmac_key(settings.resolved_home, a)

@@ -19,12 +19,12 @@ from audit.events import AuditEvent, decode
 from audit.keys import SubjectHasher
 from audit.merkle import MerkleTree, decompose
 from audit.models import AuditCheckpointRow, AuditEventRow, AuditHeadRow, AuditSubjectRow
-from audit.settings import AuditSettings
-from audit.store import HEAD_ID, AuditLog
+from audit.settings import AuditSettings, checkpoint_topic
+from audit.store import HEAD_ID, LOG_HEADER, AuditLog
 from audit.verify import Report, verify_log
 from exchange.db import transaction
-from exchange.errors import DependencyUnavailable, InvalidInput, NotFound
-from exchange.kafka.client import KafkaAdapter
+from exchange.errors import DependencyUnavailable, ExchangeError, InvalidInput, NotFound
+from exchange.kafka.client import KafkaAdapter, OutRecord
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,21 @@ class AuditService:
         except DependencyUnavailable as exc:
             if not isinstance(exc.__cause__, IntegrityError):
                 raise  # else another process signed the same size: same root, keep theirs
+            return SignedCheckpoint(size, cp.root, note)
+        self._publish(note)
         return SignedCheckpoint(size, cp.root, note)
+
+    def _publish(self, note: str) -> None:
+        """Also keep the note in Kafka, so the topic verifies without the database's copy."""
+        if self.kafka is None:
+            return
+        headers = [(LOG_HEADER, self.log.bus.log_id.encode())]
+        try:
+            self.kafka.send_durably(
+                checkpoint_topic(self.settings.topic), OutRecord(None, note.encode(), headers)
+            )
+        except ExchangeError:  # the database holds it; the next checkpoint tries again
+            log.warning("checkpoint not written to Kafka")
 
     def latest_checkpoint(self) -> SignedCheckpoint | None:
         with transaction(self.sessions) as s:
@@ -214,8 +228,10 @@ class AuditService:
         elif source == "kafka":
             if self.kafka is None:
                 raise InvalidInput("no Kafka configured to verify against")
+            log_id = self.log.bus.log_id
+            notes = notes + sources.kafka_checkpoints(self.kafka, self.settings.topic, log_id)
             entries = sources.skip_pruned(
-                sources.kafka_entries(self.kafka, self.settings.topic, self.log.bus.log_id), anchor
+                sources.kafka_entries(self.kafka, self.settings.topic, log_id), anchor
             )
             expected = None  # the index may lag Kafka; checkpoints bound truncation
         else:

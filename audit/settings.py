@@ -23,3 +23,8 @@ class AuditSettings(BaseSettings):
         default=None, description="Base64 Ed25519 seed signing checkpoints; else a 0600 file."
     )
     signer_name: str = "exchange-audit"
+
+
+def checkpoint_topic(topic: str) -> str:
+    """Signed checkpoints of the log in ``topic`` are also kept in Kafka, next to it."""
+    return f"{topic}.checkpoints"

@@ -9,11 +9,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from audit.models import AuditCheckpointRow, AuditEventRow, AuditHeadRow, AuditSubjectRow
+from audit.settings import checkpoint_topic
 from audit.store import HEAD_ID, LOG_HEADER
 from audit.verify import Anchor, StoredEntry
 from exchange.db import transaction
 from exchange.errors import NotFound
-from exchange.kafka.client import KafkaAdapter
+from exchange.kafka.client import InRecord, KafkaAdapter
 
 CHUNK = 5000
 
@@ -75,6 +76,21 @@ def kafka_entries(
     kafka: KafkaAdapter, topic: str, log_id: str, idle_ms: int = 2000
 ) -> Iterator[StoredEntry]:
     """This log's messages of the (one-partition) audit topic, in offset order, to its end."""
+    for rec in _messages(kafka, topic, log_id, idle_ms):
+        yield StoredEntry(rec.value, where=f"offset {rec.offset}")
+
+
+def kafka_checkpoints(kafka: KafkaAdapter, topic: str, log_id: str) -> list[str]:
+    """The signed notes kept beside the topic (none if that topic does not exist)."""
+    try:
+        return [r.value.decode() for r in _messages(kafka, checkpoint_topic(topic), log_id)]
+    except NotFound:
+        return []
+
+
+def _messages(
+    kafka: KafkaAdapter, topic: str, log_id: str, idle_ms: int = 2000
+) -> Iterator[InRecord]:
     if topic not in kafka.list_topics():
         raise NotFound(f"audit topic {topic} does not exist")
     want = log_id.encode()
@@ -86,9 +102,7 @@ def kafka_entries(
             batch = reader.poll(timeout_ms=idle_ms, max_records=2000)
             if not batch:
                 break
-            for rec in batch:
-                if dict(rec.headers).get(LOG_HEADER) == want:
-                    yield StoredEntry(rec.value, where=f"offset {rec.offset}")
+            yield from (r for r in batch if dict(r.headers).get(LOG_HEADER) == want)
     finally:
         reader.close()
 

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from audit.events import decode
 from audit.factory import Audit, open_audit
-from audit.settings import AuditSettings
+from audit.settings import AuditSettings, checkpoint_topic
 from exchange.auditing import AuditRecord
 from exchange.cli.main import app
 from exchange.db import make_engine, migrate, session_factory
@@ -234,3 +234,29 @@ def test_insider_truncation_with_checkpoints_erased_needs_a_saved_checkpoint(
     assert code == 0 and "not yet covered by a signed checkpoint" in out, out
     code, out = verify(home, kafka_bootstrap, "--source", "db", "--from-checkpoint", str(saved))
     assert code == 1 and "TAMPERED at index 30: truncated" in out, out
+
+
+def test_kafka_keeps_its_own_checkpoints(log: Log, kafka_bootstrap: str, tmp_path: Path) -> None:
+    """With every checkpoint erased from the database, the topic's truncation is still found
+    by the signed notes kept in Kafka beside it."""
+    copy = f"{log.topic}.erased"
+    kafka = KafkaAdapter(kafka_bootstrap, client_id="audit-tamper-copy")
+    try:
+        reader = kafka.reader(checkpoint_topic(log.topic))
+        reader.seek({})
+        notes: list[InRecord] = []
+        while len(notes) < 3:
+            notes += reader.poll(timeout_ms=2000)
+        reader.close()
+        assert len(notes) == 3
+        for name, records in ((copy, log.messages[:36]), (checkpoint_topic(copy), notes)):
+            kafka.ensure_topic(name, 1)
+            kafka.send_many_durably(name, [OutRecord(m.key, m.value, m.headers) for m in records])
+    finally:
+        kafka.close()
+    home = _copy(log.home, tmp_path / "home")
+    _sql(home, "DELETE FROM audit_checkpoints")
+    code, out = verify(home, kafka_bootstrap, "--source", "kafka", "--topic", log.topic)
+    assert code == 0 and "3 checkpoints verified" in out, out
+    code, out = verify(home, kafka_bootstrap, "--source", "kafka", "--topic", copy)
+    assert code == 1 and "TAMPERED at index 36: truncated" in out, out
