@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from audit import sources
-from audit.checkpoint import Checkpoint, Signer, Verifier, open_note
+from audit.checkpoint import Checkpoint, Signer, Verifier
 from audit.events import AuditEvent, decode
 from audit.keys import SubjectHasher
 from audit.merkle import MerkleTree, decompose
@@ -310,10 +310,6 @@ class Checkpointer:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
-
-
-def check_note(service: AuditService, note: str) -> Checkpoint:
-    return open_note(note, service.signer.verifier)
 
 
 def _ts(dt: datetime) -> str:
