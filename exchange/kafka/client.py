@@ -66,15 +66,19 @@ class KafkaAdapter:
         client_id: str = "exchange",
         replication: int = 1,
         request_timeout_ms: int = 15000,
+        transactional_producers: int = 4,
     ) -> None:
         self.bootstrap = bootstrap
         self.client_id = client_id
         self.replication = replication
         self.timeout_ms = request_timeout_ms
         self._admin: KafkaAdminClient | None = None
-        self._tx: KafkaProducer | None = None
+        # A transaction holds its producer until commit; a small pool lets concurrent batches
+        # (several publishing clients) overlap their round trips instead of queueing.
+        self._tx_idle: list[KafkaProducer] = []
+        self._tx_all: list[KafkaProducer] = []
+        self._tx_slots = threading.BoundedSemaphore(transactional_producers)
         self._plain: KafkaProducer | None = None
-        self._tx_lock = threading.Lock()
         self._lock = threading.Lock()
 
     # -- admin ---------------------------------------------------------------------------
@@ -140,29 +144,32 @@ class KafkaAdapter:
             return False
 
     # -- producing -----------------------------------------------------------------------
-    def _transactional(self) -> KafkaProducer:
-        if self._tx is None:
-            try:
-                self._tx = KafkaProducer(
-                    bootstrap_servers=self.bootstrap,
-                    client_id=f"{self.client_id}-tx",
-                    transactional_id=f"{self.client_id}-{uuid.uuid4()}",
-                    enable_idempotence=True,
-                    acks="all",
-                    linger_ms=0,
-                    max_request_size=16 * 1024 * 1024,
-                    request_timeout_ms=self.timeout_ms,
-                )
-                self._tx.init_transactions()
-            except KafkaError as exc:
-                self._tx = None
-                raise KafkaUnavailable("Kafka transactional producer unavailable") from exc
-        return self._tx
+    def _new_transactional(self) -> KafkaProducer:
+        try:
+            producer = KafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                client_id=f"{self.client_id}-tx",
+                transactional_id=f"{self.client_id}-{uuid.uuid4()}",
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=0,
+                max_request_size=16 * 1024 * 1024,
+                request_timeout_ms=self.timeout_ms,
+            )
+            producer.init_transactions()
+        except KafkaError as exc:
+            raise KafkaUnavailable("Kafka transactional producer unavailable") from exc
+        with self._lock:
+            self._tx_all.append(producer)
+        return producer
 
     def publish_atomically(self, topic: str, records: Sequence[OutRecord]) -> list[Position]:
         """Write all records in one Kafka transaction; all become visible or none do."""
-        with self._tx_lock:
-            producer = self._transactional()
+        with self._tx_slots:
+            with self._lock:
+                producer = self._tx_idle.pop() if self._tx_idle else None
+            producer = producer or self._new_transactional()
+            healthy = True
             try:
                 producer.begin_transaction()
                 futures = [
@@ -173,21 +180,29 @@ class KafkaAdapter:
                 metas = [f.get(timeout=self.timeout_ms / 1000) for f in futures]
                 producer.commit_transaction()
             except UnknownTopicOrPartitionError as exc:
-                self._abort(producer)
+                healthy = self._abort(producer)
                 raise NotFound(f"Kafka topic {topic} does not exist") from exc
             except KafkaError as exc:
-                self._abort(producer)
+                healthy = self._abort(producer)
                 raise KafkaUnavailable(f"publishing to {topic} failed: {exc}") from exc
+            finally:
+                with self._lock:
+                    if healthy:
+                        self._tx_idle.append(producer)
+                    elif producer in self._tx_all:
+                        self._tx_all.remove(producer)
         return [Position(m.partition, m.offset) for m in metas]
 
-    def _abort(self, producer: KafkaProducer) -> None:
+    def _abort(self, producer: KafkaProducer) -> bool:
+        """Abort the open transaction; False if the producer is broken (fenced, closed)."""
         try:
             producer.abort_transaction()
+            return True
         except KafkaError:
-            # The producer may be fenced or broken; rebuild it on next use.
             log.warning("aborting Kafka transaction failed; recreating producer")
-            producer.close(timeout=1)
-            self._tx = None
+            with contextlib.suppress(KafkaError):
+                producer.close(timeout=1)
+            return False
 
     def send_durably(self, topic: str, record: OutRecord) -> Position:
         """One record, acks=all, idempotent, waited for: used for audit events."""
@@ -235,11 +250,13 @@ class KafkaAdapter:
         return TopicReader(self._consumer(max_poll_records=2000), topic)
 
     def close(self) -> None:
-        for closable in (self._tx, self._plain, self._admin):
+        with self._lock:
+            producers, self._tx_all, self._tx_idle = self._tx_all, [], []
+        for closable in (*producers, self._plain, self._admin):
             if closable is not None:
                 with contextlib.suppress(KafkaError):
                     closable.close()
-        self._tx = self._plain = self._admin = None
+        self._plain = self._admin = None
 
 
 class TopicReader:

@@ -355,6 +355,8 @@ async def _events(
     yield b": connected\n\n"
 
     async def allowed() -> bool:
+        if deliverer.allowed_now(sub):  # fresh cached "yes": no thread hop, no I/O
+            return True
         try:
             await run_in_threadpool(deliverer.ensure_allowed, sub, who.client_id)
             return True

@@ -162,8 +162,35 @@ async def get_topic(
     return _out(await run_in_threadpool(svc.extras["catalog"].get, topic))
 
 
+def _inline(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema with its $defs inlined (for a hand-declared request body)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return dict(walk(schema))
+
+
 @router.post(
     "/v1/topics/{topic}/records",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": _inline(PublishIn)},
+                AVRO_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
     response_model=PublishOut,
     summary="Publish a batch atomically (JSON, or Avro in Confluent wire format)",
     description=(
@@ -248,6 +275,8 @@ def _json_body(body: bytes) -> PublishIn:
         raw = json.loads(body)
     except ValueError as exc:
         raise InvalidInput(f"body is not valid JSON: {exc}") from exc
+    if fast := _fast_shape(raw):
+        return fast
     try:
         return PublishIn.model_validate(raw)
     except ValidationError as exc:
@@ -255,6 +284,31 @@ def _json_body(body: bytes) -> PublishIn:
             {"path": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]} for e in exc.errors()
         ]
         raise InvalidInput("request body does not have the publish shape", errors=errors) from exc
+
+
+def _fast_shape(raw: Any) -> PublishIn | None:
+    """The common well-formed body, checked by hand: pydantic validating 500 nested records
+    was a third of the publish path's CPU. Anything unusual goes to pydantic for its errors."""
+    if not isinstance(raw, dict) or set(raw) - {"records", "schema_version"}:
+        return None
+    records, version = raw.get("records"), raw.get("schema_version", "latest")
+    if not isinstance(records, list) or not records:
+        return None
+    if not (version == "latest" or (isinstance(version, int) and not isinstance(version, bool))):
+        return None
+    out: list[RecordIn] = []
+    for r in records:
+        if not isinstance(r, dict) or "value" not in r or set(r) - {"key", "value", "headers"}:
+            return None
+        key, headers = r.get("key"), r.get("headers") or {}
+        if key is not None and not isinstance(key, str):
+            return None
+        if not isinstance(headers, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+        ):
+            return None
+        out.append(RecordIn.model_construct(key=key, value=r["value"], headers=headers))
+    return PublishIn.model_construct(records=out, schema_version=version)
 
 
 _U32 = struct.Struct(">I")

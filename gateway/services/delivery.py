@@ -47,6 +47,7 @@ class Deliverer:
         self.svc = svc
         self._access: dict[tuple[str, str], Access] = {}
         self._sealed_by_wire: dict[int, dict[str, Any]] = {}
+        self._verdicts: dict[tuple[str, str, frozenset[str] | None], tuple[float, bool]] = {}
         self._lock = threading.Lock()
 
     # -- access --------------------------------------------------------------------------
@@ -81,6 +82,32 @@ class Deliverer:
                 self._sealed_by_wire[wire_id] = hit
         return hit
 
+    def _open_to(self, sub: Subscription, acc: Access) -> bool:
+        """May ``sub`` receive any field now? Decided once per grant refresh, not per call:
+        1,639 open streams re-check every second."""
+        key = (sub.consumer, sub.topic, sub.fields)
+        with self._lock:
+            hit = self._verdicts.get(key)
+        if hit is not None and hit[0] == acc.checked_at:
+            return hit[1]
+        verdict = bool(
+            self._decision(sub, acc, self._latest_fields(acc.entry), upper_bound=True).allowed
+        )
+        with self._lock:
+            self._verdicts[key] = (acc.checked_at, verdict)
+        return verdict
+
+    def allowed_now(self, sub: Subscription) -> bool | None:
+        """The cached verdict if it is fresh (no I/O, safe on the event loop), else None."""
+        with self._lock:
+            acc = self._access.get((sub.consumer, sub.topic))
+            hit = self._verdicts.get((sub.consumer, sub.topic, sub.fields))
+        if acc is None or hit is None or hit[0] != acc.checked_at:
+            return None
+        if time.monotonic() - acc.checked_at >= GRANT_TTL_S:
+            return None
+        return hit[1]
+
     def forget(self, consumer: str, topic: str) -> None:
         """Drop the cached grant of a pair (an agreement changed in this process)."""
         with self._lock:
@@ -89,7 +116,7 @@ class Deliverer:
     def ensure_allowed(self, sub: Subscription, who_client: str) -> Access:
         """Fail unless the subscription may currently receive at least one field."""
         acc = self.access(sub)
-        if not self._decision(sub, acc, self._latest_fields(acc.entry), upper_bound=True).allowed:
+        if not self._open_to(sub, acc):
             self.svc.audit.append(
                 AuditRecord(
                     "delivery.denied",
@@ -150,6 +177,7 @@ class Deliverer:
         crypto = self.svc.extras.get("crypto")
         decoded: list[tuple[InRecord, int, dict[str, Any], dict[str, str], list[Any]]] = []
         out = Rendered()
+        bases: dict[int, Any] = {}
         for r in records:
             try:
                 wire_id, body = wire.unframe(r.value)
@@ -161,7 +189,10 @@ class Deliverer:
                     raise
                 out.withheld.append(_withheld(r, "undecodable"))
                 continue
-            base = self._decision(sub, acc, fields, upper_bound=True)
+            # Decisions depend on the schema (and the subject's consent), not the record.
+            base = bases.get(plain_id)
+            if base is None:
+                base = bases[plain_id] = self._decision(sub, acc, fields, upper_bound=True)
             if base.withhold or not base.allowed:
                 out.withheld.append(_withheld(r, base.reason or "not_allowed"))
                 continue
@@ -196,13 +227,17 @@ class Deliverer:
                 sub.consumer, sub.topic, subjects, datetime.now(UTC)
             )
 
+        finals: dict[tuple[int, Any, Any], Any] = {}
         delivered_fields: set[str] = set()
         delivered_subjects: set[str] = set()
         withheld_subjects: set[str] = set()
         for r, plain_id, value, redacted, fields in decoded:
             found = [str(x) for p in subject_paths(fields) if (x := get_path(value, p)) is not None]
             consent = consents.get(found[0]) if found else None
-            decision = self._decision(sub, acc, fields, consent)
+            dkey = (plain_id, getattr(consent, "consent_id", None), getattr(consent, "version", 0))
+            decision = finals.get(dkey)
+            if decision is None:
+                decision = finals[dkey] = self._decision(sub, acc, fields, consent)
             if decision.withhold or not decision.allowed:
                 out.withheld.append(_withheld(r, decision.reason or "no_consent"))
                 withheld_subjects.update(found)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +36,7 @@ from gateway.services.fields import get_path, sealed_fields, subject_paths
 
 SCHEMA_ID_HEADER = "exchange.schema_id"
 PUBLISHER_HEADER = "exchange.publisher"
+LATEST_TTL_S = 1.0
 
 
 class BatchRejected(InvalidInput):
@@ -72,6 +74,7 @@ class Publisher:
     def __init__(self, svc: Services) -> None:
         self.svc = svc
         self._plans: dict[int, SealedPlan] = {}
+        self._latest: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
 
     # -- access --------------------------------------------------------------------------
@@ -121,10 +124,22 @@ class Publisher:
         return p
 
     def resolve_version(self, subject: str, version: int | str) -> int:
+        # "latest" is looked up at most once a second per subject: a newly registered
+        # version is used by publishes that start up to a second later.
+        now = time.monotonic()
+        if version == "latest":
+            with self._lock:
+                hit = self._latest.get(subject)
+            if hit is not None and now - hit[1] < LATEST_TTL_S:
+                return hit[0]
         try:
-            return int(self.svc.extras["registry"].version(subject, version).id)
+            found = int(self.svc.extras["registry"].version(subject, version).id)
         except NotFound as exc:
             raise InvalidInput(f"schema {subject} version {version} is not registered") from exc
+        if version == "latest":
+            with self._lock:
+                self._latest[subject] = (found, now)
+        return found
 
     # -- publish -------------------------------------------------------------------------
     def publish_json(

@@ -265,3 +265,11 @@ def test_sensitive_field_typed_by_a_named_reference(
     [rec] = poll_all(s.subscriber, sub, 1)
     assert rec["value"] == {"name": "Li", "destination": {"city": "Wenzhou"}}
     s.close()
+
+
+def test_openapi_documents_both_publish_bodies(gateway: ThreadGateway) -> None:
+    spec = httpx.get(f"{gateway.url}/openapi.json").json()
+    body = spec["paths"]["/v1/topics/{topic}/records"]["post"]["requestBody"]["content"]
+    assert set(body) == {"application/json", "application/vnd.exchange.avro"}
+    record = body["application/json"]["schema"]["properties"]["records"]["items"]
+    assert {"key", "value", "headers"} <= set(record["properties"])

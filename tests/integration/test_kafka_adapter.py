@@ -54,3 +54,34 @@ def test_durable_send_returns_position(adapter: KafkaAdapter) -> None:
     second = adapter.send_durably(topic, OutRecord(None, b"b"))
     assert (first.partition, second.offset) == (0, first.offset + 1)
     assert adapter.ping()
+
+
+def test_concurrent_transactions_use_the_producer_pool(adapter: KafkaAdapter) -> None:
+    import threading
+
+    topic = f"test.pool-{uuid.uuid4().hex[:8]}"
+    adapter.create_topic(topic, 3)
+    results: list[list[tuple[int, int]]] = []
+
+    def publish(n: int) -> None:
+        batch = [OutRecord(f"{n}-{i}".encode(), f"v{n}-{i}".encode()) for i in range(50)]
+        pos = adapter.publish_atomically(topic, batch)
+        results.append([(p.partition, p.offset) for p in pos])
+
+    threads = [threading.Thread(target=publish, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    positions = [p for r in results for p in r]
+    assert len(results) == 8
+    assert len(set(positions)) == 8 * 50  # no position handed out twice
+    reader = adapter.reader(topic)
+    reader.seek({})
+    got = []
+    for _ in range(40):
+        got += reader.poll(timeout_ms=500)
+        if len(got) >= 400:
+            break
+    reader.close()
+    assert len(got) == 400
