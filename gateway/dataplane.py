@@ -11,6 +11,7 @@ from exchange.delivery.store import SubscriptionStore
 from gateway.container import Services
 from gateway.routes import subscriptions, topics
 from gateway.services.delivery import Deliverer
+from gateway.services.fanout import GroupRegistry
 from gateway.services.publisher import Publisher
 from gateway.services.webhooks import WebhookDispatcher
 
@@ -25,6 +26,7 @@ def plugin(svc: Services) -> tuple[list[Any], Callable[[], None] | None]:
         agreements.on_change(deliverer.forget)
     svc.extras["readers"] = readers = ReaderPool(svc.kafka)
     svc.extras["hubs"] = hubs = HubRegistry(svc.kafka)
+    svc.extras["groups"] = GroupRegistry(hubs, deliverer)
     svc.extras["webhooks"] = webhooks = WebhookDispatcher(svc)
     svc.extras.setdefault("on_startup", []).append(_async(webhooks.start))
     svc.extras.setdefault("on_shutdown", []).append(webhooks.stop)

@@ -25,6 +25,7 @@ from exchange.identity.tokens import Principal
 from gateway.auth import require, services
 from gateway.container import Services
 from gateway.services.delivery import Deliverer
+from gateway.services.fanout import GroupRegistry
 from gateway.services.webhooks import check_webhook_url, new_webhook_secret
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
@@ -352,8 +353,7 @@ async def _events(
 ) -> AsyncIterator[bytes]:
     deliverer, pool = _deliverer(svc), svc.extras["readers"]
     key = _cursor_key(svc)
-    loop = asyncio.get_running_loop()
-    hub = await run_in_threadpool(svc.extras["hubs"].get, sub.topic, loop)
+    groups: GroupRegistry = svc.extras["groups"]
     pos = dict(start)
     last_check = last_send = time.monotonic()
     yield b": connected\n\n"
@@ -381,9 +381,9 @@ async def _events(
 
     try:
         while True:
-            feed, live_from = hub.subscribe()
+            group, member, live_from = await groups.join(sub, who.client_id)
             try:
-                # Catch up to where the live feed starts, then follow the feed.
+                # Catch up to where the group's live pushes start, then follow them.
                 while any(pos.get(p, 0) < o for p, o in live_from.items()):
                     if not await allowed():
                         yield _sse("revoked", {"subscription": sub.id})
@@ -395,7 +395,7 @@ async def _events(
                         yield chunk
                     pos = {**pos, **page.next_offsets}
                     last_check = last_send = time.monotonic()
-                while not feed.overflowed:
+                while not member.overflowed:
                     if await request.is_disconnected():
                         return
                     now = time.monotonic()
@@ -408,19 +408,18 @@ async def _events(
                         yield b": keep-alive\n\n"
                         last_send = now
                     try:
-                        batch = list(await asyncio.wait_for(feed.queue.get(), timeout=RECHECK_S))
+                        live = await asyncio.wait_for(member.queue.get(), timeout=RECHECK_S)
                     except TimeoutError:
                         continue
-                    # A stream that fell behind takes everything queued in one render (and one
-                    # audit event) instead of one per batch: many streams, one process.
-                    while not feed.queue.empty():
-                        batch.extend(feed.queue.get_nowait())
-                    fresh = [r for r in batch if r.offset >= pos.get(r.partition, 0)]
-                    if fresh:
-                        async for chunk in emit(fresh):
-                            yield chunk
-                        last_send = time.monotonic()
+                    for r in live.records:
+                        if r.offset < pos.get(r.partition, 0):
+                            continue
+                        pos[r.partition] = r.offset + 1
+                        item = live.items.get((r.partition, r.offset))
+                        if item is not None:
+                            yield _sse("record", item, cursors.encode(key, sub.id, pos))
+                    last_send = time.monotonic()
             finally:
-                hub.unsubscribe(feed)
+                group.leave(member)
     except ExchangeError as exc:
         yield _sse("error", {"code": exc.code, "detail": exc.message})

@@ -168,8 +168,16 @@ class Deliverer:
 
     # -- rendering -----------------------------------------------------------------------
     def render(
-        self, sub: Subscription, records: list[InRecord], *, client_id: str, channel: str
+        self,
+        sub: Subscription,
+        records: list[InRecord],
+        *,
+        client_id: str,
+        channel: str,
+        subscriptions: list[str] | None = None,
     ) -> Rendered:
+        """Render ``records`` for ``sub``; ``subscriptions``: every subscription this one
+        rendering goes to (a fan-out group), named in the audit events."""
         if not records:
             return Rendered()
         acc = self.access(sub)
@@ -259,6 +267,7 @@ class Deliverer:
             delivered_fields |= allowed
             delivered_subjects.update(found)
         self._audit(
+            subscriptions or [sub.id],
             sub,
             acc,
             out,
@@ -272,6 +281,7 @@ class Deliverer:
 
     def _audit(
         self,
+        to: list[str],
         sub: Subscription,
         acc: Access,
         out: Rendered,
@@ -291,7 +301,7 @@ class Deliverer:
                     department=sub.consumer,
                     topic=sub.topic,
                     data={
-                        "subscription": sub.id,
+                        "subscription": to[0] if len(to) == 1 else to,
                         "agreement": agreement,
                         "channel": channel,
                         "offsets": _ranges(out.records),
@@ -310,7 +320,7 @@ class Deliverer:
                     topic=sub.topic,
                     outcome="denied",
                     data={
-                        "subscription": sub.id,
+                        "subscription": to[0] if len(to) == 1 else to,
                         "agreement": agreement,
                         "channel": channel,
                         "offsets": _ranges(out.withheld),

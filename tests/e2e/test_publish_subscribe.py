@@ -273,3 +273,35 @@ def test_openapi_documents_both_publish_bodies(gateway: ThreadGateway) -> None:
     assert set(body) == {"application/json", "application/vnd.exchange.avro"}
     record = body["application/json"]["schema"]["properties"]["records"]["items"]
     assert {"key", "value", "headers"} <= set(record["properties"])
+
+
+def test_streams_sharing_a_render_group_each_get_everything_once(
+    scenario: Scenario, gateway: ThreadGateway
+) -> None:
+    s = scenario
+    grant(s, ["name"])
+    subs = [s.subscriber.subscribe(s.topic, start="latest") for _ in range(2)]
+    got: dict[str, list[str]] = {sub: [] for sub in subs}
+
+    def listen(sub: str) -> None:
+        with ExchangeClient(gateway.url, s.subscriber.client_id, s.subscriber._secret) as c:
+            for ev in c.stream(sub, timeout=20):
+                if ev.get("event") == "record":
+                    got[sub].append(ev["data"]["value"]["name"])
+                if len(got[sub]) >= 6:
+                    return
+
+    first = threading.Thread(target=listen, args=(subs[0],))
+    first.start()
+    time.sleep(1.0)
+    s.publisher.publish(s.topic, [{"value": person(i)} for i in range(3)])
+    time.sleep(0.5)
+    second = threading.Thread(target=listen, args=(subs[1],))  # joins the live group late
+    second.start()
+    time.sleep(1.0)
+    s.publisher.publish(s.topic, [{"value": person(i)} for i in range(3, 6)])
+    first.join(timeout=20)
+    second.join(timeout=20)
+    expected = [f"Resident {i}" for i in range(6)]
+    assert got[subs[0]] == expected
+    assert got[subs[1]] == expected
