@@ -344,8 +344,12 @@ async def stream(
 
 
 def _sse(event: str, data: Any, event_id: str | None = None) -> bytes:
+    return _sse_raw(event, json.dumps(data, separators=(",", ":")), event_id)
+
+
+def _sse_raw(event: str, data: str, event_id: str | None = None) -> bytes:
     head = f"id: {event_id}\n" if event_id else ""
-    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    return f"{head}event: {event}\ndata: {data}\n\n".encode()
 
 
 async def _events(
@@ -417,7 +421,7 @@ async def _events(
                         pos[r.partition] = r.offset + 1
                         item = live.items.get((r.partition, r.offset))
                         if item is not None:
-                            yield _sse("record", item, cursors.encode(key, sub.id, pos))
+                            yield _sse_raw("record", item, cursors.encode(key, sub.id, pos))
                     last_send = time.monotonic()
             finally:
                 group.leave(member)

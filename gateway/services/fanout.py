@@ -12,6 +12,7 @@ position from which the group will push to it (``live_from``) and catches up to 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +33,7 @@ GroupKey = tuple[str, str, str, frozenset[str] | None]
 @dataclass(frozen=True)
 class LiveBatch:
     records: list[InRecord]
-    items: dict[tuple[int, int], dict[str, Any]]  # (partition, offset) → rendered record
+    items: dict[tuple[int, int], str]  # (partition, offset) → rendered record as JSON
 
 
 @dataclass(eq=False)
@@ -108,8 +109,9 @@ class Group:
                 members = []
                 rendered = None
             if rendered is not None:
+                # Serialised once for all members, not once per stream.
                 live = LiveBatch(
-                    batch, {(r["partition"], r["offset"]): r for r in rendered.records}
+                    batch, {(r["partition"], r["offset"]): _json(r) for r in rendered.records}
                 )
                 for m in members:
                     if m in self.members:
@@ -119,6 +121,10 @@ class Group:
     def _drop_members(self) -> None:
         for m in list(self.members):
             m.overflowed = True
+
+
+def _json(item: dict[str, Any]) -> str:
+    return json.dumps(item, separators=(",", ":"))
 
 
 class GroupRegistry:

@@ -303,5 +303,6 @@ def test_streams_sharing_a_render_group_each_get_everything_once(
     first.join(timeout=20)
     second.join(timeout=20)
     expected = [f"Resident {i}" for i in range(6)]
-    assert got[subs[0]] == expected
-    assert got[subs[1]] == expected
+    # Exactly once each (Kafka orders within a partition only, and the topic has two).
+    assert sorted(got[subs[0]]) == expected
+    assert sorted(got[subs[1]]) == expected
