@@ -1,7 +1,9 @@
-"""A subscriber's cursor survives a gateway restart: nothing lost, nothing skipped."""
+"""Against `exchange up`: publish, long-poll, commit, restart, resume at the cursor, stream SSE."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,23 @@ def test_pull_resumes_at_committed_cursor_after_restart(
         names = {r["value"]["name"] for r in rest}  # type: ignore[index]
         assert names.isdisjoint(seen)
         assert seen | names == {f"Resident {i}" for i in range(6)}
+
+        # The same subscription streams over SSE from the committed cursor on.
+        streamed: list[str] = []
+
+        def listen() -> None:
+            for ev in s.subscriber.stream(sub, timeout=20):
+                if ev.get("event") == "record":
+                    streamed.append(ev["data"]["value"]["name"])
+                if len(streamed) >= 2:
+                    return
+
+        t = threading.Thread(target=listen)
+        t.start()
+        time.sleep(1.0)
+        s.publisher.publish(s.topic, [{"key": "k", "value": person(i)} for i in (6, 7)])
+        t.join(timeout=20)
+        assert streamed == ["Resident 6", "Resident 7"]
     finally:
         s.close()
         gw.stop()
