@@ -8,12 +8,8 @@ Both are 0600 files in EXCHANGE_HOME unless given as environment variables.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
-import os
-import secrets
-import stat
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -22,6 +18,7 @@ from pydantic import SecretStr
 from audit.checkpoint import Signer, Verifier
 from audit.settings import AuditSettings
 from exchange.errors import ConfigurationError
+from exchange.secrets_store import load_key
 
 HMAC_KEY_FILE = "audit.key"
 SIGNING_KEY_FILE = "audit-checkpoint.key"
@@ -29,34 +26,7 @@ VERIFIER_FILE = "audit-checkpoint.pub"
 
 
 def _secret(value: SecretStr | None, path: Path, create: bool) -> bytes:
-    if value is not None:
-        return _decode(value.get_secret_value(), "environment")
-    if path.exists():
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise ConfigurationError(f"{path} must not be readable by others (mode {mode:o})")
-        return _decode(path.read_text().strip(), str(path))
-    if not create:
-        raise ConfigurationError(f"audit key {path} does not exist")
-    key = secrets.token_bytes(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process created it first: use theirs
-        return _secret(None, path, create=False)
-    with os.fdopen(fd, "w") as f:
-        f.write(base64.b64encode(key).decode())
-    return key
-
-
-def _decode(text: str, where: str) -> bytes:
-    try:
-        key = base64.b64decode(text, validate=True)
-    except ValueError as exc:
-        raise ConfigurationError(f"audit key in {where} is not base64") from exc
-    if len(key) != 32:
-        raise ConfigurationError(f"audit key in {where} must be 32 bytes")
-    return key
+    return load_key(value, path, label="audit key", create=create)
 
 
 def load_hmac_key(home: Path, settings: AuditSettings, *, create: bool = True) -> bytes:

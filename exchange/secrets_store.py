@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic import SecretStr
 
 from exchange.errors import ConfigurationError, DependencyUnavailable
 from exchange.settings import Settings
@@ -26,31 +27,44 @@ def master_key_path(home: Path) -> Path:
 
 
 def load_master_key(settings: Settings, *, create: bool = True) -> bytes:
-    if settings.master_key is not None:
-        return _decode(settings.master_key.get_secret_value(), "EXCHANGE_MASTER_KEY")
-    path = master_key_path(settings.resolved_home)
+    return load_key(
+        settings.master_key,
+        master_key_path(settings.resolved_home),
+        label="master key",
+        create=create,
+    )
+
+
+def load_key(value: SecretStr | None, path: Path, *, label: str, create: bool = True) -> bytes:
+    """A 32-byte key: from ``value`` (an env setting) if given, else a 0600 base64 file,
+    created on first use. Several processes may start at once: the first to create wins."""
+    if value is not None:
+        return _decode(value.get_secret_value(), label, "the environment")
     if path.exists():
         mode = stat.S_IMODE(path.stat().st_mode)
         if mode & 0o077:
             raise ConfigurationError(f"{path} must not be readable by others (mode {mode:o})")
-        return _decode(path.read_text().strip(), str(path))
+        return _decode(path.read_text().strip(), label, str(path))
     if not create:
-        raise ConfigurationError(f"no master key: set EXCHANGE_MASTER_KEY or create {path}")
+        raise ConfigurationError(f"no {label}: {path} does not exist")
     key = secrets.token_bytes(32)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return load_key(None, path, label=label, create=False)
     with os.fdopen(fd, "w") as f:
         f.write(base64.b64encode(key).decode())
     return key
 
 
-def _decode(text: str, where: str) -> bytes:
+def _decode(text: str, label: str, where: str) -> bytes:
     try:
         key = base64.b64decode(text, validate=True)
     except ValueError as exc:
-        raise ConfigurationError(f"master key in {where} is not base64") from exc
+        raise ConfigurationError(f"{label} in {where} is not base64") from exc
     if len(key) != 32:
-        raise ConfigurationError(f"master key in {where} must be 32 bytes")
+        raise ConfigurationError(f"{label} in {where} must be 32 bytes")
     return key
 
 
