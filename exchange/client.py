@@ -32,11 +32,13 @@ class ExchangeClient:
         *,
         scope: str | None = None,
         timeout: float = 30.0,
+        max_rate_wait: float = 5.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.client_id = client_id
         self._secret = client_secret
         self.scope = scope
+        self.max_rate_wait = max_rate_wait  # longest Retry-After (s) honoured by waiting
         self.http = httpx.Client(base_url=self.base_url, timeout=timeout)
         self._token: str | None = None
         self._expires = 0.0
@@ -72,6 +74,10 @@ class ExchangeClient:
         if r.status_code == 401:  # token expired or revoked meanwhile: refresh once
             self._token = None
             headers["Authorization"] = f"Bearer {self.token()}"
+            r = self.http.request(method, path, headers=headers, **kwargs)
+        wait = _retry_after(r)
+        if wait is not None and wait <= self.max_rate_wait:  # over our rate: wait, retry once
+            time.sleep(wait)
             r = self.http.request(method, path, headers=headers, **kwargs)
         return r
 
@@ -144,6 +150,15 @@ class ExchangeClient:
                 name, _, value = line.partition(":")
                 value = value[1:] if value.startswith(" ") else value
                 event[name] = event[name] + "\n" + value if name in event else value
+
+
+def _retry_after(r: httpx.Response) -> float | None:
+    if r.status_code != 429:
+        return None
+    try:
+        return max(0.0, float(r.headers.get("retry-after", "")))
+    except ValueError:
+        return None
 
 
 def _body(r: httpx.Response) -> Any:

@@ -60,3 +60,23 @@ def test_token_endpoint_is_limited_per_address(limited: ThreadGateway) -> None:
     ]
     assert 429 in codes  # before the slow secret check, whoever the caller claims to be
     assert set(codes) <= {401, 429}
+
+
+def test_sdk_waits_out_a_short_retry_after(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    gw = ThreadGateway(
+        tmp_path_factory.mktemp("gw-sdk-limited"),
+        kafka_bootstrap,
+        rate_limit_per_second=1.0,
+        rate_limit_burst=1,
+    ).start()
+    try:
+        with gw.admin() as admin:
+            first = admin.request("GET", "/v1/departments")
+            second = admin.request("GET", "/v1/departments")  # 429 once, then waited out
+            assert (first.status_code, second.status_code) == (200, 200)
+            admin.max_rate_wait = 0.0
+            assert admin.request("GET", "/v1/departments").status_code == 429
+    finally:
+        gw.stop()
