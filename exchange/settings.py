@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     token_leeway_seconds: int = Field(default=30, description="Clock skew allowed on exp/nbf.")
     rate_limit_per_second: float = Field(default=2000.0, description="Per-client token refill.")
     rate_limit_burst: int = Field(default=4000, description="Per-client bucket size.")
+    webhook_allowed_hosts: list[str] | None = Field(
+        default=None,
+        description="If set (JSON list), webhook hosts must equal or sit under one of these.",
+    )
     webhook_retry_base_s: float = Field(
         default=0.5, description="First webhook retry delay; doubles for each of 5 retries."
     )

@@ -145,7 +145,7 @@ async def create(
 ) -> SubscriptionOut:
     secret = None
     if body.webhook is not None:
-        check_webhook_url(body.webhook.url)
+        check_webhook_url(body.webhook.url, svc.settings.webhook_allowed_hosts)
         secret = new_webhook_secret()
     draft = Subscription(
         "new",

@@ -38,13 +38,24 @@ def new_webhook_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-def check_webhook_url(url: str) -> None:
+def check_webhook_url(url: str, allowed_hosts: list[str] | None = None) -> None:
+    """https (plain http only to loopback); with ``allowed_hosts`` (operator setting) the
+    host must also be one of them or under one (``.gov.example`` style suffixes)."""
     parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and parts.hostname and _loopback(parts.hostname):
-        return
-    raise InvalidInput("webhook URL must be https (plain http only to loopback)")
+    host = (parts.hostname or "").lower()
+    secure = parts.scheme == "https" and host
+    local = parts.scheme == "http" and host and _loopback(host)
+    if not (secure or local):
+        raise InvalidInput("webhook URL must be https (plain http only to loopback)")
+    if (
+        allowed_hosts
+        and not local
+        and not any(
+            host == a.lower().lstrip(".") or host.endswith("." + a.lower().lstrip("."))
+            for a in allowed_hosts
+        )
+    ):
+        raise InvalidInput("webhook host is not on the exchange's allow-list")
 
 
 def _loopback(host: str) -> bool:
