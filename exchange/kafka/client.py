@@ -10,7 +10,7 @@ import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -163,8 +163,17 @@ class KafkaAdapter:
             self._tx_all.append(producer)
         return producer
 
-    def publish_atomically(self, topic: str, records: Sequence[OutRecord]) -> list[Position]:
-        """Write all records in one Kafka transaction; all become visible or none do."""
+    def publish_atomically(
+        self,
+        topic: str,
+        records: Sequence[OutRecord],
+        before_commit: Callable[[list[Position]], None] | None = None,
+    ) -> list[Position]:
+        """Write all records in one Kafka transaction; all become visible or none do.
+
+        ``before_commit`` gets the records' positions while the transaction is still open; if
+        it raises, the transaction is aborted and nothing becomes visible (used to make the
+        audit event durable before the records are)."""
         with self._tx_slots:
             with self._lock:
                 producer = self._tx_idle.pop() if self._tx_idle else None
@@ -178,6 +187,12 @@ class KafkaAdapter:
                 ]
                 producer.flush()
                 metas = [f.get(timeout=self.timeout_ms / 1000) for f in futures]
+                if before_commit is not None:
+                    try:
+                        before_commit([Position(m.partition, m.offset) for m in metas])
+                    except BaseException:
+                        healthy = self._abort(producer)
+                        raise
                 producer.commit_transaction()
             except UnknownTopicOrPartitionError as exc:
                 healthy = self._abort(producer)

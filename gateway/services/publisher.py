@@ -5,6 +5,7 @@ No HTTP here: the route parses the request and maps errors; this decides and doe
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -27,10 +28,11 @@ from exchange.errors import (
     ExchangeError,
     Forbidden,
     InvalidInput,
+    KafkaUnavailable,
     NotFound,
 )
 from exchange.identity.tokens import Principal
-from exchange.kafka.client import OutRecord
+from exchange.kafka.client import OutRecord, Position
 from gateway.container import Services
 from gateway.services.fields import get_path, sealed_fields, subject_paths
 
@@ -246,28 +248,41 @@ class Publisher:
     def _write(
         self, who: Principal, entry: Any, plain_id: int, out: list[OutRecord], subjects: list[str]
     ) -> dict[str, Any]:
-        positions = self.svc.kafka.publish_atomically(entry.topic, out)
-        result = {
-            "topic": entry.topic,
-            "schema_id": plain_id,
-            "offsets": [{"partition": p.partition, "offset": p.offset} for p in positions],
-        }
-        ranges: dict[str, list[int]] = {}
-        for p in positions:
-            lo_hi = ranges.setdefault(str(p.partition), [p.offset, p.offset])
-            lo_hi[0], lo_hi[1] = min(lo_hi[0], p.offset), max(lo_hi[1], p.offset)
-        # Durable before the client hears "200": if this raises, the client gets 503.
-        self.svc.audit.append(
-            AuditRecord(
-                "record.published",
+        def event(kind: str, positions: list[Position]) -> AuditRecord:
+            ranges: dict[str, list[int]] = {}
+            for p in positions:
+                lo_hi = ranges.setdefault(str(p.partition), [p.offset, p.offset])
+                lo_hi[0], lo_hi[1] = min(lo_hi[0], p.offset), max(lo_hi[1], p.offset)
+            return AuditRecord(
+                kind,
                 actor=who.client_id,
                 department=who.department,
                 topic=entry.topic,
                 data={"count": len(out), "schema_id": plain_id, "offsets": ranges},
                 subjects=tuple(sorted(set(subjects))),
+                outcome="ok" if kind == "record.published" else "error",
             )
-        )
-        return result
+
+        staged: list[Position] = []
+
+        def audit_first(positions: list[Position]) -> None:
+            # Durable before the records become visible: if the audit log cannot take it, the
+            # transaction is aborted and the client gets 503 with nothing published.
+            staged.extend(positions)
+            self.svc.audit.append(event("record.published", positions))
+
+        try:
+            positions = self.svc.kafka.publish_atomically(entry.topic, out, audit_first)
+        except KafkaUnavailable:
+            if staged:  # audited, then the commit failed: say so in the log too
+                with contextlib.suppress(ExchangeError):
+                    self.svc.audit.append(event("record.publish_aborted", staged))
+            raise
+        return {
+            "topic": entry.topic,
+            "schema_id": plain_id,
+            "offsets": [{"partition": p.partition, "offset": p.offset} for p in positions],
+        }
 
     # -- idempotency ---------------------------------------------------------------------
     def remembered(self, who: Principal, key: str, request_hash: str) -> dict[str, Any] | None:

@@ -306,3 +306,41 @@ def test_streams_sharing_a_render_group_each_get_everything_once(
     # Exactly once each (Kafka orders within a partition only, and the topic has two).
     assert sorted(got[subs[0]]) == expected
     assert sorted(got[subs[1]]) == expected
+
+
+class _RefusingPublishAudits:
+    """Wraps the real audit log; refuses "record.published" like a log that is down."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def append(self, record: Any) -> None:
+        from exchange.errors import DependencyUnavailable
+
+        if record.type == "record.published":
+            raise DependencyUnavailable("audit log unavailable")
+        self.real.append(record)
+
+    def append_many(self, records: Any) -> None:
+        for r in records:
+            self.append(r)
+
+
+def test_audit_outage_at_publish_aborts_the_transaction(
+    scenario: Scenario, gateway: ThreadGateway
+) -> None:
+    s = scenario
+    real = gateway.services.audit
+    gateway.services.audit = _RefusingPublishAudits(real)  # type: ignore[assignment]
+    try:
+        r = s.publisher.request(
+            "POST", f"/v1/topics/{s.topic}/records", json={"records": [{"value": person(1)}]}
+        )
+    finally:
+        gateway.services.audit = real
+    assert r.status_code == 503
+    s.publisher.publish(s.topic, [{"value": person(2)}])  # the log is back
+    grant(s, ["name"])
+    sub = s.subscriber.subscribe(s.topic)
+    names = [rec["value"]["name"] for rec in poll_all(s.subscriber, sub, 2, timeout=4)]
+    assert names == ["Resident 2"]  # the unaudited batch never became visible
