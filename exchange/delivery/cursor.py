@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Iterable
 
 from exchange.errors import InvalidInput
 
@@ -28,6 +29,20 @@ def decode(key: bytes, subscription: str, cursor: str) -> Offsets:
         raise InvalidInput("cursor is not valid for this subscription")
     raw = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     return {int(p): int(o) for p, o in raw.items()}
+
+
+def cursor_key(master_key: bytes) -> bytes:
+    """The cursor-signing key, derived from the installation master key (same on replicas)."""
+    return hmac.new(master_key, b"exchange/cursor/v1", hashlib.sha256).digest()
+
+
+def offset_ranges(positions: Iterable[tuple[int, int]]) -> dict[str, list[int]]:
+    """(partition, offset) pairs → {"<partition>": [lowest, highest]} for audit events."""
+    out: dict[str, list[int]] = {}
+    for partition, offset in positions:
+        lo_hi = out.setdefault(str(partition), [offset, offset])
+        lo_hi[0], lo_hi[1] = min(lo_hi[0], offset), max(lo_hi[1], offset)
+    return out
 
 
 def record_id(topic: str, partition: int, offset: int) -> str:

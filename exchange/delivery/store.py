@@ -105,6 +105,15 @@ class SubscriptionStore:
                 merged[p] = max(o, merged.get(p, 0))
             row.cursor = {str(p): o for p, o in sorted(merged.items())}
 
+    def reset_cursor(self, sub_id: str, offsets: Offsets) -> Subscription:
+        """Replay: set the committed cursor anywhere (backwards too), unlike commit()."""
+        with transaction(self.sessions) as s:
+            row = s.get(SubscriptionRow, sub_id)
+            if row is None:
+                raise NotFound(f"subscription {sub_id} not found")
+            row.cursor = {str(p): o for p, o in sorted(offsets.items())}
+            return _sub(row)
+
     def close(self, sub_id: str) -> None:
         with transaction(self.sessions) as s:
             row = s.get(SubscriptionRow, sub_id)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import time
 from collections.abc import AsyncIterator
@@ -102,7 +100,7 @@ def _deliverer(svc: Services) -> Deliverer:
 
 
 def _cursor_key(svc: Services) -> bytes:
-    return hmac.new(svc.master_key, b"exchange/cursor/v1", hashlib.sha256).digest()
+    return cursors.cursor_key(svc.master_key)
 
 
 def _out(svc: Services, sub: Subscription, secret: str | None = None) -> SubscriptionOut:
@@ -300,17 +298,7 @@ async def seek(
     else:
         offsets = await run_in_threadpool(_resolve_start, svc, sub.topic, body.start)
 
-    def _reset() -> Subscription:
-        from exchange.db import transaction
-        from exchange.delivery.models import SubscriptionRow
-
-        with transaction(svc.sessions) as s:
-            row = s.get(SubscriptionRow, sub.id)
-            assert row is not None
-            row.cursor = {str(p): o for p, o in offsets.items()}
-        return _store(svc).get(sub.id)
-
-    return _out(svc, await run_in_threadpool(_reset))
+    return _out(svc, await run_in_threadpool(_store(svc).reset_cursor, sub.id, offsets))
 
 
 @router.get("/{sub_id}/dead-letters", summary="Webhook deliveries that gave up")

@@ -18,7 +18,7 @@ from uuid import UUID
 
 from exchange import wire
 from exchange.auditing import AuditRecord
-from exchange.delivery.cursor import record_id
+from exchange.delivery.cursor import offset_ranges, record_id
 from exchange.delivery.store import Subscription
 from exchange.errors import ExchangeError, Forbidden, NotFound
 from exchange.kafka.client import InRecord
@@ -346,11 +346,7 @@ def _withheld(r: InRecord, reason: str) -> dict[str, Any]:
 
 
 def _ranges(items: list[dict[str, Any]]) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = {}
-    for it in items:
-        lo_hi = out.setdefault(str(it["partition"]), [it["offset"], it["offset"]])
-        lo_hi[0], lo_hi[1] = min(lo_hi[0], it["offset"]), max(lo_hi[1], it["offset"])
-    return out
+    return offset_ranges((it["partition"], it["offset"]) for it in items)
 
 
 def _jsonable(value: Any) -> Any:

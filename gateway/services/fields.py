@@ -7,8 +7,9 @@ from typing import Any
 SEALED = frozenset({"sensitive", "secret"})
 
 
-def sealed_fields(fields: list[Any]) -> dict[str, Any]:
-    """path → original Avro type of every field the schema classifies sensitive or secret."""
+def sensitive_paths(fields: list[Any]) -> dict[str, Any]:
+    """path → declared Avro type of every field the schema classifies sensitive or secret
+    (what gets sealed; the sealed schema itself is read with exchange.crypto.sealing)."""
     return {f.path: f.avro_type for f in fields if str(f.classification) in SEALED}
 
 

@@ -21,6 +21,7 @@ from exchange import wire
 from exchange.auditing import AuditRecord
 from exchange.avro_validation import problems
 from exchange.db import transaction
+from exchange.delivery.cursor import offset_ranges
 from exchange.delivery.models import IdempotencyRow
 from exchange.errors import (
     Conflict,
@@ -34,7 +35,7 @@ from exchange.errors import (
 from exchange.identity.tokens import Principal
 from exchange.kafka.client import OutRecord, Position
 from gateway.container import Services
-from gateway.services.fields import get_path, sealed_fields, subject_paths
+from gateway.services.fields import get_path, sensitive_paths, subject_paths
 
 SCHEMA_ID_HEADER = "exchange.schema_id"
 PUBLISHER_HEADER = "exchange.publisher"
@@ -101,7 +102,7 @@ class Publisher:
             return cached
         registry = self.svc.extras["registry"]
         stored = registry.by_id(plain_id)
-        sealed = sealed_fields(stored.fields)
+        sealed = sensitive_paths(stored.fields)
         wire_id, wire_parsed = plain_id, stored.parsed
         if sealed:
             from exchange.crypto.sealing import sealed_fields as sealed_types
@@ -249,10 +250,7 @@ class Publisher:
         self, who: Principal, entry: Any, plain_id: int, out: list[OutRecord], subjects: list[str]
     ) -> dict[str, Any]:
         def event(kind: str, positions: list[Position]) -> AuditRecord:
-            ranges: dict[str, list[int]] = {}
-            for p in positions:
-                lo_hi = ranges.setdefault(str(p.partition), [p.offset, p.offset])
-                lo_hi[0], lo_hi[1] = min(lo_hi[0], p.offset), max(lo_hi[1], p.offset)
+            ranges = offset_ranges((p.partition, p.offset) for p in positions)
             return AuditRecord(
                 kind,
                 actor=who.client_id,

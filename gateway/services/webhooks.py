@@ -92,6 +92,7 @@ class WebhookDispatcher:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._runner: asyncio.Task[None] | None = None
         self.client = httpx.AsyncClient(timeout=10.0)
+        self.cursor_key = cursors.cursor_key(svc.master_key)
         base = svc.settings.webhook_retry_base_s
         self.backoff = tuple(base * 2**i for i in range(RETRIES))
 
@@ -154,12 +155,11 @@ class WebhookDispatcher:
         if rendered.records:
             assert sub.webhook_url is not None and sub.webhook_secret is not None
             secret = unseal(self.svc.master_key, sub.webhook_secret, "webhook-secret").decode()
-            key = hmac.new(self.svc.master_key, b"exchange/cursor/v1", hashlib.sha256).digest()
             body = json.dumps(
                 {
                     "subscription": sub.id,
                     "records": rendered.records,
-                    "cursor": cursors.encode(key, sub.id, page.next_offsets),
+                    "cursor": cursors.encode(self.cursor_key, sub.id, page.next_offsets),
                 },
                 separators=(",", ":"),
             ).encode()

@@ -344,3 +344,15 @@ def test_audit_outage_at_publish_aborts_the_transaction(
     sub = s.subscriber.subscribe(s.topic)
     names = [rec["value"]["name"] for rec in poll_all(s.subscriber, sub, 2, timeout=4)]
     assert names == ["Resident 2"]  # the unaudited batch never became visible
+
+
+def test_seek_replays_from_earliest_after_everything_was_committed(scenario: Scenario) -> None:
+    s = scenario
+    s.publisher.publish(s.topic, [{"key": "r", "value": person(i)} for i in range(3)])
+    grant(s, ["name"])
+    sub = s.subscriber.subscribe(s.topic)
+    assert len(poll_all(s.subscriber, sub, 3)) == 3
+    assert s.subscriber.poll(sub, wait_ms=200)["records"] == []
+    s.subscriber.call("POST", f"/v1/subscriptions/{sub}/seek", json={"start": "earliest"})
+    again = poll_all(s.subscriber, sub, 3)
+    assert [r["value"]["name"] for r in again] == [f"Resident {i}" for i in range(3)]
