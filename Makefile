@@ -39,7 +39,7 @@ test-fast: install
 	$(VENV)/bin/pytest -q tests/unit
 
 lint: install
-	$(VENV)/bin/ruff check exchange schemas gateway consent audit tests bench
+	$(VENV)/bin/ruff check exchange schemas dataplane gateway consent audit cli tests bench
 	$(VENV)/bin/mypy
 
 bench: install

@@ -45,7 +45,7 @@ class Broker:
 
 @dataclass
 class Gateway:
-    """``python -m exchange.cli.main up`` against a given broker, on a free port."""
+    """``python -m cli.main up`` against a given broker, on a free port."""
 
     home: Path
     bootstrap: str
@@ -69,7 +69,7 @@ class Gateway:
         env |= self.extra_env
         with (self.home / "gateway.log").open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "exchange.cli.main", "up", "--port", str(self.port)],
+                [sys.executable, "-m", "cli.main", "up", "--port", str(self.port)],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

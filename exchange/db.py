@@ -25,7 +25,7 @@ _ROOT = Path(__file__).resolve().parent.parent
 MIGRATION_DIRS = (
     "exchange",
     "exchange/crypto",
-    "exchange/delivery",
+    "dataplane",
     "exchange/identity",
     "schemas",
     "consent",

@@ -6,7 +6,6 @@ valid token) or :func:`require` (403 without one of the named roles).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 from fastapi import Depends, HTTPException, Request
@@ -15,9 +14,6 @@ from exchange.auditing import AuditRecord
 from exchange.identity.external import ExternalVerifier
 from exchange.identity.tokens import InvalidToken, Principal
 from gateway.container import Services
-from gateway.ratelimit import RateLimiter
-
-_limiter_lock = threading.Lock()
 
 
 def services(request: Request) -> Services:
@@ -25,27 +21,17 @@ def services(request: Request) -> Services:
     return svc
 
 
-def rate_limiter(svc: Services) -> RateLimiter:
-    """The process's limiter, made on first use from the settings."""
-    with _limiter_lock:
-        limiter: RateLimiter | None = svc.extras.get("rate_limiter")
-        if limiter is None:
-            limiter = RateLimiter(svc.settings.rate_limit_per_second, svc.settings.rate_limit_burst)
-            svc.extras["rate_limiter"] = limiter
-        return limiter
-
-
 def limit_peer(request: Request, svc: Services = Depends(services)) -> None:
     """For endpoints used before a client is known (token, revoke, introspect): per address."""
     peer = request.client.host if request.client else "unknown"
-    rate_limiter(svc).enforce(f"peer:{peer}")
+    svc.rate_limiter.enforce(f"peer:{peer}")
 
 
 def limit_principal(svc: Services, p: Principal) -> None:
     """429 when this caller is over its rate. External tokens count per user or service
     account (``sub``), not per shared portal client (``azp``)."""
     key = f"ext:{p.subject or p.client_id}" if p.external else f"client:{p.client_id}"
-    rate_limiter(svc).enforce(key)
+    svc.rate_limiter.enforce(key)
 
 
 def bearer_token(request: Request) -> str:
@@ -61,7 +47,7 @@ def authenticate_token(svc: Services, token: str) -> Principal:
 
     The (unverified) ``iss`` only picks the verifier; each verifier then checks everything.
     """
-    external: ExternalVerifier | None = svc.extras.get("external_verifier")
+    external: ExternalVerifier | None = svc.external
     if external is not None and external.accepts(token):
         return external.verify(token)
     return svc.tokens.verify(token)

@@ -1,29 +1,78 @@
-"""The composition root's product: every service the routes use, built once per process."""
+"""The composition root's product: every service the routes use, built once per process.
+
+Typed and frozen: routes read ``svc.catalog``, ``svc.publisher`` ... and nothing can swap a
+service behind another's back; tests that need a fake pass it to
+:func:`gateway.bootstrap.build_services` instead.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from audit.service import AuditService
+from consent.agreements import Agreements
+from consent.catalog import Catalog
+from consent.consents import Consents
+from dataplane.delivery import Deliverer
+from dataplane.fanout import GroupRegistry
+from dataplane.hub import HubRegistry
+from dataplane.loop import DeliveryLoop
+from dataplane.publish import Publisher
+from dataplane.readers import ReaderPool
+from dataplane.store import SubscriptionStore
+from dataplane.webhooks import WebhookDispatcher
 from exchange.auditing import AuditSink
+from exchange.crypto.fields import FieldCrypto
+from exchange.identity.external import ExternalVerifier
 from exchange.identity.service import IdentityService
 from exchange.identity.tokens import TokenService
 from exchange.kafka.client import KafkaAdapter
 from exchange.settings import Settings
+from gateway.ratelimit import RateLimiter
+from schemas.registry import SchemaRegistry
 
 
-@dataclass
+@dataclass(frozen=True)
+class Background:
+    """Work that runs beside the requests: started and stopped by the app's lifespan,
+    stopped in reverse order."""
+
+    starts: tuple[Callable[[], Awaitable[None]], ...] = ()
+    stops: tuple[Callable[[], Awaitable[None]], ...] = ()
+
+
+@dataclass(frozen=True)
 class Services:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
     kafka: KafkaAdapter
+    master_key: bytes
+    # identity
     identity: IdentityService
     tokens: TokenService
-    master_key: bytes
+    external: ExternalVerifier | None
+    rate_limiter: RateLimiter
+    # the tamper-evident log: every package appends; officers review through audit_review
     audit: AuditSink
-    # Filled in by the packages that own them (registry, crypto, consent, audit, delivery).
-    extras: dict[str, Any] = field(default_factory=dict)
+    audit_review: AuditService
+    # domain
+    registry: SchemaRegistry
+    catalog: Catalog
+    agreements: Agreements
+    consents: Consents
+    crypto: FieldCrypto
+    # data plane
+    publisher: Publisher
+    subscriptions: SubscriptionStore
+    deliverer: Deliverer
+    readers: ReaderPool
+    hubs: HubRegistry
+    groups: GroupRegistry
+    delivery: DeliveryLoop
+    webhooks: WebhookDispatcher
+    background: Background = field(default_factory=Background)

@@ -85,7 +85,7 @@ def _out(a: Agreement) -> AgreementOut:
 
 
 def _agreements(svc: Services) -> Agreements:
-    agreements: Agreements = svc.extras["agreements"]
+    agreements: Agreements = svc.agreements
     return agreements
 
 

@@ -7,7 +7,6 @@ a ``subject`` filter is hashed with the audit key and never stored or logged raw
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -15,8 +14,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from audit.factory import attach_service
-from audit.service import AuditService, Checkpointer, Filters
+from audit.service import AuditService, Filters
 from exchange.auditing import AuditRecord
 from exchange.identity.tokens import Principal
 from gateway.auth import require, services
@@ -26,16 +24,8 @@ router = APIRouter(prefix="/v1/audit", tags=["audit"])
 auditor = require("auditor")
 
 
-def plugin(svc: Services) -> tuple[list[APIRouter], Callable[[], None] | None]:
-    audit = attach_service(svc.settings, svc.sessions, svc.audit, svc.kafka)
-    svc.extras["audit"] = audit.service
-    ticker = Checkpointer(audit.service, audit.settings.checkpoint_interval_s).start()
-    return [router], ticker.stop
-
-
 def _service(svc: Services = Depends(services)) -> AuditService:
-    service: AuditService = svc.extras["audit"]
-    return service
+    return svc.audit_review
 
 
 async def _audited(

@@ -1,10 +1,9 @@
-"""The data catalog (browse, search, AsyncAPI export) and the consent package's plugin."""
+"""The data catalog: browse, search, AsyncAPI export."""
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,13 +11,9 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from consent.agreements import Agreements
 from consent.asyncapi import asyncapi_document
 from consent.catalog import Catalog, CatalogEntry
-from consent.consents import Consents
-from consent.settings import ConsentSettings
-from consent.signing import ConsentSigner
-from exchange.errors import ExchangeError, NotFound
+from exchange.errors import NotFound
 from exchange.identity.tokens import Principal
 from gateway.auth import principal, services
 from gateway.container import Services
@@ -49,11 +44,8 @@ class CatalogEntryOut(BaseModel):
 
 
 def _registry_version(svc: Services, entry: CatalogEntry) -> Any | None:
-    registry = svc.extras.get("registry")
-    if registry is None:
-        return None
     try:
-        return registry.version(entry.value_subject, "latest")
+        return svc.registry.version(entry.value_subject, "latest")
     except NotFound:
         return None
 
@@ -63,8 +55,7 @@ def registry_fields(svc: Services, entry: CatalogEntry) -> Sequence[Any] | None:
     version = _registry_version(svc, entry)
     if version is None:
         return None
-    fields: Sequence[Any] = svc.extras["registry"].by_id(version.id).fields
-    return fields
+    return svc.registry.by_id(version.id).fields
 
 
 def _schema_text(svc: Services, entry: CatalogEntry) -> str | None:
@@ -86,8 +77,7 @@ def _out(svc: Services, e: CatalogEntry) -> CatalogEntryOut:
 
 
 def _catalog(svc: Services) -> Catalog:
-    catalog: Catalog = svc.extras["catalog"]
-    return catalog
+    return svc.catalog
 
 
 @router.get("", response_model=list[CatalogEntryOut])
@@ -126,54 +116,3 @@ async def get_entry(
     topic: str, _: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> CatalogEntryOut:
     return await run_in_threadpool(lambda: _out(svc, _catalog(svc).get(topic)))
-
-
-def plugin(svc: Services) -> tuple[list[Any], Callable[[], None] | None]:
-    """Wire catalog, agreements and consents; publish them in ``svc.extras``."""
-    from gateway.routes import agreements, consents
-
-    settings = ConsentSettings()
-    catalog = Catalog(svc.sessions, svc.audit)
-
-    def lookup(entry: CatalogEntry) -> Sequence[Any] | None:
-        return registry_fields(svc, entry)
-
-    svc.extras["catalog"] = catalog
-    svc.extras["agreements"] = agreements_svc = Agreements(
-        svc.sessions,
-        svc.audit,
-        catalog,
-        response_working_days=settings.agreement_response_working_days,
-        holidays=frozenset(settings.holidays),
-        field_lookup=lookup,
-    )
-    svc.extras["consents"] = Consents(
-        svc.sessions,
-        svc.audit,
-        catalog,
-        ConsentSigner(svc.master_key, svc.settings.gateway_url),
-        field_lookup=lookup,
-    )
-    stop = threading.Event()
-    ticker = threading.Thread(
-        target=_flag_overdue_until,
-        args=(agreements_svc, stop, settings.agreement_overdue_check_seconds),
-        name="agreements-overdue",
-        daemon=True,
-    )
-    ticker.start()
-
-    def close() -> None:
-        stop.set()
-        ticker.join(timeout=5)
-
-    return [router, agreements.router, consents.router], close
-
-
-def _flag_overdue_until(agreements: Agreements, stop: threading.Event, every: float) -> None:
-    while not stop.wait(every):
-        try:
-            for a in agreements.flag_overdue():
-                log.info("agreement %s is overdue (respond by %s)", a.id, a.respond_by)
-        except ExchangeError as exc:  # store down: try again next tick
-            log.warning("overdue check failed: %s", exc.code)

@@ -81,7 +81,7 @@ def _version(v: ConsentVersion) -> VersionOut:
 
 
 def _consents(svc: Services) -> Consents:
-    consents: Consents = svc.extras["consents"]
+    consents: Consents = svc.consents
     return consents
 
 

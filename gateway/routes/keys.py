@@ -1,20 +1,19 @@
 """Key management for field-level encryption: list, rotate and shred DEKs, rotate KEKs.
 
-The crypto plugin builds :class:`exchange.crypto.FieldCrypto` (KMS provider from settings)
-into ``svc.extras["crypto"]`` for the publish and delivery paths. An admin manages every
+The composition root builds :class:`exchange.crypto.FieldCrypto` (KMS provider from settings)
+for the publish and delivery paths. An admin manages every
 topic's keys; a steward only those its department owns, and others' look absent (404).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from exchange.crypto import FieldCrypto, KeyInfo, build_field_crypto
+from exchange.crypto import FieldCrypto, KeyInfo
 from exchange.errors import Forbidden, InvalidInput, NotFound
 from exchange.identity.tokens import Principal
 from gateway.auth import require, services
@@ -22,16 +21,6 @@ from gateway.container import Services
 
 router = APIRouter(tags=["keys"])
 manager = require("admin", "steward")
-
-
-def plugin(svc: Services) -> tuple[list[APIRouter], Callable[[], None] | None]:
-    # A test may inject its own FieldCrypto (e.g. over a KMS it can switch off) before start.
-    if "crypto" not in svc.extras:
-        svc.extras["crypto"] = build_field_crypto(
-            svc.settings, svc.sessions, svc.audit, svc.master_key
-        )
-    crypto: FieldCrypto = svc.extras["crypto"]
-    return [router], crypto.close
 
 
 class KeyOut(BaseModel):
@@ -75,7 +64,7 @@ def _out(k: KeyInfo) -> KeyOut:
 
 
 def _crypto(svc: Services) -> FieldCrypto:
-    crypto: FieldCrypto = svc.extras["crypto"]
+    crypto: FieldCrypto = svc.crypto
     return crypto
 
 

@@ -34,7 +34,7 @@ from exchange.errors import (
     NotFound,
 )
 from exchange.identity.tokens import InvalidToken
-from gateway.auth import authenticate_token, limit_principal, rate_limiter, services
+from gateway.auth import authenticate_token, limit_principal, services
 from gateway.container import Services
 from schemas.errors import InvalidSchema, RegistryError
 from schemas.registry import SCHEMA_TYPES, SchemaRegistry, SchemaVersion
@@ -115,7 +115,7 @@ class Caller:
 def caller(request: Request, svc: Services = Depends(services)) -> Caller:
     """Bearer token or HTTP Basic (client id and secret), rate limited like other routes."""
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    limiter = rate_limiter(svc)
+    limiter = svc.rate_limiter
     if scheme.lower() == "bearer" and value.strip():
         p = authenticate_token(svc, value.strip())
         limit_principal(svc, p)
@@ -154,7 +154,7 @@ def writer(c: Caller = Depends(caller)) -> Caller:
 
 
 def registry(svc: Services = Depends(services)) -> SchemaRegistry:
-    reg: SchemaRegistry = svc.extras["registry"]
+    reg: SchemaRegistry = svc.registry
     return reg
 
 
@@ -438,9 +438,4 @@ def _opt_int(value: Any) -> int | None:
         raise InvalidInput("id and version must be integers") from None
 
 
-def plugin(svc: Services) -> tuple[list[Any], Callable[[], None] | None]:
-    svc.extras["registry"] = SchemaRegistry(svc.sessions, svc.audit)
-    return [router], None
-
-
-__all__ = ["plugin", "router"]
+__all__ = ["router"]

@@ -14,21 +14,19 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from dataplane import cursor as cursors
+from dataplane.cursor import Offsets
+from dataplane.loop import RECHECK_S
+from dataplane.store import Subscription
+from dataplane.webhooks import check_webhook_url, new_webhook_secret
 from exchange.auditing import AuditRecord
-from exchange.delivery import cursor as cursors
-from exchange.delivery.cursor import Offsets
-from exchange.delivery.store import Subscription, SubscriptionStore
 from exchange.errors import ExchangeError, Forbidden, InvalidInput, NotFound
 from exchange.identity.tokens import Principal
 from gateway.auth import require, services
 from gateway.container import Services
-from gateway.services.delivery import Deliverer
-from gateway.services.fanout import GroupRegistry
-from gateway.services.webhooks import check_webhook_url, new_webhook_secret
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 KEEPALIVE_S = 15.0
-RECHECK_S = 1.0  # how often an open stream re-checks its agreement (revocation ≤ 2 s)
 
 
 class WebhookIn(BaseModel):
@@ -89,16 +87,6 @@ class SeekIn(BaseModel):
     start: str = Field(description="`earliest`, `latest`, an ISO-8601 timestamp, or a cursor")
 
 
-def _store(svc: Services) -> SubscriptionStore:
-    store: SubscriptionStore = svc.extras["subscriptions"]
-    return store
-
-
-def _deliverer(svc: Services) -> Deliverer:
-    d: Deliverer = svc.extras["deliverer"]
-    return d
-
-
 def _cursor_key(svc: Services) -> bytes:
     return cursors.cursor_key(svc.master_key)
 
@@ -118,7 +106,7 @@ def _out(svc: Services, sub: Subscription, secret: str | None = None) -> Subscri
 
 
 def _resolve_start(svc: Services, topic: str, start: str) -> Offsets:
-    pool = svc.extras["readers"]
+    pool = svc.readers
     if start == "earliest":
         return {}
     if start == "latest":
@@ -158,7 +146,7 @@ async def create(
         None,
     )
     try:
-        await run_in_threadpool(_deliverer(svc).ensure_allowed, draft, who.client_id)
+        await run_in_threadpool(svc.deliverer.ensure_allowed, draft, who.client_id)
     except NotFound as exc:  # same answer for a topic that does not exist
         raise Forbidden("no active sharing agreement allows this subscription") from exc
     start = await run_in_threadpool(_resolve_start, svc, body.topic, body.start)
@@ -166,7 +154,7 @@ async def create(
 
     sealed = seal(svc.master_key, secret.encode(), "webhook-secret") if secret else None
     sub = await run_in_threadpool(
-        lambda: _store(svc).create(
+        lambda: svc.subscriptions.create(
             topic=body.topic,
             consumer=who.department,
             client_id=who.client_id,
@@ -199,7 +187,7 @@ async def create(
 async def list_subscriptions(
     who: Principal = Depends(require("subscriber")), svc: Services = Depends(services)
 ) -> list[SubscriptionOut]:
-    subs = await run_in_threadpool(_store(svc).for_consumer, who.department)
+    subs = await run_in_threadpool(svc.subscriptions.for_consumer, who.department)
     return [_out(svc, s) for s in subs]
 
 
@@ -207,19 +195,19 @@ async def list_subscriptions(
 async def get(
     sub_id: str, who: Principal = Depends(require("subscriber")), svc: Services = Depends(services)
 ) -> SubscriptionOut:
-    return _out(svc, await run_in_threadpool(_store(svc).get, sub_id, who.department))
+    return _out(svc, await run_in_threadpool(svc.subscriptions.get, sub_id, who.department))
 
 
 @router.delete("/{sub_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def close(
     sub_id: str, who: Principal = Depends(require("subscriber")), svc: Services = Depends(services)
 ) -> None:
-    await run_in_threadpool(_store(svc).get, sub_id, who.department)
-    await run_in_threadpool(_store(svc).close, sub_id)
+    await run_in_threadpool(svc.subscriptions.get, sub_id, who.department)
+    await run_in_threadpool(svc.subscriptions.close, sub_id)
 
 
 async def _active(svc: Services, sub_id: str, who: Principal) -> Subscription:
-    sub = await run_in_threadpool(_store(svc).get, sub_id, who.department)
+    sub = await run_in_threadpool(svc.subscriptions.get, sub_id, who.department)
     if sub.status != "active":
         raise NotFound(f"subscription {sub_id} not found")
     return sub
@@ -241,28 +229,16 @@ async def records(
 ) -> JSONResponse:
     sub = await _active(svc, sub_id, who)
     start = cursors.decode(_cursor_key(svc), sub.id, cursor) if cursor else sub.cursor
-    deliverer, pool = _deliverer(svc), svc.extras["readers"]
-    deadline = time.monotonic() + wait_ms / 1000
-    while True:
-        # Re-checked every chunk so a revocation ends a waiting long-poll within 2 s.
-        await run_in_threadpool(deliverer.ensure_allowed, sub, who.client_id)
-        chunk = int(min(RECHECK_S, max(0.0, deadline - time.monotonic())) * 1000)
-        page = await run_in_threadpool(
-            pool.read, sub.topic, start, max_records=max_records, wait_ms=chunk
-        )
-        if page.records or time.monotonic() >= deadline:
-            break
-        start = page.next_offsets
-    rendered = await run_in_threadpool(
-        deliverer.render, sub, page.records, client_id=who.client_id, channel="pull"
+    step = await svc.delivery.long_poll(
+        sub, who.client_id, "pull", start, max_records=max_records, wait_ms=wait_ms
     )
     # Returned as a ready response: re-validating 500 records through the response model
     # cost more than rendering them; the model still documents the shape in OpenAPI.
     return JSONResponse(
         {
-            "records": rendered.records,
-            "withheld": len(rendered.withheld),
-            "cursor": cursors.encode(_cursor_key(svc), sub.id, page.next_offsets),
+            "records": step.rendered.records,
+            "withheld": len(step.rendered.withheld),
+            "cursor": cursors.encode(_cursor_key(svc), sub.id, step.next_offsets),
         }
     )
 
@@ -276,7 +252,7 @@ async def commit(
 ) -> dict[str, str]:
     sub = await _active(svc, sub_id, who)
     offsets = cursors.decode(_cursor_key(svc), sub.id, body.cursor)
-    await run_in_threadpool(_store(svc).commit, sub.id, offsets)
+    await run_in_threadpool(svc.subscriptions.commit, sub.id, offsets)
     return {"status": "committed"}
 
 
@@ -298,7 +274,7 @@ async def seek(
     else:
         offsets = await run_in_threadpool(_resolve_start, svc, sub.topic, body.start)
 
-    return _out(svc, await run_in_threadpool(_store(svc).reset_cursor, sub.id, offsets))
+    return _out(svc, await run_in_threadpool(svc.subscriptions.reset_cursor, sub.id, offsets))
 
 
 @router.get("/{sub_id}/dead-letters", summary="Webhook deliveries that gave up")
@@ -306,7 +282,7 @@ async def dead_letters(
     sub_id: str, who: Principal = Depends(require("subscriber")), svc: Services = Depends(services)
 ) -> list[dict[str, Any]]:
     sub = await _active(svc, sub_id, who)
-    return await run_in_threadpool(_store(svc).dead_letters, sub.id)
+    return await run_in_threadpool(svc.subscriptions.dead_letters, sub.id)
 
 
 @router.get(
@@ -323,7 +299,7 @@ async def stream(
     sub = await _active(svc, sub_id, who)
     last = request.headers.get("last-event-id")
     start = cursors.decode(_cursor_key(svc), sub.id, last) if last else sub.cursor
-    await run_in_threadpool(_deliverer(svc).ensure_allowed, sub, who.client_id)
+    await run_in_threadpool(svc.deliverer.ensure_allowed, sub, who.client_id)
     return StreamingResponse(
         _events(svc, sub, who, start, request),
         media_type="text/event-stream",
@@ -343,9 +319,8 @@ def _sse_raw(event: str, data: str, event_id: str | None = None) -> bytes:
 async def _events(
     svc: Services, sub: Subscription, who: Principal, start: Offsets, request: Request
 ) -> AsyncIterator[bytes]:
-    deliverer, pool = _deliverer(svc), svc.extras["readers"]
+    deliverer, groups = svc.deliverer, svc.groups
     key = _cursor_key(svc)
-    groups: GroupRegistry = svc.extras["groups"]
     pos = dict(start)
     last_check = last_send = time.monotonic()
     yield b": connected\n\n"
@@ -359,18 +334,6 @@ async def _events(
         except ExchangeError:
             return False
 
-    async def emit(recs: list[Any]) -> AsyncIterator[bytes]:
-        nonlocal pos
-        rendered = await run_in_threadpool(
-            deliverer.render, sub, recs, client_id=who.client_id, channel="sse"
-        )
-        by_offset = {(r["partition"], r["offset"]): r for r in rendered.records}
-        for r in recs:
-            pos[r.partition] = max(pos.get(r.partition, 0), r.offset + 1)
-            item = by_offset.get((r.partition, r.offset))
-            if item is not None:
-                yield _sse("record", item, cursors.encode(key, sub.id, pos))
-
     try:
         while True:
             group, member, live_from = await groups.join(sub, who.client_id)
@@ -380,12 +343,22 @@ async def _events(
                     if not await allowed():
                         yield _sse("revoked", {"subscription": sub.id})
                         return
-                    page = await run_in_threadpool(
-                        pool.read, sub.topic, pos, max_records=500, wait_ms=200, until=live_from
+                    step = await svc.delivery.step(
+                        sub,
+                        who.client_id,
+                        "sse",
+                        pos,
+                        max_records=500,
+                        wait_ms=200,
+                        until=live_from,
                     )
-                    async for chunk in emit(page.records):
-                        yield chunk
-                    pos = {**pos, **page.next_offsets}
+                    by_offset = {(r["partition"], r["offset"]): r for r in step.rendered.records}
+                    for r in step.records:
+                        pos[r.partition] = max(pos.get(r.partition, 0), r.offset + 1)
+                        rec = by_offset.get((r.partition, r.offset))
+                        if rec is not None:
+                            yield _sse("record", rec, cursors.encode(key, sub.id, pos))
+                    pos = {**pos, **step.next_offsets}
                     last_check = last_send = time.monotonic()
                 while not member.overflowed:
                     if await request.is_disconnected():

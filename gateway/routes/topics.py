@@ -12,13 +12,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from dataplane.idempotency import request_digest
+from dataplane.publish import Batch, FramedRecord, NewRecord
 from exchange.auditing import AuditRecord
 from exchange.errors import Conflict, Forbidden, InvalidInput
 from exchange.identity.tokens import Principal
 from gateway.auth import principal, services
 from gateway.container import Services
 from gateway.errors import problem
-from gateway.services.publisher import InRecord, Publisher, WireRecord, request_digest
 
 router = APIRouter(tags=["topics"])
 AVRO_CONTENT_TYPE = "application/vnd.exchange.avro"
@@ -129,7 +130,7 @@ def _create(svc: Services, body: TopicIn) -> Any:
 
     from consent.domain import CatalogEntry
 
-    catalog = svc.extras["catalog"]
+    catalog = svc.catalog
     entry = catalog.create(
         CatalogEntry(
             topic=body.name,
@@ -159,7 +160,7 @@ def _create(svc: Services, body: TopicIn) -> Any:
 async def get_topic(
     topic: str, _: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> TopicOut:
-    return _out(await run_in_threadpool(svc.extras["catalog"].get, topic))
+    return _out(await run_in_threadpool(svc.catalog.get, topic))
 
 
 def _inline(model: type[BaseModel]) -> dict[str, Any]:
@@ -214,8 +215,9 @@ async def publish(
     who: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> JSONResponse:
-    publisher: Publisher = svc.extras["publisher"]
-    await run_in_threadpool(publisher.entry_for_publisher, who, topic)
+    publisher = svc.publisher
+    # Authorised before the body is read: a stranger's upload is not even received.
+    entry = await run_in_threadpool(publisher.authorize, who, topic)
     body = await _read_limited(request, svc.settings.max_body_bytes)
     if body is None:
         return problem(
@@ -223,37 +225,29 @@ async def publish(
         )
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == AVRO_CONTENT_TYPE:
-        wire_records = _frames(body)
-        count = len(wire_records)
+        batch = Batch(_frames(body))
     else:
         parsed = _json_body(body)
-        count = len(parsed.records)
-    if count > svc.settings.max_batch_records:
+        batch = Batch(
+            [NewRecord(r.key, r.value, r.headers) for r in parsed.records], parsed.schema_version
+        )
+    if len(batch.records) > svc.settings.max_batch_records:
         return problem(
             413,
             "batch_too_large",
-            f"batch has {count} records; the limit is {svc.settings.max_batch_records}",
+            f"batch has {len(batch.records)} records; "
+            f"the limit is {svc.settings.max_batch_records}",
         )
-    digest = request_digest(body, topic)
-    if idempotency_key:
-        earlier = await run_in_threadpool(publisher.remembered, who, idempotency_key, digest)
-        if earlier is not None:
-            return JSONResponse(earlier, headers={"Idempotent-Replayed": "true"})
-    try:
-        if ctype == AVRO_CONTENT_TYPE:
-            result = await run_in_threadpool(publisher.publish_wire, who, topic, wire_records)
-        else:
-            records = [InRecord(r.key, r.value, r.headers) for r in parsed.records]
-            result = await run_in_threadpool(
-                publisher.publish_json, who, topic, records, parsed.schema_version
-            )
-    except BaseException:
-        if idempotency_key:
-            await run_in_threadpool(publisher.remember, who, idempotency_key, None)
-        raise
-    if idempotency_key:
-        await run_in_threadpool(publisher.remember, who, idempotency_key, result)
-    return JSONResponse(result)
+    result, replayed = await run_in_threadpool(
+        lambda: publisher.publish(
+            who,
+            entry,
+            batch,
+            idempotency_key=idempotency_key,
+            request_hash=request_digest(body, topic),
+        )
+    )
+    return JSONResponse(result, headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes | None:
@@ -315,8 +309,8 @@ _U32 = struct.Struct(">I")
 _NO_KEY = 0xFFFFFFFF
 
 
-def _frames(body: bytes) -> list[WireRecord]:
-    out: list[WireRecord] = []
+def _frames(body: bytes) -> list[FramedRecord]:
+    out: list[FramedRecord] = []
     pos = 0
     while pos < len(body):
         try:
@@ -332,7 +326,7 @@ def _frames(body: bytes) -> list[WireRecord]:
             raise InvalidInput(f"truncated Avro frame at record {len(out)}") from exc
         if len(value) != vlen or (key is not None and len(key) != klen):
             raise InvalidInput(f"truncated Avro frame at record {len(out)}")
-        out.append(WireRecord(key, value))
+        out.append(FramedRecord(key, value))
     if not out:
         raise InvalidInput("no records in body")
     return out

@@ -144,7 +144,7 @@ def test_request_validation(s: Scenario, admin: ExchangeClient, gateway: ThreadG
     # only subscribers ask
     assert status_of(lambda: s.steward.call("POST", "/v1/agreements", json={})) in (403, 422)
     topic = f"{s.owner}.sealed-{uuid.uuid4().hex[:6]}"
-    gateway.services.extras["catalog"].create(
+    gateway.services.catalog.create(
         CatalogEntry(
             topic=topic,
             owner=s.owner,

@@ -21,8 +21,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 @pytest.fixture
 def store_down(gateway: ThreadGateway, tmp_path: Path) -> Iterator[None]:
     """Point the agreement and consent services at a database that cannot be opened."""
-    agreements: Agreements = gateway.services.extras["agreements"]
-    consents: Consents = gateway.services.extras["consents"]
+    agreements: Agreements = gateway.services.agreements
+    consents: Consents = gateway.services.consents
     saved = agreements.sessions, consents.sessions
     broken = make_engine(f"sqlite:///{tmp_path / 'absent' / 'cp.db'}")
     agreements.sessions = consents.sessions = session_factory(broken)

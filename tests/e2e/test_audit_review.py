@@ -135,7 +135,7 @@ def test_publish_subscribe_then_officer_review(
     )
 
     # The whole log so far verifies from the index and from the Kafka topic.
-    service = gateway.services.extras["audit"]
+    service = gateway.services.audit_review
     for source in ("db", "kafka"):
         report = service.verify(source)
         assert report.ok and report.size >= cp2.size and report.checkpoints >= 2, report.line()

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from exchange.auditing import AuditRecord, MemoryAuditSink
 from exchange.client import ApiError, ExchangeClient
+from exchange.errors import DependencyUnavailable
 from tests.support.gateway import ThreadGateway
 from tests.support.scenario import Scenario, build, grant, person
 
@@ -308,42 +311,44 @@ def test_streams_sharing_a_render_group_each_get_everything_once(
     assert sorted(got[subs[1]]) == expected
 
 
-class _RefusingPublishAudits:
-    """Wraps the real audit log; refuses "record.published" like a log that is down."""
+class _SwitchableAudits(MemoryAuditSink):
+    """An audit sink that refuses "record.published" while ``down``, like a log outage."""
 
-    def __init__(self, real: Any) -> None:
-        self.real = real
+    down = False
 
-    def append(self, record: Any) -> None:
-        from exchange.errors import DependencyUnavailable
-
-        if record.type == "record.published":
+    def append(self, record: AuditRecord) -> None:
+        if self.down and record.type == "record.published":
             raise DependencyUnavailable("audit log unavailable")
-        self.real.append(record)
+        super().append(record)
 
-    def append_many(self, records: Any) -> None:
+    def append_many(self, records: Sequence[AuditRecord]) -> None:
         for r in records:
             self.append(r)
 
 
 def test_audit_outage_at_publish_aborts_the_transaction(
-    scenario: Scenario, gateway: ThreadGateway
+    kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    s = scenario
-    real = gateway.services.audit
-    gateway.services.audit = _RefusingPublishAudits(real)  # type: ignore[assignment]
+    audits = _SwitchableAudits()
+    gw = ThreadGateway(tmp_path / "gw", kafka_bootstrap, audit=audits).start()
     try:
-        r = s.publisher.request(
-            "POST", f"/v1/topics/{s.topic}/records", json={"records": [{"value": person(1)}]}
-        )
+        with gw.admin() as admin:
+            s = build(admin, gw.url)
+            audits.down = True
+            r = s.publisher.request(
+                "POST", f"/v1/topics/{s.topic}/records", json={"records": [{"value": person(1)}]}
+            )
+            audits.down = False
+            assert r.status_code == 503
+            assert not [e for e in audits.records if e.type == "record.published"]
+            s.publisher.publish(s.topic, [{"value": person(2)}])  # the log is back
+            grant(s, ["name"])
+            sub = s.subscriber.subscribe(s.topic)
+            names = [rec["value"]["name"] for rec in poll_all(s.subscriber, sub, 2, timeout=4)]
+            assert names == ["Resident 2"]  # the unaudited batch never became visible
+            s.close()
     finally:
-        gateway.services.audit = real
-    assert r.status_code == 503
-    s.publisher.publish(s.topic, [{"value": person(2)}])  # the log is back
-    grant(s, ["name"])
-    sub = s.subscriber.subscribe(s.topic)
-    names = [rec["value"]["name"] for rec in poll_all(s.subscriber, sub, 2, timeout=4)]
-    assert names == ["Resident 2"]  # the unaudited batch never became visible
+        gw.stop()
 
 
 def test_seek_replays_from_earliest_after_everything_was_committed(scenario: Scenario) -> None:

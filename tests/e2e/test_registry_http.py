@@ -11,7 +11,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from exchange.cli.main import app as cli
+from cli.main import app as cli
 from exchange.client import ExchangeClient
 from tests.conftest import make_client, make_department
 from tests.support.gateway import ThreadGateway

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from dataplane.webhooks import SIGNATURE_HEADER, verify
 from exchange.client import ApiError
-from gateway.services.webhooks import SIGNATURE_HEADER, verify
 from tests.support.gateway import ThreadGateway
 from tests.support.scenario import build, grant, person
 

@@ -23,8 +23,8 @@ from audit.offline import verify_exported
 from audit.service import Checkpointer, Filters
 from audit.settings import AuditSettings
 from audit.store import AuditLog, EventBus
+from cli.main import app
 from exchange.auditing import AuditRecord
-from exchange.cli.main import app
 from exchange.db import make_engine, migrate, session_factory, transaction
 from exchange.errors import ConfigurationError, DependencyUnavailable
 from exchange.kafka.client import KafkaAdapter

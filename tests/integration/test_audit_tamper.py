@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 from audit.events import decode
 from audit.factory import Audit, open_audit
 from audit.settings import AuditSettings, checkpoint_topic
+from cli.main import app
 from exchange.auditing import AuditRecord
-from exchange.cli.main import app
 from exchange.db import make_engine, migrate, session_factory
 from exchange.kafka.client import InRecord, KafkaAdapter, OutRecord
 from exchange.settings import Settings

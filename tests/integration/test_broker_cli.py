@@ -21,7 +21,7 @@ def run_cli(
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "exchange.cli.main", *args],
+        [sys.executable, "-m", "cli.main", *args],
         capture_output=True,
         text=True,
         env=full_env,

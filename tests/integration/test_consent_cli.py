@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from exchange.cli.main import app
+from cli.main import app
 from exchange.client import ExchangeClient
 from tests.support.gateway import ThreadGateway
 from tests.support.scenario import Scenario, build, new_client, person

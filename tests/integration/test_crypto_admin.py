@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app as cli
 from exchange.auditing import MemoryAuditSink
-from exchange.cli.main import app as cli
 from exchange.client import ExchangeClient
 from exchange.crypto import FieldCrypto, build_field_crypto
 from exchange.db import make_engine, migrate, session_factory
@@ -51,7 +51,7 @@ def test_key_routes(gateway: ThreadGateway, admin: ExchangeClient) -> None:
     steward = make_client(admin, gateway.url, owner, ["steward"])
     stranger = make_client(admin, gateway.url, other, ["steward"])
     publisher = make_client(admin, gateway.url, owner, ["publisher"])
-    crypto: FieldCrypto = gateway.services.extras["crypto"]
+    crypto: FieldCrypto = gateway.services.crypto
     topic = f"{owner}.people"
     sealed = _seal(crypto, topic, owner)
 

@@ -1,4 +1,4 @@
-"""The crypto plugin inside the real gateway: KMS down → publishing sensitive data is a 503,
+"""Field crypto inside the real gateway: KMS down → publishing sensitive data is a 503,
 nothing is written; back up → the same batch publishes sealed, and shredding over HTTP
 turns delivered fields into redacted ones."""
 
@@ -11,7 +11,6 @@ from collections.abc import Iterator
 import pytest
 
 from exchange.client import ExchangeClient
-from exchange.crypto import build_field_crypto
 from exchange.crypto.kms_memory import MemoryKms
 from exchange.kafka.client import KafkaAdapter
 from tests.support.gateway import ThreadGateway
@@ -20,26 +19,32 @@ from tests.support.scenario import Scenario, build, grant, person
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
 
+@pytest.fixture(scope="module")
+def kms() -> MemoryKms:
+    """A KMS the test can switch off, under a gateway of this module's own."""
+    return MemoryKms()
+
+
+@pytest.fixture(scope="module")
+def kms_gateway(
+    kms: MemoryKms, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ThreadGateway]:
+    gw = ThreadGateway(tmp_path_factory.mktemp("kms-gw"), kafka_bootstrap, kms=kms).start()
+    yield gw
+    gw.stop()
+
+
 @pytest.fixture
-def scenario(gateway: ThreadGateway, admin: ExchangeClient) -> Iterator[Scenario]:
-    s = build(admin, gateway.url, partitions=1)
+def admin(kms_gateway: ThreadGateway) -> Iterator[ExchangeClient]:
+    with kms_gateway.admin() as c:
+        yield c
+
+
+@pytest.fixture
+def scenario(kms_gateway: ThreadGateway, admin: ExchangeClient) -> Iterator[Scenario]:
+    s = build(admin, kms_gateway.url, partitions=1)
     yield s
     s.close()
-
-
-@pytest.fixture
-def switchable_kms(gateway: ThreadGateway) -> Iterator[MemoryKms]:
-    """Swap the gateway's FieldCrypto for one over a KMS the test can switch off."""
-    svc = gateway.services
-    original = svc.extras["crypto"]
-    kms = MemoryKms()
-    svc.extras["crypto"] = build_field_crypto(
-        svc.settings, svc.sessions, svc.audit, svc.master_key, kms=kms
-    )
-    try:
-        yield kms
-    finally:
-        svc.extras["crypto"] = original
 
 
 def _raw_values(bootstrap: str, topic: str) -> list[bytes]:
@@ -59,18 +64,18 @@ def _raw_values(bootstrap: str, topic: str) -> list[bytes]:
 
 
 def test_kms_down_is_503_and_nothing_written(
-    scenario: Scenario, switchable_kms: MemoryKms, kafka_bootstrap: str, admin: ExchangeClient
+    scenario: Scenario, kms: MemoryKms, kafka_bootstrap: str, admin: ExchangeClient
 ) -> None:
     s = scenario
     batch = [{"key": f"k{i}", "value": person(i)} for i in range(3)]
-    switchable_kms.available = False
+    kms.available = False
     r = s.publisher.request("POST", f"/v1/topics/{s.topic}/records", json={"records": batch})
     assert r.status_code == 503, r.text
     assert r.json()["code"] in {"kms_unavailable", "dependency_unavailable"}
     assert "3301" not in r.text and "Wensan" not in r.text
     assert _raw_values(kafka_bootstrap, s.topic) == []
 
-    switchable_kms.available = True
+    kms.available = True
     s.publisher.publish(s.topic, batch)
     raw = b"".join(_raw_values(kafka_bootstrap, s.topic))
     for rec in (person(i) for i in range(3)):

@@ -16,7 +16,9 @@ from typing import Any
 import httpx
 import uvicorn
 
+from exchange.auditing import AuditSink
 from exchange.client import ExchangeClient
+from exchange.crypto.kms import Kms
 from exchange.kafka.broker import free_port
 from exchange.settings import Settings
 
@@ -62,7 +64,7 @@ class GatewayProcess:
         self.home.mkdir(parents=True, exist_ok=True)
         log = (self.home / "gateway.log").open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "exchange.cli.main", "up", "--port", str(self.port)],
+            [sys.executable, "-m", "cli.main", "up", "--port", str(self.port)],
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -93,14 +95,23 @@ class GatewayProcess:
 class ThreadGateway:
     """The gateway app served by uvicorn in a background thread (faster than a subprocess)."""
 
-    def __init__(self, home: Path, bootstrap: str, **settings: Any) -> None:
-        from exchange.cli.up_cmd import ensure_admin
+    def __init__(
+        self,
+        home: Path,
+        bootstrap: str,
+        *,
+        audit: AuditSink | None = None,
+        kms: Kms | None = None,
+        **settings: Any,
+    ) -> None:
+        """``audit``/``kms``: fakes the test controls (see gateway.bootstrap)."""
+        from cli.up_cmd import ensure_admin
         from gateway.app import build_services, create_app
 
         self.port = free_port()
         self.home = home
         self.settings = Settings(home=home, port=self.port, kafka_bootstrap=bootstrap, **settings)
-        self.services = build_services(self.settings, bootstrap)
+        self.services = build_services(self.settings, bootstrap, audit=audit, kms=kms)
         ensure_admin(self.settings, self.services.identity)
         self.app = create_app(self.services)
         self.server = uvicorn.Server(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from dataplane.webhooks import check_webhook_url, sign, verify
 from exchange.errors import InvalidInput
-from gateway.services.webhooks import check_webhook_url, sign, verify
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from exchange.cli.common import HomeOption, console, guarded, settings_for
+from cli.common import HomeOption, console, guarded, settings_for
 from exchange.kafka.broker import LocalBroker
 from exchange.kafka.jars import ensure_jars
 

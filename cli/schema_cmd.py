@@ -8,7 +8,7 @@ from typing import Any, NoReturn
 
 import typer
 
-from exchange.cli.common import HomeOption, console, err_console, settings_for
+from cli.common import HomeOption, console, err_console, settings_for
 from exchange.client import ApiError, ExchangeClient
 
 app = typer.Typer(help="Register, check and show Avro schemas.", no_args_is_help=True)

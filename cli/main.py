@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from exchange.cli import audit_cmd, consent_cmd, kafka_cmd, keys_cmd, schema_cmd, up_cmd
+from cli import audit_cmd, consent_cmd, kafka_cmd, keys_cmd, schema_cmd, up_cmd
 
 app = typer.Typer(
     help="exchange: cross-department data exchange bus.",

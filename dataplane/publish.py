@@ -1,30 +1,31 @@
 """The publish path: authorise, validate, seal, encode, one Kafka transaction, audit.
 
-No HTTP here: the route parses the request and maps errors; this decides and does.
+No HTTP here: the route parses the request and maps errors; this decides and does. The
+collaborators are small ports (:mod:`dataplane.ports`), so this runs against fakes in unit
+tests and against the real registry, catalog, KMS and broker everywhere else.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-
+from consent.domain import CatalogEntry
+from dataplane.cursor import offset_ranges
+from dataplane.fields import get_path, sensitive_paths, subject_paths
+from dataplane.idempotency import IdempotencyStore
+from dataplane.ports import CatalogPort, SchemasPort, SealerPort
 from exchange import wire
-from exchange.auditing import AuditRecord
+from exchange.auditing import AuditRecord, AuditSink
 from exchange.avro_validation import problems
-from exchange.db import transaction
-from exchange.delivery.cursor import offset_ranges
-from exchange.delivery.models import IdempotencyRow
+from exchange.crypto.sealing import sealed_fields as sealed_types
+from exchange.crypto.sealing import sealed_schema
 from exchange.errors import (
-    Conflict,
     DependencyUnavailable,
     ExchangeError,
     Forbidden,
@@ -33,9 +34,7 @@ from exchange.errors import (
     NotFound,
 )
 from exchange.identity.tokens import Principal
-from exchange.kafka.client import OutRecord, Position
-from gateway.container import Services
-from gateway.services.fields import get_path, sensitive_paths, subject_paths
+from exchange.kafka.client import KafkaAdapter, OutRecord, Position
 
 SCHEMA_ID_HEADER = "exchange.schema_id"
 PUBLISHER_HEADER = "exchange.publisher"
@@ -49,14 +48,16 @@ class BatchRejected(InvalidInput):
 
 
 @dataclass(frozen=True)
-class InRecord:
+class NewRecord:
+    """A record to publish, as JSON (validated against the value schema here)."""
+
     key: str | None
     value: Any
     headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class WireRecord:
+class FramedRecord:
     """A record that arrived already encoded (Confluent wire format)."""
 
     key: bytes | None
@@ -73,26 +74,91 @@ class SealedPlan:
     subjects: list[str]
 
 
+@dataclass(frozen=True)
+class Batch:
+    """What one publish request asks for: JSON records (with a schema version) or frames."""
+
+    records: Sequence[NewRecord] | Sequence[FramedRecord]
+    schema_version: int | str = "latest"
+
+
 class Publisher:
-    def __init__(self, svc: Services) -> None:
-        self.svc = svc
+    def __init__(
+        self,
+        *,
+        schemas: SchemasPort,
+        catalog: CatalogPort,
+        sealer: SealerPort | None,
+        kafka: KafkaAdapter,
+        audit: AuditSink,
+        idempotency: IdempotencyStore,
+    ) -> None:
+        self.schemas = schemas
+        self.catalog = catalog
+        self.sealer = sealer
+        self.kafka = kafka
+        self.audit = audit
+        self.idempotency = idempotency
         self._plans: dict[int, SealedPlan] = {}
         self._latest: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
 
     # -- access --------------------------------------------------------------------------
-    def entry_for_publisher(self, who: Principal, topic: str) -> Any:
+    def authorize(self, who: Principal, topic: str) -> CatalogEntry:
         """The catalog entry, if ``who`` may publish to it. Same answer whether or not the
         topic exists, so other departments cannot probe the catalog."""
         if not who.has("publisher"):
             raise Forbidden("requires the publisher role")
         try:
-            entry = self.svc.extras["catalog"].get(topic)
+            entry: CatalogEntry | None = self.catalog.get(topic)
         except NotFound:
             entry = None
         if entry is None or entry.owner != who.department:
             raise Forbidden(f"not allowed to publish to {topic}")
         return entry
+
+    # -- the use case --------------------------------------------------------------------
+    def publish(
+        self,
+        who: Principal,
+        entry: CatalogEntry,
+        batch: Batch,
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str = "",
+    ) -> tuple[dict[str, Any], bool]:
+        """Publish ``batch`` atomically; with an idempotency key, a retry gets the first
+        answer. Returns the answer and whether it was replayed."""
+        if idempotency_key:
+            earlier = self.idempotency.claim(who.client_id, idempotency_key, request_hash)
+            if earlier is not None:
+                return earlier, True
+        try:
+            result = self._publish(who, entry, batch)
+        except BaseException:
+            if idempotency_key:  # nothing was written: free the key for a retry
+                self.idempotency.release(who.client_id, idempotency_key)
+            raise
+        if idempotency_key:
+            self.idempotency.settle(who.client_id, idempotency_key, result)
+        return result, False
+
+    def _publish(self, who: Principal, entry: CatalogEntry, batch: Batch) -> dict[str, Any]:
+        records = list(batch.records)
+        if records and isinstance(records[0], FramedRecord):
+            plan, values = self._decode_frames(entry, records)  # type: ignore[arg-type]
+        else:
+            plan = self.plan(
+                self.resolve_version(entry.value_subject, batch.schema_version),
+                entry.value_subject,
+            )
+            values = records  # type: ignore[assignment]
+            self._validate(values, plan)
+        out = [self._seal_and_encode(entry, plan, r, who) for r in values]
+        subjects = [
+            str(s) for r in values for p in plan.subjects if (s := get_path(r.value, p)) is not None
+        ]
+        return self._write(who, entry, plan.plain_id, out, subjects)
 
     # -- schema plan ---------------------------------------------------------------------
     def plan(self, plain_id: int, subject: str) -> SealedPlan:
@@ -100,25 +166,20 @@ class Publisher:
             cached = self._plans.get(plain_id)
         if cached is not None:
             return cached
-        registry = self.svc.extras["registry"]
-        stored = registry.by_id(plain_id)
+        stored = self.schemas.by_id(plain_id)
         sealed = sensitive_paths(stored.fields)
         wire_id, wire_parsed = plain_id, stored.parsed
         if sealed:
-            from exchange.crypto.sealing import sealed_fields as sealed_types
-            from exchange.crypto.sealing import sealed_schema
-
-            schema_json = json.loads(stored.schema)
-            sealed_json = sealed_schema(schema_json, set(sealed))
+            sealed_json = sealed_schema(json.loads(stored.schema), set(sealed))
             # Original types with named types expanded: each parses on its own.
             sealed = sealed_types(sealed_json)
             sealed_subject = f"{subject}-sealed"
             # Sealed subjects follow their plain subject; compatibility is checked there.
-            registry.set_config(sealed_subject, "NONE")
-            wire_id = registry.register(
+            self.schemas.set_config(sealed_subject, "NONE")
+            wire_id = self.schemas.register(
                 sealed_subject, json.dumps(sealed_json), actor="exchange", actor_is_admin=True
             )
-            wire_parsed = registry.by_id(wire_id).parsed
+            wire_parsed = self.schemas.by_id(wire_id).parsed
         p = SealedPlan(
             plain_id, wire_id, wire_parsed, stored.parsed, sealed, subject_paths(stored.fields)
         )
@@ -136,7 +197,7 @@ class Publisher:
             if hit is not None and now - hit[1] < LATEST_TTL_S:
                 return hit[0]
         try:
-            found = int(self.svc.extras["registry"].version(subject, version).id)
+            found = int(self.schemas.version(subject, version).id)
         except NotFound as exc:
             raise InvalidInput(f"schema {subject} version {version} is not registered") from exc
         if version == "latest":
@@ -144,93 +205,62 @@ class Publisher:
                 self._latest[subject] = (found, now)
         return found
 
-    # -- publish -------------------------------------------------------------------------
-    def publish_json(
-        self, who: Principal, topic: str, records: list[InRecord], version: int | str = "latest"
-    ) -> dict[str, Any]:
-        entry = self.entry_for_publisher(who, topic)
-        plan = self.plan(self.resolve_version(entry.value_subject, version), entry.value_subject)
-        problems = [
-            p for i, r in enumerate(records) for p in _validate(i, r.value, plan.plain_parsed)
-        ]
-        if problems:
+    # -- validation ----------------------------------------------------------------------
+    def _validate(self, records: Sequence[NewRecord], plan: SealedPlan) -> None:
+        found = [p for i, r in enumerate(records) for p in _problems(i, r.value, plan.plain_parsed)]
+        if found:
             raise BatchRejected(
-                f"{len({p['index'] for p in problems})} of {len(records)} "
+                f"{len({p['index'] for p in found})} of {len(records)} "
                 "records are invalid; nothing was written",
-                errors=problems,
+                errors=found,
             )
-        out = [self._seal_and_encode(entry, plan, r.key, r.value, r.headers, who) for r in records]
-        subjects = [
-            str(get_path(r.value, p))
-            for r in records
-            for p in plan.subjects
-            if get_path(r.value, p) is not None
-        ]
-        return self._write(who, entry, plan.plain_id, out, subjects)
 
-    def publish_wire(self, who: Principal, topic: str, records: list[WireRecord]) -> dict[str, Any]:
-        entry = self.entry_for_publisher(who, topic)
-        registry = self.svc.extras["registry"]
-        values: list[InRecord] = []
+    def _decode_frames(
+        self, entry: CatalogEntry, records: Sequence[FramedRecord]
+    ) -> tuple[SealedPlan, list[NewRecord]]:
+        values: list[NewRecord] = []
         plain_ids: set[int] = set()
-        problems: list[dict[str, Any]] = []
+        found: list[dict[str, Any]] = []
         for i, r in enumerate(records):
             try:
                 schema_id, body = wire.unframe(r.value)
-                stored = registry.by_id(schema_id)
+                stored = self.schemas.by_id(schema_id)
                 if not self._belongs(entry.value_subject, schema_id):
                     raise InvalidInput(
                         f"schema id {schema_id} is not a version of {entry.value_subject}"
                     )
                 value = wire.decode_body(stored.parsed, body)
             except (ExchangeError, ValueError, EOFError, IndexError) as exc:
-                problems.append({"index": i, "path": "", "reason": _reason(exc)})
+                found.append({"index": i, "path": "", "reason": _reason(exc)})
                 continue
             plain_ids.add(schema_id)
             key = r.key.decode("utf-8", "replace") if r.key is not None else None
-            values.append(InRecord(key, value))
-        if problems:
+            values.append(NewRecord(key, value))
+        if found:
             raise BatchRejected(
-                f"{len(problems)} of {len(records)} records are invalid; nothing was written",
-                errors=problems,
+                f"{len(found)} of {len(records)} records are invalid; nothing was written",
+                errors=found,
             )
         if len(plain_ids) > 1:
             raise BatchRejected("all records of a batch must use one schema version", errors=[])
         version_id = (
             plain_ids.pop() if plain_ids else self.resolve_version(entry.value_subject, "latest")
         )
-        plan = self.plan(version_id, entry.value_subject)
-        out = [self._seal_and_encode(entry, plan, r.key, r.value, {}, who) for r in values]
-        subjects = [
-            str(get_path(r.value, p))
-            for r in values
-            for p in plan.subjects
-            if get_path(r.value, p) is not None
-        ]
-        return self._write(who, entry, plan.plain_id, out, subjects)
+        return self.plan(version_id, entry.value_subject), values
 
     def _belongs(self, subject: str, schema_id: int) -> bool:
-        registry = self.svc.extras["registry"]
-        versions = getattr(registry, "ids_of_subject", None)
-        if versions is None:
-            return True
-        return schema_id in versions(subject)
+        return any(s == subject for s, _ in self.schemas.usages(schema_id))
 
+    # -- seal, encode, write -------------------------------------------------------------
     def _seal_and_encode(
-        self,
-        entry: Any,
-        plan: SealedPlan,
-        key: str | None,
-        value: Any,
-        headers: dict[str, str],
-        who: Principal,
+        self, entry: CatalogEntry, plan: SealedPlan, r: NewRecord, who: Principal
     ) -> OutRecord:
-        key_bytes = key.encode() if key is not None else None
+        key_bytes = r.key.encode() if r.key is not None else None
+        value = r.value
         if plan.sealed:
-            crypto = self.svc.extras.get("crypto")
-            if crypto is None:  # fail closed: never write sensitive fields unsealed
+            if self.sealer is None:  # fail closed: never write sensitive fields unsealed
                 raise DependencyUnavailable("field encryption is not configured")
-            value = crypto.seal(
+            value = self.sealer.seal(
                 topic=entry.topic,
                 owner=entry.owner,
                 cipher=entry.cipher,
@@ -239,7 +269,7 @@ class Publisher:
                 record=value,
                 fields=plan.sealed,
             )
-        hdrs = [(k, v.encode()) for k, v in headers.items() if not k.startswith("exchange.")]
+        hdrs = [(k, v.encode()) for k, v in r.headers.items() if not k.startswith("exchange.")]
         hdrs += [
             (SCHEMA_ID_HEADER, str(plan.plain_id).encode()),
             (PUBLISHER_HEADER, who.client_id.encode()),
@@ -247,7 +277,12 @@ class Publisher:
         return OutRecord(key_bytes, wire.encode(plan.wire_id, plan.wire_parsed, value), hdrs)
 
     def _write(
-        self, who: Principal, entry: Any, plain_id: int, out: list[OutRecord], subjects: list[str]
+        self,
+        who: Principal,
+        entry: CatalogEntry,
+        plain_id: int,
+        out: list[OutRecord],
+        subjects: list[str],
     ) -> dict[str, Any]:
         def event(kind: str, positions: list[Position]) -> AuditRecord:
             ranges = offset_ranges((p.partition, p.offset) for p in positions)
@@ -267,14 +302,14 @@ class Publisher:
             # Durable before the records become visible: if the audit log cannot take it, the
             # transaction is aborted and the client gets 503 with nothing published.
             staged.extend(positions)
-            self.svc.audit.append(event("record.published", positions))
+            self.audit.append(event("record.published", positions))
 
         try:
-            positions = self.svc.kafka.publish_atomically(entry.topic, out, audit_first)
+            positions = self.kafka.publish_atomically(entry.topic, out, audit_first)
         except KafkaUnavailable:
             if staged:  # audited, then the commit failed: say so in the log too
                 with contextlib.suppress(ExchangeError):
-                    self.svc.audit.append(event("record.publish_aborted", staged))
+                    self.audit.append(event("record.publish_aborted", staged))
             raise
         return {
             "topic": entry.topic,
@@ -282,59 +317,8 @@ class Publisher:
             "offsets": [{"partition": p.partition, "offset": p.offset} for p in positions],
         }
 
-    # -- idempotency ---------------------------------------------------------------------
-    def remembered(self, who: Principal, key: str, request_hash: str) -> dict[str, Any] | None:
-        """The stored answer of an earlier request with this key, or None to go ahead.
-        Claims the key first so two concurrent retries cannot both publish."""
-        with transaction(self.svc.sessions) as s:
-            row = s.scalars(
-                select(IdempotencyRow).where(
-                    IdempotencyRow.client_id == who.client_id, IdempotencyRow.key == key
-                )
-            ).first()
-            if row is not None:
-                if row.request_hash != request_hash:
-                    raise Conflict("Idempotency-Key was used with a different request")
-                if row.response is None:
-                    raise Conflict("a request with this Idempotency-Key is in progress")
-                return dict(row.response)
-        try:
-            with transaction(self.svc.sessions) as s:
-                s.add(
-                    IdempotencyRow(
-                        client_id=who.client_id,
-                        key=key,
-                        request_hash=request_hash,
-                        response=None,
-                        created_at=datetime.now(UTC),
-                    )
-                )
-        except ExchangeError as exc:
-            if isinstance(exc.__cause__, IntegrityError):
-                raise Conflict("a request with this Idempotency-Key is in progress") from exc
-            raise
-        return None
 
-    def remember(self, who: Principal, key: str, response: dict[str, Any] | None) -> None:
-        with transaction(self.svc.sessions) as s:
-            row = s.scalars(
-                select(IdempotencyRow).where(
-                    IdempotencyRow.client_id == who.client_id, IdempotencyRow.key == key
-                )
-            ).first()
-            if row is None:
-                return
-            if response is None:  # the publish failed: free the key for a retry
-                s.delete(row)
-            else:
-                row.response = response
-
-
-def request_digest(body: bytes, topic: str) -> str:
-    return hashlib.sha256(topic.encode() + b"\0" + body).hexdigest()
-
-
-def _validate(index: int, value: Any, parsed: Any) -> list[dict[str, Any]]:
+def _problems(index: int, value: Any, parsed: Any) -> list[dict[str, Any]]:
     if not isinstance(value, dict):
         return [{"index": index, "path": "", "reason": "value must be a JSON object"}]
     return [{"index": index, "path": p.path, "reason": p.reason} for p in problems(value, parsed)]

@@ -21,11 +21,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from exchange.delivery import cursor as cursors
-from exchange.delivery.store import Subscription, SubscriptionStore
+from dataplane import cursor as cursors
+from dataplane.loop import DeliveryLoop
+from dataplane.store import Subscription, SubscriptionStore
 from exchange.errors import ExchangeError, InvalidInput
 from exchange.secrets_store import unseal
-from gateway.container import Services
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Exchange-Signature"
@@ -86,22 +86,25 @@ def verify(secret: str, body: bytes, header: str, *, now: float | None = None) -
 
 
 class WebhookDispatcher:
-    def __init__(self, svc: Services) -> None:
-        self.svc = svc
+    def __init__(
+        self,
+        *,
+        store: SubscriptionStore,
+        loop: DeliveryLoop,
+        master_key: bytes,
+        retry_base_s: float,
+    ) -> None:
+        self.store = store
+        self.loop = loop
+        self.master_key = master_key
         self.owner = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._runner: asyncio.Task[None] | None = None
         self.client = httpx.AsyncClient(timeout=10.0)
-        self.cursor_key = cursors.cursor_key(svc.master_key)
-        base = svc.settings.webhook_retry_base_s
-        self.backoff = tuple(base * 2**i for i in range(RETRIES))
+        self.cursor_key = cursors.cursor_key(master_key)
+        self.backoff = tuple(retry_base_s * 2**i for i in range(RETRIES))
 
-    @property
-    def store(self) -> SubscriptionStore:
-        store: SubscriptionStore = self.svc.extras["subscriptions"]
-        return store
-
-    def start(self) -> None:
+    async def start(self) -> None:
         self._runner = asyncio.get_running_loop().create_task(self._supervise())
 
     async def stop(self) -> None:
@@ -140,26 +143,21 @@ class WebhookDispatcher:
                 await asyncio.sleep(0.5)
 
     async def _one_page(self, sub: Subscription) -> bool:
-        deliverer, pool = self.svc.extras["deliverer"], self.svc.extras["readers"]
-        await asyncio.to_thread(deliverer.ensure_allowed, sub, sub.client_id)
-        page = await asyncio.to_thread(
-            pool.read, sub.topic, sub.cursor, max_records=100, wait_ms=500
+        step = await self.loop.step(
+            sub, sub.client_id, "webhook", sub.cursor, max_records=100, wait_ms=500
         )
-        if not page.records:
-            if page.next_offsets != sub.cursor:
-                await asyncio.to_thread(self.store.commit, sub.id, page.next_offsets)
+        if not step.records:
+            if step.next_offsets != sub.cursor:
+                await asyncio.to_thread(self.store.commit, sub.id, step.next_offsets)
             return False
-        rendered = await asyncio.to_thread(
-            deliverer.render, sub, page.records, client_id=sub.client_id, channel="webhook"
-        )
-        if rendered.records:
+        if step.rendered.records:
             assert sub.webhook_url is not None and sub.webhook_secret is not None
-            secret = unseal(self.svc.master_key, sub.webhook_secret, "webhook-secret").decode()
+            secret = unseal(self.master_key, sub.webhook_secret, "webhook-secret").decode()
             body = json.dumps(
                 {
                     "subscription": sub.id,
-                    "records": rendered.records,
-                    "cursor": cursors.encode(self.cursor_key, sub.id, page.next_offsets),
+                    "records": step.rendered.records,
+                    "cursor": cursors.encode(self.cursor_key, sub.id, step.next_offsets),
                 },
                 separators=(",", ":"),
             ).encode()
@@ -169,12 +167,12 @@ class WebhookDispatcher:
                     self.store.dead_letter,
                     sub.id,
                     sub.cursor,
-                    page.next_offsets,
-                    [r["record_id"] for r in rendered.records],
+                    step.next_offsets,
+                    [r["record_id"] for r in step.rendered.records],
                     len(self.backoff) + 1,
                     error,
                 )
-        await asyncio.to_thread(self.store.commit, sub.id, page.next_offsets)
+        await asyncio.to_thread(self.store.commit, sub.id, step.next_offsets)
         return True
 
     async def _post_with_retries(self, url: str, secret: str, body: bytes) -> str | None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from exchange.cli.common import HomeOption, console, guarded, settings_for
+from cli.common import HomeOption, console, guarded, settings_for
 from exchange.errors import InvalidInput
 
 if TYPE_CHECKING:

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from dataplane.cursor import Offsets
+from dataplane.models import DeadLetterRow, SubscriptionRow
 from exchange.db import transaction
-from exchange.delivery.cursor import Offsets
-from exchange.delivery.models import DeadLetterRow, SubscriptionRow
 from exchange.errors import NotFound
 
 

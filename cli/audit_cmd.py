@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from exchange.cli.common import HomeOption, console, err_console, guarded, settings_for
+from cli.common import HomeOption, console, err_console, guarded, settings_for
 from exchange.errors import ConfigurationError, InvalidInput
 
 if TYPE_CHECKING:

@@ -17,14 +17,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
-
-from exchange.delivery.cursor import Offsets
-from exchange.delivery.hub import HubRegistry
-from exchange.delivery.store import Subscription
+from dataplane.cursor import Offsets
+from dataplane.delivery import Deliverer
+from dataplane.hub import HubRegistry
+from dataplane.store import Subscription
 from exchange.errors import ExchangeError
 from exchange.kafka.client import InRecord
-from gateway.services.delivery import Deliverer
 
 log = logging.getLogger(__name__)
 GroupKey = tuple[str, str, str, frozenset[str] | None]
@@ -94,7 +92,7 @@ class Group:
             self.inflight_end = end
             members = list(self.members)
             try:
-                rendered = await run_in_threadpool(
+                rendered = await asyncio.to_thread(
                     deliverer.render,
                     self.sub,
                     batch,
@@ -137,7 +135,7 @@ class GroupRegistry:
         key: GroupKey = (sub.consumer, client_id, sub.topic, sub.fields)
         group = self.groups.get(key)
         if group is None:
-            hub = await run_in_threadpool(self.hubs.get, sub.topic, asyncio.get_running_loop())
+            hub = await asyncio.to_thread(self.hubs.get, sub.topic, asyncio.get_running_loop())
             group = self.groups.get(key)  # another stream may have created it meanwhile
             if group is None:
                 group = self.groups[key] = Group(self, key, sub, client_id, hub)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from exchange.delivery.cursor import Offsets
+from dataplane.cursor import Offsets
 from exchange.kafka.client import InRecord, KafkaAdapter, TopicReader
 
 

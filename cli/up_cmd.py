@@ -11,7 +11,7 @@ from types import FrameType
 import typer
 import uvicorn
 
-from exchange.cli.common import HomeOption, console, guarded, settings_for
+from cli.common import HomeOption, console, guarded, settings_for
 from exchange.errors import ConfigurationError, KafkaUnavailable, NotFound
 from exchange.kafka.broker import LocalBroker, port_free
 from exchange.kafka.probe import metadata_answers

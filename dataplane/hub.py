@@ -3,7 +3,7 @@
 1,639 streaming subscriptions must not mean 1,639 Kafka consumers. A :class:`TopicHub` tails
 its topic from the moment it starts and hands each batch to the asyncio queues of the
 subscriptions positioned at the tail. A subscription that is behind catches up through the
-:class:`~exchange.delivery.readers.ReaderPool` first, then joins the live feed; one whose
+:class:`~dataplane.readers.ReaderPool` first, then joins the live feed; one whose
 queue overflows is told so and catches up again.
 """
 
@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Sequence
 
-from exchange.delivery.cursor import Offsets
+from dataplane.cursor import Offsets
 from exchange.errors import ExchangeError
 from exchange.kafka.client import InRecord, KafkaAdapter
 

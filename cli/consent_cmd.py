@@ -16,7 +16,7 @@ from typing import Any
 
 import typer
 
-from exchange.cli.common import HomeOption, console, err_console, settings_for
+from cli.common import HomeOption, console, err_console, settings_for
 from exchange.client import ApiError, ExchangeClient
 from exchange.errors import ConfigurationError, ExchangeError
 

@@ -1,0 +1,242 @@
+"""The delivery use case: for one subscription and a batch of Kafka records, decide which
+fields may go (consent.policy), decode each record and open only those sealed fields in one
+pass (exchange.crypto), project, and audit what was delivered and what was withheld.
+
+The pure steps live in :mod:`dataplane.render`; this class does the reads and the caching.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from consent.domain import CatalogEntry, Grant
+from consent.policy import Decision
+from dataplane.fields import get_path, subject_paths
+from dataplane.ports import CatalogPort, ConsentsPort, GrantsPort, SchemasPort, SealerPort
+from dataplane.publish import SCHEMA_ID_HEADER
+from dataplane.render import Opened, Rendered, assemble, decision, delivery_events, withheld_item
+from dataplane.store import Subscription
+from exchange import wire
+from exchange.auditing import AuditRecord, AuditSink
+from exchange.crypto.sealing import sealed_fields as sealed_types
+from exchange.errors import DependencyUnavailable, ExchangeError, Forbidden, NotFound
+from exchange.kafka.client import InRecord
+
+GRANT_TTL_S = 1.0  # revocation must bite within 2 s; grants are re-read at least every second
+
+
+@dataclass(frozen=True)
+class Access:
+    entry: CatalogEntry
+    grant: Grant | None
+    checked_at: float
+
+
+class Deliverer:
+    def __init__(
+        self,
+        *,
+        catalog: CatalogPort,
+        grants: GrantsPort,
+        consents: ConsentsPort,
+        schemas: SchemasPort,
+        sealer: SealerPort | None,
+        audit: AuditSink,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.catalog = catalog
+        self.grants = grants
+        self.consents = consents
+        self.schemas = schemas
+        self.sealer = sealer
+        self.audit = audit
+        self.clock = clock
+        self._access: dict[tuple[str, str], Access] = {}
+        self._sealed_by_wire: dict[int, dict[str, Any]] = {}
+        self._verdicts: dict[tuple[str, str, frozenset[str] | None], tuple[float, bool]] = {}
+        self._lock = threading.Lock()
+        # Approvals and revocations made through this process bite at once; changes made
+        # elsewhere within the grant cache's second.
+        grants.on_change(self.forget)
+
+    # -- access --------------------------------------------------------------------------
+    def access(self, sub: Subscription) -> Access:
+        """Catalog entry and current grant, re-read at most every GRANT_TTL_S seconds."""
+        key = (sub.consumer, sub.topic)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._access.get(key)
+        if cached is not None and now - cached.checked_at < GRANT_TTL_S:
+            return cached
+        entry = self.catalog.get(sub.topic)
+        grant = self.grants.current_grant(sub.consumer, sub.topic, self.clock())
+        fresh = Access(entry, grant, now)
+        with self._lock:
+            self._access[key] = fresh
+        return fresh
+
+    def _open_to(self, sub: Subscription, acc: Access) -> bool:
+        """May ``sub`` receive any field now? Decided once per grant refresh, not per call:
+        1,639 open streams re-check every second."""
+        key = (sub.consumer, sub.topic, sub.fields)
+        with self._lock:
+            hit = self._verdicts.get(key)
+        if hit is not None and hit[0] == acc.checked_at:
+            return hit[1]
+        fields = self._latest_fields(acc.entry)
+        verdict = bool(
+            decision(sub, acc.entry, acc.grant, fields, self.clock(), upper_bound=True).allowed
+        )
+        with self._lock:
+            self._verdicts[key] = (acc.checked_at, verdict)
+        return verdict
+
+    def allowed_now(self, sub: Subscription) -> bool | None:
+        """The cached verdict if it is fresh (no I/O, safe on the event loop), else None."""
+        with self._lock:
+            acc = self._access.get((sub.consumer, sub.topic))
+            hit = self._verdicts.get((sub.consumer, sub.topic, sub.fields))
+        if acc is None or hit is None or hit[0] != acc.checked_at:
+            return None
+        if time.monotonic() - acc.checked_at >= GRANT_TTL_S:
+            return None
+        return hit[1]
+
+    def forget(self, consumer: str, topic: str) -> None:
+        """Drop the cached grant of a pair (an agreement changed in this process)."""
+        with self._lock:
+            self._access.pop((consumer, topic), None)
+
+    def ensure_allowed(self, sub: Subscription, who_client: str) -> Access:
+        """Fail unless the subscription may currently receive at least one field."""
+        acc = self.access(sub)
+        if not self._open_to(sub, acc):
+            self.audit.append(
+                AuditRecord(
+                    "delivery.denied",
+                    actor=who_client,
+                    department=sub.consumer,
+                    topic=sub.topic,
+                    outcome="denied",
+                    data={"subscription": sub.id},
+                )
+            )
+            raise Forbidden("no active sharing agreement allows this subscription")
+        return acc
+
+    def _latest_fields(self, entry: CatalogEntry) -> list[Any]:
+        try:
+            latest = self.schemas.version(entry.value_subject, "latest")
+        except NotFound:
+            return []
+        return list(self.schemas.by_id(latest.id).fields)
+
+    def _sealed(self, wire_id: int) -> dict[str, Any]:
+        """Sealed path → original type, read from the wire (sealed) schema itself, so a
+        record is opened exactly where it was sealed; schemas are immutable, so cache."""
+        with self._lock:
+            hit = self._sealed_by_wire.get(wire_id)
+        if hit is None:
+            hit = sealed_types(json.loads(self.schemas.by_id(wire_id).schema))
+            with self._lock:
+                self._sealed_by_wire[wire_id] = hit
+        return hit
+
+    # -- rendering -----------------------------------------------------------------------
+    def render(
+        self,
+        sub: Subscription,
+        records: list[InRecord],
+        *,
+        client_id: str,
+        channel: str,
+        subscriptions: list[str] | None = None,
+    ) -> Rendered:
+        """Render ``records`` for ``sub`` and audit it; ``subscriptions``: every subscription
+        this one rendering goes to (a fan-out group), named in the audit events."""
+        if not records:
+            return Rendered()
+        acc = self.access(sub)
+        now = self.clock()
+        out = Rendered()
+        opened = self._open_all(sub, acc, records, now, out)
+        consents: dict[str, Any] = {}
+        if acc.grant is not None and acc.grant.requires_subject_consent:
+            subjects = {s for o in opened for s in o.subjects}
+            consents = self.consents.active_consents(sub.consumer, sub.topic, subjects, now)
+
+        # Decisions depend on the schema and the subject's consent, not on the record.
+        memo: dict[tuple[int, Any, int], Decision] = {}
+
+        def decide_for(o: Opened) -> Decision:
+            consent = consents.get(o.subjects[0]) if o.subjects else None
+            key = (o.plain_id, getattr(consent, "consent_id", None), getattr(consent, "version", 0))
+            if key not in memo:
+                memo[key] = decision(sub, acc.entry, acc.grant, o.fields, now, consent)
+            return memo[key]
+
+        assemble(opened, decide_for, out)
+        events = delivery_events(
+            out, sub, acc.grant, to=subscriptions or [sub.id], client_id=client_id, channel=channel
+        )
+        if events:
+            self.audit.append_many(events)
+        return out
+
+    def _open_all(
+        self, sub: Subscription, acc: Access, records: list[InRecord], now: datetime, out: Rendered
+    ) -> list[Opened]:
+        """Decode each record and open the sealed fields it may need, in one pass; records
+        that cannot be decoded or that the grant excludes whatever the consent are withheld."""
+        bases: dict[int, Decision] = {}
+        opened: list[Opened] = []
+        for r in records:
+            try:
+                wire_id, body = wire.unframe(r.value)
+                plain_id = _plain_id(r, wire_id)
+                fields = list(self.schemas.by_id(plain_id).fields)
+                value = wire.decode_body(self.schemas.by_id(wire_id).parsed, body)
+            except DependencyUnavailable:
+                raise
+            except (ExchangeError, ValueError, EOFError):
+                out.withheld.append(withheld_item(r, "undecodable"))
+                continue
+            base = bases.get(plain_id)
+            if base is None:
+                base = bases[plain_id] = decision(
+                    sub, acc.entry, acc.grant, fields, now, upper_bound=True
+                )
+            if base.withhold or not base.allowed:
+                out.withheld.append(withheld_item(r, base.reason or "not_allowed"))
+                continue
+            redacted: dict[str, str] = {}
+            sealed = self._sealed(wire_id) if wire_id != plain_id else {}
+            if sealed:
+                if self.sealer is None:  # fail closed: never guess at sealed fields
+                    raise DependencyUnavailable("field encryption is not configured")
+                need = (set(base.allowed) | set(subject_paths(fields))) & set(sealed)
+                result = self.sealer.open(
+                    topic=sub.topic,
+                    sealed_schema_id=wire_id,
+                    key=r.key,
+                    record=value,
+                    fields=sealed,
+                    granted=need,
+                )
+                value, redacted = result.value, dict(result.redacted)
+            found = [str(s) for p in subject_paths(fields) if (s := get_path(value, p)) is not None]
+            opened.append(Opened(r, plain_id, value, redacted, fields, found))
+        return opened
+
+
+def _plain_id(r: InRecord, wire_id: int) -> int:
+    for k, v in r.headers:
+        if k == SCHEMA_ID_HEADER:
+            return int(v)
+    return wire_id

@@ -1,0 +1,86 @@
+"""The one delivery loop: check access → read → render, shared by pull, SSE and webhooks.
+
+Each channel decides only what to do with a step's result (answer a long-poll, emit events,
+POST a signed page) and how it encodes the cursor. Blocking work (the control plane, Kafka,
+the KMS) runs in worker threads so the event loop stays free for thousands of streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from dataplane.cursor import Offsets
+from dataplane.delivery import Deliverer
+from dataplane.readers import ReaderPool
+from dataplane.render import Rendered
+from dataplane.store import Subscription
+from exchange.kafka.client import InRecord
+
+RECHECK_S = 1.0  # how often a waiting reader re-checks its agreement (revocation ≤ 2 s)
+
+
+@dataclass(frozen=True)
+class Step:
+    records: list[InRecord]  # as read from Kafka, in order
+    rendered: Rendered  # what this subscription receives of them
+    next_offsets: Offsets  # where the next step starts
+
+
+class DeliveryLoop:
+    def __init__(self, deliverer: Deliverer, readers: ReaderPool) -> None:
+        self.deliverer = deliverer
+        self.readers = readers
+
+    async def step(
+        self,
+        sub: Subscription,
+        client_id: str,
+        channel: str,
+        start: Offsets,
+        *,
+        max_records: int,
+        wait_ms: int,
+        until: Offsets | None = None,
+    ) -> Step:
+        """One turn: refuse unless the agreement still allows the subscription, read what is
+        committed from ``start`` (waiting up to ``wait_ms``), render and audit it."""
+        if not self.deliverer.allowed_now(sub):  # a fresh cached "yes" needs no thread hop
+            await asyncio.to_thread(self.deliverer.ensure_allowed, sub, client_id)
+        page = await asyncio.to_thread(
+            self.readers.read,
+            sub.topic,
+            start,
+            max_records=max_records,
+            wait_ms=wait_ms,
+            until=until,
+        )
+        rendered = Rendered()
+        if page.records:
+            rendered = await asyncio.to_thread(
+                self.deliverer.render, sub, page.records, client_id=client_id, channel=channel
+            )
+        return Step(page.records, rendered, page.next_offsets)
+
+    async def long_poll(
+        self,
+        sub: Subscription,
+        client_id: str,
+        channel: str,
+        start: Offsets,
+        *,
+        max_records: int,
+        wait_ms: int,
+    ) -> Step:
+        """Steps of at most RECHECK_S until records arrive or ``wait_ms`` has passed, so a
+        revocation ends a waiting long-poll within about a second."""
+        deadline = time.monotonic() + wait_ms / 1000
+        while True:
+            chunk = int(min(RECHECK_S, max(0.0, deadline - time.monotonic())) * 1000)
+            step = await self.step(
+                sub, client_id, channel, start, max_records=max_records, wait_ms=chunk
+            )
+            if step.records or time.monotonic() >= deadline:
+                return step
+            start = step.next_offsets

@@ -1,0 +1,193 @@
+"""The composition root: build every service once, in dependency order, from the settings.
+
+Tests pass fakes for what they must control (the audit sink, the KMS); everything else is
+the real thing. Background work is described in ``Services.background`` and run by the
+app's lifespan (:func:`gateway.app.create_app`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from audit.factory import attach_service, open_log
+from audit.service import Checkpointer
+from consent.agreements import Agreements
+from consent.catalog import Catalog
+from consent.consents import Consents
+from consent.domain import CatalogEntry
+from consent.overdue import OverdueFlagger
+from consent.settings import ConsentSettings
+from consent.signing import ConsentSigner
+from dataplane.delivery import Deliverer
+from dataplane.fanout import GroupRegistry
+from dataplane.hub import HubRegistry
+from dataplane.idempotency import IdempotencyStore
+from dataplane.loop import DeliveryLoop
+from dataplane.publish import Publisher
+from dataplane.readers import ReaderPool
+from dataplane.store import SubscriptionStore
+from dataplane.webhooks import WebhookDispatcher
+from exchange.auditing import AuditSink
+from exchange.crypto.factory import build_field_crypto
+from exchange.crypto.kms import Kms
+from exchange.db import make_engine, migrate, session_factory
+from exchange.errors import NotFound
+from exchange.identity.external import external_verifier
+from exchange.identity.service import IdentityService
+from exchange.identity.tokens import TokenService
+from exchange.kafka.client import KafkaAdapter
+from exchange.secrets_store import load_master_key
+from exchange.settings import Settings
+from gateway.container import Background, Services
+from gateway.ratelimit import RateLimiter
+from schemas.registry import SchemaRegistry
+
+
+def build_services(
+    settings: Settings,
+    bootstrap: str,
+    *,
+    audit: AuditSink | None = None,
+    kms: Kms | None = None,
+) -> Services:
+    """Every service of one gateway process. ``audit``/``kms``: fakes a test controls."""
+    settings.resolved_home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.sqlalchemy_url)
+    migrate(engine)
+    sessions = session_factory(engine)
+    master_key = load_master_key(settings)
+    kafka = KafkaAdapter(bootstrap, client_id=f"exchange-gw-{settings.port}")
+    identity = IdentityService(sessions)
+    tokens = TokenService(
+        sessions,
+        master_key,
+        issuer=settings.gateway_url,
+        audience=settings.token_audience,
+        ttl_seconds=settings.token_ttl_seconds,
+        leeway_seconds=settings.token_leeway_seconds,
+    )
+    tokens.ensure_signing_key()
+    sink = audit if audit is not None else open_log(settings, sessions, kafka)
+    review = attach_service(settings, sessions, sink, kafka)
+
+    registry = SchemaRegistry(sessions, sink)
+    consent_settings = ConsentSettings()
+    catalog = Catalog(sessions, sink)
+    lookup = _schema_fields(registry)
+    agreements = Agreements(
+        sessions,
+        sink,
+        catalog,
+        response_working_days=consent_settings.agreement_response_working_days,
+        holidays=frozenset(consent_settings.holidays),
+        field_lookup=lookup,
+    )
+    consents = Consents(
+        sessions,
+        sink,
+        catalog,
+        ConsentSigner(master_key, settings.gateway_url),
+        field_lookup=lookup,
+    )
+    crypto = build_field_crypto(settings, sessions, sink, master_key, kms=kms)
+
+    publisher = Publisher(
+        schemas=registry,
+        catalog=catalog,
+        sealer=crypto,
+        kafka=kafka,
+        audit=sink,
+        idempotency=IdempotencyStore(sessions),
+    )
+    subscriptions = SubscriptionStore(sessions)
+    deliverer = Deliverer(
+        catalog=catalog,
+        grants=agreements,
+        consents=consents,
+        schemas=registry,
+        sealer=crypto,
+        audit=sink,
+    )
+    readers = ReaderPool(kafka)
+    hubs = HubRegistry(kafka)
+    delivery = DeliveryLoop(deliverer, readers)
+    webhooks = WebhookDispatcher(
+        store=subscriptions,
+        loop=delivery,
+        master_key=master_key,
+        retry_base_s=settings.webhook_retry_base_s,
+    )
+    overdue = OverdueFlagger(agreements, consent_settings.agreement_overdue_check_seconds)
+    checkpointer = Checkpointer(review.service, review.settings.checkpoint_interval_s)
+
+    background = Background(
+        starts=(_in_thread(overdue.start), _in_thread(checkpointer.start), webhooks.start),
+        stops=(
+            # reverse order of what they depend on: stop feeding work before closing clients
+            webhooks.stop,
+            _in_thread(checkpointer.stop),
+            _in_thread(overdue.stop),
+            _in_thread(crypto.close),
+            _in_thread(hubs.close),
+            _in_thread(readers.close),
+            _in_thread(kafka.close),
+            _in_thread(engine.dispose),
+        ),
+    )
+    return Services(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        kafka=kafka,
+        master_key=master_key,
+        identity=identity,
+        tokens=tokens,
+        external=external_verifier(
+            settings.oidc_issuer,
+            settings.oidc_audience,
+            settings.oidc_department_claim,
+            identity.department_exists,
+            allow_http=settings.oidc_allow_http,
+        ),
+        rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        audit=sink,
+        audit_review=review.service,
+        registry=registry,
+        catalog=catalog,
+        agreements=agreements,
+        consents=consents,
+        crypto=crypto,
+        publisher=publisher,
+        subscriptions=subscriptions,
+        deliverer=deliverer,
+        readers=readers,
+        hubs=hubs,
+        groups=GroupRegistry(hubs, deliverer),
+        delivery=delivery,
+        webhooks=webhooks,
+        background=background,
+    )
+
+
+def _schema_fields(
+    registry: SchemaRegistry,
+) -> Callable[[CatalogEntry], Sequence[Any] | None]:
+    """The value schema's latest fields with their classification, or None if unknown."""
+
+    def lookup(entry: CatalogEntry) -> Sequence[Any] | None:
+        try:
+            version = registry.version(entry.value_subject, "latest")
+        except NotFound:
+            return None
+        return registry.by_id(version.id).fields
+
+    return lookup
+
+
+def _in_thread(fn: Callable[[], Any]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        await asyncio.to_thread(fn)
+
+    return run

@@ -1,0 +1,66 @@
+"""The pure rendering steps: projection, the JSON shape of a record, audit events."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from consent.policy import Decision
+from dataplane.render import Opened, Rendered, assemble, delivery_events, jsonable, record_item
+from exchange.kafka.client import InRecord
+from tests.unit.dataplane.world import grant, subscription
+
+REC = InRecord("health.t", 1, 7, 1000, b"k", b"", [])
+
+
+def _opened(value: dict[str, object], subjects: list[str] | None = None) -> Opened:
+    return Opened(REC, 3, value, {"b": "shredded", "c": "integrity"}, [], subjects or [])
+
+
+def test_record_item_projects_and_shows_only_allowed_redactions() -> None:
+    item = record_item(_opened({"a": 1, "b": None, "c": None}), frozenset({"a", "b"}))
+    assert item == {
+        "record_id": item["record_id"],
+        "key": "k",
+        "value": {"a": 1, "b": None},
+        "partition": 1,
+        "offset": 7,
+        "timestamp": 1000,
+        "schema_id": 3,
+        "redacted": {"b": "shredded"},
+    }
+
+
+def test_assemble_withholds_what_the_decision_refuses() -> None:
+    allow = Decision(frozenset({"a"}), False, "ok")
+    refuse = Decision(frozenset(), True, "no_subject_consent")
+    opened = [_opened({"a": 1}, ["s1"]), _opened({"a": 2}, ["s2"])]
+    out = assemble(opened, lambda o: allow if o.subjects == ["s1"] else refuse, Rendered())
+    assert [r["value"] for r in out.records] == [{"a": 1}]
+    assert out.withheld == [{"partition": 1, "offset": 7, "reason": "no_subject_consent"}]
+    assert out.subjects == {"s1"} and out.withheld_subjects == {"s2"} and out.fields == {"a"}
+
+
+def test_delivery_events_name_every_subscription_of_a_group() -> None:
+    out = Rendered(
+        records=[{"partition": 0, "offset": 1}],
+        withheld=[{"partition": 0, "offset": 2, "reason": "no_fields"}],
+        fields={"a"},
+        subjects={"s"},
+    )
+    sub = subscription("civil", "health.t")
+    events = delivery_events(
+        out, sub, grant("civil", "health.t", {"a"}), to=["x", "y"], client_id="c", channel="sse"
+    )
+    assert [e.type for e in events] == ["records.delivered", "records.withheld"]
+    assert events[0].data["subscription"] == ["x", "y"] and events[0].data["agreement"] == "agr-1"
+    assert events[1].outcome == "denied" and events[1].data["reasons"] == ["no_fields"]
+    assert delivery_events(Rendered(), sub, None, to=["x"], client_id="c", channel="sse") == []
+
+
+def test_jsonable() -> None:
+    assert jsonable({"b": b"\x00", "d": date(2026, 1, 2), "n": [Decimal("1.5")]}) == {
+        "b": "AA==",
+        "d": "2026-01-02",
+        "n": ["1.5"],
+    }

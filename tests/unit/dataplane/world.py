@@ -1,0 +1,205 @@
+"""The data-plane use cases wired for unit tests: real registry, catalog, field crypto (over
+an in-memory KMS) and control-plane database (SQLite in a temp dir); in-memory fakes for the
+Kafka port, the audit sink and the grant/consent ports, which the tests set directly."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from consent.catalog import Catalog
+from consent.domain import CatalogEntry, ConsentRef, ConsentStatus, Grant
+from dataplane.delivery import Deliverer
+from dataplane.idempotency import IdempotencyStore
+from dataplane.publish import Publisher
+from dataplane.store import Subscription
+from exchange.auditing import MemoryAuditSink
+from exchange.crypto import FieldCrypto, build_field_crypto
+from exchange.crypto.kms_memory import MemoryKms
+from exchange.db import make_engine, migrate, session_factory
+from exchange.errors import KafkaUnavailable
+from exchange.identity.service import IdentityService
+from exchange.identity.tokens import Principal
+from exchange.kafka.client import InRecord, OutRecord, Position
+from exchange.settings import Settings
+from schemas.registry import SchemaRegistry
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+class FakeKafka:
+    """The Kafka port in memory: one partition per topic, transactions all-or-nothing."""
+
+    def __init__(self) -> None:
+        self.logs: dict[str, list[OutRecord]] = {}
+        self.fail_commit = False
+
+    def publish_atomically(
+        self,
+        topic: str,
+        records: Sequence[OutRecord],
+        before_commit: Callable[[list[Position]], None] | None = None,
+    ) -> list[Position]:
+        log = self.logs.setdefault(topic, [])
+        positions = [Position(0, len(log) + i) for i in range(len(records))]
+        if before_commit is not None:
+            before_commit(positions)
+        if self.fail_commit:
+            raise KafkaUnavailable("commit failed")
+        log.extend(records)
+        return positions
+
+    def read(self, topic: str) -> list[InRecord]:
+        return [
+            InRecord(topic, 0, i, 0, r.key, r.value, list(r.headers))
+            for i, r in enumerate(self.logs.get(topic, []))
+        ]
+
+
+@dataclass
+class FakeGrants:
+    grants: dict[tuple[str, str], Grant] = field(default_factory=dict)
+    listeners: list[Callable[[str, str], None]] = field(default_factory=list)
+
+    def current_grant(self, consumer_dept: str, topic: str, now: datetime) -> Grant | None:
+        return self.grants.get((consumer_dept, topic))
+
+    def on_change(self, listener: Callable[[str, str], None]) -> None:
+        self.listeners.append(listener)
+
+    def set(self, g: Grant | None, consumer: str, topic: str) -> None:
+        if g is None:
+            self.grants.pop((consumer, topic), None)
+        else:
+            self.grants[(consumer, topic)] = g
+        for listener in self.listeners:
+            listener(consumer, topic)
+
+
+@dataclass
+class FakeConsents:
+    by_subject: dict[str, ConsentRef] = field(default_factory=dict)
+
+    def active_consents(
+        self, consumer: str, topic: str, subjects: set[str], now: datetime
+    ) -> dict[str, ConsentRef]:
+        return {s: c for s, c in self.by_subject.items() if s in subjects}
+
+
+@dataclass
+class World:
+    registry: SchemaRegistry
+    catalog: Catalog
+    crypto: FieldCrypto
+    kafka: FakeKafka
+    audit: MemoryAuditSink
+    grants: FakeGrants
+    consents: FakeConsents
+    publisher: Publisher
+    deliverer: Deliverer
+
+    def topic(
+        self, schema: dict[str, Any], *, owner: str = "health", share: str = "conditional"
+    ) -> CatalogEntry:
+        name = f"{owner}.t{len(self.kafka.logs) + len(self.catalog.search())}"
+        subject = f"{name}-value"
+        self.registry.register(subject, json.dumps(schema))
+        return self.catalog.create(
+            CatalogEntry(
+                topic=name,
+                owner=owner,
+                title=name,
+                description="",
+                update_cycle="daily",
+                share_type=share,  # type: ignore[arg-type]
+                value_subject=subject,
+                partitions=1,
+                cipher="AES256_GCM",
+                legal_basis=None,
+                created_at=NOW,
+            )
+        )
+
+
+def build_world(tmp: Path) -> World:
+    settings = Settings(home=tmp)
+    engine = make_engine(f"sqlite:///{tmp / 'cp.db'}")
+    migrate(engine)
+    sessions = session_factory(engine)
+    identity = IdentityService(sessions)
+    for dept in ("health", "civil"):
+        identity.create_department(dept, dept.title(), "city")
+    audit = MemoryAuditSink()
+    registry = SchemaRegistry(sessions, audit)
+    catalog = Catalog(sessions, audit)
+    crypto = build_field_crypto(settings, sessions, audit, b"k" * 32, kms=MemoryKms())
+    kafka = FakeKafka()
+    grants, consents = FakeGrants(), FakeConsents()
+    publisher = Publisher(
+        schemas=registry,
+        catalog=catalog,
+        sealer=crypto,
+        kafka=kafka,  # type: ignore[arg-type]
+        audit=audit,
+        idempotency=IdempotencyStore(sessions),
+    )
+    deliverer = Deliverer(
+        catalog=catalog,
+        grants=grants,
+        consents=consents,
+        schemas=registry,
+        sealer=crypto,
+        audit=audit,
+        clock=lambda: NOW,
+    )
+    return World(registry, catalog, crypto, kafka, audit, grants, consents, publisher, deliverer)
+
+
+def principal(dept: str, *roles: str, client: str = "c1") -> Principal:
+    return Principal(client, dept, frozenset(roles), "t", "iss", 0)
+
+
+def grant(consumer: str, topic: str, fields: set[str], *, consent: bool = False) -> Grant:
+    return Grant(
+        "agr-1",
+        topic,
+        consumer,
+        frozenset(fields),
+        "service",
+        consent,
+        NOW - timedelta(days=1),
+        NOW + timedelta(days=30),
+    )
+
+
+def consent(consumer: str, topic: str, fields: set[str] | None = None) -> ConsentRef:
+    return ConsentRef(
+        "cns-1",
+        1,
+        consumer,
+        topic,
+        "service",
+        frozenset(fields or ()),
+        ConsentStatus.ACTIVE,
+        NOW - timedelta(days=1),
+        NOW + timedelta(days=30),
+    )
+
+
+def subscription(consumer: str, topic: str, fields: set[str] | None = None) -> Subscription:
+    return Subscription(
+        "sub-1",
+        topic,
+        consumer,
+        "c2",
+        frozenset(fields) if fields else None,
+        "earliest",
+        {},
+        "active",
+        None,
+        None,
+    )
