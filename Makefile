@@ -3,22 +3,35 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+HASH := $(shell cat pyproject.toml | sha1sum | cut -c1-12)
+RUN_STAMP := $(VENV)/.installed-run-$(HASH)
+TEST_STAMP := $(VENV)/.installed-test-$(HASH)
 DEBS := softhsm2 postgresql
 
-.PHONY: install up test test-fast lint bench bench-quick system-deps kafka-jars clean
+.PHONY: install install-test up test test-fast lint bench bench-quick system-deps kafka-jars clean
 
-install: $(STAMP) kafka-jars
+# What running needs (make up); the test and benchmark extras come on top (make test).
+install: $(RUN_STAMP) kafka-jars
+install-test: $(TEST_STAMP) kafka-jars
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[test,bench]'
-	rm -f $(VENV)/.installed-*
-	touch $@
+$(RUN_STAMP): pyproject.toml
+	@echo "==> [1/3] Python virtualenv in $(VENV)"
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PIP) install -q --upgrade pip
+	@echo "==> [2/3] exchange and its runtime dependencies (a minute on a fresh machine)"
+	@$(PIP) install -q -e .
+	@rm -f $(VENV)/.installed-run-*
+	@touch $@
 
-kafka-jars: $(STAMP)
-	$(VENV)/bin/exchange kafka fetch
+$(TEST_STAMP): $(RUN_STAMP)
+	@echo "==> test and benchmark extras"
+	@$(PIP) install -q -e '.[test,bench]'
+	@rm -f $(VENV)/.installed-test-*
+	@touch $@
+
+kafka-jars: $(RUN_STAMP)
+	@echo "==> [3/3] Apache Kafka jars (Maven Central, cached in ~/.cache/exchange)"
+	@$(VENV)/bin/exchange kafka fetch
 
 # Debian packages the tests use: SoftHSM2 (PKCS#11 KMS contract tests), PostgreSQL (multi-gateway).
 system-deps:
@@ -32,20 +45,20 @@ system-deps:
 up: install
 	$(VENV)/bin/exchange up
 
-test: install system-deps
+test: install-test system-deps
 	$(VENV)/bin/pytest -q
 
-test-fast: install
+test-fast: install-test
 	$(VENV)/bin/pytest -q tests/unit
 
-lint: install
+lint: install-test
 	$(VENV)/bin/ruff check exchange schemas dataplane gateway consent audit cli tests bench
 	$(VENV)/bin/mypy
 
-bench: install
+bench: install-test
 	$(PY) -m bench.run --out bench/results/latest.json
 
-bench-quick: install
+bench-quick: install-test
 	$(PY) -m bench.run --quick --out bench/results/quick.json
 
 clean:
