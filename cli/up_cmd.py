@@ -19,10 +19,17 @@ from exchange.settings import Settings
 
 ADMIN_DEPARTMENT = "exchange-admin"
 ADMIN_CLIENT = "exchange-admin"
+ADMIN_FILE = "admin-credentials.json"
+# The security officer's line: its own department, client and file, never the admin's.
+AUDIT_DEPARTMENT = "exchange-audit"
+AUDITOR_CLIENT = "exchange-auditor"
+AUDITOR_FILE = "auditor-credentials.json"
 
 
-def write_admin_credentials(settings: Settings, client_id: str, secret: str) -> Path:
-    path = settings.resolved_home / "admin-credentials.json"
+def write_admin_credentials(
+    settings: Settings, client_id: str, secret: str, name: str = ADMIN_FILE
+) -> Path:
+    path = settings.resolved_home / name
     body = {
         "client_id": client_id,
         "client_secret": secret,
@@ -37,31 +44,55 @@ def write_admin_credentials(settings: Settings, client_id: str, secret: str) -> 
     return path
 
 
-def ensure_admin(settings: Settings, identity: object) -> Path:
-    """First start: create the admin department and client; later starts keep them."""
-    from exchange.identity.service import IdentityService
+def _ensure_client(
+    settings: Settings,
+    identity: object,
+    dept: tuple[str, str],
+    client: tuple[str, str, list[str]],
+    file: str,
+) -> Path:
+    """First start: create the department, the client and its 0600 credential file; later
+    starts keep them (only the URLs in the file are refreshed)."""
+    from exchange.identity.service import SYSTEM, IdentityService
 
     assert isinstance(identity, IdentityService)
-    path = settings.resolved_home / "admin-credentials.json"
+    path = settings.resolved_home / file
+    client_id, name, roles = client
     try:
-        identity.get_client(ADMIN_CLIENT)
+        identity.get_client(client_id)
     except NotFound:
-        try:
-            identity.get_department(ADMIN_DEPARTMENT)
-        except NotFound:
-            identity.create_department(ADMIN_DEPARTMENT, "Exchange administration", "region")
-        issued = identity.create_client(
-            ADMIN_DEPARTMENT,
-            "bootstrap admin",
-            ["admin", "registry:read", "registry:write"],
-            client_id=ADMIN_CLIENT,
-        )
-        return write_admin_credentials(settings, ADMIN_CLIENT, issued.client_secret)
+        if not identity.department_exists(dept[0]):
+            identity.create_department(dept[0], dept[1], "region")
+        issued = identity.create_client(dept[0], name, roles, client_id=client_id, by=SYSTEM)
+        return write_admin_credentials(settings, client_id, issued.client_secret, file)
     if path.exists():
         # Keep the URLs current if the port changed; the secret stays as issued.
         creds = json.loads(path.read_text())
-        write_admin_credentials(settings, creds["client_id"], creds["client_secret"])
+        write_admin_credentials(settings, creds["client_id"], creds["client_secret"], file)
     return path
+
+
+def ensure_admin(settings: Settings, identity: object) -> Path:
+    """The bootstrap admin (``admin-credentials.json``) and, in its own department and file,
+    the first auditor (``auditor-credentials.json``): admins cannot mint auditors."""
+    ensure_auditor(settings, identity)
+    return _ensure_client(
+        settings,
+        identity,
+        (ADMIN_DEPARTMENT, "Exchange administration"),
+        (ADMIN_CLIENT, "bootstrap admin", ["admin", "registry:read", "registry:write"]),
+        ADMIN_FILE,
+    )
+
+
+def ensure_auditor(settings: Settings, identity: object) -> Path:
+    return _ensure_client(
+        settings,
+        identity,
+        (AUDIT_DEPARTMENT, "Exchange audit (security officer)"),
+        (AUDITOR_CLIENT, "bootstrap auditor", ["auditor"]),
+        AUDITOR_FILE,
+    )
 
 
 def resolve_bootstrap(settings: Settings) -> tuple[str, LocalBroker | None]:
@@ -109,6 +140,8 @@ def up(
         console.print(f"gateway   {url}", highlight=False)
         console.print(f"docs      {url}/docs", highlight=False)
         console.print(f"admin     {creds}", highlight=False)
+        auditor = settings.resolved_home / AUDITOR_FILE
+        console.print(f"auditor   {auditor} (hand to the security officer)", highlight=False)
         server = uvicorn.Server(
             uvicorn.Config(
                 app, host=settings.host, port=settings.port, log_level="warning", access_log=False

@@ -47,6 +47,13 @@ def admin(gateway: ThreadGateway) -> Iterator[ExchangeClient]:
         yield c
 
 
+@pytest.fixture(scope="session")
+def security_officer(gateway: ThreadGateway) -> Iterator[ExchangeClient]:
+    """The bootstrap auditor (``auditor-credentials.json``); it alone mints auditors."""
+    with gateway.auditor() as c:
+        yield c
+
+
 @pytest.fixture
 def unique() -> str:
     """A short unique suffix so tests sharing the session gateway do not collide."""

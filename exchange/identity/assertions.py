@@ -8,7 +8,7 @@ token endpoint (or issuer), ``exp`` within :data:`MAX_LIFETIME_S`, and a ``jti``
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,10 +20,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from exchange.db import transaction
-from exchange.errors import DependencyUnavailable, InvalidInput, NotFound
+from exchange.errors import DependencyUnavailable, InvalidInput
 from exchange.identity.external import MIN_RSA_BITS, expected_alg, rsa_bits, unverified_parts
 from exchange.identity.models import ClientKeyRow, ClientRow, UsedAssertionRow
-from exchange.identity.service import Client, client_of
+from exchange.identity.service import Client, client_of, managed_row
 from exchange.identity.tokens import InvalidToken
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -50,12 +50,21 @@ class ClientAssertions:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
 
-    def register_key(self, client_id: str, jwk: Mapping[str, Any]) -> dict[str, Any]:
-        """Set (or replace) the client's public key; returns the stored public JWK."""
+    def register_key(
+        self,
+        client_id: str,
+        jwk: Mapping[str, Any],
+        *,
+        by: Iterable[str],
+        department: str | None = None,
+    ) -> dict[str, Any]:
+        """Set (or replace) the client's public key; returns the stored public JWK.
+
+        A key is a credential: only the client's manager (see ``roles.manager_role``) sets it.
+        """
         public = dict(public_signing_key(jwk).as_dict(private=False))
         with transaction(self.sessions) as s:
-            if s.get(ClientRow, client_id) is None:
-                raise NotFound(f"client {client_id} not found")
+            managed_row(s, client_id, by, department)
             row = s.get(ClientKeyRow, client_id)
             now = datetime.now(UTC)
             if row is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -11,12 +12,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from exchange.db import transaction
-from exchange.errors import Conflict, InvalidInput, NotFound
+from exchange.errors import Conflict, Forbidden, InvalidInput, NotFound
 from exchange.identity.models import ClientRow, DepartmentRow
-from exchange.identity.roles import check_roles
+from exchange.identity.roles import ALL_ROLES, check_roles, manager_role, may_manage
 from exchange.identity.secrets_hash import DUMMY_HASH, hash_secret, verify_secret
 
 LEVELS = ("region", "city", "county", "township")
+# Initialisation (``exchange up``) acts as every manager at once; routes pass the caller's roles.
+SYSTEM = ALL_ROLES
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 
 
@@ -53,6 +56,27 @@ def _dept(row: DepartmentRow) -> Department:
 
 def client_of(row: ClientRow) -> Client:
     return Client(row.client_id, row.department_id, row.name, tuple(row.roles), row.disabled)
+
+
+class NotYourClient(Forbidden):
+    """Separation of duties: the caller's role does not manage clients with these roles."""
+
+
+def _check_manager(by: Iterable[str], roles: Iterable[str]) -> None:
+    if not may_manage(by, roles):
+        who = manager_role(roles)
+        raise NotYourClient(f"only an {who} manages a client with the roles {sorted(roles)}")
+
+
+def managed_row(
+    s: Session, client_id: str, by: Iterable[str], department: str | None = None
+) -> ClientRow:
+    """The client's row, locked, if ``by`` may manage it (and it is in ``department``)."""
+    row = s.get(ClientRow, client_id, with_for_update=True)
+    if row is None or (department is not None and row.department_id != department):
+        raise NotFound(f"client {client_id} not found")
+    _check_manager(by, row.roles)
+    return row
 
 
 class IdentityService:
@@ -97,10 +121,17 @@ class IdentityService:
 
     # -- clients -------------------------------------------------------------------------
     def create_client(
-        self, department: str, name: str, roles: list[str], client_id: str | None = None
+        self,
+        department: str,
+        name: str,
+        roles: list[str],
+        client_id: str | None = None,
+        *,
+        by: Iterable[str],
     ) -> IssuedSecret:
         if problems := check_roles(roles):
             raise InvalidInput("; ".join(problems))
+        _check_manager(by, roles)
         secret = secrets.token_urlsafe(32)
         # Fits the 64-char column; never contains ':' (external ids are "oidc:...").
         cid = client_id or f"{department[:50]}-{secrets.token_hex(6)}"
@@ -141,22 +172,34 @@ class IdentityService:
                 raise NotFound(f"client {client_id} not found")
             return client_of(row)
 
-    def rotate_secret(self, client_id: str) -> IssuedSecret:
+    def rotate_secret(
+        self, client_id: str, *, by: Iterable[str], department: str | None = None
+    ) -> IssuedSecret:
         secret = secrets.token_urlsafe(32)
         with transaction(self.sessions) as s:
-            row = s.get(ClientRow, client_id)
-            if row is None:
-                raise NotFound(f"client {client_id} not found")
+            row = managed_row(s, client_id, by, department)
             row.secret_hash = hash_secret(secret)
             row.secret_rotated_at = _now()
             return IssuedSecret(client_of(row), secret)
 
-    def set_disabled(self, client_id: str, disabled: bool) -> Client:
+    def set_disabled(
+        self, client_id: str, disabled: bool, *, by: Iterable[str], department: str | None = None
+    ) -> Client:
         with transaction(self.sessions) as s:
-            row = s.get(ClientRow, client_id)
-            if row is None:
-                raise NotFound(f"client {client_id} not found")
+            row = managed_row(s, client_id, by, department)
             row.disabled = disabled
+            return client_of(row)
+
+    def set_roles(
+        self, client_id: str, roles: list[str], *, by: Iterable[str], department: str | None = None
+    ) -> Client:
+        """Re-role: the caller must manage the client both as it is and as it will be."""
+        if problems := check_roles(roles):
+            raise InvalidInput("; ".join(problems))
+        _check_manager(by, roles)
+        with transaction(self.sessions) as s:
+            row = managed_row(s, client_id, by, department)
+            row.roles = sorted(set(roles))
             return client_of(row)
 
     def authenticate(self, client_id: str, secret: str) -> Client | None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Request, status
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from exchange.auditing import AuditRecord
+from exchange.errors import Forbidden, InvalidInput, NotFound
 from exchange.identity.assertions import ClientAssertions
 from exchange.identity.service import Client, Department, IssuedSecret
 from exchange.identity.tokens import Principal
@@ -16,6 +18,7 @@ from gateway.auth import principal, require, services
 from gateway.container import Services
 
 router = APIRouter(prefix="/v1/departments", tags=["departments"])
+T = TypeVar("T")
 
 
 class DepartmentIn(BaseModel):
@@ -71,11 +74,13 @@ def _secret(i: IssuedSecret) -> ClientSecretOut:
     )
 
 
-async def _audit(svc: Services, who: Principal, kind: str, **data: object) -> None:
-    await run_in_threadpool(
-        svc.audit.append,
-        AuditRecord(kind, actor=who.client_id, department=who.department, data=dict(data)),
+async def _audit(
+    svc: Services, who: Principal, kind: str, outcome: str = "ok", **data: object
+) -> None:
+    record = AuditRecord(
+        kind, actor=who.client_id, department=who.department, outcome=outcome, data=dict(data)
     )
+    await run_in_threadpool(svc.audit.append, record)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DepartmentOut)
@@ -98,14 +103,56 @@ async def list_departments(
     return [_dept(d) for d in await run_in_threadpool(svc.identity.list_departments)]
 
 
+# Admins manage clients, auditors manage auditor clients (exchange.identity.roles): both reach
+# these routes; the identity service decides per client and refuses the rest (403, audited).
+manager = require("admin", "auditor")
+
+
+async def _managed(
+    req: Request,
+    svc: Services,
+    who: Principal,
+    kind: str,
+    client: str,
+    dept: str,
+    call: Callable[[], T],
+) -> T:
+    """Run one client-management change; a refusal is audited before the 403/404 goes out."""
+    try:
+        return await run_in_threadpool(call)
+    except (Forbidden, NotFound, InvalidInput) as exc:
+        await _audit(
+            svc,
+            who,
+            "authz.denied",
+            outcome="denied",
+            method=req.method,
+            path=req.url.path,
+            action=kind,
+            client=client,
+            client_department=dept,
+            reason=exc.code,
+        )
+        raise
+
+
 @router.post("/{dept}/clients", status_code=status.HTTP_201_CREATED, response_model=ClientSecretOut)
 async def create_client(
     dept: str,
     body: ClientIn,
-    who: Principal = Depends(require("admin")),
+    request: Request,
+    who: Principal = Depends(manager),
     svc: Services = Depends(services),
 ) -> ClientSecretOut:
-    issued = await run_in_threadpool(svc.identity.create_client, dept, body.name, body.roles)
+    issued = await _managed(
+        request,
+        svc,
+        who,
+        "client_created",
+        "",
+        dept,
+        lambda: svc.identity.create_client(dept, body.name, body.roles, by=who.roles),
+    )
     await _audit(
         svc,
         who,
@@ -119,7 +166,7 @@ async def create_client(
 
 @router.get("/{dept}/clients", response_model=list[ClientOut])
 async def list_clients(
-    dept: str, _: Principal = Depends(require("admin")), svc: Services = Depends(services)
+    dept: str, _: Principal = Depends(manager), svc: Services = Depends(services)
 ) -> list[ClientOut]:
     return [_client(c) for c in await run_in_threadpool(svc.identity.list_clients, dept)]
 
@@ -128,47 +175,86 @@ async def list_clients(
 async def rotate_client(
     dept: str,
     client_id: str,
-    who: Principal = Depends(require("admin")),
+    request: Request,
+    who: Principal = Depends(manager),
     svc: Services = Depends(services),
 ) -> ClientSecretOut:
-    await _owned(svc, dept, client_id)
-    issued = await run_in_threadpool(svc.identity.rotate_secret, client_id)
+    issued = await _managed(
+        request,
+        svc,
+        who,
+        "client_rotated",
+        client_id,
+        dept,
+        lambda: svc.identity.rotate_secret(client_id, by=who.roles, department=dept),
+    )
     await _audit(svc, who, "admin.client_rotated", client=client_id)
     return _secret(issued)
+
+
+async def _set_disabled(
+    request: Request, svc: Services, who: Principal, dept: str, client_id: str, disabled: bool
+) -> ClientOut:
+    verb = "disabled" if disabled else "enabled"
+    c = await _managed(
+        request,
+        svc,
+        who,
+        f"client_{verb}",
+        client_id,
+        dept,
+        lambda: svc.identity.set_disabled(client_id, disabled, by=who.roles, department=dept),
+    )
+    await _audit(svc, who, f"admin.client_{verb}", client=client_id)
+    return _client(c)
 
 
 @router.post("/{dept}/clients/{client_id}/disable", response_model=ClientOut)
 async def disable_client(
     dept: str,
     client_id: str,
-    who: Principal = Depends(require("admin")),
+    request: Request,
+    who: Principal = Depends(manager),
     svc: Services = Depends(services),
 ) -> ClientOut:
-    await _owned(svc, dept, client_id)
-    c = await run_in_threadpool(svc.identity.set_disabled, client_id, True)
-    await _audit(svc, who, "admin.client_disabled", client=client_id)
-    return _client(c)
+    return await _set_disabled(request, svc, who, dept, client_id, True)
 
 
 @router.post("/{dept}/clients/{client_id}/enable", response_model=ClientOut)
 async def enable_client(
     dept: str,
     client_id: str,
-    who: Principal = Depends(require("admin")),
+    request: Request,
+    who: Principal = Depends(manager),
     svc: Services = Depends(services),
 ) -> ClientOut:
-    await _owned(svc, dept, client_id)
-    c = await run_in_threadpool(svc.identity.set_disabled, client_id, False)
-    await _audit(svc, who, "admin.client_enabled", client=client_id)
+    return await _set_disabled(request, svc, who, dept, client_id, False)
+
+
+class RolesIn(BaseModel):
+    roles: list[str] = Field(description="The client's new roles (replace the old ones)")
+
+
+@router.put("/{dept}/clients/{client_id}/roles", response_model=ClientOut)
+async def set_client_roles(
+    dept: str,
+    client_id: str,
+    body: RolesIn,
+    request: Request,
+    who: Principal = Depends(manager),
+    svc: Services = Depends(services),
+) -> ClientOut:
+    c = await _managed(
+        request,
+        svc,
+        who,
+        "client_roles_set",
+        client_id,
+        dept,
+        lambda: svc.identity.set_roles(client_id, body.roles, by=who.roles, department=dept),
+    )
+    await _audit(svc, who, "admin.client_roles_set", client=client_id, roles=list(c.roles))
     return _client(c)
-
-
-async def _owned(svc: Services, dept: str, client_id: str) -> None:
-    from exchange.errors import NotFound
-
-    c = await run_in_threadpool(svc.identity.get_client, client_id)
-    if c.department != dept:
-        raise NotFound(f"client {client_id} not found")
 
 
 class ClientKeyIn(BaseModel):
@@ -188,10 +274,19 @@ async def set_client_key(
     dept: str,
     client_id: str,
     body: ClientKeyIn,
-    who: Principal = Depends(require("admin")),
+    request: Request,
+    who: Principal = Depends(manager),
     svc: Services = Depends(services),
 ) -> ClientKeyOut:
-    await _owned(svc, dept, client_id)
-    jwk = await run_in_threadpool(ClientAssertions(svc.sessions).register_key, client_id, body.jwk)
+    assertions = ClientAssertions(svc.sessions)
+    jwk = await _managed(
+        request,
+        svc,
+        who,
+        "client_key_set",
+        client_id,
+        dept,
+        lambda: assertions.register_key(client_id, body.jwk, by=who.roles, department=dept),
+    )
     await _audit(svc, who, "admin.client_key_set", client=client_id, kid=jwk.get("kid"))
     return ClientKeyOut(client_id=client_id, jwk=jwk)

@@ -28,13 +28,15 @@ def s(gateway: ThreadGateway, admin: ExchangeClient) -> Iterator[Scenario]:
 
 
 @pytest.fixture(scope="module")
-def outsiders(gateway: ThreadGateway, admin: ExchangeClient) -> Iterator[dict[str, ExchangeClient]]:
+def outsiders(
+    gateway: ThreadGateway, admin: ExchangeClient, security_officer: ExchangeClient
+) -> Iterator[dict[str, ExchangeClient]]:
     dept = f"tax-{uuid.uuid4().hex[:6]}"
     admin.call("POST", "/v1/departments", json={"id": dept, "name": "Tax", "level": "city"})
     clients = {
         "steward": new_client(admin, gateway.url, dept, ["steward"]),
         "subscriber": new_client(admin, gateway.url, dept, ["subscriber"]),
-        "auditor": new_client(admin, gateway.url, dept, ["auditor"]),
+        "auditor": new_client(security_officer, gateway.url, dept, ["auditor"]),
         "registrar": new_client(admin, gateway.url, dept, ["consent_registrar"]),
     }
     yield clients

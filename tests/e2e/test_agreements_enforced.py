@@ -194,7 +194,10 @@ def test_an_expired_agreement_delivers_nothing(conditional: Scenario) -> None:
 
 
 def test_a_revoked_consent_withholds_that_subjects_later_records_only(
-    conditional: Scenario, gateway: ThreadGateway, admin: ExchangeClient
+    conditional: Scenario,
+    gateway: ThreadGateway,
+    admin: ExchangeClient,
+    security_officer: ExchangeClient,
 ) -> None:
     s = conditional
     portal_dept = f"portal-{uuid.uuid4().hex[:6]}"
@@ -233,7 +236,7 @@ def test_a_revoked_consent_withholds_that_subjects_later_records_only(
     registrar.close()
 
     # the withholding is audited (searchable by the subject), not silent
-    with new_client(admin, gateway.url, portal_dept, ["auditor"]) as auditor:
+    with new_client(security_officer, gateway.url, portal_dept, ["auditor"]) as auditor:
 
         def events(kind: str, subject: str | None = None) -> list[Any]:
             params = {"topic": s.topic, "type": kind, **({"subject": subject} if subject else {})}

@@ -40,12 +40,12 @@ def events(auditor: ExchangeClient, **params: Any) -> list[dict[str, Any]]:
 
 
 def test_publish_subscribe_then_officer_review(
-    gateway: ThreadGateway, admin: ExchangeClient
+    gateway: ThreadGateway, admin: ExchangeClient, security_officer: ExchangeClient
 ) -> None:
     s = build(admin, gateway.url)
     office = f"audit-office-{uuid.uuid4().hex[:6]}"
     admin.call("POST", "/v1/departments", json={"id": office, "name": "Audit", "level": "city"})
-    auditor = new_client(admin, gateway.url, office, ["auditor"])
+    auditor = new_client(security_officer, gateway.url, office, ["auditor"])
     grant(s, ["name", "citizen_id"])
     s.publisher.publish(s.topic, [{"key": f"k{i}", "value": person(i)} for i in range(5)])
     sub = s.subscriber.subscribe(s.topic)
@@ -148,7 +148,7 @@ def test_publish_subscribe_then_officer_review(
 
 
 def test_only_auditors_may_read_and_refusals_are_audited(
-    gateway: ThreadGateway, admin: ExchangeClient
+    gateway: ThreadGateway, admin: ExchangeClient, security_officer: ExchangeClient
 ) -> None:
     for path in ("/v1/audit/events", "/v1/audit/checkpoint"):
         with pytest.raises(ApiError) as err:
@@ -158,7 +158,7 @@ def test_only_auditors_may_read_and_refusals_are_audited(
     assert r.status_code == 401
     office = f"audit-office-{uuid.uuid4().hex[:6]}"
     admin.call("POST", "/v1/departments", json={"id": office, "name": "Audit", "level": "city"})
-    auditor = new_client(admin, gateway.url, office, ["auditor"])
+    auditor = new_client(security_officer, gateway.url, office, ["auditor"])
     denied = events(auditor, type="authz.denied", client=admin.client_id)
     paths = {(e["data"]["path"], e["outcome"]) for e in denied}
     assert {("/v1/audit/events", "denied"), ("/v1/audit/checkpoint", "denied")} <= paths

@@ -205,11 +205,11 @@ def test_admin_and_auditor_cannot_be_one_client(
 
 
 def test_auditor_cannot_administer(
-    gateway: ThreadGateway, admin: ExchangeClient, unique: str
+    gateway: ThreadGateway, admin: ExchangeClient, security_officer: ExchangeClient, unique: str
 ) -> None:
     dept = f"aud-{unique}"
     make_department(admin, dept)
-    auditor = make_client(admin, gateway.url, dept, ["auditor"])
+    auditor = make_client(security_officer, gateway.url, dept, ["auditor"])
     r = auditor.request(
         "POST", DEPARTMENTS, json={"id": f"x-{unique}", "name": "x", "level": "city"}
     )

@@ -36,6 +36,10 @@ def test_up_twice_keeps_data_and_sigterm_stops_java(tmp_path: Path) -> None:
         assert ready == {"status": "ready", "kafka": "up", "database": "up"}
         creds_path = home / "admin-credentials.json"
         assert stat.S_IMODE(creds_path.stat().st_mode) == 0o600
+        # the security officer's credential: its own 0600 file, never the admin's
+        officer = home / "auditor-credentials.json"
+        assert stat.S_IMODE(officer.stat().st_mode) == 0o600
+        assert json.loads(officer.read_text())["client_id"] != gw.admin_credentials()["client_id"]
         creds = gw.admin_credentials()
         assert set(creds) == {"client_id", "client_secret", "token_url", "gateway_url"}
         dept = f"d-{uuid.uuid4().hex[:6]}"

@@ -91,6 +91,10 @@ class GatewayProcess:
         c = self.admin_credentials()
         return ExchangeClient(self.url, c["client_id"], c["client_secret"])
 
+    def auditor(self) -> ExchangeClient:
+        c = json.loads((self.home / "auditor-credentials.json").read_text())
+        return ExchangeClient(self.url, c["client_id"], c["client_secret"])
+
 
 class ThreadGateway:
     """The gateway app served by uvicorn in a background thread (faster than a subprocess)."""
@@ -136,4 +140,9 @@ class ThreadGateway:
 
     def admin(self) -> ExchangeClient:
         c = json.loads((self.home / "admin-credentials.json").read_text())
+        return ExchangeClient(self.url, c["client_id"], c["client_secret"])
+
+    def auditor(self) -> ExchangeClient:
+        """The bootstrap auditor: the only one who can mint further auditors."""
+        c = json.loads((self.home / "auditor-credentials.json").read_text())
         return ExchangeClient(self.url, c["client_id"], c["client_secret"])

@@ -10,7 +10,14 @@ from joserfc.jwk import ECKey, OKPKey, RSAKey
 from exchange.errors import InvalidInput
 from exchange.identity.assertions import public_signing_key
 from exchange.identity.external import rsa_bits
-from exchange.identity.roles import ALL_ROLES, check_roles
+from exchange.identity.roles import (
+    ALL_ROLES,
+    READ_ONLY_ROLES,
+    WRITING_ROLES,
+    check_roles,
+    manager_role,
+    may_manage,
+)
 
 
 def test_every_single_role_is_valid() -> None:
@@ -23,6 +30,39 @@ def test_every_single_role_is_valid() -> None:
 )
 def test_separation_of_duties(roles: list[str]) -> None:
     assert any("may not be held together" in p for p in check_roles(roles))
+
+
+@pytest.mark.parametrize("role", sorted(WRITING_ROLES))
+def test_auditor_combines_with_no_writing_role(role: str) -> None:
+    assert check_roles(["auditor", role]) == [
+        f"roles {' and '.join(sorted(['auditor', role]))} may not be held together"
+    ]
+
+
+def test_writing_roles_are_every_role_but_the_read_only_ones() -> None:
+    # A new role is treated as writing (so not combinable with auditor) until declared otherwise.
+    assert WRITING_ROLES == ALL_ROLES - {"auditor", "registry:read"}
+    assert {
+        "admin",
+        "publisher",
+        "steward",
+        "consent_registrar",
+        "registry:write",
+        "subscriber",
+    } <= WRITING_ROLES
+    assert check_roles(["auditor", "registry:read"]) == []
+    assert READ_ONLY_ROLES == {"auditor", "registry:read"}
+
+
+def test_auditors_manage_auditor_clients_and_admins_the_rest() -> None:
+    assert manager_role(["auditor"]) == "auditor"
+    assert manager_role(["auditor", "registry:read"]) == "auditor"
+    for role in sorted(ALL_ROLES - {"auditor"}):
+        assert manager_role([role]) == "admin"
+        assert may_manage({"admin"}, [role]) and not may_manage({"auditor"}, [role])
+    assert not may_manage({"admin", "registry:write"}, ["auditor"])
+    assert may_manage({"auditor"}, ["auditor"])
+    assert not may_manage({"steward", "publisher"}, ["publisher"])
 
 
 def test_unknown_roles_are_named() -> None:
