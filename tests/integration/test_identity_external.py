@@ -10,6 +10,7 @@ from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from exchange.errors import DependencyUnavailable, Forbidden
 from exchange.identity.external import ExternalConfig, ExternalVerifier
+from exchange.identity.roles import WRITING_ROLES
 from exchange.identity.tokens import InvalidToken
 from tests.support.forge import alg_none, hs256_with
 from tests.support.oidc_issuer import OidcIssuer
@@ -133,8 +134,15 @@ def test_unregistered_department_and_duty_conflicts_are_forbidden(
 ) -> None:
     with pytest.raises(Forbidden):
         verifier.verify(issuer.token("nowhere", ["publisher"]))
-    with pytest.raises(Forbidden):
-        verifier.verify(issuer.token("health", ["admin", "auditor"]))
+    # An external token holding auditor and any writing role is refused whole (we do not
+    # guess which of the two the issuer meant), whichever claim carries the roles.
+    for writing in sorted(WRITING_ROLES):
+        with pytest.raises(Forbidden, match="may not be held together"):
+            verifier.verify(issuer.token("health", ["auditor", writing]))
+    assert verifier.verify(issuer.token("health", ["auditor", "registry:read"])).roles == {
+        "auditor",
+        "registry:read",
+    }
 
 
 def test_issuer_key_rotation_is_picked_up_with_a_bounded_refetch_rate(
