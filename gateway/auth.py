@@ -21,10 +21,13 @@ def services(request: Request) -> Services:
     return svc
 
 
+def peer_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 def limit_peer(request: Request, svc: Services = Depends(services)) -> None:
     """For endpoints used before a client is known (token, revoke, introspect): per address."""
-    peer = request.client.host if request.client else "unknown"
-    svc.rate_limiter.enforce(f"peer:{peer}")
+    svc.rate_limiter.enforce(f"peer:{peer_address(request)}")
 
 
 def limit_principal(svc: Services, p: Principal) -> None:

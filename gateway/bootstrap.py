@@ -36,6 +36,7 @@ from exchange.db import make_engine, migrate, session_factory
 from exchange.errors import NotFound
 from exchange.identity.external import external_verifier
 from exchange.identity.service import IdentityService
+from exchange.identity.throttle import FailureThrottle
 from exchange.identity.tokens import TokenService
 from exchange.kafka.client import KafkaAdapter
 from exchange.secrets_store import load_master_key
@@ -152,6 +153,7 @@ def build_services(
             allow_http=settings.oidc_allow_http,
         ),
         rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        failure_throttle=FailureThrottle(),
         audit=sink,
         audit_review=review.service,
         registry=registry,

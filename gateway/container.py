@@ -29,6 +29,7 @@ from exchange.auditing import AuditSink
 from exchange.crypto.fields import FieldCrypto
 from exchange.identity.external import ExternalVerifier
 from exchange.identity.service import IdentityService
+from exchange.identity.throttle import FailureThrottle
 from exchange.identity.tokens import TokenService
 from exchange.kafka.client import KafkaAdapter
 from exchange.settings import Settings
@@ -57,6 +58,7 @@ class Services:
     tokens: TokenService
     external: ExternalVerifier | None
     rate_limiter: RateLimiter
+    failure_throttle: FailureThrottle  # failed client authentications (oauth routes)
     # the tamper-evident log: every package appends; officers review through audit_review
     audit: AuditSink
     audit_review: AuditService

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from typing import Annotated, Any
 from urllib.parse import unquote
 
@@ -14,20 +15,26 @@ from starlette.concurrency import run_in_threadpool
 
 from exchange.auditing import AuditRecord
 from exchange.identity.assertions import ASSERTION_TYPE, ClientAssertions
-from exchange.identity.external import ALLOWED_ALGORITHMS
+from exchange.identity.external import ALLOWED_ALGORITHMS, unverified_parts
 from exchange.identity.roles import ALL_ROLES
 from exchange.identity.service import Client
+from exchange.identity.throttle import Attempt, Lockout
 from exchange.identity.tokens import InvalidToken, Principal
-from gateway.auth import limit_peer, require, services
+from gateway.auth import limit_peer, peer_address, require, services
 from gateway.container import Services
 
 router = APIRouter(tags=["oauth"])
 # Client authentication runs scrypt: limit callers per address before it does.
 _peer_limited = [Depends(limit_peer)]
+MAX_ID = 64  # the longest client id the exchange issues
 
 
-def oauth_error(error: str, description: str, status: int = 400) -> JSONResponse:
+def oauth_error(
+    error: str, description: str, status: int = 400, retry_after: float = 0.0
+) -> JSONResponse:
     headers = {"Cache-Control": "no-store"}
+    if retry_after:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     if status == 401:
         headers["WWW-Authenticate"] = 'Basic realm="exchange"'
     return JSONResponse(
@@ -80,6 +87,93 @@ def _by_assertion(svc: Services, assertion: str, client_id: str | None) -> Clien
     return client if client_id in (None, client.client_id) else None
 
 
+def attempted_client_id(
+    request: Request, client_id: str | None, assertion: str | None = None
+) -> str:
+    """The client id a request *tries* to authenticate as (for audit and throttling): from
+    Basic credentials, the form, or the unverified ``sub`` of a client assertion."""
+    creds = _basic_credentials(request)
+    tried: Any = creds[0] if creds else client_id
+    if not tried and assertion:
+        try:
+            tried = unverified_parts(assertion)[1].get("sub")
+        except InvalidToken:
+            tried = None
+    if not isinstance(tried, str) or not tried:
+        return "unknown"
+    # Longer ids cannot exist; keep audit rows and throttle keys bounded.
+    return tried if len(tried) <= MAX_ID else tried[:MAX_ID] + "..."
+
+
+async def _audit_denied(
+    svc: Services,
+    endpoint: str,
+    actor: str,
+    address: str,
+    reason: str,
+    lockouts: list[Lockout] | tuple[()] = (),
+    client: Client | None = None,
+    **data: object,
+) -> None:
+    dept = client.department if client else None
+    common = {"endpoint": endpoint, "address": address}
+    records = [
+        AuditRecord(
+            "token.denied",
+            actor=actor,
+            department=dept,
+            outcome="denied",
+            data={**common, "reason": reason, **data},
+        )
+    ]
+    records += [
+        AuditRecord(
+            "token.lockout",
+            actor=actor,
+            outcome="denied",
+            data={**common, "locked": lk.key, "failures": lk.failures, "seconds": lk.seconds},
+        )
+        for lk in lockouts
+    ]
+    await run_in_threadpool(svc.audit.append_many, records)
+
+
+async def authenticated_client(
+    request: Request,
+    svc: Services,
+    endpoint: str,
+    client_id: str | None,
+    client_secret: str | None,
+    assertion_type: str | None = None,
+    assertion: str | None = None,
+) -> Client | JSONResponse:
+    """The authenticated client, or the refusal to send (401, or 429 while throttled).
+
+    Throttled attempts are refused before any secret is hashed; every refusal is audited
+    with the client id that was tried."""
+    tried, address = attempted_client_id(request, client_id, assertion), peer_address(request)
+    attempt, throttle = Attempt.of(tried, address), svc.failure_throttle
+    wait = throttle.admit(attempt)
+    if wait > 0:
+        await _audit_denied(svc, endpoint, tried, address, "throttled")
+        return oauth_error(
+            "temporarily_unavailable", "too many failed attempts; retry later", 429, wait
+        )
+    client: Client | None = None
+    try:
+        client = await client_from_request(
+            request, svc, client_id, client_secret, assertion_type, assertion
+        )
+    except BaseException:
+        throttle.finish(attempt, None)
+        raise
+    lockouts = throttle.finish(attempt, client is not None)
+    if client is None:
+        await _audit_denied(svc, endpoint, tried, address, "invalid_client", lockouts)
+        return oauth_error("invalid_client", "client authentication failed", 401)
+    return client
+
+
 @router.post(
     "/oauth/token",
     summary="Client-credentials grant (RFC 6749 §4.4)",
@@ -95,33 +189,27 @@ async def token(
     client_assertion: Annotated[str | None, Form()] = None,
     svc: Services = Depends(services),
 ) -> JSONResponse:
-    client = await client_from_request(
-        request, svc, client_id, client_secret, client_assertion_type, client_assertion
+    client = await authenticated_client(
+        request, svc, "token", client_id, client_secret, client_assertion_type, client_assertion
     )
-    if client is None:
-        await run_in_threadpool(
-            svc.audit.append,
-            AuditRecord(
-                "token.refused",
-                actor=client_id or "unknown",
-                outcome="denied",
-                data={"reason": "invalid_client"},
-            ),
-        )
-        return oauth_error("invalid_client", "client authentication failed", 401)
+    if isinstance(client, JSONResponse):
+        return client
+    address = peer_address(request)
     if grant_type != "client_credentials":
+        await _audit_denied(
+            svc, "token", client.client_id, address, "unsupported_grant_type", client=client
+        )
         return oauth_error("unsupported_grant_type", "only client_credentials is supported")
     requested = scope.split() if scope else None
     if requested and not set(requested) <= set(client.roles):
-        await run_in_threadpool(
-            svc.audit.append,
-            AuditRecord(
-                "token.refused",
-                actor=client.client_id,
-                department=client.department,
-                outcome="denied",
-                data={"reason": "invalid_scope", "requested": requested},
-            ),
+        await _audit_denied(
+            svc,
+            "token",
+            client.client_id,
+            address,
+            "invalid_scope",
+            client=client,
+            requested=requested[:20],
         )
         return oauth_error("invalid_scope", "requested scope exceeds the client's roles")
     issued = await run_in_threadpool(svc.tokens.issue, client, requested)
@@ -188,9 +276,9 @@ async def revoke(
     client_secret: Annotated[str | None, Form()] = None,
     svc: Services = Depends(services),
 ) -> JSONResponse:
-    client = await client_from_request(request, svc, client_id, client_secret)
-    if client is None:
-        return oauth_error("invalid_client", "client authentication failed", 401)
+    client = await authenticated_client(request, svc, "revoke", client_id, client_secret)
+    if isinstance(client, JSONResponse):
+        return client
     principal = await run_in_threadpool(svc.tokens.introspect, token)
     # A client may revoke its own tokens; an admin may revoke any.
     if principal.get("active") and (
@@ -210,9 +298,9 @@ async def introspect(
     client_secret: Annotated[str | None, Form()] = None,
     svc: Services = Depends(services),
 ) -> JSONResponse:
-    client = await client_from_request(request, svc, client_id, client_secret)
-    if client is None:
-        return oauth_error("invalid_client", "client authentication failed", 401)
+    client = await authenticated_client(request, svc, "introspect", client_id, client_secret)
+    if isinstance(client, JSONResponse):
+        return client
     body = await run_in_threadpool(svc.tokens.introspect, token)
     # Like revocation: a client learns about its own tokens only; an admin about any.
     if body.get("active") and body["client_id"] != client.client_id and "admin" not in client.roles:

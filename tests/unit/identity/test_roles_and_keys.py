@@ -41,7 +41,7 @@ def test_auditor_combines_with_no_writing_role(role: str) -> None:
 
 def test_writing_roles_are_every_role_but_the_read_only_ones() -> None:
     # A new role is treated as writing (so not combinable with auditor) until declared otherwise.
-    assert WRITING_ROLES == ALL_ROLES - {"auditor", "registry:read"}
+    assert ALL_ROLES - {"auditor", "registry:read"} == WRITING_ROLES
     assert {
         "admin",
         "publisher",
@@ -51,7 +51,7 @@ def test_writing_roles_are_every_role_but_the_read_only_ones() -> None:
         "subscriber",
     } <= WRITING_ROLES
     assert check_roles(["auditor", "registry:read"]) == []
-    assert READ_ONLY_ROLES == {"auditor", "registry:read"}
+    assert {"auditor", "registry:read"} == READ_ONLY_ROLES
 
 
 def test_auditors_manage_auditor_clients_and_admins_the_rest() -> None:
