@@ -11,7 +11,8 @@ from collections.abc import Callable
 from fastapi import Depends, HTTPException, Request
 
 from exchange.auditing import AuditRecord
-from exchange.identity.external import ExternalVerifier
+from exchange.errors import ExchangeError, Forbidden
+from exchange.identity.external import ExternalVerifier, unverified_parts
 from exchange.identity.tokens import InvalidToken, Principal
 from gateway.container import Services
 
@@ -56,11 +57,48 @@ def authenticate_token(svc: Services, token: str) -> Principal:
     return svc.tokens.verify(token)
 
 
+def claimed_identity(token: str) -> str:
+    """Who an unverifiable token *claims* to be, for the audit trail only (never trusted)."""
+    try:
+        claims = unverified_parts(token)[1]
+    except InvalidToken:
+        return "unknown"
+    for name in ("client_id", "azp", "sub"):
+        value = claims.get(name)
+        if isinstance(value, str) and value:
+            return value[:64]
+    return "unknown"
+
+
+def audit_refused_token(request: Request, svc: Services, token: str, exc: ExchangeError) -> None:
+    """Every 401/403 of the bearer check is a security event, recorded before it goes out."""
+    svc.audit.append(
+        AuditRecord(
+            "auth.denied",
+            actor=claimed_identity(token) if token else "unknown",
+            outcome="denied",
+            data={
+                "method": request.method,
+                "path": request.url.path,
+                "reason": exc.code,
+                "address": peer_address(request),
+                "verified": False,
+            },
+        )
+    )
+
+
 def principal(request: Request, svc: Services = Depends(services)) -> Principal:
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
-    p = authenticate_token(svc, bearer_token(request))
+    token = ""
+    try:
+        token = bearer_token(request)
+        p = authenticate_token(svc, token)
+    except (InvalidToken, Forbidden) as exc:
+        audit_refused_token(request, svc, token, exc)
+        raise
     limit_principal(svc, p)
     request.state.principal = p
     return p

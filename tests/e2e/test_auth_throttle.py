@@ -8,6 +8,8 @@ same test, never with an absolute time.
 
 from __future__ import annotations
 
+import base64
+import json
 import secrets
 import statistics
 import threading
@@ -177,3 +179,27 @@ def test_every_failed_client_authentication_is_audited_with_the_tried_id(
         reasons = [e["data"]["reason"] for e in of_type(auditor, "token.denied", app.client_id)]
         assert sorted(reasons) == ["invalid_client", "invalid_scope", "unsupported_grant_type"]
         app.close()
+
+
+def test_refused_bearer_tokens_are_audited_with_the_claimed_identity(
+    gw: ThreadGateway,
+) -> None:
+    def b64(obj: dict[str, Any]) -> str:
+        raw = json.dumps(obj).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    forged = ".".join(
+        [b64({"alg": "ES256", "kid": "nope"}), b64({"client_id": "forger-x", "sub": "x"}), "c2ln"]
+    )
+    with gw.auditor() as auditor, http_from("127.0.0.5") as http:
+        for token, actor in ((forged, "forger-x"), ("not-a-jwt", "unknown")):
+            r = http.get(f"{gw.url}/v1/departments", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 401
+            found = [
+                e
+                for e in of_type(auditor, "auth.denied", actor)
+                if e["data"]["address"] == "127.0.0.5"
+            ]
+            assert found and found[-1]["data"]["path"] == "/v1/departments"
+            assert found[-1]["data"]["verified"] is False
+        assert http.get(f"{gw.url}/v1/departments").status_code == 401
