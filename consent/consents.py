@@ -1,5 +1,9 @@
 """Data-subject consents: recorded by a ``consent_registrar``, versioned, signed (JWS).
 
+Only registrars of the topic's owning department, or of a consent-manager department an admin
+designated for it, record or change a consent, and never for their own department as consumer
+(:func:`consent.managers.may_register`). Every refusal is audited and writes nothing.
+
 A consent is never edited in place: each state change (pause, resume, revoke) adds a version
 with its own signed artefact, and ``consents`` holds the current version for fast lookups.
 Raw subject ids are not stored (see :mod:`consent.models`).
@@ -18,8 +22,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from consent.catalog import Catalog
 from consent.domain import CatalogEntry, ConsentRef, ConsentStatus
 from consent.errors import ConsentNotFound, InvalidTransition
-from consent.models import ConsentRow, ConsentVersionRow
-from consent.signing import ConsentSigner, artefact_claim, subject_hash
+from consent.managers import managers_of, may_register
+from consent.models import CatalogRow, ConsentRow, ConsentVersionRow
+from consent.signing import ARTEFACT_FORMAT, ConsentSigner, artefact_claims
 from exchange.auditing import AuditRecord, AuditSink
 from exchange.db import transaction
 from exchange.errors import Forbidden, InvalidInput
@@ -128,15 +133,17 @@ class Consents:
         if until <= start or until <= now:
             raise InvalidInput("valid_until must be after valid_from and in the future")
         entry = self.catalog.get(topic)
+        with transaction(self.sessions) as s:
+            refused = may_register(who, entry.owner, consumer, managers_of(s, entry.owner))
+            if refused:
+                self._refuse(who, "record", topic, consumer, refused, subjects=(subject,))
         self._check_fields(entry, wanted)
-        salt = secrets.token_hex(16)
         with transaction(self.sessions) as s:
             if s.get(DepartmentRow, consumer) is None:
                 raise InvalidInput(f"consumer department {consumer} does not exist")
             row = ConsentRow(
                 id=f"cns-{secrets.token_hex(8)}",
                 subject_index=self.signer.subject_index(subject),
-                subject_salt=salt,
                 consumer=consumer,
                 topic=topic,
                 purpose=purpose.strip(),
@@ -150,9 +157,36 @@ class Consents:
             )
             s.add(row)
             s.flush()
-            consent = self._new_version(s, row, who, now, subject=subject)
+            consent = self._new_version(s, row, who, now)
             self._audit(who, "consent.recorded", row, subjects=(subject,))
             return consent
+
+    def _refuse(
+        self,
+        who: Principal,
+        action: str,
+        topic: str,
+        consumer: str,
+        reason: str,
+        subjects: tuple[str, ...] = (),
+        consent_id: str | None = None,
+    ) -> None:
+        """Audit a refused consent change, then raise the 403 (nothing has been written)."""
+        data: dict[str, object] = {"action": action, "consumer": consumer, "reason": reason}
+        if consent_id:
+            data["consent_id"] = consent_id
+        self.audit.append(
+            AuditRecord(
+                "consent.denied",
+                actor=who.client_id,
+                department=who.department,
+                topic=topic,
+                subjects=subjects,
+                outcome="denied",
+                data=data,
+            )
+        )
+        raise Forbidden(reason)
 
     def _check_fields(self, entry: CatalogEntry, wanted: list[str]) -> None:
         known = self.field_lookup(entry) if self.field_lookup else None
@@ -185,10 +219,14 @@ class Consents:
         now = self.clock()
         with transaction(self.sessions) as s:
             row = s.get(ConsentRow, consent_id, with_for_update=True)
-            if row is None or not self._can_read(who, row):
+            if row is None:
                 raise ConsentNotFound(f"consent {consent_id} not found")
-            if not (who.has(REGISTRAR) and who.department == row.registrar_department):
-                raise Forbidden("only a registrar of the recording department changes a consent")
+            owner = self._owner(s, row.topic)
+            refused = may_register(who, owner, row.consumer, managers_of(s, owner))
+            if refused:
+                if not self._can_read(s, who, row):
+                    raise ConsentNotFound(f"consent {consent_id} not found")
+                self._refuse(who, verb, row.topic, row.consumer, refused, consent_id=row.id)
             current = effective_status(row.status, _utc(row.valid_until), now)
             if current not in allowed:
                 raise InvalidTransition(
@@ -200,14 +238,11 @@ class Consents:
             self._audit(who, f"consent.{verb}", row)
             return consent
 
-    def _new_version(
-        self, s: Session, row: ConsentRow, who: Principal, now: datetime, subject: str = ""
-    ) -> Consent:
+    def _new_version(self, s: Session, row: ConsentRow, who: Principal, now: datetime) -> Consent:
         claims: dict[str, object] = {
             "jti": row.id,
             "consent_version": row.version,
-            "sub_hash": self._sub_hash(s, row, subject),
-            "sub_salt": row.subject_salt,
+            "sub_hash": self.signer.artefact_subject(row.subject_index),
             "consumer": row.consumer,
             "topic": row.topic,
             "purpose": row.purpose,
@@ -231,15 +266,6 @@ class Consents:
         )
         return self._consent(row, artefact, now)
 
-    @staticmethod
-    def _sub_hash(s: Session, row: ConsentRow, subject: str) -> str:
-        if subject:
-            return subject_hash(row.subject_salt, subject)
-        # Later versions carry the hash of the first one (the raw id is not kept).
-        first = s.get(ConsentVersionRow, (row.id, 1))
-        assert first is not None
-        return str(artefact_claim(first.artefact, "sub_hash"))
-
     def _audit(
         self, who: Principal, kind: str, row: ConsentRow, subjects: tuple[str, ...] = ()
     ) -> None:
@@ -262,11 +288,17 @@ class Consents:
 
     # -- queries -------------------------------------------------------------------------
     @staticmethod
-    def _can_read(who: Principal, row: ConsentRow) -> bool:
-        return any(who.has(r) for r in READ_ALL_ROLES) or who.department in (
-            row.registrar_department,
-            row.consumer,
-        )
+    def _owner(s: Session, topic: str) -> str:
+        entry = s.get(CatalogRow, topic)
+        return entry.owner if entry is not None else ""
+
+    def _can_read(self, s: Session, who: Principal, row: ConsentRow) -> bool:
+        if any(who.has(r) for r in READ_ALL_ROLES):
+            return True
+        if who.department in (row.registrar_department, row.consumer):
+            return True
+        owner = self._owner(s, row.topic)
+        return who.department == owner or who.department in managers_of(s, owner)
 
     def _consent(self, row: ConsentRow, artefact: str, now: datetime) -> Consent:
         return Consent(
@@ -286,7 +318,7 @@ class Consents:
     def get(self, consent_id: str, who: Principal) -> Consent:
         with transaction(self.sessions) as s:
             row = s.get(ConsentRow, consent_id)
-            if row is None or not self._can_read(who, row):
+            if row is None or not self._can_read(s, who, row):
                 raise ConsentNotFound(f"consent {consent_id} not found")
             current = s.get(ConsentVersionRow, (row.id, row.version))
             assert current is not None
@@ -295,7 +327,7 @@ class Consents:
     def versions(self, consent_id: str, who: Principal) -> list[ConsentVersion]:
         with transaction(self.sessions) as s:
             row = s.get(ConsentRow, consent_id)
-            if row is None or not self._can_read(who, row):
+            if row is None or not self._can_read(s, who, row):
                 raise ConsentNotFound(f"consent {consent_id} not found")
             rows = s.scalars(
                 select(ConsentVersionRow)
@@ -326,7 +358,7 @@ class Consents:
             )
             found = []
             for row in rows:
-                if self._can_read(who, row):
+                if self._can_read(s, who, row):
                     v = s.get(ConsentVersionRow, (row.id, row.version))
                     assert v is not None
                     found.append(self._consent(row, v.artefact, now))
@@ -379,3 +411,26 @@ class Consents:
                     if ref.active_at(now):
                         found[by_index[index]] = ref
         return found
+
+    # -- format upgrade ------------------------------------------------------------------
+    def upgrade_artefacts(self) -> int:
+        """Re-sign stored artefacts of an older format (format 1 carried ``sub_salt`` and
+        ``SHA-256(salt || subject)``, which an id enumeration reverses) with the keyed subject
+        hash; every other claim is kept. Idempotent; returns how many were re-signed."""
+        done = 0
+        with transaction(self.sessions) as s:
+            rows = s.execute(
+                select(ConsentVersionRow, ConsentRow.subject_index).join(
+                    ConsentRow, ConsentRow.id == ConsentVersionRow.consent_id
+                )
+            )
+            for version, index in rows:
+                claims = artefact_claims(version.artefact)
+                if claims.get("ver") == ARTEFACT_FORMAT:
+                    continue
+                keep = {k: v for k, v in claims.items() if k not in ("iss", "ver", "sub_salt")}
+                keep["sub_hash"] = self.signer.artefact_subject(index)
+                keep["reissued_at"] = int(self.clock().timestamp())
+                version.artefact = self.signer.sign(keep)
+                done += 1
+        return done

@@ -1,7 +1,8 @@
 """Tables of the catalog, sharing agreements and data-subject consents.
 
 Raw data-subject ids are never stored: consents are found by a keyed hash of the subject
-(``subject_index``) and artefacts carry a salted hash the subject's holder can recompute.
+(``subject_index``) and artefacts carry another keyed hash (see ``consent.signing``); both keys
+are derived from the master key and never leave the exchange.
 """
 
 from __future__ import annotations
@@ -64,7 +65,6 @@ class ConsentRow(Base):
     __table_args__ = (Index("ix_consents_lookup", "consumer", "topic", "subject_index"),)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     subject_index: Mapped[str] = mapped_column(String(64))
-    subject_salt: Mapped[str] = mapped_column(String(32))
     consumer: Mapped[str] = mapped_column(String(64))
     topic: Mapped[str] = mapped_column(String(249))
     purpose: Mapped[str] = mapped_column(Text)
@@ -87,3 +87,13 @@ class ConsentVersionRow(Base):
     artefact: Mapped[str] = mapped_column(Text)  # compact JWS
     actor: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ConsentManagerRow(Base):
+    """An admin's designation: ``manager``'s registrars record consents for ``owner``'s topics."""
+
+    __tablename__ = "consent_managers"
+    owner: Mapped[str] = mapped_column(ForeignKey("departments.id"), primary_key=True)
+    manager: Mapped[str] = mapped_column(ForeignKey("departments.id"), primary_key=True)
+    designated_by: Mapped[str] = mapped_column(String(64))
+    designated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -4,7 +4,11 @@ the JWKS at ``GET /v1/consents/jwks``.
 The signing key is derived from the installation master key (HKDF), so every gateway replica
 sharing the master key signs with the same key and nothing new is stored. Rotating it means
 rotating the master key; old artefacts then verify only against a JWKS saved beforehand.
-The subject index key (a keyed hash to find consents by subject) is derived the same way.
+The subject index key (a keyed hash to find consents by subject) is derived the same way, and
+so is the key of the artefact's ``sub_hash``: an HMAC, so an artefact names its subject only to
+the exchange — nobody holding one can enumerate ids against it (format 1 carried
+``SHA-256(visible salt || id)``, which anyone could; see ``Consents.upgrade_artefacts``).
+Each key has its own HKDF ``info`` label, so no two uses share a key.
 """
 
 from __future__ import annotations
@@ -24,19 +28,13 @@ from joserfc.jwk import ECKey, KeySet
 
 from exchange.errors import InvalidInput
 
-ARTEFACT_FORMAT = 1  # claim "ver": bump when the artefact's claims change meaning
+ARTEFACT_FORMAT = 2  # claim "ver": bump when the artefact's claims change meaning
 ARTEFACT_TYP = "consent+jws"
 _P256_ORDER = int("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16)
 
 
 def _derive(master_key: bytes, info: str, length: int) -> bytes:
     return HKDF(hashes.SHA256(), length, salt=None, info=info.encode()).derive(master_key)
-
-
-def subject_hash(salt: str, subject: str) -> str:
-    """What an artefact says about its subject: whoever knows the subject id can recompute it."""
-    digest = hashlib.sha256(bytes.fromhex(salt) + subject.encode()).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 class ConsentSigner:
@@ -52,11 +50,23 @@ class ConsentSigner:
         self.kid = f"consent-{probe.thumbprint()[:16]}"
         self._key = ECKey.import_key(pem, {"kid": self.kid, "use": "sig", "alg": "ES256"})
         self._index_key = _derive(master_key, "exchange/consent-subject-index/v1", 32)
+        self._artefact_subject_key = _derive(master_key, "exchange/consent-artefact-subject/v2", 32)
         self.issuer = issuer
 
     def subject_index(self, subject: str) -> str:
         """Keyed hash used to look consents up; useless without the master key."""
         return hmac.new(self._index_key, subject.encode(), hashlib.sha256).hexdigest()
+
+    def artefact_subject(self, subject_index: str) -> str:
+        """The artefact's ``sub_hash``: keyed, and computed from the stored subject index so
+        later versions (and re-signed old ones) carry it without the raw id."""
+        mac = hmac.new(self._artefact_subject_key, subject_index.encode(), hashlib.sha256)
+        return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+
+    def artefact_subject_of(self, subject: str) -> str:
+        """``sub_hash`` for a raw subject id: lets the exchange tell whether an artefact is
+        about a given subject."""
+        return self.artefact_subject(self.subject_index(subject))
 
     def sign(self, claims: dict[str, Any]) -> str:
         header = {"alg": "ES256", "kid": self.kid, "typ": ARTEFACT_TYP}
@@ -81,8 +91,13 @@ def verify_artefact(artefact: str, jwks: dict[str, Any]) -> dict[str, Any]:
     return claims
 
 
-def artefact_claim(artefact: str, name: str) -> Any:
-    """One claim of an artefact we signed ourselves (read back from our own store)."""
+def artefact_claims(artefact: str) -> dict[str, Any]:
+    """The claims of an artefact we signed ourselves (read back from our own store)."""
     payload = artefact.split(".")[1]
-    body = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    return body.get(name)
+    body: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return body
+
+
+def artefact_claim(artefact: str, name: str) -> Any:
+    """One claim of an artefact we signed ourselves."""
+    return artefact_claims(artefact).get(name)

@@ -8,6 +8,7 @@ app's lifespan (:func:`gateway.app.create_app`).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from consent.agreements import Agreements
 from consent.catalog import Catalog
 from consent.consents import Consents
 from consent.domain import CatalogEntry
+from consent.managers import ConsentManagers
 from consent.overdue import OverdueFlagger
 from consent.settings import ConsentSettings
 from consent.signing import ConsentSigner
@@ -44,6 +46,8 @@ from exchange.settings import Settings
 from gateway.container import Background, Services
 from gateway.ratelimit import RateLimiter
 from schemas.registry import SchemaRegistry
+
+log = logging.getLogger(__name__)
 
 
 def build_services(
@@ -92,6 +96,8 @@ def build_services(
         ConsentSigner(master_key, settings.gateway_url),
         field_lookup=lookup,
     )
+    if upgraded := consents.upgrade_artefacts():  # needs the master key: not a migration
+        log.info("re-signed %d consent artefacts of an older format", upgraded)
     crypto = build_field_crypto(settings, sessions, sink, master_key, kms=kms)
 
     publisher = Publisher(
@@ -160,6 +166,7 @@ def build_services(
         catalog=catalog,
         agreements=agreements,
         consents=consents,
+        consent_managers=ConsentManagers(sessions, sink),
         crypto=crypto,
         publisher=publisher,
         subscriptions=subscriptions,

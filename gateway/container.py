@@ -17,6 +17,7 @@ from audit.service import AuditService
 from consent.agreements import Agreements
 from consent.catalog import Catalog
 from consent.consents import Consents
+from consent.managers import ConsentManagers
 from dataplane.delivery import Deliverer
 from dataplane.fanout import GroupRegistry
 from dataplane.hub import HubRegistry
@@ -67,6 +68,7 @@ class Services:
     catalog: Catalog
     agreements: Agreements
     consents: Consents
+    consent_managers: ConsentManagers
     crypto: FieldCrypto
     # data plane
     publisher: Publisher

@@ -1,4 +1,6 @@
-"""Data-subject consents over HTTP: recorded by ``consent_registrar`` clients."""
+"""Data-subject consents over HTTP: recorded by ``consent_registrar`` clients of the topic's
+owning department or of a consent-manager department an admin designated for it (never of the
+consumer); see :mod:`consent.managers`."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from consent.consents import Consent, Consents, ConsentVersion
+from consent.managers import ConsentManagers, Designation
 from exchange.identity.tokens import Principal
 from gateway.auth import principal, require, services
 from gateway.container import Services
@@ -117,6 +120,65 @@ async def lookup(
 ) -> list[ConsentOut]:
     # POST so the subject id stays out of URLs and access logs.
     return [_out(c) for c in await run_in_threadpool(_consents(svc).find, who, body.subject)]
+
+
+class ManagerOut(BaseModel):
+    owner: str
+    manager: str
+    designated_by: str
+    designated_at: datetime
+
+
+def _managers(svc: Services) -> ConsentManagers:
+    return svc.consent_managers
+
+
+def _manager(d: Designation) -> ManagerOut:
+    return ManagerOut(
+        owner=d.owner,
+        manager=d.manager,
+        designated_by=d.designated_by,
+        designated_at=d.designated_at,
+    )
+
+
+@router.get(
+    "/managers/{owner}",
+    response_model=list[ManagerOut],
+    summary="Departments whose registrars record consents for this owner's topics",
+)
+async def list_managers(
+    owner: str, _: Principal = Depends(principal), svc: Services = Depends(services)
+) -> list[ManagerOut]:
+    return [_manager(d) for d in await run_in_threadpool(_managers(svc).list, owner)]
+
+
+@router.put(
+    "/managers/{owner}/{manager}",
+    response_model=ManagerOut,
+    summary="Designate a consent-manager department for an owner (admin)",
+)
+async def designate_manager(
+    owner: str,
+    manager: str,
+    who: Principal = Depends(require("admin")),
+    svc: Services = Depends(services),
+) -> ManagerOut:
+    return _manager(await run_in_threadpool(_managers(svc).designate, owner, manager, who))
+
+
+@router.delete(
+    "/managers/{owner}/{manager}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Withdraw a consent-manager designation (admin)",
+)
+async def withdraw_manager(
+    owner: str,
+    manager: str,
+    who: Principal = Depends(require("admin")),
+    svc: Services = Depends(services),
+) -> None:
+    await run_in_threadpool(_managers(svc).withdraw, owner, manager, who)
 
 
 @router.get("/{consent_id}", response_model=ConsentOut)

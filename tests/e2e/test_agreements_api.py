@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from consent.catalog import CatalogEntry
-from consent.signing import subject_hash, verify_artefact
+from consent.signing import verify_artefact
 from exchange.client import ApiError, ExchangeClient
 from tests.support.gateway import ThreadGateway
 from tests.support.scenario import Scenario, build, new_client, person
@@ -167,9 +167,23 @@ def test_request_validation(s: Scenario, admin: ExchangeClient, gateway: ThreadG
 
 
 def test_consent_record_verify_revoke(
-    s: Scenario, gateway: ThreadGateway, outsiders: dict[str, ExchangeClient]
+    s: Scenario,
+    gateway: ThreadGateway,
+    admin: ExchangeClient,
+    outsiders: dict[str, ExchangeClient],
 ) -> None:
     registrar = outsiders["registrar"]
+    # tax records consents for the owner only once an admin designates it consent manager
+    tax = registrar.client_id.rsplit("-", 1)[0]  # client ids are "<dept>-<hex>"
+    body = {
+        "subject": person(8)["citizen_id"],
+        "consumer": s.consumer,
+        "topic": s.topic,
+        "purpose": "benefit eligibility",
+        "valid_until": SOON,
+    }
+    assert status_of(lambda: registrar.call("POST", "/v1/consents", json=body)) == 403
+    admin.call("PUT", f"/v1/consents/managers/{s.owner}/{tax}")
     citizen = person(7)["citizen_id"]
     body = {
         "subject": citizen,
@@ -185,7 +199,7 @@ def test_consent_record_verify_revoke(
     jwks = httpx.get(f"{gateway.url}/v1/consents/jwks").json()  # public, no token
     claims = verify_artefact(c["artefact"], jwks)
     assert claims["consumer"] == s.consumer and claims["fields"] == ["name"]
-    assert claims["sub_hash"] == subject_hash(claims["sub_salt"], citizen)
+    assert "sub_salt" not in claims and claims["ver"] == 2  # keyed: see test_consent_rules
     # the consumer department can fetch the artefact as proof; others cannot see it
     assert s.subscriber.call("GET", f"/v1/consents/{c['id']}")["artefact"] == c["artefact"]
     assert status_of(lambda: s.steward.call("POST", f"/v1/consents/{c['id']}/revoke")) == 403

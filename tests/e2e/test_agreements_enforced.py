@@ -205,6 +205,8 @@ def test_a_revoked_consent_withholds_that_subjects_later_records_only(
         "POST", "/v1/departments", json={"id": portal_dept, "name": "Portal", "level": "city"}
     )
     registrar = new_client(admin, gateway.url, portal_dept, ["consent_registrar"])
+    # the portal records consents for the owner because an admin designated it to
+    admin.call("PUT", f"/v1/consents/managers/{s.owner}/{portal_dept}")
     grant(s, ["name", "citizen_id"], requires_subject_consent=True)
     consent_ids = {}
     for i in (1, 2):

@@ -54,7 +54,7 @@ def test_request_approve_list_and_consent_via_cli(
     found = cli("catalog", "list", "--dept", s.owner, home=str(gateway.home))
     assert [e["topic"] for e in found] == [s.topic]
 
-    registrar = new_client(admin, gateway.url, s.consumer, ["consent_registrar"])
+    registrar = new_client(admin, gateway.url, s.owner, ["consent_registrar"])
     c = cli(
         "consents", "record", "--subject", person(1)["citizen_id"], "--consumer", s.consumer,
         "--topic", s.topic, "--purpose", "benefit check", "--valid-until", until,

@@ -14,7 +14,8 @@ from consent.agreements import Agreements, AgreementStatus
 from consent.catalog import Catalog, CatalogEntry
 from consent.consents import Consents, ConsentStatus
 from consent.errors import AgreementNotFound, InvalidTransition, NotShared
-from consent.signing import ConsentSigner, subject_hash, verify_artefact
+from consent.managers import ConsentManagers
+from consent.signing import ConsentSigner, verify_artefact
 from exchange.auditing import MemoryAuditSink
 from exchange.db import make_engine, migrate, session_factory
 from exchange.errors import Conflict, DependencyUnavailable, Forbidden, InvalidInput, NotFound
@@ -66,6 +67,9 @@ def world(tmp_path: Path) -> Iterator[World]:
     agreements = Agreements(sessions, audit, catalog, clock=clock)
     signer = ConsentSigner(b"m" * 32, "http://exchange.test")
     consents = Consents(sessions, audit, catalog, signer, clock=clock)
+    # civil (the citizen portal) records consents for health's topics by designation
+    ConsentManagers(sessions, audit).designate("health", "civil", who("exchange-admin", "admin"))
+    audit.records.clear()
     yield World(sessions, audit, catalog, agreements, consents, clock, db)
     engine.dispose()
 
@@ -295,8 +299,9 @@ def test_consent_lifecycle_versions_and_signed_artefacts(world: World) -> None:
     jwks = world.consents.jwks()
     claims = [verify_artefact(v.artefact, jwks) for v in versions]
     assert [x["consent_version"] for x in claims] == [1, 2, 3, 4]
-    # the subject's holder can check the artefact is about them, in every version
-    assert {x["sub_hash"] for x in claims} == {subject_hash(claims[0]["sub_salt"], CITIZEN)}
+    # every version names the same subject, by a keyed hash only the exchange can compute
+    assert {x["sub_hash"] for x in claims} == {world.consents.signer.artefact_subject_of(CITIZEN)}
+    assert all("sub_salt" not in x and x["ver"] == 2 for x in claims)
     assert claims[0]["fields"] == ["diagnosis"] and claims[0]["consumer"] == "police"
     assert world.audit_types()[-4:] == [
         "consent.recorded",

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import pytest
 
-from consent.signing import ConsentSigner, artefact_claim, subject_hash, verify_artefact
+from consent.signing import ConsentSigner, artefact_claim, verify_artefact
 from exchange.errors import InvalidInput
 
 
@@ -10,7 +13,7 @@ def test_artefact_verifies_against_the_published_jwks() -> None:
     signer = ConsentSigner(b"k" * 32, "https://exchange.example")
     token = signer.sign({"jti": "cns-1", "purpose": "benefit check"})
     claims = verify_artefact(token, signer.jwks())
-    assert claims["jti"] == "cns-1" and claims["ver"] == 1
+    assert claims["jti"] == "cns-1" and claims["ver"] == 2
     assert claims["iss"] == "https://exchange.example"
     assert artefact_claim(token, "purpose") == "benefit check"
 
@@ -35,7 +38,13 @@ def test_public_jwks_has_no_private_part() -> None:
     assert "d" not in key and key["alg"] == "ES256"
 
 
-def test_subject_index_is_keyed_and_subject_hash_is_salted() -> None:
+def test_subject_index_and_artefact_subject_are_keyed_and_domain_separated() -> None:
     a, b = ConsentSigner(b"k" * 32, "x"), ConsentSigner(b"z" * 32, "x")
-    assert a.subject_index("110101199003070011") != b.subject_index("110101199003070011")
-    assert subject_hash("00" * 16, "s") != subject_hash("01" * 16, "s")
+    sid = "110101199003070011"
+    assert a.subject_index(sid) != b.subject_index(sid)
+    assert a.artefact_subject_of(sid) != b.artefact_subject_of(sid)
+    assert a.artefact_subject_of(sid) == ConsentSigner(b"k" * 32, "y").artefact_subject_of(sid)
+    # the two keyed hashes use different keys: one never reveals the other
+    assert a.artefact_subject_of(sid) != a.subject_index(sid)
+    unkeyed = [hashlib.sha256(sid.encode()).hexdigest(), hmac.new(b"", sid.encode(), "sha256")]
+    assert a.subject_index(sid) not in (unkeyed[0], unkeyed[1].hexdigest())
