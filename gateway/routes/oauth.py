@@ -14,9 +14,10 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from exchange.auditing import AuditRecord
+from exchange.errors import NotFound
 from exchange.identity.assertions import ASSERTION_TYPE, ClientAssertions
 from exchange.identity.external import ALLOWED_ALGORITHMS, unverified_parts
-from exchange.identity.roles import ALL_ROLES
+from exchange.identity.roles import ALL_ROLES, may_manage
 from exchange.identity.service import Client
 from exchange.identity.throttle import Attempt, Lockout
 from exchange.identity.tokens import InvalidToken, Principal
@@ -280,9 +281,10 @@ async def revoke(
     if isinstance(client, JSONResponse):
         return client
     principal = await run_in_threadpool(svc.tokens.introspect, token)
-    # A client may revoke its own tokens; an admin may revoke any.
-    if principal.get("active") and (
-        principal["client_id"] == client.client_id or "admin" in client.roles
+    # A client may revoke its own tokens; its manager (an admin, or for auditors an auditor)
+    # any of the clients it manages.
+    if principal.get("active") and await run_in_threadpool(
+        _owns_or_manages, svc, client, principal
     ):
         await run_in_threadpool(svc.tokens.revoke, token)
     return JSONResponse({}, status_code=200)
@@ -302,10 +304,21 @@ async def introspect(
     if isinstance(client, JSONResponse):
         return client
     body = await run_in_threadpool(svc.tokens.introspect, token)
-    # Like revocation: a client learns about its own tokens only; an admin about any.
-    if body.get("active") and body["client_id"] != client.client_id and "admin" not in client.roles:
+    # Like revocation: a client learns about its own tokens, a manager about its clients'.
+    if body.get("active") and not await run_in_threadpool(_owns_or_manages, svc, client, body):
         body = {"active": False}
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+def _owns_or_manages(svc: Services, client: Client, token: dict[str, Any]) -> bool:
+    """Runs in a worker thread (reads the token's client)."""
+    if token["client_id"] == client.client_id:
+        return True
+    try:
+        holder = svc.identity.get_client(str(token["client_id"]))
+    except NotFound:
+        return False
+    return may_manage(client.roles, holder.roles)
 
 
 class RotatedKey(BaseModel):

@@ -170,3 +170,29 @@ def test_auditor_never_combines_with_a_writing_role(
     assert [c["roles"] for c in clients_of(security_officer, dept)] == [["auditor"]]
     assert denials(security_officer, security_officer.client_id, "client_roles_set", lone.client_id)
     lone.close()
+
+
+def test_admin_can_neither_revoke_nor_introspect_an_auditor_token(
+    gateway: ThreadGateway, admin: ExchangeClient, unique: str
+) -> None:
+    officer = gateway.auditor()
+    token = officer.token()
+    creds = json.loads((gateway.home / "admin-credentials.json").read_text())
+    basic = (creds["client_id"], creds["client_secret"])
+    body = httpx.post(f"{gateway.url}/oauth/introspect", data={"token": token}, auth=basic).json()
+    assert body == {"active": False}
+    r = httpx.post(f"{gateway.url}/oauth/revoke", data={"token": token}, auth=basic)
+    assert r.status_code == 200  # RFC 7009: the same answer either way
+    assert officer.call("GET", "/v1/audit/checkpoint")  # still valid
+    # while an admin still manages (and may revoke) its own line's tokens
+    dept = f"rev-{unique}"
+    make_department(admin, dept)
+    app = make_client(admin, gateway.url, dept, ["publisher"])
+    app_token = app.token()
+    r = httpx.post(f"{gateway.url}/oauth/introspect", data={"token": app_token}, auth=basic)
+    assert r.json()["active"] is True
+    httpx.post(f"{gateway.url}/oauth/revoke", data={"token": app_token}, auth=basic)
+    r = httpx.get(f"{gateway.url}/v1/departments", headers={"Authorization": f"Bearer {app_token}"})
+    assert r.status_code == 401
+    officer.close()
+    app.close()
