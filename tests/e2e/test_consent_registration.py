@@ -18,6 +18,11 @@ from tests.support.scenario import Scenario, build, grant, new_client, person
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 UNTIL = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+BASE = uuid.uuid4().int % 10**9  # subjects of their own on the shared session gateway
+
+
+def citizen(i: int) -> str:
+    return str(person(BASE + i)["citizen_id"])
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +35,7 @@ def s(gateway: ThreadGateway, admin: ExchangeClient) -> Iterator[Scenario]:
 
 def body(s: Scenario, i: int, consumer: str | None = None) -> dict[str, Any]:
     return {
-        "subject": person(i)["citizen_id"],
+        "subject": citizen(i),
         "consumer": consumer or s.consumer,
         "topic": s.topic,
         "purpose": "public health follow-up",
@@ -39,9 +44,7 @@ def body(s: Scenario, i: int, consumer: str | None = None) -> dict[str, Any]:
 
 
 def consents_of(admin: ExchangeClient, i: int) -> list[Any]:
-    found: list[Any] = admin.call(
-        "POST", "/v1/consents/lookup", json={"subject": person(i)["citizen_id"]}
-    )
+    found: list[Any] = admin.call("POST", "/v1/consents/lookup", json={"subject": citizen(i)})
     return found
 
 
@@ -56,7 +59,7 @@ def test_the_consumer_cannot_unlock_records_for_itself(
     denied = events(security_officer, type="consent.denied", client=own.client_id)
     assert [e["outcome"] for e in denied] == ["denied"]
     # searchable by the subject, like every consent event
-    by_subject = events(security_officer, type="consent.denied", subject=person(1)["citizen_id"])
+    by_subject = events(security_officer, type="consent.denied", subject=citizen(1))
     assert [e["actor"] for e in by_subject] == [own.client_id]
     own.close()
 
