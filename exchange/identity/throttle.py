@@ -3,8 +3,8 @@
 Each key (``client:<id>``, ``address:<ip>``, ``pair:<id>@<ip>``) may fail a few times for free;
 failures leak away at a fixed pace, and each failure beyond the free ones locks the key for
 twice as long as the one before (capped). A locked key is refused *before* the secret is
-hashed, so a flood of wrong secrets costs the gateway almost nothing, and a cap on concurrent
-checks per address bounds the hashing a flood can start before its first lockout.
+hashed, so a flood of wrong secrets costs the gateway almost nothing, and once an address has
+failed, a cap on its concurrent checks bounds the hashing it can start before its lockout.
 
 Not starving the legitimate client: a client id that authenticated from an address recently
 (a *known pair*) passes the client and address locks as long as the pair itself has not been
@@ -140,8 +140,10 @@ class FailureThrottle:
             if wait > 0:
                 return wait
             for k in guarding:
-                cap = self._policy(k).max_inflight
-                if cap and states[k].inflight >= cap:
+                # Only a key that has been failing is capped: a clean address (many new
+                # clients of one department starting at once) never waits.
+                cap, st = self._policy(k).max_inflight, states[k]
+                if cap and st.failures > 0 and st.inflight >= cap:
                     return 1.0
             for st in states.values():
                 st.inflight += 1

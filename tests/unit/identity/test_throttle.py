@@ -110,8 +110,13 @@ def test_success_does_not_clear_the_address() -> None:
     assert fail(t, Attempt.of("guess-x", "10.9.9.9")) == ["address:10.9.9.9"]
 
 
-def test_concurrent_checks_per_address_are_capped() -> None:
+def test_concurrent_checks_of_a_failing_address_are_capped() -> None:
     t = FailureThrottle(clock=Clock())
+    many = [Attempt.of(f"new-{i}", "10.0.0.1") for i in range(3 * ADDRESS.max_inflight)]
+    assert all(t.admit(a) == 0.0 for a in many)  # a clean address: never capped
+    for a in many:
+        t.finish(a, True)
+    fail(t, Attempt.of("guess", "10.0.0.1"))  # now it has failed once
     started = [Attempt.of(f"c{i}", "10.0.0.1") for i in range(ADDRESS.max_inflight)]
     assert all(t.admit(a) == 0.0 for a in started)
     assert t.admit(Attempt.of("one-more", "10.0.0.1")) == 1.0
