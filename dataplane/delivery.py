@@ -231,7 +231,8 @@ class Deliverer:
                 )
                 value, redacted = result.value, dict(result.redacted)
             found = [str(s) for p in subject_paths(fields) if (s := get_path(value, p)) is not None]
-            opened.append(Opened(r, plain_id, value, redacted, fields, found))
+            plain = self.schemas.by_id(plain_id).parsed
+            opened.append(Opened(r, plain_id, value, redacted, fields, found, plain))
         return opened
 
 

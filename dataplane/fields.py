@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from exchange import avro_paths
+
 SEALED = frozenset({"sensitive", "secret"})
 
 
@@ -26,13 +28,10 @@ def get_path(value: dict[str, Any], path: str) -> Any:
     return cur
 
 
-def project(value: dict[str, Any], allowed: frozenset[str], prefix: str = "") -> dict[str, Any]:
-    """Keep only the allowed paths (a nested record is kept as far as its allowed leaves)."""
-    out: dict[str, Any] = {}
-    for name, v in value.items():
-        path = f"{prefix}{name}"
-        if path in allowed:
-            out[name] = v
-        elif isinstance(v, dict) and any(a.startswith(path + ".") for a in allowed):
-            out[name] = project(v, allowed, path + ".")
-    return out
+def project(value: dict[str, Any], allowed: frozenset[str], schema: Any) -> dict[str, Any]:
+    """Keep only the allowed paths of a value of ``schema`` (fastavro-parsed): at any depth,
+    in every array item, map value and union branch (exchange.avro_paths)."""
+    root = avro_paths.shape_of(schema).root
+    if not isinstance(root, avro_paths.Record):
+        return {}
+    return avro_paths.project(root, value, allowed)

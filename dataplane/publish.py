@@ -24,7 +24,6 @@ from exchange import wire
 from exchange.auditing import AuditRecord, AuditSink
 from exchange.avro_validation import problems
 from exchange.crypto.sealing import sealed_fields as sealed_types
-from exchange.crypto.sealing import sealed_schema
 from exchange.errors import (
     DependencyUnavailable,
     ExchangeError,
@@ -35,6 +34,7 @@ from exchange.errors import (
 )
 from exchange.identity.tokens import Principal
 from exchange.kafka.client import KafkaAdapter, OutRecord, Position
+from schemas.sealing_rules import sealed_form
 
 SCHEMA_ID_HEADER = "exchange.schema_id"
 PUBLISHER_HEADER = "exchange.publisher"
@@ -169,8 +169,8 @@ class Publisher:
         stored = self.schemas.by_id(plain_id)
         sealed = sensitive_paths(stored.fields)
         wire_id, wire_parsed = plain_id, stored.parsed
-        if sealed:
-            sealed_json = sealed_schema(json.loads(stored.schema), set(sealed))
+        sealed_json = sealed_form(stored.parsed, stored.fields) if sealed else None
+        if sealed_json is not None:
             # Original types with named types expanded: each parses on its own.
             sealed = sealed_types(sealed_json)
             sealed_subject = f"{subject}-sealed"

@@ -34,6 +34,7 @@ class Opened:
     redacted: dict[str, str]  # path → "shredded" | "integrity"
     fields: Sequence[FieldLike]
     subjects: list[str]  # data-subject references found in the value
+    schema: Any  # the plain schema (fastavro-parsed): where each path lives, for projection
 
 
 @dataclass
@@ -95,7 +96,7 @@ def record_item(o: Opened, allowed: frozenset[str]) -> dict[str, Any]:
     item: dict[str, Any] = {
         "record_id": record_id(r.topic, r.partition, r.offset),
         "key": r.key.decode("utf-8", "replace") if r.key is not None else None,
-        "value": jsonable(project(o.value, allowed)),
+        "value": jsonable(project(o.value, allowed, o.schema)),
         "partition": r.partition,
         "offset": r.offset,
         "timestamp": r.timestamp_ms,

@@ -30,7 +30,9 @@ _PII_TAGS = frozenset({"PII"})
 
 @dataclass(frozen=True)
 class FieldInfo:
-    path: str  # dotted path of a field inside nested records, e.g. "address.street"
+    # dotted path of a field inside nested records, e.g. "address.street"; arrays, maps and
+    # unions add nothing, recursion maps back (exchange.avro_paths)
+    path: str
     classification: Classification
     data_subject: bool  # field attribute "data_subject": true
     avro_type: Any  # the field's type JSON
@@ -45,7 +47,25 @@ def field_infos(
     Raises ValueError for an unknown classification value.
     """
     known: dict[str, Any] = dict(named or {})
-    return list(_walk(_load(schema), "", None, known, ()))
+    return _merged(_walk(_load(schema), "", None, known, ()))
+
+
+def _merged(infos: Iterator[FieldInfo]) -> list[FieldInfo]:
+    """One entry per path. Union branches may each have a field of one name (one path): the
+    path is as classified as the highest of them, since one grant covers them all."""
+    out: dict[str, FieldInfo] = {}
+    for f in infos:
+        seen = out.get(f.path)
+        if seen is None:
+            out[f.path] = f
+        elif f.classification.rank > seen.classification.rank or (
+            f.data_subject and not seen.data_subject
+        ):
+            top = max(f.classification, seen.classification, key=lambda c: c.rank)
+            out[f.path] = FieldInfo(
+                f.path, top, f.data_subject or seen.data_subject, seen.avro_type
+            )
+    return list(out.values())
 
 
 def classify(field: Mapping[str, Any]) -> Classification:

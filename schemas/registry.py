@@ -42,6 +42,7 @@ from schemas.errors import (
     VersionSoftDeleted,
 )
 from schemas.models import SchemaRow, SubjectRow, VersionRow
+from schemas.sealing_rules import require_sealable
 
 T = TypeVar("T")
 SCHEMA_TYPES = ("AVRO",)
@@ -115,6 +116,7 @@ class SchemaRegistry:
         ``schema_id``/``version`` are honoured only in IMPORT mode (migrating a registry).
         """
         new = self._parse(subject, schema, references or [], schema_type)
+        require_sealable(new.parsed.text, new.deps, new.parsed.fields)
         result = self._retrying(
             lambda: self._register_tx(subject, new, actor_is_admin, schema_id, version)
         )

@@ -18,6 +18,13 @@ The header is bytes ``[0, 19+L)``. The AEAD associated data is::
 
 so an envelope copied to another record (key), field (path), topic or schema fails to open,
 and no header byte (cipher, DEK id/version, nonce) can be altered.
+
+``path`` is the field's *location* in the record (:mod:`exchange.avro_paths`): its dotted path
+with array indices and map keys (``children[0].v``, ``m["k"].x``), so an envelope also cannot
+move between occurrences of one field inside containers. For every field outside an array or
+map the location is the dotted path itself, byte for byte what v1 bound before sealing reached
+into containers; the AAD's layout is unchanged, so this is still format v1 and every envelope
+written before opens as it did.
 """
 
 from __future__ import annotations

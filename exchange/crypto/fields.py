@@ -9,10 +9,11 @@ authentication → None + redacted "integrity" (never plaintext). KMS or key sto
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from exchange import avro_paths
 from exchange.crypto import envelope, sealing
 from exchange.crypto.errors import IntegrityFailure, KeyShredded
 from exchange.crypto.keys import KeyManager
@@ -28,14 +29,6 @@ class OpenedRecord:
     redacted: dict[str, str] = field(default_factory=dict)  # path → "shredded" | "integrity"
 
 
-@dataclass(frozen=True)
-class _Step:
-    path: str
-    parts: tuple[str, ...]  # () for a top-level field
-    parsed: Any  # parsed original Avro type
-    enclosing: tuple[str, ...]  # enclosing record paths: granting one grants this field
-
-
 class FieldCrypto:
     def __init__(
         self,
@@ -46,26 +39,23 @@ class FieldCrypto:
         self.keys = keys
         self.metrics = metrics or KmsMetrics()
         self._close = close
-        # Plans per ``fields`` mapping, by identity (the object is kept alive with its plan).
-        self._plans: dict[int, tuple[dict[str, Any], tuple[_Step, ...]]] = {}
+        # Shapes of plain ``fields`` mappings, by identity (the object is kept alive).
+        self._shapes: dict[int, tuple[Mapping[str, Any], avro_paths.Node]] = {}
 
-    def _plan(self, fields: dict[str, Any]) -> tuple[_Step, ...]:
-        hit = self._plans.get(id(fields))
-        if hit is not None and hit[0] is fields and len(hit[1]) == len(fields):
+    def _root(self, fields: Mapping[str, Any]) -> avro_paths.Node:
+        """Where the sealed fields are: the sealed schema's shape (``sealed_fields``), or for a
+        plain path → type mapping, records nested along the dotted paths."""
+        if isinstance(fields, sealing.SealedFields):
+            root = fields.shape.root
+            return root if root is not None else avro_paths.Record("")
+        hit = self._shapes.get(id(fields))
+        if hit is not None and hit[0] is fields:
             return hit[1]
-        plan = tuple(
-            _Step(
-                p,
-                tuple(p.split(".")) if "." in p else (),
-                sealing.parsed_type(t),
-                tuple(".".join(p.split(".")[:i]) for i in range(p.count("."), 0, -1)),
-            )
-            for p, t in fields.items()
-        )
-        if len(self._plans) > 1024:
-            self._plans.clear()
-        self._plans[id(fields)] = (fields, plan)
-        return plan
+        root = _nested(fields)
+        if len(self._shapes) > 1024:
+            self._shapes.clear()
+        self._shapes[id(fields)] = (fields, root)
+        return root
 
     def close(self) -> None:
         """Release the KMS provider (e.g. the PKCS#11 session)."""
@@ -85,27 +75,19 @@ class FieldCrypto:
         sealed_schema_id: int,
         key: bytes | None,
         record: dict[str, Any],
-        fields: dict[str, Any],
+        fields: Mapping[str, Any],
     ) -> dict[str, Any]:
-        out = dict(record)
-        for step in self._plan(fields):
-            path = step.path
-            if not step.parts:  # top level: no path walking, one shared copy
-                if path not in record:
-                    continue
-                value = record[path]
-            else:
-                value = sealing.get_path(record, step.parts)
-                if value is sealing.MISSING:
-                    continue  # an enclosing optional record is null: nothing to seal
-            plaintext = sealing.encode_parsed(step.parsed, value)
-            dek = self.keys.current(topic, path, owner, cipher)
-            ctx = envelope.context_bytes(topic, path, sealed_schema_id, key)
-            sealed = envelope.seal_with(dek.aead, dek.prefix, ctx, plaintext)
-            if not step.parts:
-                out[path] = sealed
-            else:
-                out = sealing.replace_path(out, step.parts, sealed)
+        """``record`` with every sealed field, at any depth, replaced by its envelope."""
+
+        def visit(slot: avro_paths.Slot, value: Any, location: str) -> bytes:
+            plaintext = sealing.encode_parsed(_parsed(slot), value)
+            dek = self.keys.current(topic, slot.path, owner, cipher)
+            ctx = envelope.context_bytes(topic, location, sealed_schema_id, key)
+            return envelope.seal_with(dek.aead, dek.prefix, ctx, plaintext)
+
+        out: dict[str, Any] = avro_paths.rewrite(
+            self._root(fields), record, "", visit, sealing=True
+        )
         return out
 
     def open(
@@ -115,38 +97,27 @@ class FieldCrypto:
         sealed_schema_id: int,
         key: bytes | None,
         record: dict[str, Any],
-        fields: dict[str, Any],
+        fields: Mapping[str, Any],
         granted: set[str],
     ) -> OpenedRecord:
-        out = dict(record)
+        """Granted sealed fields opened (a path is granted by itself or an enclosing record's
+        path), the others omitted, at every depth."""
         redacted: dict[str, str] = {}
-        for step in self._plan(fields):
-            path = step.path
-            if not step.parts:
-                if path not in record:
-                    continue
-                raw = record[path]
-            else:
-                raw = sealing.get_path(record, step.parts)
-                if raw is sealing.MISSING:
-                    continue
-            if path in granted or any(g in granted for g in step.enclosing):
-                ctx = envelope.context_bytes(topic, path, sealed_schema_id, key)
-                try:
-                    value = self._open_one(raw, topic, path, ctx, step.parsed)
-                except KeyShredded:
-                    value, redacted[path] = None, SHREDDED
-                except IntegrityFailure:
-                    value, redacted[path] = None, INTEGRITY
-            else:
-                value = sealing.MISSING  # not granted: omitted
-            if not step.parts:
-                if value is sealing.MISSING:
-                    del out[path]
-                else:
-                    out[path] = value
-            else:
-                out = sealing.replace_path(out, step.parts, value)
+
+        def visit(slot: avro_paths.Slot, raw: Any, location: str) -> Any:
+            path = slot.path
+            if not _granted(path, granted):
+                return avro_paths.MISSING
+            ctx = envelope.context_bytes(topic, location, sealed_schema_id, key)
+            try:
+                return self._open_one(raw, topic, path, ctx, _parsed(slot))
+            except KeyShredded:
+                redacted[path] = SHREDDED
+            except IntegrityFailure:
+                redacted.setdefault(path, INTEGRITY)
+            return None
+
+        out = avro_paths.rewrite(self._root(fields), record, "", visit, sealing=False)
         return OpenedRecord(out, redacted)
 
     def _open_one(self, raw: Any, topic: str, path: str, ctx: bytes, parsed: Any) -> Any:
@@ -161,3 +132,35 @@ class FieldCrypto:
             return sealing.decode_parsed(parsed, plaintext)
         except Exception:  # authenticated but undecodable: treat as integrity failure
             raise IntegrityFailure("sealed value does not decode under its type") from None
+
+
+def _parsed(slot: avro_paths.Slot) -> Any:
+    return sealing.parsed_type(slot.field[sealing.ORIGINAL_TYPE])
+
+
+def _granted(path: str, granted: set[str]) -> bool:
+    if path in granted:
+        return True
+    parts = path.split(".")
+    return any(".".join(parts[:i]) in granted for i in range(1, len(parts)))
+
+
+def _nested(fields: Mapping[str, Any]) -> avro_paths.Record:
+    """Records nested along dotted paths, each path's last field sealed with its type."""
+    root = avro_paths.Record("")
+    for path, avro_type in fields.items():
+        rec, parts = root, path.split(".")
+        for i, name in enumerate(parts):
+            slot = rec.by_name.get(name)
+            if slot is None:
+                here = ".".join(parts[: i + 1])
+                last = i == len(parts) - 1
+                attrs = {"name": name, sealing.ORIGINAL_TYPE: avro_type} if last else {}
+                slot = avro_paths.Slot(name, here, attrs, last, reaches_mark=True)
+                rec.slots.append(slot)
+                rec.by_name[name] = slot
+            if i < len(parts) - 1:
+                if not isinstance(slot.child, avro_paths.Record):
+                    slot.child = avro_paths.Record("")
+                rec = slot.child
+    return root

@@ -2,9 +2,10 @@
 
 Pure functions. In the sealed schema each sensitive field keeps its name, becomes type
 ``"bytes"`` (no default) and carries ``"exchange.sealed": true`` and
-``"exchange.original_type": <type JSON>`` (fully expanded, so it stands alone). Paths are
-dotted field names; a nested path descends into a record-typed field (or a union of null and one
-record), and the field inside that record is sealed.
+``"exchange.original_type": <type JSON>`` (fully expanded, so it stands alone). Sealing is a
+property of a record *type's* field, so it holds wherever the type occurs: nested records,
+array items, map values, union branches, reused named types, recursion. Paths and locations
+are defined in :mod:`exchange.avro_paths`.
 """
 
 from __future__ import annotations
@@ -12,83 +13,133 @@ from __future__ import annotations
 import copy
 import io
 import json
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
 import fastavro
-from fastavro.schema import expand_schema
 
+from exchange import avro_paths
 from exchange.errors import InvalidInput
 
 SEALED = "exchange.sealed"
 ORIGINAL_TYPE = "exchange.original_type"
 
+FieldRule = Callable[[str, Mapping[str, Any]], bool]  # (record full name, field) → seal it?
+
 
 def sealed_schema(schema: dict[str, Any], sensitive_paths: set[str]) -> dict[str, Any]:
-    """The schema with every path in ``sensitive_paths`` turned into an envelope field."""
+    """The schema with the fields at ``sensitive_paths`` turned into envelope fields.
+
+    A path names a field of a record type; the field is sealed wherever that type occurs
+    (see :func:`sealed_schema_where`).
+    """
     if schema.get("type") != "record":
         raise InvalidInput("only record schemas can carry sealed fields")
-    out = copy.deepcopy(schema)
-    expanded: dict[str, Any] = expand_schema(schema)  # type: ignore[assignment]
+    shape = avro_paths.compile_shape(schema)
+    owners = {s.path: s for s in shape.slots}
+    chosen: set[tuple[str, str]] = set()
     for path in sorted(sensitive_paths):
-        parts = path.split(".")
-        field = _field(out, parts, path)
-        original = _field(expanded, parts, path)["type"]
-        for attr in ("default", "type"):
-            field.pop(attr, None)
-        field["type"] = "bytes"
-        field[SEALED] = True
-        field[ORIGINAL_TYPE] = original
-    try:
-        fastavro.parse_schema(copy.deepcopy(out))
-    except Exception as exc:  # fastavro raises several types for invalid schemas
-        raise InvalidInput(f"sealed schema is not valid Avro: {exc}") from None
-    return out
+        slot = owners.get(path)
+        if slot is None:
+            raise InvalidInput(f"sensitive path {path!r} is not a field of the schema")
+        chosen |= {(r.name, path.rpartition(".")[2]) for r in _records_of(shape, path)}
+    return sealed_schema_where(schema, lambda rec, f: (rec, str(f.get("name"))) in chosen)
 
 
-def sealed_fields(schema: dict[str, Any]) -> dict[str, Any]:
-    """Path → original type JSON of every sealed field of a sealed schema."""
-    found: dict[str, Any] = {}
-    _collect(schema, "", found)
+def _records_of(shape: avro_paths.Shape, path: str) -> list[avro_paths.Record]:
+    found: list[avro_paths.Record] = []
+    seen: set[int] = set()
+    stack: list[Any] = [shape.root]
+    while stack:
+        n = stack.pop()
+        if n is None or id(n) in seen:
+            continue
+        seen.add(id(n))
+        if isinstance(n, avro_paths.Record):
+            found += [n for s in n.slots if s.path == path]
+            stack += [s.child for s in n.slots]
+        elif isinstance(n, avro_paths.Array):
+            stack.append(n.items)
+        elif isinstance(n, avro_paths.Map):
+            stack.append(n.values)
+        elif isinstance(n, avro_paths.Union):
+            stack += [*n.records, n.array, n.map]
     return found
 
 
-def _collect(record: dict[str, Any], prefix: str, found: dict[str, Any]) -> None:
-    for f in record.get("fields", []):
-        path = f"{prefix}{f['name']}"
-        if f.get(SEALED):
-            found[path] = f[ORIGINAL_TYPE]
-        elif (inner := _inline_record(f["type"])) is not None:
-            _collect(inner, f"{path}.", found)
+def sealed_schema_where(schema: Any, rule: FieldRule) -> dict[str, Any]:
+    """The sealed form of ``schema`` (JSON or fastavro-parsed, references resolved).
+
+    Sealing is defined over types: a field of a record type that ``rule`` picks is sealed in
+    that type's one definition, so wherever the type occurs (array items, map values, union
+    branches, reuse, recursion). The output stands alone: full names, each named type defined
+    at its first use (a definition that lived inside a now-sealed field moves to the next use).
+    """
+    parsed = avro_paths.parsed_schema(schema)
+    out = _Emitter(parsed.get("__named_schemas", {}) if isinstance(parsed, dict) else {}, rule)
+    sealed = out.type(parsed, seal=True)
+    try:
+        fastavro.parse_schema(copy.deepcopy(sealed))
+    except Exception as exc:  # fastavro raises several types for invalid schemas
+        raise InvalidInput(f"sealed schema is not valid Avro: {exc}") from None
+    if not isinstance(sealed, dict):
+        raise InvalidInput("only record schemas can carry sealed fields")
+    return sealed
 
 
-def _inline_record(t: Any) -> dict[str, Any] | None:
-    """The record type of a field: an inline record, or the one record in a union."""
-    if isinstance(t, dict) and t.get("type") == "record":
-        return t
-    if isinstance(t, list):
-        records = [x for x in t if isinstance(x, dict) and x.get("type") == "record"]
-        others = [x for x in t if x != "null" and x not in records]
-        if len(records) == 1 and not others:
-            return records[0]
-    return None
+class _Emitter:
+    def __init__(self, named: Mapping[str, Any], rule: FieldRule) -> None:
+        self.named, self.rule = named, rule
+        self.done: set[str] = set()
+
+    def type(self, t: Any, *, seal: bool) -> Any:
+        if isinstance(t, str):
+            if t not in self.named or t in self.done:
+                return t
+            return self.type(self.named[t], seal=seal)
+        if isinstance(t, list):
+            return [self.type(b, seal=seal) for b in t]
+        if not isinstance(t, dict):
+            return t
+        out = {k: v for k, v in t.items() if not k.startswith("__")}
+        kind = t.get("type")
+        if kind in ("record", "error", "enum", "fixed"):
+            self.done.add(str(t.get("name")))
+        if kind in ("record", "error"):
+            name = str(t.get("name"))
+            out["fields"] = [self.field(name, f, seal) for f in t.get("fields", [])]
+        elif kind == "array":
+            out["items"] = self.type(t.get("items"), seal=seal)
+        elif kind == "map":
+            out["values"] = self.type(t.get("values"), seal=seal)
+        elif isinstance(kind, dict | list):
+            out["type"] = self.type(kind, seal=seal)
+        return out
+
+    def field(self, record: str, f: Mapping[str, Any], seal: bool) -> dict[str, Any]:
+        if not (seal and self.rule(record, f)):
+            return {**f, "type": self.type(f.get("type"), seal=seal)}
+        out = {k: v for k, v in f.items() if k not in ("type", "default")}
+        out["type"] = "bytes"
+        out[SEALED] = True
+        # The original type stands alone: its own definitions, none of them sealed.
+        out[ORIGINAL_TYPE] = _Emitter(self.named, self.rule).type(f.get("type"), seal=False)
+        return out
 
 
-def _field(record: dict[str, Any], parts: list[str], path: str) -> dict[str, Any]:
-    for i, name in enumerate(parts):
-        match = [f for f in record.get("fields", []) if f.get("name") == name]
-        if not match:
-            raise InvalidInput(f"sensitive path {path!r} is not a field of the schema")
-        if i == len(parts) - 1:
-            field: dict[str, Any] = match[0]
-            return field
-        inner = _inline_record(match[0]["type"])
-        if inner is None:
-            raise InvalidInput(
-                f"sensitive path {path!r}: {name!r} is not an inline record (or null|record)"
-            )
-        record = inner
-    raise InvalidInput("empty sensitive path")
+class SealedFields(dict[str, Any]):
+    """Path → original type of every sealed field, plus the shape that finds them in values."""
+
+    def __init__(self, shape: avro_paths.Shape, types: dict[str, Any]) -> None:
+        super().__init__(types)
+        self.shape = shape
+
+
+def sealed_fields(schema: Any) -> SealedFields:
+    """Path → original type JSON of every sealed field of a sealed schema (at any depth)."""
+    shape = avro_paths.compile_shape(schema, lambda rec, f: bool(f.get(SEALED)))
+    return SealedFields(shape, {s.path: s.field[ORIGINAL_TYPE] for s in shape.marked()})
 
 
 # -- single values ------------------------------------------------------------------------------

@@ -57,10 +57,12 @@ def test_sealed_fields_become_bytes_with_original_type() -> None:
 
 def test_sealed_fields_lists_paths_and_types() -> None:
     out = sealed_schema(PERSON, {"ssn", "address.street", "age"})
+    # Address.street is sealed in the type, so also where "previous" reuses Address.
     assert sealed_fields(out) == {
         "ssn": "string",
         "age": ["null", "int"],
         "address.street": "string",
+        "previous.street": "string",
     }
     assert sealed_fields(PERSON) == {}
 
@@ -95,17 +97,21 @@ def test_a_standard_consumer_decodes_sealed_records() -> None:
 
 @pytest.mark.parametrize(
     "paths",
-    [{"nope"}, {"id.x"}, {"tags.x"}, {"previous.street"}, {""}],
+    [{"nope"}, {"id.x"}, {"tags.x"}, {"address.nope"}, {""}],
 )
 def test_invalid_paths_are_rejected(paths: set[str]) -> None:
     with pytest.raises(InvalidInput):
         sealed_schema(PERSON, paths)
 
 
-def test_sealing_a_named_type_used_elsewhere_is_rejected() -> None:
-    # "address" defines Address, which "previous" refers to: sealing it would break the schema.
-    with pytest.raises(InvalidInput, match="not valid Avro"):
-        sealed_schema(PERSON, {"address"})
+def test_sealing_the_field_that_defines_a_reused_type_moves_the_definition() -> None:
+    # "address" defines Address, which "previous" refers to: the definition moves there.
+    out = sealed_schema(PERSON, {"address"})
+    by_name = {f["name"]: f for f in out["fields"]}
+    assert by_name["address"]["exchange.original_type"]["name"] == "gov.civil.Address"
+    assert by_name["previous"]["type"][1]["name"] == "gov.civil.Address"
+    assert sealed_fields(out) == {"address": by_name["address"]["exchange.original_type"]}
+    fastavro.parse_schema(out)
 
 
 def test_non_record_schema_is_rejected() -> None:

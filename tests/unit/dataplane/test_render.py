@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
+import fastavro
+
 from consent.policy import Decision
 from dataplane.render import Opened, Rendered, assemble, delivery_events, jsonable, record_item
 from exchange.kafka.client import InRecord
@@ -13,8 +15,14 @@ from tests.unit.dataplane.world import grant, subscription
 REC = InRecord("health.t", 1, 7, 1000, b"k", b"", [])
 
 
+SCHEMA = fastavro.parse_schema(
+    {"type": "record", "name": "R", "fields": [{"name": n, "type": "long"} for n in "abc"]}
+)
+
+
 def _opened(value: dict[str, object], subjects: list[str] | None = None) -> Opened:
-    return Opened(REC, 3, value, {"b": "shredded", "c": "integrity"}, [], subjects or [])
+    redacted = {"b": "shredded", "c": "integrity"}
+    return Opened(REC, 3, value, redacted, [], subjects or [], SCHEMA)
 
 
 def test_record_item_projects_and_shows_only_allowed_redactions() -> None:
