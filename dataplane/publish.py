@@ -23,6 +23,7 @@ from dataplane.ports import CatalogPort, SchemasPort, SealerPort
 from exchange import wire
 from exchange.auditing import AuditRecord, AuditSink
 from exchange.avro_validation import problems
+from exchange.crypto.sealing import completed
 from exchange.crypto.sealing import sealed_fields as sealed_types
 from exchange.errors import (
     DependencyUnavailable,
@@ -152,8 +153,8 @@ class Publisher:
                 self.resolve_version(entry.value_subject, batch.schema_version),
                 entry.value_subject,
             )
-            values = records  # type: ignore[assignment]
-            self._validate(values, plan)
+            self._validate(records, plan)  # type: ignore[arg-type]
+            values = [_complete(plan, r) for r in records]  # type: ignore[arg-type]
         out = [self._seal_and_encode(entry, plan, r, who) for r in values]
         subjects = [
             str(s) for r in values for p in plan.subjects if (s := get_path(r.value, p)) is not None
@@ -322,6 +323,13 @@ def _problems(index: int, value: Any, parsed: Any) -> list[dict[str, Any]]:
     if not isinstance(value, dict):
         return [{"index": index, "path": "", "reason": "value must be a JSON object"}]
     return [{"index": index, "path": p.path, "reason": p.reason} for p in problems(value, parsed)]
+
+
+def _complete(plan: SealedPlan, r: NewRecord) -> NewRecord:
+    # A JSON record may leave out fields with defaults, sealed ones among them.
+    if not plan.sealed:
+        return r
+    return NewRecord(r.key, completed(plan.plain_parsed, r.value), r.headers)
 
 
 def _reason(exc: BaseException) -> str:

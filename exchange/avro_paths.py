@@ -71,6 +71,7 @@ class Union:
     array: Array | None
     map: Map | None
     path: str  # of the field holding the union (for messages)
+    has_map: bool = False  # a map branch, even one with nothing to walk
 
 
 Node = Record | Array | Map | Union
@@ -153,7 +154,8 @@ class _Compiler:
         map_ = next((b for b in built if isinstance(b, Map)), None)
         if not records and array is None and map_ is None:
             return None
-        u = self._keep(Union(records, array, map_, prefix))
+        has_map = any(isinstance(b, dict) and b.get("type") == "map" for b in branches)
+        u = self._keep(Union(records, array, map_, prefix, has_map))
         self.unions.append(u)
         return u  # type: ignore[no-any-return]
 
@@ -252,7 +254,7 @@ def problems(shape: Shape) -> list[str]:
         if not reaches_mark(u):
             continue
         where = repr(u.path) if u.path else "the root"
-        if u.map is not None and u.records:
+        if u.has_map and u.records:
             out.append(
                 f"field {where}: a union of a map and a record cannot carry sealed fields "
                 "(a value could be either)"
@@ -334,7 +336,7 @@ def _rewrite_union(node: Union, value: Any, loc: str, visit: Visit, sealing: boo
         return value
     rec = choose(node, value, exact=not sealing)
     if rec is None:
-        if node.records and reaches_mark(node):
+        if sealing and not node.has_map and any(reaches_mark(r) for r in node.records):
             raise InvalidInput(f"{loc or 'value'}: matches no record of its union")
         return rewrite(node.map, value, loc, visit, sealing=sealing)
     out = rewrite(rec, value, loc, visit, sealing=sealing)

@@ -201,6 +201,13 @@ def decode_parsed(parsed: Any, data: bytes) -> Any:
     return value
 
 
+def completed(parsed: Any, value: Any) -> Any:
+    """``value`` as Avro reads it back under ``parsed``: defaults filled in at every depth and
+    union branches settled, so sealing sees every field the writer will write (a sealed field
+    has no default of its own)."""
+    return decode_parsed(parsed, encode_parsed(parsed, value))
+
+
 # -- record paths -------------------------------------------------------------------------------
 _MISSING = object()
 
