@@ -42,9 +42,11 @@ def sealed_form(parsed: Any, fields: Sequence[FieldInfo]) -> dict[str, Any] | No
     shape = avro_paths.compile_shape(sealed, lambda rec, f: bool(f.get(SEALED)))
     why = avro_paths.problems(shape)
     got = set(sealed_fields(sealed))
-    if got != wanted:  # two walks disagreeing must never mean an unsealed sensitive field
-        missing = sorted(wanted ^ got)
-        why.append(f"classified fields {missing} cannot be sealed where the policy expects them")
+    # Two walks disagreeing must never mean an unsealed sensitive field. A classified field
+    # inside a sealed one is sealed with it.
+    wrong = sorted({p for p in wanted - got if not _inside(p, got)} | (got - wanted))
+    if wrong:
+        why.append(f"classified fields {wrong} cannot be sealed where the policy expects them")
     if why:
         raise InvalidInput("cannot seal this schema's classified fields: " + "; ".join(why))
     return sealed
@@ -62,3 +64,8 @@ def require_sealable(text: str, references: Sequence[str], fields: Sequence[Fiel
         sealed_form(parsed, fields)
     except InvalidInput as exc:
         raise InvalidSchema(f"Invalid schema: {exc.message}") from None
+
+
+def _inside(path: str, sealed: set[str]) -> bool:
+    parts = path.split(".")
+    return any(".".join(parts[:i]) in sealed for i in range(1, len(parts)))
