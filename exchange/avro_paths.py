@@ -241,15 +241,6 @@ def problems(shape: Shape) -> list[str]:
     out: list[str] = []
     if shape.root is not None and not isinstance(shape.root, Record) and reaches_mark(shape.root):
         out.append("only a record at the root of a schema can carry sealed fields")
-    by_path: dict[str, set[bool]] = {}
-    for s in shape.slots:
-        by_path.setdefault(s.path, set()).add(s.marked)
-    out += [
-        f"field {p!r} is sealed in one union branch but not in another; "
-        "give the fields of that name one classification"
-        for p, kinds in by_path.items()
-        if len(kinds) > 1
-    ]
     for u in shape.unions:
         if not reaches_mark(u):
             continue

@@ -65,8 +65,8 @@ def _with_names(schema: Any, named: dict[str, Any]) -> Any:
     # fastavro needs named types in scope to validate a fragment that references them.
     if isinstance(schema, dict):
         return {**schema, "__fastavro_parsed": True, "__named_schemas": named}
-    if isinstance(schema, list):
-        return [_resolve(s, named) for s in schema]
+    if isinstance(schema, list):  # each branch carries the names (a branch may recurse)
+        return [_with_names(_resolve(s, named), named) for s in schema]
     return schema
 
 

@@ -102,10 +102,12 @@ class _Emitter:
             return [self.type(b, seal=seal) for b in t]
         if not isinstance(t, dict):
             return t
-        out = {k: v for k, v in t.items() if not k.startswith("__")}
         kind = t.get("type")
         if kind in ("record", "error", "enum", "fixed"):
+            if t.get("name") in self.done:  # defined already in this output: refer to it
+                return t.get("name")
             self.done.add(str(t.get("name")))
+        out = {k: v for k, v in t.items() if not k.startswith("__")}
         if kind in ("record", "error"):
             name = str(t.get("name"))
             out["fields"] = [self.field(name, f, seal) for f in t.get("fields", [])]

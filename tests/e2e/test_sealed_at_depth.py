@@ -193,12 +193,16 @@ def test_secrets_in_array_map_union_and_reused_type_publish_sealed(
                     "name": "A",
                     "fields": [{"name": "s", "type": "string", "classification": "secret"}],
                 },
-                {"type": "record", "name": "B", "fields": [{"name": "s", "type": "string"}]},
+                {
+                    "type": "record",
+                    "name": "B",
+                    "fields": [{"name": "s", "type": "string", "default": ""}],
+                },
             ],
-            "'u.s'",
+            "'u'",
         ),
     ],
-    ids=["map-or-record", "one-path-two-classes"],
+    ids=["map-or-record", "indistinct-records"],
 )
 def test_a_schema_that_cannot_be_sealed_is_refused_at_registration(
     gateway: ThreadGateway, admin: ExchangeClient, field_type: Any, named: str
