@@ -7,11 +7,14 @@ Decisions (see also README "Field-level encryption"):
   and gets ``"exchange.sealed": true`` and ``"exchange.original_type": <type JSON>`` (fully
   expanded). The envelope encrypts the Avro binary encoding of the value under the original
   type, so any Avro type works (including null branches of unions). A standard consumer
-  decodes the record and sees ciphertext bytes for those fields only. Nested paths
-  (``address.street``) seal the field inside an inline record (or ``null | record``).
+  decodes the record and sees ciphertext bytes for those fields only. Sealing is defined
+  over the schema's types (:func:`exchange.crypto.sealing.sealed_schema_where`): a field of
+  a record type is sealed wherever the type occurs — array items, map values, union
+  branches, reuse, recursion. Paths and locations: :mod:`exchange.avro_paths`.
 * **Envelope v1** (:mod:`exchange.crypto.envelope`): ``0x01 | cipher id | len | DEK id |
   u32 DEK version | 12-byte nonce | ciphertext+tag``; the AAD binds the header, topic, field
-  path, sealed schema id and record key, so a moved or altered envelope fails to open.
+  location (path with array indices and map keys), sealed schema id and record key, so a
+  moved or altered envelope fails to open.
   Ciphers: AES-256-GCM (id 1, default), SM4-GCM (id 2; ``cryptography`` with OpenSSL's SM4).
 * **Keys** (:mod:`exchange.crypto.keys`): one DEK family per topic + field, numbered
   versions, each DEK wrapped by the owning department's KEK in the KMS and stored wrapped in
