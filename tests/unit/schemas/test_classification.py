@@ -95,3 +95,39 @@ def test_downgrades() -> None:
         fi("c", Classification.PUBLIC),
     ]
     assert downgrades(old, new) == ["a: sensitive -> public"]
+
+
+def test_union_branches_sharing_a_field_name_share_the_highest_class() -> None:
+    # One path names both fields, and one grant covers both: the path is as classified as
+    # the higher of them, so an open (public) twin cannot unlock the secret one.
+    schema = {
+        "type": "record",
+        "name": "U",
+        "fields": [
+            {
+                "name": "u",
+                "type": [
+                    {
+                        "type": "record",
+                        "name": "A",
+                        "fields": [{"name": "x", "type": "string", "classification": "secret"}],
+                    },
+                    {
+                        "type": "record",
+                        "name": "B",
+                        "fields": [
+                            {"name": "x", "type": "string", "classification": "public"},
+                            {"name": "b", "type": "int", "data_subject": True},
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+    infos = field_infos(schema)
+    assert [(i.path, i.classification.value) for i in infos] == [
+        ("u", "internal"),
+        ("u.x", "secret"),
+        ("u.b", "internal"),
+    ]
+    assert [i.path for i in infos if i.data_subject] == ["u.b"]
