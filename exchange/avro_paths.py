@@ -29,7 +29,7 @@ import fastavro
 
 from exchange.errors import InvalidInput
 
-MAX_SLOTS = 20_000  # a schema reusing named types unfolds; refuse an explosion
+MAX_SLOTS = 5_000  # a schema reusing named types unfolds; refuse an explosion
 
 
 @dataclass(eq=False)
@@ -187,9 +187,9 @@ class _Compiler:
         below: dict[int, frozenset[str]] = {id(n): frozenset() for n in self.nodes}
         reach: dict[int, bool] = {id(n): False for n in self.nodes}
         changed = True
-        while changed:
+        while changed:  # children were made after their parents: one pass unless recursion
             changed = False
-            for n in self.nodes:
+            for n in reversed(self.nodes):
                 paths, marks = self._local(n, below, reach)
                 if paths != below[id(n)] or marks != reach[id(n)]:
                     below[id(n)], reach[id(n)], changed = paths, marks, True

@@ -23,9 +23,9 @@ and no header byte (cipher, DEK id/version, nonce) can be altered.
 with array indices and map keys (``children[0].v``, ``m["k"].x``), so an envelope also cannot
 move between occurrences of one field inside containers (brackets cannot occur in Avro names
 and map keys are JSON-quoted, so a location never spells another field's path). For every
-field outside an array or map the location is the dotted path itself, byte for byte what v1 bound before sealing reached
-into containers; the AAD's layout is unchanged, so this is still format v1 and every envelope
-written before opens as it did.
+field outside an array or map the location is the dotted path itself, byte for byte what v1
+bound before sealing reached into containers; the AAD's layout is unchanged, so this is still
+format v1 and every envelope written before opens as it did.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from exchange.crypto import envelope, sealing
 from exchange.crypto.errors import IntegrityFailure, KeyShredded
 from exchange.crypto.keys import KeyManager
 from exchange.crypto.kms_wrappers import KmsMetrics
+from exchange.errors import InvalidInput
 
 SHREDDED = "shredded"
 INTEGRITY = "integrity"
@@ -85,9 +86,12 @@ class FieldCrypto:
             ctx = envelope.context_bytes(topic, location, sealed_schema_id, key)
             return envelope.seal_with(dek.aead, dek.prefix, ctx, plaintext)
 
-        out: dict[str, Any] = avro_paths.rewrite(
-            self._root(fields), record, "", visit, sealing=True
-        )
+        try:
+            out: dict[str, Any] = avro_paths.rewrite(
+                self._root(fields), record, "", visit, sealing=True
+            )
+        except RecursionError:  # hostile nesting: refuse rather than fail with a 500
+            raise InvalidInput("record is nested too deeply to seal") from None
         return out
 
     def open(

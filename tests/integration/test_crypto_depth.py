@@ -18,6 +18,7 @@ from exchange.auditing import MemoryAuditSink
 from exchange.crypto import FieldCrypto, build_field_crypto, sealed_fields
 from exchange.crypto.kms_memory import MemoryKms
 from exchange.db import make_engine, migrate, session_factory
+from exchange.errors import InvalidInput
 from exchange.settings import Settings
 from schemas.canonical import fastavro_schema, parse
 from schemas.sealing_rules import sealed_form
@@ -138,3 +139,11 @@ def test_an_envelope_moved_between_occurrences_fails(crypto: FieldCrypto) -> Non
     opened = open_(crypto, swapped, {"v"})
     assert opened.value["children"][0]["v"] is None and opened.redacted == {"v": "integrity"}
     assert opened.value["children"][1]["v"] == "kid-1"
+
+
+def test_hostile_nesting_is_invalid_input_not_a_crash(crypto: FieldCrypto) -> None:
+    deep: dict[str, Any] = {"v": "x", "children": [], "tags": {}, "who": None}
+    for _ in range(5000):
+        deep = {"v": "x", "children": [deep], "tags": {}, "who": None}
+    with pytest.raises(InvalidInput, match="nested too deeply"):
+        seal(crypto, deep)
