@@ -7,10 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from exchange.client import ExchangeClient
 from tests.support.gateway import ThreadGateway
 from tests.support.kafka import TestKafka, kafka_for_tests
+
+# Timing is for bench/, not tests: a loaded machine must not fail a property on its deadline.
+settings.register_profile("exchange", deadline=None)
+settings.load_profile("exchange")
 
 
 @pytest.fixture(scope="session")
