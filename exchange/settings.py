@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from exchange.kafka import DEFAULT_CLIENT, KafkaClient
+
 
 class Settings(BaseSettings):
     """Everything the exchange needs to start; secrets are held as ``SecretStr``."""
@@ -18,6 +20,10 @@ class Settings(BaseSettings):
     home: Path = Field(default=Path("./.exchange"), description="Data directory.")
     kafka_bootstrap: str | None = Field(
         default=None, description="External Kafka bootstrap; unset = start the local broker."
+    )
+    kafka_client: KafkaClient = Field(
+        default=DEFAULT_CLIENT,
+        description="Kafka client library: librdkafka (confluent-kafka) or kafka-python.",
     )
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default SQLite file in the home directory."

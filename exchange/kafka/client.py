@@ -11,53 +11,23 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from exchange.errors import Conflict, KafkaUnavailable, NotFound
+from exchange.kafka.port import InRecord, OutRecord, Position, topic_config
+
+# The value types live in the port; re-exported for callers not yet switched to it.
+__all__ = ["InRecord", "KafkaAdapter", "OutRecord", "Position", "TopicReader"]
 
 log = logging.getLogger(__name__)
 
-Header = tuple[str, bytes]
-
-
-@dataclass(frozen=True)
-class OutRecord:
-    key: bytes | None
-    value: bytes
-    headers: Sequence[Header] = ()
-
-
-@dataclass(frozen=True)
-class Position:
-    partition: int
-    offset: int
-
-
-@dataclass(frozen=True)
-class InRecord:
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes
-    headers: Sequence[Header]
-
-
-# Settings that make a topic safe for acks=all on a real cluster; on one broker they degrade.
-def topic_config(replication: int) -> dict[str, str]:
-    return {
-        "min.insync.replicas": str(max(1, min(2, replication - 1))),
-        "unclean.leader.election.enable": "false",
-    }
-
 
 class KafkaAdapter:
-    """One per process: a lazily created admin client and transactional producer."""
+    """The kafka-python implementation of :class:`~exchange.kafka.port.KafkaPort`: one per
+    process, a lazily created admin client and a small pool of transactional producers."""
 
     def __init__(
         self,
@@ -79,6 +49,7 @@ class KafkaAdapter:
         self._tx_all: list[KafkaProducer] = []
         self._tx_slots = threading.BoundedSemaphore(transactional_producers)
         self._plain: KafkaProducer | None = None
+        self._known: set[str] = set()  # topics seen to exist (a send to others blocks 60 s)
         self._lock = threading.Lock()
 
     # -- admin ---------------------------------------------------------------------------
@@ -112,9 +83,16 @@ class KafkaAdapter:
         except KafkaError as exc:
             raise KafkaUnavailable(f"creating topic {name} failed: {exc}") from exc
 
-    def ensure_topic(self, name: str, partitions: int = 1, **kwargs: object) -> None:
+    def ensure_topic(
+        self,
+        name: str,
+        partitions: int = 1,
+        *,
+        compact: bool = False,
+        retention_ms: int | None = None,
+    ) -> None:
         with contextlib.suppress(Conflict):
-            self.create_topic(name, partitions, **kwargs)  # type: ignore[arg-type]
+            self.create_topic(name, partitions, compact=compact, retention_ms=retention_ms)
 
     def partitions(self, topic: str) -> list[int]:
         consumer = self._consumer()
@@ -125,6 +103,12 @@ class KafkaAdapter:
         if not parts:
             raise NotFound(f"Kafka topic {topic} does not exist")
         return sorted(parts)
+
+    def _require_topic(self, topic: str) -> None:
+        """NotFound now rather than a 60 s metadata wait inside ``send``."""
+        if topic not in self._known:
+            self.partitions(topic)
+            self._known.add(topic)
 
     def list_topics(self) -> list[str]:
         try:
@@ -154,7 +138,7 @@ class KafkaAdapter:
                 acks="all",
                 linger_ms=0,
                 max_request_size=16 * 1024 * 1024,
-                request_timeout_ms=self.timeout_ms,
+                **self._bounded(),
             )
             producer.init_transactions()
         except KafkaError as exc:
@@ -174,6 +158,7 @@ class KafkaAdapter:
         ``before_commit`` gets the records' positions while the transaction is still open; if
         it raises, the transaction is aborted and nothing becomes visible (used to make the
         audit event durable before the records are)."""
+        self._require_topic(topic)
         with self._tx_slots:
             with self._lock:
                 producer = self._tx_idle.pop() if self._tx_idle else None
@@ -225,18 +210,9 @@ class KafkaAdapter:
 
     def send_many_durably(self, topic: str, records: Sequence[OutRecord]) -> list[Position]:
         """Records in order, acks=all, idempotent; returns once every one is acknowledged."""
-        with self._lock:
-            if self._plain is None:
-                self._plain = KafkaProducer(
-                    bootstrap_servers=self.bootstrap,
-                    client_id=f"{self.client_id}-durable",
-                    enable_idempotence=True,
-                    acks="all",
-                    linger_ms=0,
-                    request_timeout_ms=self.timeout_ms,
-                )
-            producer = self._plain
+        self._require_topic(topic)
         try:
+            producer = self._durable()
             futures = [
                 producer.send(topic, value=r.value, key=r.key, headers=list(r.headers))
                 for r in records
@@ -247,6 +223,27 @@ class KafkaAdapter:
             raise KafkaUnavailable(f"durable write to {topic} failed: {exc}") from exc
         return [Position(m.partition, m.offset) for m in metas]
 
+    def _durable(self) -> KafkaProducer:
+        with self._lock:
+            if self._plain is None:
+                self._plain = KafkaProducer(
+                    bootstrap_servers=self.bootstrap,
+                    client_id=f"{self.client_id}-durable",
+                    enable_idempotence=True,
+                    acks="all",
+                    linger_ms=0,
+                    **self._bounded(),
+                )
+            return self._plain
+
+    def _bounded(self) -> dict[str, int]:
+        """Timeouts so that no call waits longer than about the request timeout."""
+        return {
+            "request_timeout_ms": self.timeout_ms,
+            "bootstrap_timeout_ms": self.timeout_ms,
+            "max_block_ms": self.timeout_ms,
+        }
+
     # -- reading -------------------------------------------------------------------------
     def _consumer(self, **extra: object) -> KafkaConsumer:
         try:
@@ -256,13 +253,19 @@ class KafkaAdapter:
                 enable_auto_commit=False,
                 isolation_level="read_committed",
                 request_timeout_ms=max(self.timeout_ms, 31000),
+                bootstrap_timeout_ms=self.timeout_ms,
                 **extra,
             )
         except (KafkaError, OSError) as exc:
             raise KafkaUnavailable(f"Kafka at {self.bootstrap} is unreachable") from exc
 
     def reader(self, topic: str) -> TopicReader:
-        return TopicReader(self._consumer(max_poll_records=2000), topic)
+        consumer = self._consumer(max_poll_records=2000)
+        try:
+            return TopicReader(consumer, topic)
+        except BaseException:
+            consumer.close()
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -280,7 +283,12 @@ class TopicReader:
     def __init__(self, consumer: KafkaConsumer, topic: str) -> None:
         self.consumer = consumer
         self.topic = topic
-        parts = consumer.partitions_for_topic(topic) or set()
+        try:
+            parts = consumer.partitions_for_topic(topic)
+        except KafkaError as exc:
+            raise KafkaUnavailable(f"reading {topic} failed: {exc}") from exc
+        if not parts:
+            raise NotFound(f"Kafka topic {topic} does not exist")
         self.partitions = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(self.partitions)
 

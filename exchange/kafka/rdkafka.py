@@ -1,0 +1,425 @@
+"""The librdkafka (confluent-kafka) implementation of :class:`~exchange.kafka.port.KafkaPort`.
+
+Same contract as the kafka-python adapter in :mod:`exchange.kafka.client`, at a multiple of
+its throughput. Every blocking call takes a timeout derived from ``request_timeout_ms``;
+confluent-kafka's errors are translated into :mod:`exchange.errors` here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from exchange.errors import Conflict, ExchangeError, KafkaUnavailable, NotFound
+from exchange.kafka.port import Header, InRecord, OutRecord, Position, topic_config
+
+log = logging.getLogger(__name__)
+
+_UNKNOWN_TOPIC = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC}
+
+
+def _translate(exc: BaseException, what: str, topic: str | None = None) -> ExchangeError:
+    """A confluent-kafka error as the exchange's own (the message never holds record data)."""
+    err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    if err is not None and err.code() in _UNKNOWN_TOPIC:
+        return NotFound(f"Kafka topic {topic} does not exist")
+    if err is not None and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+        return Conflict(f"Kafka topic {topic} already exists")
+    return KafkaUnavailable(f"{what} failed: {exc}")
+
+
+class RdKafkaAdapter:
+    """One per process: an admin client, a durable producer, and a small pool of
+    transactional producers (a transaction holds its producer until commit)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        client_id: str = "exchange",
+        replication: int = 1,
+        request_timeout_ms: int = 15000,
+        transactional_producers: int = 4,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.client_id = client_id
+        self.replication = replication
+        self.timeout_ms = request_timeout_ms
+        self.timeout_s = request_timeout_ms / 1000
+        self._admin: AdminClient | None = None
+        self._tx_idle: list[Producer] = []
+        self._tx_slots = threading.BoundedSemaphore(transactional_producers)
+        self._plain: Producer | None = None
+        self._known: set[str] = set()  # topics seen to exist
+        self._lock = threading.Lock()
+
+    def _conf(self, suffix: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "bootstrap.servers": self.bootstrap,
+            "client.id": f"{self.client_id}-{suffix}",
+            "socket.timeout.ms": self.timeout_ms,
+            # Each refused reconnect would be logged at ERROR; the caller gets KafkaUnavailable.
+            "logger": log,
+            "log_level": 2,
+            "error_cb": _log_error,
+            **extra,
+        }
+
+    # -- admin ---------------------------------------------------------------------------
+    def admin(self) -> AdminClient:
+        with self._lock:
+            if self._admin is None:
+                self._admin = AdminClient(self._conf("admin"))
+            return self._admin
+
+    def create_topic(
+        self, name: str, partitions: int, *, compact: bool = False, retention_ms: int | None = None
+    ) -> None:
+        config = topic_config(self.replication)
+        if compact:
+            config["cleanup.policy"] = "compact"
+        if retention_ms is not None:
+            config["retention.ms"] = str(retention_ms)
+        topic = NewTopic(name, partitions, self.replication, config=config)
+        futures = self.admin().create_topics(
+            [topic], request_timeout=self.timeout_s, operation_timeout=self.timeout_s
+        )
+        try:
+            futures[name].result(timeout=self.timeout_s * 2)
+        except (KafkaException, TimeoutError) as exc:
+            raise _translate(exc, f"creating topic {name}", name) from exc
+
+    def ensure_topic(
+        self,
+        name: str,
+        partitions: int = 1,
+        *,
+        compact: bool = False,
+        retention_ms: int | None = None,
+    ) -> None:
+        with contextlib.suppress(Conflict):
+            self.create_topic(name, partitions, compact=compact, retention_ms=retention_ms)
+
+    def partitions(self, topic: str) -> list[int]:
+        try:
+            meta = self.admin().list_topics(topic=topic, timeout=self.timeout_s)
+        except KafkaException as exc:
+            raise _translate(exc, f"metadata for {topic}", topic) from exc
+        found = meta.topics.get(topic)
+        if found is None or found.error is not None or not found.partitions:
+            raise NotFound(f"Kafka topic {topic} does not exist")
+        return sorted(found.partitions)
+
+    def _require_topic(self, topic: str) -> None:
+        """NotFound now: librdkafka would hold records for an unknown topic for 30 s."""
+        if topic not in self._known:
+            self.partitions(topic)
+            self._known.add(topic)
+
+    def list_topics(self) -> list[str]:
+        try:
+            return list(self.admin().list_topics(timeout=self.timeout_s).topics)
+        except KafkaException as exc:
+            raise KafkaUnavailable(f"listing topics failed: {exc}") from exc
+
+    def ping(self) -> bool:
+        try:
+            self.admin().list_topics(timeout=min(self.timeout_s, 5.0))
+            return True
+        except KafkaException:
+            return False
+
+    # -- producing -----------------------------------------------------------------------
+    def _producer_conf(self, suffix: str, **extra: Any) -> dict[str, Any]:
+        return self._conf(
+            suffix,
+            **{
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 1,
+                "message.max.bytes": 16 * 1024 * 1024,
+                "message.timeout.ms": self.timeout_ms,
+                **extra,
+            },
+        )
+
+    def _new_transactional(self) -> Producer:
+        producer = Producer(
+            self._producer_conf(
+                "tx",
+                **{
+                    "transactional.id": f"{self.client_id}-{uuid.uuid4()}",
+                    "transaction.timeout.ms": max(60000, self.timeout_ms * 2),
+                },
+            )
+        )
+        try:
+            producer.init_transactions(self.timeout_s)
+        except KafkaException as exc:
+            _discard(producer)
+            raise KafkaUnavailable(f"Kafka transactional producer unavailable: {exc}") from exc
+        return producer
+
+    def publish_atomically(
+        self,
+        topic: str,
+        records: Sequence[OutRecord],
+        before_commit: Callable[[list[Position]], None] | None = None,
+    ) -> list[Position]:
+        """Write all records in one Kafka transaction; all become visible or none do.
+
+        ``before_commit`` gets the records' positions (from the delivery reports, so the
+        producer is flushed first) while the transaction is still open; if it raises, the
+        transaction is aborted and nothing becomes visible."""
+        self._require_topic(topic)
+        with self._tx_slots:
+            with self._lock:
+                producer = self._tx_idle.pop() if self._tx_idle else None
+            producer = producer or self._new_transactional()
+            try:
+                producer.begin_transaction()
+                positions = self._produce_and_wait(producer, topic, records)
+                if before_commit is not None:
+                    before_commit(positions)
+                producer.commit_transaction(self.timeout_s)
+            except BaseException as exc:
+                healthy = self._abort(producer)
+                if healthy:
+                    self._release(producer)
+                if isinstance(exc, KafkaException):
+                    raise _translate(exc, f"publishing to {topic}", topic) from exc
+                raise
+            self._release(producer)
+        return positions
+
+    def _release(self, producer: Producer) -> None:
+        with self._lock:
+            self._tx_idle.append(producer)
+
+    def _abort(self, producer: Producer) -> bool:
+        """Abort the open transaction; False (and the producer dropped) if that fails."""
+        try:
+            producer.abort_transaction(self.timeout_s)
+            return True
+        except KafkaException:
+            log.warning("aborting Kafka transaction failed; replacing the producer")
+            _discard(producer)
+            return False
+
+    def _produce_and_wait(
+        self, producer: Producer, topic: str, records: Sequence[OutRecord]
+    ) -> list[Position]:
+        """Produce, wait for every delivery report, return positions in record order."""
+        results: list[Position | KafkaError | None] = [None] * len(records)
+
+        def report(i: int) -> Callable[[KafkaError | None, Message], None]:
+            def done(err: KafkaError | None, msg: Message) -> None:
+                results[i] = err or Position(msg.partition() or 0, msg.offset() or 0)
+
+            return done
+
+        for i, r in enumerate(records):
+            try:
+                producer.produce(
+                    topic, r.value, r.key, headers=list(r.headers), on_delivery=report(i)
+                )
+            except BufferError:
+                producer.poll(0.1)  # local queue full: serve reports, then retry once
+                producer.produce(
+                    topic, r.value, r.key, headers=list(r.headers), on_delivery=report(i)
+                )
+        deadline = time.monotonic() + self.timeout_s
+        # flush() serves every thread's reports; ours may also be served by another thread.
+        while any(x is None for x in results) and time.monotonic() < deadline:
+            producer.flush(max(0.0, deadline - time.monotonic()))
+        out: list[Position] = []
+        for x in results:
+            if x is None:
+                raise KafkaUnavailable(f"no acknowledgement from Kafka for {topic} in time")
+            if isinstance(x, KafkaError):
+                raise KafkaException(x)
+            out.append(x)
+        return out
+
+    def send_durably(self, topic: str, record: OutRecord) -> Position:
+        """One record, acks=all, idempotent, waited for: used for audit events."""
+        return self.send_many_durably(topic, [record])[0]
+
+    def send_many_durably(self, topic: str, records: Sequence[OutRecord]) -> list[Position]:
+        """Records in order, acks=all, idempotent; returns once every one is acknowledged."""
+        self._require_topic(topic)
+        with self._lock:
+            if self._plain is None:
+                self._plain = Producer(self._producer_conf("durable", **{"linger.ms": 0}))
+            producer = self._plain
+        try:
+            return self._produce_and_wait(producer, topic, records)
+        except KafkaException as exc:
+            raise _translate(exc, f"durable write to {topic}", topic) from exc
+
+    # -- reading -------------------------------------------------------------------------
+    def reader(self, topic: str) -> RdTopicReader:
+        consumer = Consumer(
+            self._conf(
+                "r",
+                **{
+                    # Required by the client; never joined (assign only) nor committed to.
+                    "group.id": f"{self.client_id}-readers",
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "isolation.level": "read_committed",
+                    "auto.offset.reset": "earliest",
+                    "fetch.wait.max.ms": 100,
+                },
+            )
+        )
+        try:
+            return RdTopicReader(consumer, topic, self.timeout_s)
+        except BaseException:
+            consumer.close()
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            producers, self._tx_idle = self._tx_idle, []
+            plain, self._plain, self._admin = self._plain, None, None
+        if plain is not None:
+            plain.flush(self.timeout_s)
+        for p in producers:
+            _discard(p)
+
+
+def _log_error(err: KafkaError) -> None:
+    log.debug("librdkafka: %s", err)
+
+
+def _discard(producer: Producer) -> None:
+    """Drop a producer without waiting on a broker that may be gone."""
+    with contextlib.suppress(KafkaException, RuntimeError):
+        producer.purge()
+        producer.flush(0)
+
+
+class RdTopicReader:
+    """A group-less reader of one topic: partitions assigned at explicit offsets."""
+
+    def __init__(self, consumer: Consumer, topic: str, timeout_s: float) -> None:
+        self.consumer = consumer
+        self.topic = topic
+        self.timeout_s = timeout_s
+        try:
+            meta = consumer.list_topics(topic=topic, timeout=timeout_s).topics.get(topic)
+        except KafkaException as exc:
+            raise _translate(exc, f"metadata for {topic}", topic) from exc
+        if meta is None or meta.error is not None or not meta.partitions:
+            raise NotFound(f"Kafka topic {topic} does not exist")
+        self.partitions = sorted(meta.partitions)
+        # Where the next poll starts until the client reports a position of its own.
+        self._start: dict[int, int] = {}
+        self.seek({})
+
+    def _assign(self, offsets: dict[int, int]) -> None:
+        self._start = dict(offsets)
+        self.consumer.assign([TopicPartition(self.topic, p, o) for p, o in offsets.items()])
+
+    def seek(self, offsets: dict[int, int]) -> None:
+        self._assign({p: offsets.get(p, OFFSET_BEGINNING) for p in self.partitions})
+
+    def seek_to_end(self) -> None:
+        self._assign(self.end_offsets())
+
+    def end_offsets(self) -> dict[int, int]:
+        """The last stable offsets (this client asks with its read_committed isolation)."""
+        try:
+            return {
+                p: self.consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, p), timeout=self.timeout_s, cached=False
+                )[1]
+                for p in self.partitions
+            }
+        except KafkaException as exc:
+            raise _translate(exc, f"end offsets of {self.topic}", self.topic) from exc
+
+    def offsets_for_time(self, timestamp_ms: int) -> dict[int, int]:
+        wanted = [TopicPartition(self.topic, p, timestamp_ms) for p in self.partitions]
+        try:
+            found = self.consumer.offsets_for_times(wanted, timeout=self.timeout_s)
+        except KafkaException as exc:
+            raise _translate(exc, f"offsets by time of {self.topic}", self.topic) from exc
+        ends = self.end_offsets()
+        return {tp.partition: tp.offset if tp.offset >= 0 else ends[tp.partition] for tp in found}
+
+    def positions(self) -> dict[int, int]:
+        tps = [TopicPartition(self.topic, p) for p in self.partitions]
+        try:
+            now = {tp.partition: tp.offset for tp in self.consumer.position(tps)}
+        except KafkaException as exc:
+            raise _translate(exc, f"positions in {self.topic}", self.topic) from exc
+        out: dict[int, int] = {}
+        for p in self.partitions:
+            if now.get(p, -1) >= 0:
+                out[p] = now[p]
+            elif self._start.get(p, -1) >= 0:
+                out[p] = self._start[p]
+            else:  # assigned at the beginning, nothing read yet: the log start offset
+                low = self.consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, p), timeout=self.timeout_s, cached=False
+                )[0]
+                out[p] = self._start[p] = low
+        return out
+
+    def poll(self, timeout_ms: int = 500, max_records: int = 500) -> list[InRecord]:
+        """Waits only for the first record, then takes what has already arrived (librdkafka's
+        ``consume`` alone would wait until ``max_records`` or the timeout)."""
+        try:
+            msgs = self.consumer.consume(1, timeout_ms / 1000)
+            if msgs and max_records > 1:
+                msgs += self.consumer.consume(max_records - 1, 0)
+        except KafkaException as exc:
+            raise _translate(exc, f"reading {self.topic}", self.topic) from exc
+        out: list[InRecord] = []
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                raise _translate(KafkaException(err), f"reading {self.topic}", self.topic)
+            out.append(
+                InRecord(
+                    self.topic,
+                    m.partition() or 0,
+                    m.offset() or 0,
+                    m.timestamp()[1],
+                    m.key(),
+                    m.value() or b"",
+                    _headers(m),
+                )
+            )
+        out.sort(key=lambda r: (r.partition, r.offset))
+        return out
+
+    def close(self) -> None:
+        with contextlib.suppress(KafkaException, RuntimeError):
+            self.consumer.close()
+
+
+def _headers(m: Message) -> tuple[Header, ...]:
+    # We only ever write (str, bytes) pairs; a None value from another writer reads as b"".
+    raw = m.headers() or ()
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return tuple((k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in pairs)
