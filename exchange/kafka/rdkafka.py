@@ -105,6 +105,20 @@ class RdKafkaAdapter:
             futures[name].result(timeout=self.timeout_s * 2)
         except (KafkaException, TimeoutError) as exc:
             raise _translate(exc, f"creating topic {name}", name) from exc
+        self._await_metadata(name)
+
+    def _await_metadata(self, name: str) -> None:
+        """The broker learns of a new topic a moment after the controller answers; return
+        once it has, so that the caller can use the topic at once."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                self.partitions(name)
+                return
+            except NotFound:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def ensure_topic(
         self,
@@ -287,6 +301,8 @@ class RdKafkaAdapter:
                     "isolation.level": "read_committed",
                     "auto.offset.reset": "earliest",
                     "fetch.wait.max.ms": 100,
+                    # Prefetch per reader (default 64 MiB): readers are pooled and many.
+                    "queued.max.messages.kbytes": 8192,
                 },
             )
         )
@@ -333,17 +349,29 @@ class RdTopicReader:
         self.partitions = sorted(meta.partitions)
         # Where the next poll starts until the client reports a position of its own.
         self._start: dict[int, int] = {}
+        self._assigned = False
         self.seek({})
 
-    def _assign(self, offsets: dict[int, int]) -> None:
+    def _go(self, offsets: dict[int, int]) -> None:
+        # Assign once, then seek: a seek resets the client's position until the next record,
+        # a re-assign would leave the old one in place.
         self._start = dict(offsets)
-        self.consumer.assign([TopicPartition(self.topic, p, o) for p, o in offsets.items()])
+        tps = [TopicPartition(self.topic, p, o) for p, o in offsets.items()]
+        try:
+            if not self._assigned:
+                self.consumer.assign(tps)
+                self._assigned = True
+            else:
+                for tp in tps:
+                    self.consumer.seek(tp)
+        except KafkaException as exc:
+            raise _translate(exc, f"seeking in {self.topic}", self.topic) from exc
 
     def seek(self, offsets: dict[int, int]) -> None:
-        self._assign({p: offsets.get(p, OFFSET_BEGINNING) for p in self.partitions})
+        self._go({p: offsets.get(p, OFFSET_BEGINNING) for p in self.partitions})
 
     def seek_to_end(self) -> None:
-        self._assign(self.end_offsets())
+        self._go(self.end_offsets())
 
     def end_offsets(self) -> dict[int, int]:
         """The last stable offsets (this client asks with its read_committed isolation)."""
