@@ -13,7 +13,7 @@ from audit.service import AuditService
 from audit.settings import AuditSettings, checkpoint_topic
 from audit.store import AuditLog, EventBus, ensure_head
 from exchange.auditing import AuditRecord, AuditSink
-from exchange.kafka.client import KafkaAdapter
+from exchange.kafka.port import KafkaPort
 from exchange.settings import Settings
 
 DAY_MS = 24 * 3600 * 1000
@@ -29,7 +29,7 @@ class Audit:
 def open_log(
     settings: Settings,
     sessions: sessionmaker[Session],
-    kafka: KafkaAdapter | None,
+    kafka: KafkaPort | None,
     audit_settings: AuditSettings | None = None,
     *,
     announce: bool = True,
@@ -55,7 +55,7 @@ def attach_service(
     settings: Settings,
     sessions: sessionmaker[Session],
     sink: AuditSink,
-    kafka: KafkaAdapter | None,
+    kafka: KafkaPort | None,
     audit_settings: AuditSettings | None = None,
 ) -> Audit:
     """The officer's service over ``sink`` (an index-only log if a test injected a fake)."""
@@ -68,7 +68,7 @@ def attach_service(
 def open_audit(
     settings: Settings,
     sessions: sessionmaker[Session],
-    kafka: KafkaAdapter | None,
+    kafka: KafkaPort | None,
     audit_settings: AuditSettings | None = None,
     *,
     announce: bool = True,

@@ -24,7 +24,7 @@ from audit.store import HEAD_ID, LOG_HEADER, AuditLog
 from audit.verify import Report, verify_log
 from exchange.db import transaction
 from exchange.errors import DependencyUnavailable, ExchangeError, InvalidInput, NotFound
-from exchange.kafka.client import KafkaAdapter, OutRecord
+from exchange.kafka.port import KafkaPort, OutRecord
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class AuditService:
         log_: AuditLog,
         signer: Signer,
         settings: AuditSettings,
-        kafka: KafkaAdapter | None = None,
+        kafka: KafkaPort | None = None,
     ) -> None:
         self.sessions, self.log, self.signer = sessions, log_, signer
         self.settings, self.kafka = settings, kafka

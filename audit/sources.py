@@ -14,7 +14,7 @@ from audit.store import HEAD_ID, LOG_HEADER
 from audit.verify import Anchor, StoredEntry
 from exchange.db import transaction
 from exchange.errors import NotFound
-from exchange.kafka.client import InRecord, KafkaAdapter
+from exchange.kafka.port import InRecord, KafkaPort
 
 CHUNK = 5000
 
@@ -73,14 +73,14 @@ def _bytes(value: object) -> bytes:
 
 
 def kafka_entries(
-    kafka: KafkaAdapter, topic: str, log_id: str, idle_ms: int = 2000
+    kafka: KafkaPort, topic: str, log_id: str, idle_ms: int = 2000
 ) -> Iterator[StoredEntry]:
     """This log's messages of the (one-partition) audit topic, in offset order, to its end."""
     for rec in _messages(kafka, topic, log_id, idle_ms):
         yield StoredEntry(rec.value, where=f"offset {rec.offset}")
 
 
-def kafka_checkpoints(kafka: KafkaAdapter, topic: str, log_id: str) -> list[str]:
+def kafka_checkpoints(kafka: KafkaPort, topic: str, log_id: str) -> list[str]:
     """The signed notes kept beside the topic (none if that topic does not exist)."""
     try:
         return [r.value.decode() for r in _messages(kafka, checkpoint_topic(topic), log_id)]
@@ -89,7 +89,7 @@ def kafka_checkpoints(kafka: KafkaAdapter, topic: str, log_id: str) -> list[str]
 
 
 def _messages(
-    kafka: KafkaAdapter, topic: str, log_id: str, idle_ms: int = 2000
+    kafka: KafkaPort, topic: str, log_id: str, idle_ms: int = 2000
 ) -> Iterator[InRecord]:
     if topic not in kafka.list_topics():
         raise NotFound(f"audit topic {topic} does not exist")

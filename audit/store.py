@@ -33,7 +33,7 @@ from audit.models import AuditEventRow, AuditHeadRow, AuditSubjectRow
 from exchange.auditing import AuditRecord
 from exchange.db import transaction
 from exchange.errors import ConfigurationError, DependencyUnavailable, ExchangeError
-from exchange.kafka.client import KafkaAdapter, OutRecord
+from exchange.kafka.port import KafkaPort, OutRecord
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ LOG_HEADER = "audit-log"
 class EventBus:
     """Where events become durable first. The Kafka adapter, or nothing (index-only tools)."""
 
-    def __init__(self, kafka: KafkaAdapter | None, topic: str) -> None:
+    def __init__(self, kafka: KafkaPort | None, topic: str) -> None:
         self.kafka, self.topic = kafka, topic
         self.log_id = ""  # set from the head row: several logs may share one topic
 

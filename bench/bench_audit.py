@@ -31,7 +31,8 @@ from bench.env import Broker
 from bench.report import measure
 from exchange.auditing import AuditRecord
 from exchange.db import make_engine, migrate, session_factory
-from exchange.kafka.client import KafkaAdapter, OutRecord
+from exchange.kafka import open_kafka
+from exchange.kafka.port import OutRecord
 from exchange.settings import Settings
 
 BATCH = 500
@@ -60,7 +61,7 @@ def _append(workdir: Path, bootstrap: str, n: int) -> tuple[float, float, float]
     settings.resolved_home.mkdir(parents=True)
     engine = make_engine(settings.sqlalchemy_url)
     migrate(engine)
-    kafka = KafkaAdapter(bootstrap, client_id="bench-audit")
+    kafka = open_kafka(bootstrap, "bench-audit")
     topic = f"_exchange.audit.bench-{uuid.uuid4().hex[:8]}"
     audit = open_audit(settings, session_factory(engine), kafka, AuditSettings(topic=topic))
     records = [_record(i) for i in range(n)]

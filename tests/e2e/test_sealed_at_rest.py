@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from exchange.client import ExchangeClient
-from exchange.kafka.client import KafkaAdapter
+from exchange.kafka import open_kafka
 from tests.support.gateway import ThreadGateway
 from tests.support.scenario import build, person
 
@@ -28,7 +28,7 @@ def test_no_sensitive_plaintext_in_log_segments_or_raw_consumer(
     ]
     public = [p["name"] for p in people]
 
-    kafka = KafkaAdapter(kafka_bootstrap)
+    kafka = open_kafka(kafka_bootstrap)
     reader = kafka.reader(s.topic)
     reader.seek({})
     raw = b""

@@ -11,8 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from exchange.kafka import open_kafka
 from exchange.kafka.broker import pid_alive
-from exchange.kafka.client import KafkaAdapter, OutRecord
+from exchange.kafka.port import OutRecord
 from tests.support.gateway import GatewayProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
@@ -48,7 +49,7 @@ def test_up_twice_keeps_data_and_sigterm_stops_java(tmp_path: Path) -> None:
         state = json.loads((home / "kafka" / "state.json").read_text())
         assert pid_alive(state["pid"])
         topic = f"{dept}.kept"
-        kafka = KafkaAdapter(f"127.0.0.1:{state['broker_port']}")
+        kafka = open_kafka(f"127.0.0.1:{state['broker_port']}")
         kafka.create_topic(topic, 1)
         kafka.publish_atomically(topic, [OutRecord(b"k", b"survives restarts")])
         kafka.close()
@@ -64,7 +65,7 @@ def test_up_twice_keeps_data_and_sigterm_stops_java(tmp_path: Path) -> None:
         assert dept in ids
         state2 = json.loads((home / "kafka" / "state.json").read_text())
         assert state2["broker_port"] == state["broker_port"]  # same address for Kafka tools
-        kafka = KafkaAdapter(f"127.0.0.1:{state2['broker_port']}")
+        kafka = open_kafka(f"127.0.0.1:{state2['broker_port']}")
         reader = kafka.reader(topic)
         reader.seek({})
         values = [r.value for _ in range(20) for r in reader.poll(timeout_ms=500)]

@@ -27,7 +27,7 @@ from cli.main import app
 from exchange.auditing import AuditRecord
 from exchange.db import make_engine, migrate, session_factory, transaction
 from exchange.errors import ConfigurationError, DependencyUnavailable
-from exchange.kafka.client import KafkaAdapter
+from exchange.kafka import open_kafka
 from exchange.settings import Settings
 
 
@@ -83,7 +83,7 @@ def test_two_writers_over_one_database_never_gap_or_duplicate(home: Path) -> Non
 @pytest.mark.slow  # the client gives up on an unreachable broker only after ~30 s
 def test_append_fails_closed_when_kafka_is_down(home: Path) -> None:
     good = index_only(home)
-    down = KafkaAdapter("127.0.0.1:9", client_id="audit-down", request_timeout_ms=1500)
+    down = open_kafka("127.0.0.1:9", "audit-down", request_timeout_ms=1500)
     log = AuditLog(good.log.sessions, EventBus(down, "_exchange.audit"), SHA256, good.log.subjects)
     with pytest.raises(DependencyUnavailable):
         log.append(rec(1))

@@ -17,7 +17,7 @@ import pytest
 from audit.factory import open_audit
 from audit.settings import AuditSettings
 from exchange.db import make_engine, migrate, session_factory
-from exchange.kafka.client import KafkaAdapter
+from exchange.kafka import open_kafka
 from exchange.settings import Settings
 from tests.integration.test_registry_postgres import pg_url  # noqa: F401 - the cluster fixture
 
@@ -30,12 +30,12 @@ from audit.factory import open_log
 from audit.settings import AuditSettings
 from exchange.auditing import AuditRecord
 from exchange.db import make_engine, session_factory
-from exchange.kafka.client import KafkaAdapter
+from exchange.kafka import open_kafka
 from exchange.settings import Settings
 
 url, home, bootstrap, topic, go, me = sys.argv[1:7]
 settings = Settings(home=Path(home), database_url=url, kafka_bootstrap=bootstrap)
-kafka = KafkaAdapter(bootstrap, client_id=f"audit-pg-{me}")
+kafka = open_kafka(bootstrap, f"audit-pg-{me}")
 log = open_log(settings, session_factory(make_engine(url)), kafka, AuditSettings(topic=topic),
                announce=False)
 while not Path(go).exists():
@@ -59,7 +59,7 @@ def test_two_processes_share_one_log(
     settings = Settings(home=home, database_url=pg_url, kafka_bootstrap=kafka_bootstrap)
     engine = make_engine(pg_url)
     migrate(engine)
-    kafka = KafkaAdapter(kafka_bootstrap, client_id="audit-pg-main")
+    kafka = open_kafka(kafka_bootstrap, "audit-pg-main")
     audit = open_audit(
         settings, session_factory(engine), kafka, AuditSettings(topic=topic), announce=False
     )

@@ -25,7 +25,8 @@ from audit.settings import AuditSettings, checkpoint_topic
 from cli.main import app
 from exchange.auditing import AuditRecord
 from exchange.db import make_engine, migrate, session_factory
-from exchange.kafka.client import InRecord, KafkaAdapter, OutRecord
+from exchange.kafka import open_kafka
+from exchange.kafka.port import InRecord, OutRecord
 from exchange.settings import Settings
 
 pytestmark = pytest.mark.kafka
@@ -58,7 +59,7 @@ def log(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     settings = Settings(home=home, kafka_bootstrap=kafka_bootstrap)
     engine = make_engine(settings.sqlalchemy_url)
     migrate(engine)
-    kafka = KafkaAdapter(kafka_bootstrap, client_id="audit-tamper-test")
+    kafka = open_kafka(kafka_bootstrap, "audit-tamper-test")
     audit = open_audit(
         settings, session_factory(engine), kafka, AuditSettings(topic=topic), announce=False
     )
@@ -201,7 +202,7 @@ KAFKA_CASES: dict[str, tuple[Callable[[list[InRecord]], list[InRecord]], int, st
 def test_kafka_tampering_is_named(case: str, log: Log, kafka_bootstrap: str) -> None:
     tamper, index, kind = KAFKA_CASES[case]
     copy = f"{log.topic}.{case}"
-    kafka = KafkaAdapter(kafka_bootstrap, client_id="audit-tamper-copy")
+    kafka = open_kafka(kafka_bootstrap, "audit-tamper-copy")
     try:
         kafka.ensure_topic(copy, 1)
         kafka.send_many_durably(
@@ -240,7 +241,7 @@ def test_kafka_keeps_its_own_checkpoints(log: Log, kafka_bootstrap: str, tmp_pat
     """With every checkpoint erased from the database, the topic's truncation is still found
     by the signed notes kept in Kafka beside it."""
     copy = f"{log.topic}.erased"
-    kafka = KafkaAdapter(kafka_bootstrap, client_id="audit-tamper-copy")
+    kafka = open_kafka(kafka_bootstrap, "audit-tamper-copy")
     try:
         reader = kafka.reader(checkpoint_topic(log.topic))
         reader.seek({})

@@ -12,7 +12,7 @@ import pytest
 
 from exchange.client import ExchangeClient
 from exchange.crypto.kms_memory import MemoryKms
-from exchange.kafka.client import KafkaAdapter
+from exchange.kafka import open_kafka
 from tests.support.gateway import ThreadGateway
 from tests.support.scenario import Scenario, build, grant, person
 
@@ -48,7 +48,7 @@ def scenario(kms_gateway: ThreadGateway, admin: ExchangeClient) -> Iterator[Scen
 
 
 def _raw_values(bootstrap: str, topic: str) -> list[bytes]:
-    adapter = KafkaAdapter(bootstrap, client_id=f"scan-{uuid.uuid4().hex[:6]}")
+    adapter = open_kafka(bootstrap, f"scan-{uuid.uuid4().hex[:6]}")
     reader = adapter.reader(topic)
     try:
         reader.seek({})

@@ -1,7 +1,7 @@
 """Sealed records through the real broker: a raw consumer sees ciphertext only.
 
 Records are sealed with FieldCrypto, encoded by fastavro under the sealed schema in the
-Confluent wire format, produced with the KafkaAdapter, then read back by an independent
+Confluent wire format, produced through the Kafka port, then read back by an independent
 client (confluent-kafka) as raw bytes: no known sensitive value appears, a standard Avro
 decode works and shows envelope bytes, and FieldCrypto opens them again.
 """
@@ -22,7 +22,8 @@ from exchange import wire
 from exchange.auditing import MemoryAuditSink
 from exchange.crypto import build_field_crypto, sealed_fields, sealed_schema
 from exchange.db import make_engine, migrate, session_factory
-from exchange.kafka.client import KafkaAdapter, OutRecord
+from exchange.kafka import open_kafka
+from exchange.kafka.port import OutRecord
 from exchange.settings import Settings
 
 pytestmark = pytest.mark.kafka
@@ -117,7 +118,7 @@ def test_raw_consumer_sees_no_plaintext(kafka_bootstrap: str, tmp_path: Path) ->
         )
         out.append(OutRecord(key, wire.encode(schema_id, parsed, value)))
 
-    adapter = KafkaAdapter(kafka_bootstrap, client_id=f"crypto-{uuid.uuid4().hex[:6]}")
+    adapter = open_kafka(kafka_bootstrap, f"crypto-{uuid.uuid4().hex[:6]}")
     try:
         adapter.create_topic(topic, 1)
         adapter.publish_atomically(topic, out)
