@@ -21,9 +21,12 @@ from pathlib import Path
 import httpx
 
 from exchange.client import ExchangeClient
+from exchange.kafka import DEFAULT_CLIENT
 from exchange.kafka.broker import LocalBroker, free_port
 
 BOOTSTRAP_ENV = "EXCHANGE_BENCH_KAFKA_BOOTSTRAP"
+# The gateway's Kafka client library: EXCHANGE_KAFKA_CLIENT of the bench's own environment.
+KAFKA_CLIENT = os.environ.get("EXCHANGE_KAFKA_CLIENT", DEFAULT_CLIENT)
 
 
 @dataclass
@@ -131,6 +134,7 @@ GATEWAY_ENV = {
     "EXCHANGE_RATE_LIMIT_PER_SECOND": "20000",
     "EXCHANGE_RATE_LIMIT_BURST": "40000",
     "EXCHANGE_TOKEN_TTL_SECONDS": "3600",
+    "EXCHANGE_KAFKA_CLIENT": KAFKA_CLIENT,
 }
 
 

@@ -10,10 +10,12 @@ from typing import Any
 
 import psutil
 
+from bench.env import KAFKA_CLIENT
 from exchange.kafka.jars import KAFKA_VERSION
 
 PACKAGES = (
     "kafka-python",
+    "confluent-kafka",
     "fastapi",
     "starlette",
     "uvicorn",
@@ -73,6 +75,7 @@ def machine(kafka_source: str) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "kafka": KAFKA_VERSION,
         "kafka_source": kafka_source,
+        "kafka_client": KAFKA_CLIENT,  # the gateway's
         "packages": versions,
     }
 

@@ -22,6 +22,7 @@ def test_quick_publish_measure_is_well_formed(kafka_bootstrap: str, tmp_path: Pa
         gateway.stop()
     assert row["name"] == "publish"
     assert row["unit"] == "records/s"
-    assert {"project", "baseline", "ratio", "goal"} <= row.keys()
+    assert {"project", "baseline", "baseline_kafka_python", "ratio", "goal"} <= row.keys()
     assert row["project"] > 0 and row["baseline"] > 0 and row["ratio"] > 0
+    assert row["baseline_kafka_python"] > 0
     assert bench.shared["publish_count"] == 30  # 20 measured + one warm-up batch of 10
