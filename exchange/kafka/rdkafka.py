@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
     KafkaError,
     KafkaException,
@@ -347,43 +346,48 @@ class RdTopicReader:
         if meta is None or meta.error is not None or not meta.partitions:
             raise NotFound(f"Kafka topic {topic} does not exist")
         self.partitions = sorted(meta.partitions)
-        # Where the next poll starts until the client reports a position of its own.
-        self._start: dict[int, int] = {}
+        # The offset of the next record per partition, as far as this reader knows.
+        self._next: dict[int, int] = {}
         self._assigned = False
         self.seek({})
 
     def _go(self, offsets: dict[int, int]) -> None:
-        # Assign once, then seek: a seek resets the client's position until the next record,
-        # a re-assign would leave the old one in place.
-        self._start = dict(offsets)
+        """(Re)assign at explicit offsets. Never at a logical one (BEGINNING/END): librdkafka
+        keeps a timed query for it that can fire after a later assignment and rewind the
+        fetcher; and a plain re-assign would leave the old position reported."""
+        self._next = dict(offsets)
         tps = [TopicPartition(self.topic, p, o) for p, o in offsets.items()]
         try:
-            if not self._assigned:
-                self.consumer.assign(tps)
-                self._assigned = True
-            else:
-                for tp in tps:
-                    self.consumer.seek(tp)
+            if self._assigned:
+                self.consumer.unassign()
+            self.consumer.assign(tps)
+            self._assigned = True
         except KafkaException as exc:
             raise _translate(exc, f"seeking in {self.topic}", self.topic) from exc
 
     def seek(self, offsets: dict[int, int]) -> None:
-        self._go({p: offsets.get(p, OFFSET_BEGINNING) for p in self.partitions})
+        missing = [p for p in self.partitions if p not in offsets]
+        starts = {p: low for p, (low, _) in self._watermarks(missing).items()}
+        self._go({p: offsets[p] if p in offsets else starts[p] for p in self.partitions})
 
     def seek_to_end(self) -> None:
         self._go(self.end_offsets())
 
-    def end_offsets(self) -> dict[int, int]:
-        """The last stable offsets (this client asks with its read_committed isolation)."""
+    def _watermarks(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
+        """(log start, last stable offset) per partition: the client asks with its
+        read_committed isolation."""
         try:
             return {
                 p: self.consumer.get_watermark_offsets(
                     TopicPartition(self.topic, p), timeout=self.timeout_s, cached=False
-                )[1]
-                for p in self.partitions
+                )
+                for p in partitions
             }
         except KafkaException as exc:
-            raise _translate(exc, f"end offsets of {self.topic}", self.topic) from exc
+            raise _translate(exc, f"offsets of {self.topic}", self.topic) from exc
+
+    def end_offsets(self) -> dict[int, int]:
+        return {p: high for p, (_, high) in self._watermarks(self.partitions).items()}
 
     def offsets_for_time(self, timestamp_ms: int) -> dict[int, int]:
         wanted = [TopicPartition(self.topic, p, timestamp_ms) for p in self.partitions]
@@ -395,23 +399,14 @@ class RdTopicReader:
         return {tp.partition: tp.offset if tp.offset >= 0 else ends[tp.partition] for tp in found}
 
     def positions(self) -> dict[int, int]:
+        """The client's position is ahead of ours past transaction markers; it is unset
+        (negative) until a record arrives after an assignment."""
         tps = [TopicPartition(self.topic, p) for p in self.partitions]
         try:
             now = {tp.partition: tp.offset for tp in self.consumer.position(tps)}
         except KafkaException as exc:
             raise _translate(exc, f"positions in {self.topic}", self.topic) from exc
-        out: dict[int, int] = {}
-        for p in self.partitions:
-            if now.get(p, -1) >= 0:
-                out[p] = now[p]
-            elif self._start.get(p, -1) >= 0:
-                out[p] = self._start[p]
-            else:  # assigned at the beginning, nothing read yet: the log start offset
-                low = self.consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, p), timeout=self.timeout_s, cached=False
-                )[0]
-                out[p] = self._start[p] = low
-        return out
+        return {p: max(self._next[p], now.get(p, -1)) for p in self.partitions}
 
     def poll(self, timeout_ms: int = 500, max_records: int = 500) -> list[InRecord]:
         """Waits only for the first record, then takes what has already arrived (librdkafka's
@@ -427,11 +422,15 @@ class RdTopicReader:
             err = m.error()
             if err is not None:
                 raise _translate(KafkaException(err), f"reading {self.topic}", self.topic)
+            p, offset = m.partition() or 0, m.offset() or 0
+            if offset < self._next.get(p, 0):
+                continue  # a rewound fetcher's repeat (see _go): handed out already
+            self._next[p] = offset + 1
             out.append(
                 InRecord(
                     self.topic,
-                    m.partition() or 0,
-                    m.offset() or 0,
+                    p,
+                    offset,
                     m.timestamp()[1],
                     m.key(),
                     m.value() or b"",

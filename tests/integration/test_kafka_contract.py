@@ -253,3 +253,21 @@ def test_unreachable_bootstrap_is_unavailable_within_bounds(backend: KafkaClient
         assert time.monotonic() - started < 15
     finally:
         k.close()
+
+
+def test_reads_resumed_at_positions_never_repeat_a_record(kafka: KafkaPort) -> None:
+    """How a pooled reader serves pulls: seek to a cursor, poll, keep the positions."""
+    name = f"test.contract-{uuid.uuid4().hex[:8]}"
+    kafka.create_topic(name, 3)
+    sent = kafka.publish_atomically(name, records(6))
+    reader = kafka.reader(name)
+    seen: list[tuple[int, int]] = []
+    cursor: dict[int, int] = {}
+    try:
+        for _ in range(6):
+            reader.seek(cursor)
+            seen += [(r.partition, r.offset) for r in reader.poll(timeout_ms=700, max_records=2)]
+            cursor = reader.positions()
+    finally:
+        reader.close()
+    assert sorted(seen) == sorted((p.partition, p.offset) for p in sent)
