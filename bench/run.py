@@ -27,6 +27,7 @@ MEASURES: list[tuple[str, bool]] = [
     ("bench_delivery", True),
     ("bench_latency", True),
     ("bench_fanout", True),
+    ("bench_port", True),  # the Kafka port per backend (no gateway involved)
     ("bench_encryption", False),  # owned by the crypto engineer
     ("bench_audit", False),  # owned by the audit engineer
 ]
