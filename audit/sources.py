@@ -88,9 +88,7 @@ def kafka_checkpoints(kafka: KafkaPort, topic: str, log_id: str) -> list[str]:
         return []
 
 
-def _messages(
-    kafka: KafkaPort, topic: str, log_id: str, idle_ms: int = 2000
-) -> Iterator[InRecord]:
+def _messages(kafka: KafkaPort, topic: str, log_id: str, idle_ms: int = 2000) -> Iterator[InRecord]:
     if topic not in kafka.list_topics():
         raise NotFound(f"audit topic {topic} does not exist")
     want = log_id.encode()
