@@ -32,3 +32,23 @@ def test_env_prefix_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_master_key_is_secret_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EXCHANGE_MASTER_KEY", "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=")
     assert "c2Vj" not in repr(Settings())
+
+
+def test_kafka_client_defaults_to_librdkafka_and_is_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import ValidationError
+
+    from exchange.kafka import open_kafka
+    from exchange.kafka.client import KafkaAdapter
+    from exchange.kafka.rdkafka import RdKafkaAdapter
+
+    monkeypatch.delenv("EXCHANGE_KAFKA_CLIENT", raising=False)
+    assert Settings().kafka_client == "librdkafka"
+    assert isinstance(open_kafka("127.0.0.1:1"), RdKafkaAdapter)  # nothing connects yet
+    monkeypatch.setenv("EXCHANGE_KAFKA_CLIENT", "kafka-python")
+    chosen = Settings().kafka_client
+    assert isinstance(open_kafka("127.0.0.1:1", "t", chosen), KafkaAdapter)
+    monkeypatch.setenv("EXCHANGE_KAFKA_CLIENT", "java")
+    with pytest.raises(ValidationError):
+        Settings()
