@@ -23,7 +23,7 @@ def _open(home: Path | None, topic: str | None = None, kafka: bool = False) -> A
     from audit.factory import open_audit
     from audit.settings import AuditSettings
     from exchange.db import make_engine, migrate, session_factory
-    from exchange.kafka.client import KafkaAdapter
+    from exchange.kafka import open_kafka
 
     settings = settings_for(home)
     engine = make_engine(settings.sqlalchemy_url)
@@ -33,7 +33,9 @@ def _open(home: Path | None, topic: str | None = None, kafka: bool = False) -> A
         a = a.model_copy(update={"topic": topic})
     audit = open_audit(settings, session_factory(engine), None, a)
     if kafka:
-        audit.service.kafka = KafkaAdapter(_bootstrap(settings), client_id="exchange-audit-cli")
+        audit.service.kafka = open_kafka(
+            _bootstrap(settings), "exchange-audit-cli", settings.kafka_client
+        )
     return audit
 
 

@@ -26,7 +26,7 @@ from exchange import wire
 from exchange.auditing import AuditRecord, AuditSink
 from exchange.crypto.sealing import sealed_fields as sealed_types
 from exchange.errors import DependencyUnavailable, ExchangeError, Forbidden, NotFound
-from exchange.kafka.client import InRecord
+from exchange.kafka.port import InRecord
 
 GRANT_TTL_S = 1.0  # revocation must bite within 2 s; grants are re-read at least every second
 

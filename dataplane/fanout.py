@@ -22,7 +22,7 @@ from dataplane.delivery import Deliverer
 from dataplane.hub import HubRegistry
 from dataplane.store import Subscription
 from exchange.errors import ExchangeError
-from exchange.kafka.client import InRecord
+from exchange.kafka.port import InRecord
 
 log = logging.getLogger(__name__)
 GroupKey = tuple[str, str, str, frozenset[str] | None]

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from dataplane.cursor import Offsets
 from exchange.errors import ExchangeError
-from exchange.kafka.client import InRecord, KafkaAdapter
+from exchange.kafka.port import InRecord, KafkaPort
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class Feed:
 
 
 class TopicHub:
-    def __init__(self, kafka: KafkaAdapter, topic: str, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, kafka: KafkaPort, topic: str, loop: asyncio.AbstractEventLoop) -> None:
         self.topic = topic
         self.loop = loop
         self.reader = kafka.reader(topic)
@@ -87,7 +87,7 @@ class TopicHub:
 class HubRegistry:
     """Hubs are created on first use per topic and live as long as the gateway."""
 
-    def __init__(self, kafka: KafkaAdapter) -> None:
+    def __init__(self, kafka: KafkaPort) -> None:
         self.kafka = kafka
         self.hubs: dict[str, TopicHub] = {}
         self._lock = threading.Lock()

@@ -16,7 +16,7 @@ from dataplane.delivery import Deliverer
 from dataplane.readers import ReaderPool
 from dataplane.render import Rendered
 from dataplane.store import Subscription
-from exchange.kafka.client import InRecord
+from exchange.kafka.port import InRecord
 
 RECHECK_S = 1.0  # how often a waiting reader re-checks its agreement (revocation ≤ 2 s)
 

@@ -34,7 +34,7 @@ from exchange.errors import (
     NotFound,
 )
 from exchange.identity.tokens import Principal
-from exchange.kafka.client import KafkaAdapter, OutRecord, Position
+from exchange.kafka.port import KafkaPort, OutRecord, Position
 from schemas.sealing_rules import sealed_form
 
 SCHEMA_ID_HEADER = "exchange.schema_id"
@@ -90,7 +90,7 @@ class Publisher:
         schemas: SchemasPort,
         catalog: CatalogPort,
         sealer: SealerPort | None,
-        kafka: KafkaAdapter,
+        kafka: KafkaPort,
         audit: AuditSink,
         idempotency: IdempotencyStore,
     ) -> None:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from dataplane.cursor import Offsets
-from exchange.kafka.client import InRecord, KafkaAdapter, TopicReader
+from exchange.kafka.port import InRecord, KafkaPort, TopicReaderPort
 
 
 @dataclass(frozen=True)
@@ -24,14 +24,14 @@ class Page:
 
 
 class ReaderPool:
-    def __init__(self, kafka: KafkaAdapter, *, max_idle_per_topic: int = 4) -> None:
+    def __init__(self, kafka: KafkaPort, *, max_idle_per_topic: int = 4) -> None:
         self.kafka = kafka
         self.max_idle = max_idle_per_topic
-        self._idle: dict[str, list[TopicReader]] = defaultdict(list)
+        self._idle: dict[str, list[TopicReaderPort]] = defaultdict(list)
         self._lock = threading.Lock()
 
     @contextmanager
-    def reader(self, topic: str) -> Iterator[TopicReader]:
+    def reader(self, topic: str) -> Iterator[TopicReaderPort]:
         with self._lock:
             reader = self._idle[topic].pop() if self._idle[topic] else None
         if reader is None:

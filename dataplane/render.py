@@ -21,7 +21,7 @@ from dataplane.cursor import offset_ranges, record_id
 from dataplane.fields import project
 from dataplane.store import Subscription
 from exchange.auditing import AuditRecord
-from exchange.kafka.client import InRecord
+from exchange.kafka.port import InRecord
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from exchange.identity.external import external_verifier
 from exchange.identity.service import IdentityService
 from exchange.identity.throttle import FailureThrottle
 from exchange.identity.tokens import TokenService
-from exchange.kafka.client import KafkaAdapter
+from exchange.kafka import open_kafka
 from exchange.secrets_store import load_master_key
 from exchange.settings import Settings
 from gateway.container import Background, Services
@@ -63,7 +63,7 @@ def build_services(
     migrate(engine)
     sessions = session_factory(engine)
     master_key = load_master_key(settings)
-    kafka = KafkaAdapter(bootstrap, client_id=f"exchange-gw-{settings.port}")
+    kafka = open_kafka(bootstrap, f"exchange-gw-{settings.port}", settings.kafka_client)
     identity = IdentityService(sessions)
     tokens = TokenService(
         sessions,

@@ -32,7 +32,7 @@ from exchange.identity.external import ExternalVerifier
 from exchange.identity.service import IdentityService
 from exchange.identity.throttle import FailureThrottle
 from exchange.identity.tokens import TokenService
-from exchange.kafka.client import KafkaAdapter
+from exchange.kafka.port import KafkaPort
 from exchange.settings import Settings
 from gateway.ratelimit import RateLimiter
 from schemas.registry import SchemaRegistry
@@ -52,7 +52,7 @@ class Services:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
-    kafka: KafkaAdapter
+    kafka: KafkaPort
     master_key: bytes
     # identity
     identity: IdentityService

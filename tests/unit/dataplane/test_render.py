@@ -9,7 +9,7 @@ import fastavro
 
 from consent.policy import Decision
 from dataplane.render import Opened, Rendered, assemble, delivery_events, jsonable, record_item
-from exchange.kafka.client import InRecord
+from exchange.kafka.port import InRecord
 from tests.unit.dataplane.world import grant, subscription
 
 REC = InRecord("health.t", 1, 7, 1000, b"k", b"", [])

@@ -24,7 +24,7 @@ from exchange.db import make_engine, migrate, session_factory
 from exchange.errors import KafkaUnavailable
 from exchange.identity.service import IdentityService
 from exchange.identity.tokens import Principal
-from exchange.kafka.client import InRecord, OutRecord, Position
+from exchange.kafka.port import InRecord, OutRecord, Position
 from exchange.settings import Settings
 from schemas.registry import SchemaRegistry
 
