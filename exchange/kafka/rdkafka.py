@@ -44,6 +44,14 @@ def _translate(exc: BaseException, what: str, topic: str | None = None) -> Excha
     return KafkaUnavailable(f"{what} failed: {exc}")
 
 
+_TRANSIENT = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE})
+
+
+def _transient(exc: KafkaException) -> bool:
+    err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    return err is not None and (err.code() in _TRANSIENT or err.retriable())
+
+
 class RdKafkaAdapter:
     """One per process: an admin client, a durable producer, and a small pool of
     transactional producers (a transaction holds its producer until commit)."""
@@ -376,15 +384,21 @@ class RdTopicReader:
     def _watermarks(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
         """(log start, last stable offset) per partition: the client asks with its
         read_committed isolation."""
-        try:
-            return {
-                p: self.consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, p), timeout=self.timeout_s, cached=False
-                )
-                for p in partitions
-            }
-        except KafkaException as exc:
-            raise _translate(exc, f"offsets of {self.topic}", self.topic) from exc
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                return {
+                    p: self.consumer.get_watermark_offsets(
+                        TopicPartition(self.topic, p), timeout=self.timeout_s, cached=False
+                    )
+                    for p in partitions
+                }
+            except KafkaException as exc:
+                # Just after a topic is created (or a leader moves) the broker answers "not
+                # leader" for a moment: wait for the metadata to settle, within the timeout.
+                if not _transient(exc) or time.monotonic() >= deadline:
+                    raise _translate(exc, f"offsets of {self.topic}", self.topic) from exc
+                time.sleep(0.1)
 
     def end_offsets(self) -> dict[int, int]:
         return {p: high for p, (_, high) in self._watermarks(self.partitions).items()}
