@@ -10,6 +10,7 @@
   loop.py         DeliveryLoop: check access → read → render, for pull, SSE and webhooks
   fanout.py       live groups: one render per batch for every stream with the same view
   webhooks.py     signed POSTs with retries, dead letters, a lease per subscription
+  egress.py       where a webhook may go (address rules) and the POST pinned to a checked address
   hub.py, readers.py  shared topic readers (one per topic for live feeds, pooled for catch-up)
   store.py, cursor.py, models.py  subscriptions, HMAC-signed cursors (control-plane tables)
 """

@@ -59,11 +59,27 @@ class Settings(BaseSettings):
         default=None,
         description="If set (JSON list), webhook hosts must equal or sit under one of these.",
     )
+    webhook_allowed_networks: list[str] | None = Field(
+        default=None,
+        description="JSON list of CIDRs webhooks may reach although not public (e.g. an "
+        "internal receiver's 10.20.0.0/16); everything else non-public is refused.",
+    )
+    webhook_allow_loopback: bool = Field(
+        default=False, description="Local development only: let webhooks reach loopback."
+    )
     webhook_retry_base_s: float = Field(
         default=0.5, description="First webhook retry delay; doubles for each of 5 retries."
     )
     max_batch_records: int = 5000
-    max_body_bytes: int = 16 * 1024 * 1024
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, description="Largest publish request body (bytes)."
+    )
+    max_request_bytes: int = Field(
+        default=1024 * 1024, description="Largest request body of every other route (bytes)."
+    )
+    sse_streams_per_client: int = Field(
+        default=20, ge=1, description="Concurrent Server-Sent-Events streams per client."
+    )
 
     @cached_property
     def resolved_home(self) -> Path:

@@ -23,6 +23,7 @@ from consent.overdue import OverdueFlagger
 from consent.settings import ConsentSettings
 from consent.signing import ConsentSigner
 from dataplane.delivery import Deliverer
+from dataplane.egress import EgressPolicy
 from dataplane.fanout import GroupRegistry
 from dataplane.hub import HubRegistry
 from dataplane.idempotency import IdempotencyStore
@@ -125,6 +126,11 @@ def build_services(
         loop=delivery,
         master_key=master_key,
         retry_base_s=settings.webhook_retry_base_s,
+        policy=EgressPolicy.from_settings(
+            allow_loopback=settings.webhook_allow_loopback,
+            allowed_networks=settings.webhook_allowed_networks,
+            allowed_hosts=settings.webhook_allowed_hosts,
+        ),
     )
     overdue = OverdueFlagger(agreements, consent_settings.agreement_overdue_check_seconds)
     checkpointer = Checkpointer(review.service, review.settings.checkpoint_interval_s)

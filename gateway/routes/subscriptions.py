@@ -30,7 +30,10 @@ KEEPALIVE_S = 15.0
 
 
 class WebhookIn(BaseModel):
-    url: str = Field(description="HTTPS URL (plain HTTP only to loopback, for local use)")
+    url: str = Field(
+        description="HTTPS URL to a public address (or an operator-allowed network); plain "
+        "HTTP only to loopback when the operator enables local development"
+    )
 
 
 class SubscriptionIn(BaseModel):
@@ -131,7 +134,7 @@ async def create(
 ) -> SubscriptionOut:
     secret = None
     if body.webhook is not None:
-        check_webhook_url(body.webhook.url, svc.settings.webhook_allowed_hosts)
+        check_webhook_url(body.webhook.url, svc.webhooks.policy)
         secret = new_webhook_secret()
     draft = Subscription(
         "new",
