@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from exchange.db import Base
+from exchange.db import Base, UtcDateTime
 
 
 class CatalogRow(Base):
@@ -27,7 +27,7 @@ class CatalogRow(Base):
     partitions: Mapped[int] = mapped_column(Integer)
     cipher: Mapped[str] = mapped_column(String(16))
     legal_basis: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class AgreementRow(Base):
@@ -42,20 +42,20 @@ class AgreementRow(Base):
     granted_fields: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     purpose: Mapped[str] = mapped_column(Text)
     legal_basis: Mapped[str | None] = mapped_column(Text, nullable=True)
-    valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    valid_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    valid_from: Mapped[datetime] = mapped_column(UtcDateTime())
+    valid_until: Mapped[datetime] = mapped_column(UtcDateTime())
     requires_subject_consent: Mapped[bool] = mapped_column(Boolean)
     status: Mapped[str] = mapped_column(String(16), index=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    respond_by: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    respond_by: Mapped[datetime] = mapped_column(UtcDateTime())
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     decided_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # Set when the admin was told the request is overdue (so it is told once).
     overdue_flagged_at: Mapped[datetime | None] = mapped_column(
-        DateTime(timezone=True), nullable=True
+        UtcDateTime(), nullable=True
     )
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class ConsentRow(Base):
@@ -69,12 +69,12 @@ class ConsentRow(Base):
     topic: Mapped[str] = mapped_column(String(249))
     purpose: Mapped[str] = mapped_column(Text)
     fields: Mapped[list[str]] = mapped_column(JSON)
-    valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    valid_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    valid_from: Mapped[datetime] = mapped_column(UtcDateTime())
+    valid_until: Mapped[datetime] = mapped_column(UtcDateTime())
     status: Mapped[str] = mapped_column(String(16))
     version: Mapped[int] = mapped_column(Integer)
     registrar_department: Mapped[str] = mapped_column(String(64), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class ConsentVersionRow(Base):
@@ -86,7 +86,7 @@ class ConsentVersionRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     artefact: Mapped[str] = mapped_column(Text)  # compact JWS
     actor: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class ConsentManagerRow(Base):
@@ -96,4 +96,4 @@ class ConsentManagerRow(Base):
     owner: Mapped[str] = mapped_column(ForeignKey("departments.id"), primary_key=True)
     manager: Mapped[str] = mapped_column(ForeignKey("departments.id"), primary_key=True)
     designated_by: Mapped[str] = mapped_column(String(64))
-    designated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    designated_at: Mapped[datetime] = mapped_column(UtcDateTime())

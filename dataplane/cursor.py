@@ -7,11 +7,13 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 
 from exchange.errors import InvalidInput
 
 Offsets = dict[int, int]
 _VERSION = "1"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def encode(key: bytes, subscription: str, offsets: Offsets) -> str:
@@ -53,3 +55,20 @@ def record_id(topic: str, partition: int, offset: int) -> str:
 def _mac(key: bytes, subscription: str, payload: str) -> str:
     msg = f"{subscription}.{payload}".encode()
     return hmac.new(key, msg, hashlib.sha256).hexdigest()[:32]
+
+
+def start_time_ms(text: str) -> int:
+    """An ISO-8601 start time as Kafka's epoch milliseconds (no offset means UTC)."""
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput("start must be 'earliest', 'latest' or an ISO-8601 timestamp") from None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    try:
+        ms = (ts - _EPOCH) // timedelta(milliseconds=1)
+    except OverflowError:
+        ms = -1  # before year 1 in UTC: certainly before 1970
+    if ms < 0:
+        raise InvalidInput("start must not be before 1970-01-01T00:00:00Z (Kafka's epoch)")
+    return ms

@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.responses import Response
+from starlette.types import Scope
 
 from gateway import errors
 from gateway.bootstrap import build_services
 from gateway.container import Services
+from gateway.limits import RequestLimits
 from gateway.routes import (
     agreements,
     audit,
@@ -38,6 +42,19 @@ ROUTERS = (
     subscriptions.router,
     audit.router,
 )
+_PUBLISH = re.compile(r"^/v1/topics/[^/]+/records/?$")
+
+
+def is_publish(scope: Scope) -> bool:
+    """The one route with a large body of its own (EXCHANGE_MAX_BODY_BYTES)."""
+    return scope.get("method") == "POST" and bool(_PUBLISH.match(scope.get("path", "")))
+
+
+def refusal(scope: Scope, exc: Exception) -> Response:
+    """A refusal made before routing, in the format of the route it was meant for."""
+    if str(scope.get("path", "")).startswith(registry.router.prefix):
+        return registry.error_for(exc)
+    return errors.response_for(exc)
 
 
 def create_app(svc: Services) -> FastAPI:
@@ -59,6 +76,13 @@ def create_app(svc: Services) -> FastAPI:
     )
     app.state.services = svc
     errors.install(app)
+    app.add_middleware(
+        RequestLimits,
+        max_bytes=svc.settings.max_request_bytes,
+        bulk_max_bytes=svc.settings.max_body_bytes,
+        is_bulk=is_publish,
+        refuse=refusal,
+    )
     for router in ROUTERS:
         app.include_router(router)
     return app

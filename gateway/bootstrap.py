@@ -46,6 +46,7 @@ from exchange.secrets_store import load_master_key
 from exchange.settings import Settings
 from gateway.container import Background, Services
 from gateway.ratelimit import RateLimiter
+from gateway.streams import StreamSlots
 from schemas.registry import SchemaRegistry
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,7 @@ def build_services(
         groups=GroupRegistry(hubs, deliverer),
         delivery=delivery,
         webhooks=webhooks,
+        streams=StreamSlots(settings.sse_streams_per_client),
         background=background,
     )
 

@@ -35,6 +35,7 @@ from exchange.identity.tokens import TokenService
 from exchange.kafka.port import KafkaPort
 from exchange.settings import Settings
 from gateway.ratelimit import RateLimiter
+from gateway.streams import StreamSlots
 from schemas.registry import SchemaRegistry
 
 
@@ -79,4 +80,5 @@ class Services:
     groups: GroupRegistry
     delivery: DeliveryLoop
     webhooks: WebhookDispatcher
+    streams: StreamSlots  # per-client cap on concurrent SSE streams
     background: Background = field(default_factory=Background)

@@ -62,13 +62,48 @@ def problem(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
     )
 
 
-def install(app: FastAPI) -> None:
-    @app.exception_handler(ExchangeError)
-    async def _domain(_: Request, exc: ExchangeError) -> JSONResponse:
+HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    401: "unauthorized",
+    403: "forbidden",
+    413: "payload_too_large",
+    429: "rate_limited",
+}
+
+# Input that Python accepts but cannot carry through: answered as the caller's fault wherever
+# it surfaces (a route's own check should have said it more precisely), never as a 500.
+UNCARRIABLE: dict[type[Exception], tuple[str, str]] = {
+    RecursionError: ("input_too_deep", "input is nested too deeply"),
+    UnicodeEncodeError: ("invalid_unicode", "text must be valid Unicode (no lone surrogates)"),
+    OverflowError: ("out_of_range", "a number or date in the request is out of range"),
+}
+
+
+def response_for(exc: Exception) -> JSONResponse:
+    """The problem+json answer for a domain error or an HTTP exception."""
+    if isinstance(exc, ExchangeError):
         status = status_for(exc)
         if status >= 500:
             log.warning("dependency failure: %s (%s)", exc.code, type(exc.__cause__).__name__)
         return problem(status, exc.code, exc.message, **exc.details)
+    if isinstance(exc, StarletteHTTPException):
+        resp = problem(
+            exc.status_code, HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail)
+        )
+        for k, v in (exc.headers or {}).items():
+            resp.headers[k] = v
+        return resp
+    for cls, (code, detail) in UNCARRIABLE.items():
+        if isinstance(exc, cls):
+            return problem(422, code, detail)
+    raise TypeError(f"no answer for {type(exc).__name__}")
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ExchangeError)
+    async def _domain(_: Request, exc: ExchangeError) -> JSONResponse:
+        return response_for(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -82,15 +117,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {
-            404: "not_found",
-            405: "method_not_allowed",
-            401: "unauthorized",
-            403: "forbidden",
-            413: "payload_too_large",
-            429: "rate_limited",
-        }.get(exc.status_code, "http_error")
-        resp = problem(exc.status_code, code, str(exc.detail))
-        for k, v in (exc.headers or {}).items():
-            resp.headers[k] = v
-        return resp
+        return response_for(exc)
+
+    async def _uncarriable(request: Request, exc: Exception) -> JSONResponse:
+        # Logged by type and route only: the offending value may be a record's content.
+        log.warning("refused %s on %s", type(exc).__name__, request.url.path)
+        return response_for(exc)
+
+    for cls in UNCARRIABLE:
+        app.add_exception_handler(cls, _uncarriable)

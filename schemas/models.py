@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from exchange.db import Base
+from exchange.db import Base, UtcDateTime
 
 
 class SchemaRow(Base):
@@ -24,7 +24,7 @@ class SchemaRow(Base):
     # Texts of every (transitive) reference as resolved at registration, dependencies first:
     # the id stays readable even after the referenced versions are deleted.
     dependencies: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class VersionRow(Base):
@@ -33,7 +33,7 @@ class VersionRow(Base):
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     schema_id: Mapped[int] = mapped_column(ForeignKey("registry_schemas.id"), index=True)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class ReferenceRow(Base):

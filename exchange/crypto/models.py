@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from exchange.db import Base
+from exchange.db import Base, UtcDateTime
 
 
 class DekFamilyRow(Base):
@@ -22,7 +22,7 @@ class DekFamilyRow(Base):
     topic: Mapped[str] = mapped_column(String(255), index=True)
     field: Mapped[str] = mapped_column(String(255))
     owner: Mapped[str] = mapped_column(String(64), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class DekVersionRow(Base):
@@ -34,5 +34,5 @@ class DekVersionRow(Base):
     kek_alias: Mapped[str] = mapped_column(String(128), index=True)
     kek_version: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(16))  # active | retired | shredded
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    shredded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    shredded_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)

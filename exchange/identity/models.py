@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from exchange.db import Base
+from exchange.db import Base, UtcDateTime
 
 
 class DepartmentRow(Base):
@@ -17,7 +17,7 @@ class DepartmentRow(Base):
     name: Mapped[str] = mapped_column(String(200))
     parent: Mapped[str | None] = mapped_column(ForeignKey("departments.id"), nullable=True)
     level: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class ClientRow(Base):
@@ -28,8 +28,8 @@ class ClientRow(Base):
     secret_hash: Mapped[str] = mapped_column(String(300))
     roles: Mapped[list[str]] = mapped_column(JSON)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    secret_rotated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    secret_rotated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class SigningKeyRow(Base):
@@ -38,10 +38,10 @@ class SigningKeyRow(Base):
     alg: Mapped[str] = mapped_column(String(16))
     sealed_private: Mapped[bytes] = mapped_column(LargeBinary)
     public_jwk: Mapped[dict[str, str]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     # Active key signs; retired keys stay in the JWKS until their tokens have expired.
     status: Mapped[str] = mapped_column(String(16))
-    retire_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    retire_after: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class RevokedTokenRow(Base):
@@ -56,7 +56,7 @@ class ClientKeyRow(Base):
     __tablename__ = "client_keys"
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id"), primary_key=True)
     public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
-    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    added_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class UsedAssertionRow(Base):

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from exchange.crypto import FieldCrypto, KeyInfo
+from exchange.crypto.errors import KekNotFound
 from exchange.errors import Forbidden, InvalidInput, NotFound
 from exchange.identity.tokens import Principal
 from gateway.auth import require, services
@@ -72,10 +73,13 @@ def _visible(who: Principal, keys: list[KeyInfo]) -> list[KeyInfo]:
     return keys if who.has("admin") else [k for k in keys if k.owner == who.department]
 
 
-def _check_topic(svc: Services, who: Principal, topic: str) -> None:
-    """The topic must have keys the caller manages; otherwise it looks absent."""
-    if not _visible(who, _crypto(svc).keys.list_keys(topic)):
+def _check_topic(svc: Services, who: Principal, topic: str, field: str | None = None) -> None:
+    """The topic (and field) must have keys the caller manages; otherwise it looks absent."""
+    keys = _visible(who, _crypto(svc).keys.list_keys(topic))
+    if not keys:
         raise NotFound(f"no keys for topic {topic}")
+    if field is not None and not any(k.field == field for k in keys):
+        raise NotFound(f"topic {topic} has no keys for field {field}")
 
 
 @router.get("/v1/keys", response_model=list[KeyOut])
@@ -93,7 +97,7 @@ async def rotate(
     body: RotateIn, who: Principal = Depends(manager), svc: Services = Depends(services)
 ) -> list[KeyOut]:
     def run() -> list[KeyInfo]:
-        _check_topic(svc, who, body.topic)
+        _check_topic(svc, who, body.topic, body.field)
         return _crypto(svc).keys.rotate(body.topic, body.field, actor=who.client_id)
 
     return [_out(k) for k in await run_in_threadpool(run)]
@@ -107,7 +111,7 @@ async def shred(
         raise InvalidInput("before must carry a time zone (e.g. 2026-01-01T00:00:00Z)")
 
     def run() -> int:
-        _check_topic(svc, who, body.topic)
+        _check_topic(svc, who, body.topic, body.field)
         return _crypto(svc).keys.shred(body.topic, body.field, body.before, actor=who.client_id)
 
     return ShredOut(topic=body.topic, shredded=await run_in_threadpool(run))
@@ -119,8 +123,20 @@ async def rotate_kek(
 ) -> KekRotateOut:
     if not who.has("admin") and who.department != department:
         raise Forbidden(f"may not rotate the KEK of {department}")
-    n = await run_in_threadpool(_crypto(svc).keys.rotate_kek, department, actor=who.client_id)
-    return KekRotateOut(department=department, rewrapped=n)
+    keys = _crypto(svc).keys
+
+    def run() -> int:
+        svc.identity.get_department(department)  # unknown: 404
+        try:
+            return keys.rotate_kek(department, actor=who.client_id)
+        except KekNotFound:
+            if any(k.owner == department for k in keys.list_keys()):
+                raise  # its keys refer to a KEK the KMS lacks: the server's fault (503)
+            raise NotFound(
+                f"department {department} has no KEK yet (made with its first sealed field)"
+            ) from None
+
+    return KekRotateOut(department=department, rewrapped=await run_in_threadpool(run))
 
 
 @router.get("/v1/kms/metrics")

@@ -6,7 +6,6 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, status
@@ -16,17 +15,20 @@ from starlette.concurrency import run_in_threadpool
 
 from dataplane import cursor as cursors
 from dataplane.cursor import Offsets
-from dataplane.loop import RECHECK_S
+from dataplane.fanout import LiveBatch
+from dataplane.loop import RECHECK_S, Step
 from dataplane.store import Subscription
 from dataplane.webhooks import check_webhook_url, new_webhook_secret
 from exchange.auditing import AuditRecord
-from exchange.errors import ExchangeError, Forbidden, InvalidInput, NotFound
+from exchange.errors import ExchangeError, Forbidden, NotFound
 from exchange.identity.tokens import Principal
 from gateway.auth import require, services
 from gateway.container import Services
+from gateway.streams import HeldStream
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 KEEPALIVE_S = 15.0
+INLINE_RECORDS = 32  # live batches up to this size are encoded on the event loop
 
 
 class WebhookIn(BaseModel):
@@ -114,11 +116,7 @@ def _resolve_start(svc: Services, topic: str, start: str) -> Offsets:
         return {}
     if start == "latest":
         return dict(pool.end_offsets(topic))
-    try:
-        ts = datetime.fromisoformat(start.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise InvalidInput("start must be 'earliest', 'latest' or an ISO-8601 timestamp") from exc
-    return dict(pool.offsets_for_time(topic, int(ts.timestamp() * 1000)))
+    return dict(pool.offsets_for_time(topic, cursors.start_time_ms(start)))
 
 
 @router.post(
@@ -303,11 +301,38 @@ async def stream(
     last = request.headers.get("last-event-id")
     start = cursors.decode(_cursor_key(svc), sub.id, last) if last else sub.cursor
     await run_in_threadpool(svc.deliverer.ensure_allowed, sub, who.client_id)
-    return StreamingResponse(
+    release = svc.streams.acquire(who.client_id)  # 429 beyond the per-client cap
+    return HeldStream(
         _events(svc, sub, who, start, request),
+        release=release,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+def _page_events(step: Step, pos: Offsets, key: bytes, sub_id: str) -> list[bytes]:
+    """A catch-up page as events, each with the cursor after it (advances ``pos``)."""
+    by_offset = {(r["partition"], r["offset"]): r for r in step.rendered.records}
+    out = []
+    for r in step.records:
+        pos[r.partition] = max(pos.get(r.partition, 0), r.offset + 1)
+        rec = by_offset.get((r.partition, r.offset))
+        if rec is not None:
+            out.append(_sse("record", rec, cursors.encode(key, sub_id, pos)))
+    return out
+
+
+def _live_events(live: LiveBatch, pos: Offsets, key: bytes, sub_id: str) -> list[bytes]:
+    """A live batch (rendered once for the group) as this stream's events (advances ``pos``)."""
+    out = []
+    for r in live.records:
+        if r.offset < pos.get(r.partition, 0):
+            continue
+        pos[r.partition] = r.offset + 1
+        item = live.items.get((r.partition, r.offset))
+        if item is not None:
+            out.append(_sse_raw("record", item, cursors.encode(key, sub_id, pos)))
+    return out
 
 
 def _sse(event: str, data: Any, event_id: str | None = None) -> bytes:
@@ -346,21 +371,19 @@ async def _events(
                     if not await allowed():
                         yield _sse("revoked", {"subscription": sub.id})
                         return
-                    step = await svc.delivery.step(
-                        sub,
-                        who.client_id,
-                        "sse",
-                        pos,
-                        max_records=500,
-                        wait_ms=200,
-                        until=live_from,
-                    )
-                    by_offset = {(r["partition"], r["offset"]): r for r in step.rendered.records}
-                    for r in step.records:
-                        pos[r.partition] = max(pos.get(r.partition, 0), r.offset + 1)
-                        rec = by_offset.get((r.partition, r.offset))
-                        if rec is not None:
-                            yield _sse("record", rec, cursors.encode(key, sub.id, pos))
+                    async with svc.streams.work(who.client_id):  # a fair share of threads
+                        step = await svc.delivery.step(
+                            sub,
+                            who.client_id,
+                            "sse",
+                            pos,
+                            max_records=500,
+                            wait_ms=200,
+                            until=live_from,
+                        )
+                        events = await asyncio.to_thread(_page_events, step, pos, key, sub.id)
+                    for event in events:
+                        yield event
                     pos = {**pos, **step.next_offsets}
                     last_check = last_send = time.monotonic()
                 while not member.overflowed:
@@ -379,13 +402,13 @@ async def _events(
                         live = await asyncio.wait_for(member.queue.get(), timeout=RECHECK_S)
                     except TimeoutError:
                         continue
-                    for r in live.records:
-                        if r.offset < pos.get(r.partition, 0):
-                            continue
-                        pos[r.partition] = r.offset + 1
-                        item = live.items.get((r.partition, r.offset))
-                        if item is not None:
-                            yield _sse_raw("record", item, cursors.encode(key, sub.id, pos))
+                    if len(live.records) > INLINE_RECORDS:  # a burst: encode it off the loop
+                        async with svc.streams.work(who.client_id):
+                            events = await asyncio.to_thread(_live_events, live, pos, key, sub.id)
+                    else:
+                        events = _live_events(live, pos, key, sub.id)
+                    for event in events:
+                        yield event
                     last_send = time.monotonic()
             finally:
                 group.leave(member)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import struct
 from typing import Annotated, Any, Literal
@@ -17,6 +16,8 @@ from dataplane.publish import Batch, FramedRecord, NewRecord
 from exchange.auditing import AuditRecord
 from exchange.errors import Conflict, Forbidden, InvalidInput
 from exchange.identity.tokens import Principal
+from exchange.kafka.names import collision
+from gateway import jsoncheck
 from gateway.auth import principal, services
 from gateway.container import Services
 from gateway.errors import problem
@@ -61,7 +62,7 @@ class RecordIn(BaseModel):
 
 class PublishIn(BaseModel):
     records: list[RecordIn] = Field(min_length=1)
-    schema_version: int | Literal["latest"] = "latest"
+    schema_version: Annotated[int, Field(strict=True, ge=1)] | Literal["latest"] = "latest"
 
 
 class OffsetOut(BaseModel):
@@ -131,6 +132,14 @@ def _create(svc: Services, body: TopicIn) -> Any:
     from consent.domain import CatalogEntry
 
     catalog = svc.catalog
+    known = [e.topic for e in catalog.search()] + svc.kafka.list_topics()
+    if clash := collision(body.name, known):
+        raise Conflict(
+            f"topic {body.name} clashes with existing topic {clash}: Kafka treats '.' and '_' "
+            "in topic names as the same character",
+            code="topic_name_clash",
+            clashes_with=clash,
+        )
     entry = catalog.create(
         CatalogEntry(
             topic=body.name,
@@ -218,11 +227,7 @@ async def publish(
     publisher = svc.publisher
     # Authorised before the body is read: a stranger's upload is not even received.
     entry = await run_in_threadpool(publisher.authorize, who, topic)
-    body = await _read_limited(request, svc.settings.max_body_bytes)
-    if body is None:
-        return problem(
-            413, "payload_too_large", f"request body exceeds {svc.settings.max_body_bytes} bytes"
-        )
+    body = await request.body()  # the size limit is enforced as it streams (gateway.limits)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == AVRO_CONTENT_TYPE:
         batch = Batch(_frames(body))
@@ -250,25 +255,8 @@ async def publish(
     return JSONResponse(result, headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 
-async def _read_limited(request: Request, limit: int) -> bytes | None:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _json_body(body: bytes) -> PublishIn:
-    try:
-        raw = json.loads(body)
-    except ValueError as exc:
-        raise InvalidInput(f"body is not valid JSON: {exc}") from exc
+    raw = jsoncheck.loads(body)
     if fast := _fast_shape(raw):
         return fast
     try:
@@ -288,7 +276,7 @@ def _fast_shape(raw: Any) -> PublishIn | None:
     records, version = raw.get("records"), raw.get("schema_version", "latest")
     if not isinstance(records, list) or not records:
         return None
-    if not (version == "latest" or (isinstance(version, int) and not isinstance(version, bool))):
+    if not (version == "latest" or (type(version) is int and version >= 1)):
         return None
     out: list[RecordIn] = []
     for r in records:

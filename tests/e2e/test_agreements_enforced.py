@@ -252,10 +252,16 @@ def test_a_revoked_consent_withholds_that_subjects_later_records_only(
 
 
 def test_revocation_stops_webhook_delivery_within_2s(
-    conditional: Scenario, gateway: ThreadGateway, admin: ExchangeClient
+    conditional: Scenario,
+    gateway: ThreadGateway,
+    admin: ExchangeClient,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from dataplane.egress import EgressPolicy
     from tests.e2e.test_webhooks import Receiver, wait_for
 
+    # The receivers listen on loopback: the local-development switch, for this test only.
+    monkeypatch.setattr(gateway.services.webhooks, "policy", EgressPolicy(allow_loopback=True))
     s = conditional
     revoked_id = grant(s, ["name"])
     # a second consumer department keeps its agreement: the control that proves delivery runs
