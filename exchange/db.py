@@ -16,10 +16,10 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import DateTime, Dialect, Engine, TypeDecorator, create_engine, event, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError, StatementError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-from exchange.errors import DependencyUnavailable
+from exchange.errors import DependencyUnavailable, InvalidInput
 
 _ROOT = Path(__file__).resolve().parent.parent
 # Each entry owns one Alembic branch (label = last path part) in ``<dir>/migrations/versions``.
@@ -32,6 +32,9 @@ MIGRATION_DIRS = (
     "consent",
     "audit",
 )
+
+
+_UNSTORABLE = (OverflowError, UnicodeEncodeError)
 
 
 class Base(DeclarativeBase):
@@ -114,6 +117,12 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.commit()
     except SQLAlchemyError as exc:
         session.rollback()
+        if isinstance(exc, StatementError) and isinstance(exc.orig, _UNSTORABLE):
+            # a value that cannot be bound (a date beyond year 9999 in UTC, a huge integer):
+            # the caller's input, not an outage
+            raise InvalidInput(
+                "a value in the request cannot be stored: out of range or not valid text"
+            ) from None
         raise DependencyUnavailable("control-plane database unavailable") from exc
     except BaseException:
         session.rollback()

@@ -3,8 +3,9 @@
 - Body size: refused with 413 by the declared Content-Length, or while counting the bytes of
   a streamed body. Bulk routes (publish) have their own, larger limit.
 - JSON shape: every other route's body is read here (it is small), and JSON that would break
-  later code — nesting deeper than :data:`gateway.jsoncheck.MAX_DEPTH`, lone surrogates — is
-  refused with 422. The publish route checks its (large) body itself with the same module.
+  later code (nesting deeper than :data:`gateway.jsoncheck.MAX_DEPTH`, lone surrogates,
+  numbers that are not finite) is refused with 422. The publish route checks its (large)
+  body itself with the same module.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def _json_problem(body: bytes) -> InvalidInput | None:
         return None
     try:
         jsoncheck.loads(body)
-    except (jsoncheck.TooDeep, jsoncheck.InvalidText) as exc:
+    except jsoncheck.Unacceptable as exc:
         return exc
     except InvalidInput:
         return None

@@ -7,6 +7,7 @@ end offsets, which also move for an aborted transaction, are unchanged), no row.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 
 from exchange.client import ExchangeClient
 from tests.support.gateway import ThreadGateway
-from tests.support.scenario import Scenario, build, grant, person
+from tests.support.scenario import Scenario, build, grant, new_client, person
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
@@ -120,6 +121,19 @@ def test_lone_surrogates_are_422_and_nothing_is_published(
     r = raw_publish(s, b'{"records":[' + body + b"]}")
     assert r.status_code == 422, r.text
     assert r.json()["code"] == "invalid_unicode"
+    assert ends(gateway, s.topic) == before
+
+
+@pytest.mark.parametrize("number", [b"1e999", b"NaN", b"-Infinity"])
+def test_numbers_that_are_not_finite_are_422_and_nothing_is_published(
+    s: Scenario, gateway: ThreadGateway, number: bytes
+) -> None:
+    value = json.dumps(person(1)).encode().replace(b"1001.5", number)
+    assert number in value
+    before = ends(gateway, s.topic)
+    r = raw_publish(s, b'{"records":[{"key":"a","value":' + value + b"}]}")
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "invalid_number"
     assert ends(gateway, s.topic) == before
 
 
@@ -230,3 +244,27 @@ def test_every_non_publish_route_has_a_body_limit(
     assert limit < len(body) < gateway.settings.max_body_bytes
     r = raw_publish(s, body)
     assert r.status_code == 413 and r.json()["code"] == "batch_too_large"  # not the byte limit
+
+
+@pytest.mark.parametrize("valid_until", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+def test_an_instant_beyond_the_utc_range_is_422_not_an_outage(
+    s: Scenario, gateway: ThreadGateway, admin: ExchangeClient, valid_until: str
+) -> None:
+    dept = f"edu-{uuid.uuid4().hex[:6]}"
+    admin.call("POST", "/v1/departments", json={"id": dept, "name": "Edu", "level": "city"})
+    asker = new_client(admin, gateway.url, dept, ["subscriber"])
+    r = asker.request(
+        "POST",
+        "/v1/agreements",
+        json={
+            "topic": s.topic,
+            "fields": ["name"],
+            "purpose": "p",
+            "legal_basis": "l",
+            "valid_from": "2020-01-01T00:00:00Z",
+            "valid_until": valid_until,
+        },
+    )
+    assert r.status_code == 422, r.text
+    assert asker.call("GET", "/v1/agreements") == []
+    asker.close()

@@ -54,3 +54,21 @@ def test_every_model_timestamp_uses_the_aware_type() -> None:
         if isinstance(c.type, DateTime)
     ]
     assert plain == [], "use exchange.db.UtcDateTime for timestamps"
+
+
+def test_an_instant_beyond_utc_range_is_invalid_input_not_an_outage(tmp_path: Path) -> None:
+    import pytest
+    from sqlalchemy.orm import sessionmaker
+
+    from exchange.db import transaction
+    from exchange.errors import InvalidInput
+
+    engine = create_engine(f"sqlite:///{tmp_path / 't.db'}")
+    _Base.metadata.create_all(engine)
+    sessions = sessionmaker(engine)
+    for text in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"):
+        with pytest.raises(InvalidInput), transaction(sessions) as s:
+            s.add(Stamp(id=1, at=datetime.fromisoformat(text)))
+    with transaction(sessions) as s:
+        assert s.scalars(select(Stamp)).all() == []
+    engine.dispose()

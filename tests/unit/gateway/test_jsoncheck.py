@@ -8,7 +8,7 @@ import pytest
 
 from exchange.errors import InvalidInput
 from gateway import jsoncheck
-from gateway.jsoncheck import MAX_DEPTH, InvalidText, TooDeep
+from gateway.jsoncheck import MAX_DEPTH, InvalidNumber, InvalidText, TooDeep
 
 
 def nested(depth: int, leaf: str = "1") -> bytes:
@@ -63,3 +63,17 @@ def test_not_json_is_invalid_input() -> None:
     assert not isinstance(exc.value, TooDeep | InvalidText)
     with pytest.raises(InvalidInput):
         jsoncheck.loads(b"\xff\xfe")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"x": NaN}', b'{"x": Infinity}', b"[-Infinity]", b'{"x": 1e999}', b'{"x": -1E+400}',
+     b'{"x": 1' + b"0" * 400 + b'.5}'],
+)  # fmt: skip
+def test_numbers_that_are_not_finite_are_refused(body: bytes) -> None:
+    with pytest.raises(InvalidNumber):
+        jsoncheck.loads(body)
+
+
+def test_large_but_finite_numbers_pass() -> None:
+    assert jsoncheck.loads(b'{"x": 1e300, "y": "e999 in a string", "z": 12345678901234567890}')
