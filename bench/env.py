@@ -135,6 +135,8 @@ GATEWAY_ENV = {
     "EXCHANGE_RATE_LIMIT_BURST": "40000",
     "EXCHANGE_TOKEN_TTL_SECONDS": "3600",
     "EXCHANGE_KAFKA_CLIENT": KAFKA_CLIENT,
+    # the fan-out bench opens every stream with one client's token (default cap: 20)
+    "EXCHANGE_SSE_STREAMS_PER_CLIENT": "5000",
 }
 
 
