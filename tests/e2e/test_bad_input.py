@@ -268,3 +268,16 @@ def test_an_instant_beyond_the_utc_range_is_422_not_an_outage(
     assert r.status_code == 422, r.text
     assert asker.call("GET", "/v1/agreements") == []
     asker.close()
+
+
+def test_numbers_beyond_what_storage_holds_are_4xx(s: Scenario) -> None:
+    huge = 10**30
+    for path in (
+        f"/registry/schemas/ids/{huge}",
+        f"/registry/subjects/{s.subject}/versions/{huge}",
+    ):
+        r = s.publisher.request("GET", path)
+        assert 400 <= r.status_code < 500, (path, r.text)
+    body = {"records": [{"key": "a", "value": person(1)}], "schema_version": 2**63}
+    r = s.publisher.request("POST", f"/v1/topics/{s.topic}/records", json=body)
+    assert r.status_code == 422, r.text
