@@ -52,9 +52,7 @@ class AgreementRow(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     decided_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # Set when the admin was told the request is overdue (so it is told once).
-    overdue_flagged_at: Mapped[datetime | None] = mapped_column(
-        UtcDateTime(), nullable=True
-    )
+    overdue_flagged_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
