@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from dataplane.idempotency import request_digest
 from dataplane.publish import Batch, FramedRecord, NewRecord
 from exchange.auditing import AuditRecord
-from exchange.errors import Conflict, Forbidden, InvalidInput
+from exchange.errors import Conflict, ExchangeError, Forbidden, InvalidInput
 from exchange.identity.tokens import Principal
 from exchange.kafka.names import collision
 from gateway import jsoncheck
@@ -132,14 +132,7 @@ def _create(svc: Services, body: TopicIn) -> Any:
     from consent.domain import CatalogEntry
 
     catalog = svc.catalog
-    known = [e.topic for e in catalog.search()] + svc.kafka.list_topics()
-    if clash := collision(body.name, known):
-        raise Conflict(
-            f"topic {body.name} clashes with existing topic {clash}: Kafka treats '.' and '_' "
-            "in topic names as the same character",
-            code="topic_name_clash",
-            clashes_with=clash,
-        )
+    _refuse_clash(body.name, [e.topic for e in catalog.search()] + svc.kafka.list_topics())
     entry = catalog.create(
         CatalogEntry(
             topic=body.name,
@@ -161,8 +154,23 @@ def _create(svc: Services, body: TopicIn) -> Any:
         pass  # the Kafka topic outlived an earlier catalog entry: reuse it
     except Exception:
         catalog.delete(body.name)
+        try:
+            known = svc.kafka.list_topics()
+        except ExchangeError:
+            known = []
+        _refuse_clash(body.name, known)  # lost a race to a clashing topic: say so
         raise
     return entry
+
+
+def _refuse_clash(name: str, existing: list[str]) -> None:
+    if clash := collision(name, existing):
+        raise Conflict(
+            f"topic {name} clashes with existing topic {clash}: Kafka treats '.' and '_' "
+            "in topic names as the same character",
+            code="topic_name_clash",
+            clashes_with=clash,
+        )
 
 
 @router.get("/v1/topics/{topic}", response_model=TopicOut)

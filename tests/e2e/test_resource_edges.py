@@ -112,3 +112,23 @@ def test_every_timestamp_the_api_returns_has_an_offset(s: Scenario, admin: Excha
     assert naive == []
     created = admin.call("GET", f"/v1/catalog/{s.topic}")["created_at"]
     assert created.endswith(("Z", "+00:00"))
+
+
+def test_a_clash_that_appears_after_the_check_is_still_409(
+    s: Scenario, admin: ExchangeClient, gateway: ThreadGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another tool creates the clashing topic between our check and Kafka's create."""
+    tag = uuid.uuid4().hex[:6]
+    kafka = gateway.services.kafka
+    kafka.create_topic(f"{s.owner}.{tag}r_ace", 1)
+    real, calls = kafka.list_topics, []
+
+    def blind_once() -> list[str]:
+        calls.append(1)
+        return [] if len(calls) == 1 else real()
+
+    monkeypatch.setattr(kafka, "list_topics", blind_once)
+    r = _topic(admin, s.owner, f"{s.owner}.{tag}r.ace")
+    assert r.status_code == 409, r.text
+    assert r.json()["clashes_with"] == f"{s.owner}.{tag}r_ace"
+    assert admin.request("GET", f"/v1/catalog/{s.owner}.{tag}r.ace").status_code == 404
