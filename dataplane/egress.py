@@ -141,8 +141,10 @@ def refusal(ip: IPAddress, policy: EgressPolicy) -> str | None:
     return None
 
 
-async def resolve_target(target: Target, policy: EgressPolicy, resolver: Resolver) -> IPAddress:
-    """Resolve once, refuse if *any* address is refused, return the address to connect to."""
+async def resolve_target(
+    target: Target, policy: EgressPolicy, resolver: Resolver
+) -> list[IPAddress]:
+    """Resolve once; refuse if *any* address is refused; the addresses to connect to."""
     if target.literal is not None:
         addresses = [target.literal]
     else:
@@ -152,7 +154,7 @@ async def resolve_target(target: Target, policy: EgressPolicy, resolver: Resolve
     for ip in addresses:
         if refusal(ip, policy):
             raise RefusedTarget("webhook address refused")
-    return addresses[0]
+    return addresses
 
 
 async def system_resolver(host: str, port: int) -> list[IPAddress]:

@@ -207,27 +207,28 @@ class WebhookDispatcher:
 
     async def _attempt(self, target: Target, secret: str, body: bytes) -> str | None:
         try:
-            ip = await resolve_target(target, self.policy, self.resolver)
+            addresses = await resolve_target(target, self.policy, self.resolver)
         except RefusedTarget:
             return "refused_address"
         except (OSError, TimeoutError, UnicodeError):
             return "unreachable"  # resolution failed
-        url = httpx.URL(target.url).copy_with(host=str(ip))
-        try:
-            r = await self.client.post(
-                url,
-                content=body,
-                headers={
-                    "Host": target.host_header,
-                    "Content-Type": "application/json",
-                    SIGNATURE_HEADER: sign(secret, body),
-                },
-                extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
-            )
-        except httpx.TimeoutException:
-            return "timeout"
-        except (httpx.HTTPError, OSError, ValueError):
-            return "unreachable"
-        if 200 <= r.status_code < 300:
-            return None
-        return f"http_status:{r.status_code}"
+        for ip in addresses:  # each one checked; the next only if this one cannot connect
+            try:
+                r = await self.client.post(
+                    httpx.URL(target.url).copy_with(host=str(ip)),
+                    content=body,
+                    headers={
+                        "Host": target.host_header,
+                        "Content-Type": "application/json",
+                        SIGNATURE_HEADER: sign(secret, body),
+                    },
+                    extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
+                )
+            except httpx.ConnectError:
+                continue
+            except httpx.TimeoutException:
+                return "timeout"
+            except (httpx.HTTPError, OSError, ValueError):
+                return "unreachable"
+            return None if 200 <= r.status_code < 300 else f"http_status:{r.status_code}"
+        return "unreachable"  # no address would connect

@@ -172,11 +172,11 @@ def test_every_resolved_address_is_checked() -> None:
             asyncio.run(resolve_target(target, STRICT, FakeResolver(answers)))
 
 
-def test_the_checked_address_is_the_one_returned_and_resolved_once() -> None:
+def test_the_checked_addresses_are_the_ones_returned_and_resolved_once() -> None:
     target = check_url("https://hooks.gov.example/x", STRICT)
     resolver = FakeResolver(["93.184.216.34", "93.184.216.35"])
-    ip = asyncio.run(resolve_target(target, STRICT, resolver))
-    assert str(ip) == "93.184.216.34" and resolver.calls == 1
+    ips = asyncio.run(resolve_target(target, STRICT, resolver))
+    assert [str(ip) for ip in ips] == ["93.184.216.34", "93.184.216.35"] and resolver.calls == 1
     assert target.host_header == "hooks.gov.example"
     assert check_url("https://h.gov.example:8443/", STRICT).host_header == "h.gov.example:8443"
 

@@ -137,3 +137,10 @@ def test_a_stored_url_that_breaks_todays_rules_is_never_sent() -> None:
             await d.client.aclose()
 
     assert asyncio.run(run()) == "invalid_url"
+
+
+def test_the_next_checked_address_is_tried_when_one_cannot_connect(receiver: Receiver) -> None:
+    dns = Dns({"hooks.test": ["::1", "127.0.0.1"]})  # nothing listens on ::1 at this port
+    target = Target(f"http://hooks.test:{receiver.port}/hook", "http", "hooks.test", receiver.port)
+    assert attempt(DEV, dns, target) is None
+    assert dns.asked == ["hooks.test"] and receiver.hosts == [f"hooks.test:{receiver.port}"]
