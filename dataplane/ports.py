@@ -7,12 +7,13 @@ real catalog, agreements, consents, registry and field crypto.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from consent.domain import CatalogEntry, ConsentRef, Grant
 from exchange.crypto.fields import OpenedRecord
+from exchange.kafka.client import OutRecord, Position
 from schemas.registry import SchemaVersion, StoredSchema
 
 
@@ -82,3 +83,14 @@ class SealerPort(Protocol):
         fields: dict[str, Any],
         granted: set[str],
     ) -> OpenedRecord: ...
+
+
+class TransactionsPort(Protocol):
+    """The part of the Kafka port the group committer needs: one transaction over several
+    (topic, records) parts, with a hook that runs while it is open and aborts it by raising."""
+
+    def publish_transaction(
+        self,
+        parts: Sequence[tuple[str, Sequence[OutRecord]]],
+        before_commit: Callable[[list[list[Position]]], None] | None = None,
+    ) -> list[list[Position]]: ...

@@ -1,4 +1,5 @@
-"""The publish path: authorise, validate, seal, encode, one Kafka transaction, audit.
+"""The publish path: authorise, validate, seal, encode, then a group commit (one Kafka
+transaction and one audit append shared with concurrent requests).
 
 No HTTP here: the route parses the request and maps errors; this decides and does. The
 collaborators are small ports (:mod:`dataplane.ports`), so this runs against fakes in unit
@@ -7,7 +8,6 @@ tests and against the real registry, catalog, KMS and broker everywhere else.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
@@ -18,10 +18,11 @@ from typing import Any
 from consent.domain import CatalogEntry
 from dataplane.cursor import offset_ranges
 from dataplane.fields import get_path, sensitive_paths, subject_paths
+from dataplane.group_commit import GroupCommitter
 from dataplane.idempotency import IdempotencyStore
 from dataplane.ports import CatalogPort, SchemasPort, SealerPort
 from exchange import wire
-from exchange.auditing import AuditRecord, AuditSink
+from exchange.auditing import AuditRecord
 from exchange.avro_validation import problems
 from exchange.crypto.sealing import completed
 from exchange.crypto.sealing import sealed_fields as sealed_types
@@ -30,11 +31,10 @@ from exchange.errors import (
     ExchangeError,
     Forbidden,
     InvalidInput,
-    KafkaUnavailable,
     NotFound,
 )
 from exchange.identity.tokens import Principal
-from exchange.kafka.port import KafkaPort, OutRecord, Position
+from exchange.kafka.port import OutRecord, Position
 from schemas.sealing_rules import sealed_form
 
 SCHEMA_ID_HEADER = "exchange.schema_id"
@@ -90,15 +90,13 @@ class Publisher:
         schemas: SchemasPort,
         catalog: CatalogPort,
         sealer: SealerPort | None,
-        kafka: KafkaPort,
-        audit: AuditSink,
+        committer: GroupCommitter,
         idempotency: IdempotencyStore,
     ) -> None:
         self.schemas = schemas
         self.catalog = catalog
         self.sealer = sealer
-        self.kafka = kafka
-        self.audit = audit
+        self.committer = committer
         self.idempotency = idempotency
         self._plans: dict[int, SealedPlan] = {}
         self._latest: dict[str, tuple[int, float]] = {}
@@ -297,21 +295,8 @@ class Publisher:
                 outcome="ok" if kind == "record.published" else "error",
             )
 
-        staged: list[Position] = []
-
-        def audit_first(positions: list[Position]) -> None:
-            # Durable before the records become visible: if the audit log cannot take it, the
-            # transaction is aborted and the client gets 503 with nothing published.
-            staged.extend(positions)
-            self.audit.append(event("record.published", positions))
-
-        try:
-            positions = self.kafka.publish_atomically(entry.topic, out, audit_first)
-        except KafkaUnavailable:
-            if staged:  # audited, then the commit failed: say so in the log too
-                with contextlib.suppress(ExchangeError):
-                    self.audit.append(event("record.publish_aborted", staged))
-            raise
+        # Shares one Kafka transaction and one audit append with concurrent requests.
+        positions = self.committer.commit(entry.topic, out, event)
         return {
             "topic": entry.topic,
             "schema_id": plain_id,

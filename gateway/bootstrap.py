@@ -25,6 +25,7 @@ from consent.signing import ConsentSigner
 from dataplane.delivery import Deliverer
 from dataplane.egress import EgressPolicy
 from dataplane.fanout import GroupRegistry
+from dataplane.group_commit import GroupCommitter
 from dataplane.hub import HubRegistry
 from dataplane.idempotency import IdempotencyStore
 from dataplane.loop import DeliveryLoop
@@ -106,8 +107,7 @@ def build_services(
         schemas=registry,
         catalog=catalog,
         sealer=crypto,
-        kafka=kafka,
-        audit=sink,
+        committer=GroupCommitter(kafka, sink),
         idempotency=IdempotencyStore(sessions),
     )
     subscriptions = SubscriptionStore(sessions)

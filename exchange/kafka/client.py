@@ -14,15 +14,31 @@ from collections.abc import Callable, Sequence
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from kafka.errors import (
+    CorruptRecordError,
+    InvalidRecordError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
 
-from exchange.errors import Conflict, KafkaUnavailable, NotFound
+from exchange.errors import Conflict, InvalidInput, KafkaUnavailable, NotFound
 from exchange.kafka.port import InRecord, OutRecord, Position, topic_config
 
 # The value types live in the port; re-exported for callers not yet switched to it.
 __all__ = ["InRecord", "KafkaAdapter", "OutRecord", "Position", "TopicReader"]
 
 log = logging.getLogger(__name__)
+
+# Record-level refusals: retrying cannot help, and they are one sender's doing, not an outage.
+_REFUSED = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    InvalidRecordError,
+    CorruptRecordError,
+)
 
 
 class KafkaAdapter:
@@ -158,23 +174,46 @@ class KafkaAdapter:
         ``before_commit`` gets the records' positions while the transaction is still open; if
         it raises, the transaction is aborted and nothing becomes visible (used to make the
         audit event durable before the records are)."""
-        self._require_topic(topic)
+        hook = None if before_commit is None else (lambda parts: before_commit(parts[0]))
+        return self.publish_transaction([(topic, records)], hook)[0]
+
+    def publish_transaction(
+        self,
+        parts: Sequence[tuple[str, Sequence[OutRecord]]],
+        before_commit: Callable[[list[list[Position]]], None] | None = None,
+    ) -> list[list[Position]]:
+        """Write several (topic, records) parts in one Kafka transaction: all or nothing.
+
+        Returns each part's positions in order; ``before_commit`` gets them while the
+        transaction is open and aborts it by raising (group commit: many requests, one
+        transaction, one audit append)."""
+        for name in dict.fromkeys(t for t, _ in parts):
+            self._require_topic(name)
         with self._tx_slots:
             with self._lock:
                 producer = self._tx_idle.pop() if self._tx_idle else None
             producer = producer or self._new_transactional()
             healthy = True
+            topic = parts[0][0] if parts else ""
             try:
                 producer.begin_transaction()
-                futures = [
-                    producer.send(topic, value=r.value, key=r.key, headers=list(r.headers))
-                    for r in records
-                ]
+                futures = []
+                for topic, records in parts:
+                    futures.append(
+                        [
+                            producer.send(topic, value=r.value, key=r.key, headers=list(r.headers))
+                            for r in records
+                        ]
+                    )
                 producer.flush()
-                metas = [f.get(timeout=self.timeout_ms / 1000) for f in futures]
+                positions: list[list[Position]] = []
+                for (part_topic, _), fs in zip(parts, futures, strict=True):
+                    topic = part_topic  # named in the error if this part fails
+                    metas = [f.get(timeout=self.timeout_ms / 1000) for f in fs]
+                    positions.append([Position(m.partition, m.offset) for m in metas])
                 if before_commit is not None:
                     try:
-                        before_commit([Position(m.partition, m.offset) for m in metas])
+                        before_commit(positions)
                     except BaseException:
                         healthy = self._abort(producer)
                         raise
@@ -182,6 +221,13 @@ class KafkaAdapter:
             except UnknownTopicOrPartitionError as exc:
                 healthy = self._abort(producer)
                 raise NotFound(f"Kafka topic {topic} does not exist") from exc
+            except _REFUSED as exc:
+                # The broker refuses these records whatever we retry: the sender's fault.
+                healthy = self._abort(producer)
+                raise InvalidInput(
+                    f"Kafka refused a record for {topic}: {type(exc).__name__}",
+                    code="record_refused",
+                ) from exc
             except KafkaError as exc:
                 healthy = self._abort(producer)
                 raise KafkaUnavailable(f"publishing to {topic} failed: {exc}") from exc
@@ -191,7 +237,7 @@ class KafkaAdapter:
                         self._tx_idle.append(producer)
                     elif producer in self._tx_all:
                         self._tx_all.remove(producer)
-        return [Position(m.partition, m.offset) for m in metas]
+        return positions
 
     def _abort(self, producer: KafkaProducer) -> bool:
         """Abort the open transaction; False if the producer is broken (fenced, closed)."""

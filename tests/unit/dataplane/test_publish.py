@@ -90,7 +90,7 @@ def test_audit_outage_means_nothing_is_written(w: World) -> None:
     def down(_: object) -> None:
         raise DependencyUnavailable("audit log unavailable")
 
-    w.audit.append = down  # type: ignore[method-assign]
+    w.audit.append_many = down  # type: ignore[method-assign]
     with pytest.raises(DependencyUnavailable):
         w.publisher.publish(PUBLISHER, entry, Batch([NewRecord(None, person(1))]))
     assert entry.topic not in w.kafka.logs

@@ -5,6 +5,8 @@ Kafka port, the audit sink and the grant/consent ports, which the tests set dire
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -14,6 +16,7 @@ from typing import Any
 from consent.catalog import Catalog
 from consent.domain import CatalogEntry, ConsentRef, ConsentStatus, Grant
 from dataplane.delivery import Deliverer
+from dataplane.group_commit import GroupCommitter
 from dataplane.idempotency import IdempotencyStore
 from dataplane.publish import Publisher
 from dataplane.store import Subscription
@@ -21,7 +24,7 @@ from exchange.auditing import MemoryAuditSink
 from exchange.crypto import FieldCrypto, build_field_crypto
 from exchange.crypto.kms_memory import MemoryKms
 from exchange.db import make_engine, migrate, session_factory
-from exchange.errors import KafkaUnavailable
+from exchange.errors import KafkaUnavailable, NotFound
 from exchange.identity.service import IdentityService
 from exchange.identity.tokens import Principal
 from exchange.kafka.port import InRecord, OutRecord, Position
@@ -32,11 +35,17 @@ NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 
 class FakeKafka:
-    """The Kafka port in memory: one partition per topic, transactions all-or-nothing."""
+    """The Kafka port in memory: one partition per topic, transactions all-or-nothing and one
+    at a time (like a transactional producer). ``missing`` topics raise NotFound; ``delay_s``
+    keeps each transaction open that long so concurrent requests pile up behind it."""
 
     def __init__(self) -> None:
         self.logs: dict[str, list[OutRecord]] = {}
         self.fail_commit = False
+        self.missing: set[str] = set()
+        self.delay_s = 0.0
+        self.transactions: list[list[str]] = []  # topics of each attempted transaction
+        self._lock = threading.Lock()
 
     def publish_atomically(
         self,
@@ -44,14 +53,34 @@ class FakeKafka:
         records: Sequence[OutRecord],
         before_commit: Callable[[list[Position]], None] | None = None,
     ) -> list[Position]:
-        log = self.logs.setdefault(topic, [])
-        positions = [Position(0, len(log) + i) for i in range(len(records))]
-        if before_commit is not None:
-            before_commit(positions)
-        if self.fail_commit:
-            raise KafkaUnavailable("commit failed")
-        log.extend(records)
-        return positions
+        hook = None if before_commit is None else (lambda ps: before_commit(ps[0]))
+        return self.publish_transaction([(topic, records)], hook)[0]
+
+    def publish_transaction(
+        self,
+        parts: Sequence[tuple[str, Sequence[OutRecord]]],
+        before_commit: Callable[[list[list[Position]]], None] | None = None,
+    ) -> list[list[Position]]:
+        with self._lock:
+            self.transactions.append([t for t, _ in parts])
+            if self.delay_s:
+                time.sleep(self.delay_s)
+            staged: dict[str, list[OutRecord]] = {}
+            positions: list[list[Position]] = []
+            for topic, records in parts:
+                if topic in self.missing:
+                    raise NotFound(f"Kafka topic {topic} does not exist")
+                pending = staged.setdefault(topic, [])
+                base = len(self.logs.get(topic, [])) + len(pending)
+                positions.append([Position(0, base + i) for i in range(len(records))])
+                pending.extend(records)
+            if before_commit is not None:
+                before_commit(positions)
+            if self.fail_commit:
+                raise KafkaUnavailable("commit failed")
+            for topic, records in staged.items():
+                self.logs.setdefault(topic, []).extend(records)
+            return positions
 
     def read(self, topic: str) -> list[InRecord]:
         return [
@@ -143,8 +172,7 @@ def build_world(tmp: Path) -> World:
         schemas=registry,
         catalog=catalog,
         sealer=crypto,
-        kafka=kafka,  # type: ignore[arg-type]
-        audit=audit,
+        committer=GroupCommitter(kafka, audit),
         idempotency=IdempotencyStore(sessions),
     )
     deliverer = Deliverer(

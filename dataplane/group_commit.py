@@ -1,0 +1,176 @@
+"""Group commit: concurrent publish requests share one Kafka transaction and one audit append.
+
+Each request is validated, sealed and encoded on its own thread first, so a bad record fails
+only its own request; then it joins the queue here. A request that finds no commit in flight
+leads: it takes everything queued (bounded by records and bytes), writes it in one
+transaction, appends every member's ``record.published`` event with one ``append_many`` while
+the transaction is still open (durable before visible), commits, answers every member with
+its own positions and hands the lead to the next waiter. An idle committer never waits for
+company: a lone request goes at once; followers accumulate while a commit is in flight.
+
+Failures: an audit or Kafka outage fails the whole group (503, nothing visible); anything
+else could be one member's doing, so the members are then retried one by one and a good
+request is not failed by a bad neighbour.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from dataplane.ports import TransactionsPort
+from exchange.auditing import AuditRecord, AuditSink
+from exchange.errors import DependencyUnavailable, ExchangeError, KafkaUnavailable
+from exchange.kafka.client import OutRecord, Position
+
+log = logging.getLogger(__name__)
+
+# Builds a member's audit event ("record.published" / "record.publish_aborted") for positions.
+EventFor = Callable[[str, list[Position]], AuditRecord]
+
+# Failures no single member causes: the group fails as one, nothing is retried.
+SHARED_FAILURES = (KafkaUnavailable, DependencyUnavailable)
+
+
+@dataclass(eq=False)
+class _Member:
+    topic: str
+    records: Sequence[OutRecord]
+    event: EventFor
+    size: int
+    wake: threading.Event = field(default_factory=threading.Event)
+    done: bool = False
+    positions: list[Position] | None = None
+    error: BaseException | None = None
+
+
+@dataclass
+class GroupStats:
+    groups: int = 0  # transactions attempted (retries one by one count each)
+    requests: int = 0  # requests answered
+
+
+class GroupCommitter:
+    def __init__(
+        self,
+        kafka: TransactionsPort,
+        audit: AuditSink,
+        *,
+        max_records: int = 5000,
+        max_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
+        self.kafka, self.audit = kafka, audit
+        self.max_records, self.max_bytes = max_records, max_bytes
+        self.stats = GroupStats()
+        self._queue: deque[_Member] = deque()
+        self._lock = threading.Lock()
+        self._leading = False
+
+    def commit(self, topic: str, records: Sequence[OutRecord], event: EventFor) -> list[Position]:
+        """Write ``records`` to ``topic`` atomically with its audit event (from ``event``);
+        returns their positions once the group holding them has committed."""
+        size = sum(len(r.value) + len(r.key or b"") for r in records)
+        mine = _Member(topic, records, event, size)
+        with self._lock:
+            self._queue.append(mine)
+            lead, self._leading = not self._leading, True
+        if not lead:
+            mine.wake.wait()  # woken when answered, or when promoted to lead the next group
+        if not mine.done:
+            self._lead()
+        if mine.error is not None:
+            raise mine.error
+        assert mine.positions is not None
+        return mine.positions
+
+    def waiting(self) -> int:
+        """Requests queued behind the commit in flight."""
+        with self._lock:
+            return len(self._queue)
+
+    def _lead(self) -> None:
+        with self._lock:
+            group = self._take()
+        try:
+            self._run(group)
+        finally:
+            for m in group:  # whatever happened, nobody is left waiting
+                if m.positions is None and m.error is None:
+                    m.error = DependencyUnavailable("publish did not complete")
+                m.done = True
+            with self._lock:
+                self.stats.requests += len(group)
+                successor = self._queue[0] if self._queue else None
+                self._leading = successor is not None
+            for m in group:
+                m.wake.set()
+            if successor is not None:
+                successor.wake.set()
+
+    def _take(self) -> list[_Member]:
+        """The queue's head, bounded; always at least one member (the leader's own)."""
+        group: list[_Member] = []
+        records = size = 0
+        while self._queue:
+            head = self._queue[0]
+            if group and (
+                records + len(head.records) > self.max_records or size + head.size > self.max_bytes
+            ):
+                break
+            group.append(self._queue.popleft())
+            records, size = records + len(head.records), size + head.size
+        return group
+
+    def _run(self, group: list[_Member]) -> None:
+        try:
+            answers = self._transaction(group)
+        except SHARED_FAILURES as exc:
+            for m in group:
+                m.error = exc
+            return
+        except Exception as exc:
+            if len(group) == 1:
+                group[0].error = exc
+                return
+            log.info(
+                "group of %d publishes failed (%s); retrying them one by one",
+                len(group),
+                type(exc).__name__,
+            )
+            for m in group:
+                self._run([m])
+            return
+        for m, positions in zip(group, answers, strict=True):
+            m.positions = positions
+
+    def _transaction(self, group: list[_Member]) -> list[list[Position]]:
+        with self._lock:
+            self.stats.groups += 1
+        staged: list[list[Position]] = []
+
+        def audit_first(positions: list[list[Position]]) -> None:
+            # Durable before visible: if the audit log cannot take the events, the
+            # transaction is aborted and every member gets 503 with nothing published.
+            staged[:] = positions
+            self.audit.append_many(
+                [m.event("record.published", p) for m, p in zip(group, positions, strict=True)]
+            )
+
+        try:
+            return self.kafka.publish_transaction(
+                [(m.topic, m.records) for m in group], audit_first
+            )
+        except KafkaUnavailable:
+            if staged:  # audited, then the commit failed: say so in the log too
+                with contextlib.suppress(ExchangeError):
+                    self.audit.append_many(
+                        [
+                            m.event("record.publish_aborted", p)
+                            for m, p in zip(group, staged, strict=True)
+                        ]
+                    )
+            raise

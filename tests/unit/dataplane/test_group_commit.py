@@ -1,0 +1,207 @@
+"""Group commit across requests: many concurrent publishes share one Kafka transaction and one
+audit append, each still answered with its own positions and failed only for its own faults."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dataplane.group_commit import GroupCommitter
+from dataplane.publish import Batch, BatchRejected, NewRecord
+from exchange.auditing import AuditRecord
+from exchange.errors import DependencyUnavailable, KafkaUnavailable, NotFound
+from exchange.kafka.client import OutRecord, Position
+from tests.support.scenario import PERSON_SCHEMA, person
+from tests.unit.dataplane.world import FakeKafka, World, build_world, principal
+
+PUBLISHER = principal("health", "publisher")
+
+
+class RecordingSink:
+    """An audit sink that keeps each append_many call apart (to count group appends)."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[AuditRecord]] = []
+        self.down = False
+        self._lock = threading.Lock()
+
+    def append(self, record: AuditRecord) -> None:
+        self.append_many([record])
+
+    def append_many(self, records: Sequence[AuditRecord]) -> None:
+        if self.down:
+            raise DependencyUnavailable("audit log unavailable")
+        with self._lock:
+            self.calls.append(list(records))
+
+    def events(self, kind: str) -> list[AuditRecord]:
+        return [r for call in self.calls for r in call if r.type == kind]
+
+
+class GatedKafka(FakeKafka):
+    """Holds the first transaction open until ``release`` is set, so followers pile up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def publish_transaction(
+        self,
+        parts: Sequence[tuple[str, Sequence[OutRecord]]],
+        before_commit: Callable[[list[list[Position]]], None] | None = None,
+    ) -> list[list[Position]]:
+        if not self.entered.is_set():
+            self.entered.set()
+            assert self.release.wait(10)
+        return super().publish_transaction(parts, before_commit)
+
+
+def event_for(name: str) -> Callable[[str, list[Position]], AuditRecord]:
+    def event(kind: str, positions: list[Position]) -> AuditRecord:
+        return AuditRecord(kind, actor=name, data={"offsets": [p.offset for p in positions]})
+
+    return event
+
+
+def records(name: str, n: int) -> list[OutRecord]:
+    return [OutRecord(f"{name}-{i}".encode(), b"v") for i in range(n)]
+
+
+def grouped(
+    kafka: GatedKafka, committer: GroupCommitter, requests: list[tuple[str, str, int]]
+) -> dict[str, Future[list[Position]]]:
+    """Start one request alone (held in its transaction), queue ``requests`` behind it, then
+    let everything go: the queued ones are taken as one group."""
+    pool = ThreadPoolExecutor(len(requests) + 1)
+    first = pool.submit(committer.commit, "t.first", records("first", 1), event_for("first"))
+    assert kafka.entered.wait(10)
+    futures = {"first": first}
+    for name, topic, n in requests:
+        futures[name] = pool.submit(committer.commit, topic, records(name, n), event_for(name))
+    deadline = time.monotonic() + 10
+    while committer.waiting() < len(requests):
+        assert time.monotonic() < deadline, "followers never queued"
+        time.sleep(0.001)
+    kafka.release.set()
+    pool.shutdown(wait=True)
+    return futures
+
+
+def test_a_lone_request_commits_at_once_in_its_own_transaction() -> None:
+    kafka, sink = FakeKafka(), RecordingSink()
+    positions = GroupCommitter(kafka, sink).commit("t", records("a", 2), event_for("a"))
+    assert positions == [Position(0, 0), Position(0, 1)]
+    assert kafka.transactions == [["t"]] and len(sink.calls) == 1
+
+
+def test_queued_requests_share_one_transaction_and_one_audit_append() -> None:
+    kafka, sink = GatedKafka(), RecordingSink()
+    committer = GroupCommitter(kafka, sink)
+    futures = grouped(kafka, committer, [("a", "t.x", 2), ("b", "t.y", 1), ("c", "t.x", 3)])
+    assert kafka.transactions == [["t.first"], ["t.x", "t.y", "t.x"]]
+    assert [o.offset for o in futures["a"].result()] == [0, 1]
+    assert [o.offset for o in futures["b"].result()] == [0]
+    assert [o.offset for o in futures["c"].result()] == [2, 3, 4]
+    assert [r.key for r in kafka.logs["t.x"]] == [b"a-0", b"a-1", b"c-0", b"c-1", b"c-2"]
+    # one append for the lone first request, one for the whole group, each member its own event
+    assert [[e.actor for e in call] for call in sink.calls] == [["first"], ["a", "b", "c"]]
+    assert sink.calls[1][2].data == {"offsets": [2, 3, 4]}
+    assert committer.stats.groups == 2 and committer.stats.requests == 4
+
+
+def test_groups_are_bounded_by_records() -> None:
+    kafka, sink = GatedKafka(), RecordingSink()
+    committer = GroupCommitter(kafka, sink, max_records=4)
+    grouped(kafka, committer, [("a", "t", 3), ("b", "t", 1), ("c", "t", 1), ("d", "t", 9)])
+    # a+b fill a group; c goes next; d alone exceeds the bound and still goes (alone)
+    assert [len(t) for t in kafka.transactions] == [1, 2, 1, 1]
+    assert len(kafka.logs["t"]) == 14
+
+
+def test_a_bad_member_fails_alone_and_its_neighbours_commit() -> None:
+    kafka, sink = GatedKafka(), RecordingSink()
+    kafka.missing = {"t.gone"}
+    committer = GroupCommitter(kafka, sink)
+    futures = grouped(kafka, committer, [("a", "t", 1), ("bad", "t.gone", 1), ("c", "t", 2)])
+    with pytest.raises(NotFound):
+        futures["bad"].result()
+    assert [o.offset for o in futures["a"].result()] == [0]
+    assert [o.offset for o in futures["c"].result()] == [1, 2]
+    # the group failed as one, then its members went one by one
+    assert kafka.transactions[1:] == [["t", "t.gone", "t"], ["t"], ["t.gone"], ["t"]]
+    assert [e.actor for e in sink.events("record.published")] == ["first", "a", "c"]
+
+
+def test_an_audit_outage_aborts_the_whole_group_and_nothing_is_visible() -> None:
+    kafka, sink = GatedKafka(), RecordingSink()
+    committer = GroupCommitter(kafka, sink)
+    sink.down = True
+    futures = grouped(kafka, committer, [("a", "t", 1), ("b", "t", 1)])
+    for f in futures.values():
+        with pytest.raises(DependencyUnavailable):
+            f.result()
+    assert kafka.logs == {}
+    assert len(kafka.transactions) == 2  # not retried one by one: no member is at fault
+
+
+def test_a_kafka_outage_fails_every_member_and_audits_the_abort_once() -> None:
+    kafka, sink = GatedKafka(), RecordingSink()
+    committer = GroupCommitter(kafka, sink)
+    kafka.fail_commit = True
+    futures = grouped(kafka, committer, [("a", "t", 1), ("b", "t", 2)])
+    for f in futures.values():
+        with pytest.raises(KafkaUnavailable):
+            f.result()
+    assert kafka.logs == {} and len(kafka.transactions) == 2
+    assert [[e.type for e in c] for c in sink.calls[-2:]] == [
+        ["record.published", "record.published"],
+        ["record.publish_aborted", "record.publish_aborted"],
+    ]
+
+
+@pytest.fixture
+def w(tmp_path: Path) -> World:
+    return build_world(tmp_path)
+
+
+def test_many_threads_publishing_each_get_their_own_distinct_positions(w: World) -> None:
+    """32 clients through the whole use case (validate, seal, encode, group commit); a few
+    send an invalid record and only they fail, with 422, before any grouping."""
+    entry = w.topic(PERSON_SCHEMA)
+    w.kafka.delay_s = 0.002  # a commit in flight long enough for followers to queue
+    sink = RecordingSink()
+    w.publisher.committer = GroupCommitter(w.kafka, sink)
+
+    def publish(client: int, n: int) -> Any:
+        size = 1 + (client + n) % 3
+        recs = [NewRecord(f"c{client}-r{n}-{i}", person(client * 1000 + n)) for i in range(size)]
+        if client % 8 == 7 and n == 1:
+            recs[-1] = NewRecord(None, {**person(1), "income": "lots"})
+        return w.publisher.publish(PUBLISHER, entry, Batch(recs))[0], recs
+
+    with ThreadPoolExecutor(32) as pool:
+        futures = [pool.submit(publish, c, n) for c in range(32) for n in range(4)]
+    answered, rejected = [], 0
+    for f in futures:
+        try:
+            answered.append(f.result())
+        except BatchRejected:
+            rejected += 1
+    assert rejected == 4 and len(answered) == 124
+    log = w.kafka.logs[entry.topic]
+    seen: set[int] = set()
+    for result, recs in answered:
+        offsets = [o["offset"] for o in result["offsets"]]
+        assert [log[o].key for o in offsets] == [r.key.encode() for r in recs]  # type: ignore[union-attr]
+        seen.update(offsets)
+    assert seen == set(range(len(log)))  # distinct, and nothing written that nobody was told
+    published = sink.events("record.published")
+    assert len(published) == 124
+    assert len(sink.calls) == len(w.kafka.transactions) < 124  # one append per group
