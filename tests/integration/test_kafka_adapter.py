@@ -4,8 +4,8 @@ import uuid
 
 import pytest
 
-from exchange.errors import Conflict
-from exchange.kafka.client import KafkaAdapter, OutRecord
+from exchange.errors import Conflict, DependencyUnavailable
+from exchange.kafka.client import InRecord, KafkaAdapter, OutRecord, Position
 
 pytestmark = pytest.mark.kafka
 
@@ -85,3 +85,53 @@ def test_concurrent_transactions_use_the_producer_pool(adapter: KafkaAdapter) ->
             break
     reader.close()
     assert len(got) == 400
+
+
+def _read_all(adapter: KafkaAdapter, topic: str, want: int) -> list[InRecord]:
+    reader = adapter.reader(topic)
+    try:
+        reader.seek({})
+        got: list[InRecord] = []
+        for _ in range(10 if want == 0 else 40):
+            got += reader.poll(timeout_ms=300)
+            if want and len(got) >= want:
+                break
+        return got
+    finally:
+        reader.close()
+
+
+def test_one_transaction_over_several_topics_answers_each_part(adapter: KafkaAdapter) -> None:
+    a, b = (f"test.group-{n}-{uuid.uuid4().hex[:8]}" for n in "ab")
+    adapter.create_topic(a, 1)
+    adapter.create_topic(b, 1)
+    parts = [
+        (a, [OutRecord(b"1", b"a1"), OutRecord(b"2", b"a2")]),
+        (b, [OutRecord(b"3", b"b1")]),
+        (a, [OutRecord(b"4", b"a3")]),
+    ]
+    seen: list[list[Position]] = []
+    positions = adapter.publish_transaction(parts, seen.extend)
+    assert seen == positions
+    assert [[p.offset for p in ps] for ps in positions] == [[0, 1], [0], [2]]
+    assert [r.value for r in _read_all(adapter, a, 3)] == [b"a1", b"a2", b"a3"]
+    assert [r.value for r in _read_all(adapter, b, 1)] == [b"b1"]
+
+
+def test_a_raising_hook_aborts_every_part(adapter: KafkaAdapter) -> None:
+    a, b = (f"test.abort-{n}-{uuid.uuid4().hex[:8]}" for n in "ab")
+    adapter.create_topic(a, 1)
+    adapter.create_topic(b, 1)
+
+    def refuse(_: list[list[Position]]) -> None:
+        raise DependencyUnavailable("audit log unavailable")
+
+    with pytest.raises(DependencyUnavailable):
+        adapter.publish_transaction(
+            [(a, [OutRecord(None, b"x")]), (b, [OutRecord(None, b"y")])], refuse
+        )
+    adapter.publish_transaction([(a, [OutRecord(None, b"after")])])
+    assert [r.value for r in _read_all(adapter, a, 1)] == [
+        b"after"
+    ]  # the aborted one is never read
+    assert _read_all(adapter, b, 0) == []
