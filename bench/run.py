@@ -24,6 +24,7 @@ from bench.env import BOOTSTRAP_ENV, Bench, system
 # (module, needs the running system?) in run order; delivery reads what publish wrote.
 MEASURES: list[tuple[str, bool]] = [
     ("bench_publish", True),
+    ("bench_publish_small", True),
     ("bench_delivery", True),
     ("bench_latency", True),
     ("bench_fanout", True),

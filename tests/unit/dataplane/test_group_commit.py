@@ -171,13 +171,16 @@ def w(tmp_path: Path) -> World:
     return build_world(tmp_path)
 
 
-def test_many_threads_publishing_each_get_their_own_distinct_positions(w: World) -> None:
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_many_threads_publishing_each_get_their_own_distinct_positions(
+    w: World, lanes: int
+) -> None:
     """32 clients through the whole use case (validate, seal, encode, group commit); a few
     send an invalid record and only they fail, with 422, before any grouping."""
     entry = w.topic(PERSON_SCHEMA)
     w.kafka.delay_s = 0.002  # a commit in flight long enough for followers to queue
     sink = RecordingSink()
-    w.publisher.committer = GroupCommitter(w.kafka, sink)
+    w.publisher.committer = GroupCommitter(w.kafka, sink, lanes=lanes)
 
     def publish(client: int, n: int) -> Any:
         size = 1 + (client + n) % 3
