@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from audit.service import Filters
 from exchange.auditing import AuditRecord, MemoryAuditSink
 from exchange.client import ApiError, ExchangeClient
 from exchange.errors import DependencyUnavailable
@@ -367,3 +369,33 @@ def test_seek_replays_from_earliest_after_everything_was_committed(scenario: Sce
     s.subscriber.call("POST", f"/v1/subscriptions/{sub}/seek", json={"start": "earliest"})
     again = poll_all(s.subscriber, sub, 3)
     assert [r["value"]["name"] for r in again] == [f"Resident {i}" for i in range(3)]
+
+
+def test_concurrent_publishes_are_answered_and_audited_each_on_their_own(
+    scenario: Scenario, gateway: ThreadGateway
+) -> None:
+    """Concurrent requests share group commits: each is answered with its own offsets and
+    audited with its own event; an invalid one fails alone with 422."""
+    s = scenario
+    bad = {**person(99), "income": "lots"}
+
+    def publish(i: int) -> httpx.Response:
+        value = bad if i == 5 else person(i)
+        return s.publisher.request(
+            "POST", f"/v1/topics/{s.topic}/records", json={"records": [{"value": value}] * 2}
+        )
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(publish, range(16)))
+    assert answers[5].status_code == 422
+    ok = [r.json() for i, r in enumerate(answers) if i != 5]
+    assert all(r.status_code == 200 for i, r in enumerate(answers) if i != 5)
+    answered = [(o["partition"], o["offset"]) for a in ok for o in a["offsets"]]
+    assert len(answered) == len(set(answered)) == 30
+    events = gateway.services.audit_review.query(
+        Filters(topic=s.topic, type="record.published"), limit=100
+    )
+    assert len(events) == 15 and all(e.data["count"] == 2 for e in events)
+    grant(s, ["name"])
+    sub = s.subscriber.subscribe(s.topic)
+    assert len(poll_all(s.subscriber, sub, 30)) == 30
