@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from dataplane.ports import TransactionsPort
 from exchange.auditing import AuditRecord, AuditSink
 from exchange.errors import DependencyUnavailable, ExchangeError, KafkaUnavailable
-from exchange.kafka.client import OutRecord, Position
+from exchange.kafka.port import OutRecord, Position
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from consent.domain import CatalogEntry, ConsentRef, Grant
 from exchange.crypto.fields import OpenedRecord
-from exchange.kafka.client import OutRecord, Position
+from exchange.kafka.port import OutRecord, Position
 from schemas.registry import SchemaVersion, StoredSchema
 
 

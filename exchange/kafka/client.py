@@ -231,8 +231,13 @@ class KafkaAdapter:
                 healthy = self._abort(producer)
                 raise NotFound(f"Kafka topic {topic} does not exist") from exc
             except _REFUSED as exc:
-                # The broker refuses these records whatever we retry: the sender's fault.
-                healthy = self._abort(producer)
+                # The broker refuses these records whatever we retry: the sender's fault. The
+                # producer is replaced: after the refusal kafka-python bumps its epoch and its
+                # next send fails with OutOfOrderSequenceNumber.
+                if self._abort(producer):
+                    with contextlib.suppress(KafkaError):
+                        producer.close(timeout=1)
+                healthy = False
                 raise InvalidInput(
                     f"Kafka refused a record for {topic}: {type(exc).__name__}",
                     code="record_refused",

@@ -103,6 +103,15 @@ class KafkaPort(Protocol):
         """All records in one transaction; ``before_commit`` runs while it is still open and
         aborts it by raising."""
 
+    def publish_transaction(
+        self,
+        parts: Sequence[tuple[str, Sequence[OutRecord]]],
+        before_commit: Callable[[list[list[Position]]], None] | None = None,
+    ) -> list[list[Position]]:
+        """Several (topic, records) parts in one transaction, all or nothing; each part's
+        positions in order (group commit: many requests share it). ``before_commit`` as
+        above. A record the broker refuses raises ``InvalidInput`` (``record_refused``)."""
+
     def send_durably(self, topic: str, record: OutRecord) -> Position: ...
 
     def send_many_durably(self, topic: str, records: Sequence[OutRecord]) -> list[Position]:

@@ -26,12 +26,18 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from exchange.errors import Conflict, ExchangeError, KafkaUnavailable, NotFound
+from exchange.errors import Conflict, ExchangeError, InvalidInput, KafkaUnavailable, NotFound
 from exchange.kafka.port import Header, InRecord, OutRecord, Position, topic_config
 
 log = logging.getLogger(__name__)
 
 _UNKNOWN_TOPIC = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC}
+# Record-level refusals: retrying cannot help, and they are one sender's doing, not an outage.
+_REFUSED = {
+    KafkaError.MSG_SIZE_TOO_LARGE,
+    KafkaError.RECORD_LIST_TOO_LARGE,
+    KafkaError.INVALID_RECORD,
+}
 
 
 def _translate(exc: BaseException, what: str, topic: str | None = None) -> ExchangeError:
@@ -41,6 +47,10 @@ def _translate(exc: BaseException, what: str, topic: str | None = None) -> Excha
         return NotFound(f"Kafka topic {topic} does not exist")
     if err is not None and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
         return Conflict(f"Kafka topic {topic} already exists")
+    if err is not None and err.code() in _REFUSED:
+        return InvalidInput(
+            f"Kafka refused a record for {topic}: {err.name()}", code="record_refused"
+        )
     return KafkaUnavailable(f"{what} failed: {exc}")
 
 
@@ -209,23 +219,40 @@ class RdKafkaAdapter:
         ``before_commit`` gets the records' positions (from the delivery reports, so the
         producer is flushed first) while the transaction is still open; if it raises, the
         transaction is aborted and nothing becomes visible."""
-        self._require_topic(topic)
+        hook = None if before_commit is None else (lambda parts: before_commit(parts[0]))
+        return self.publish_transaction([(topic, records)], hook)[0]
+
+    def publish_transaction(
+        self,
+        parts: Sequence[tuple[str, Sequence[OutRecord]]],
+        before_commit: Callable[[list[list[Position]]], None] | None = None,
+    ) -> list[list[Position]]:
+        """Several (topic, records) parts in one Kafka transaction, all or nothing; each
+        part's positions in order. ``before_commit`` as for :meth:`publish_atomically`."""
+        for name in dict.fromkeys(t for t, _ in parts):
+            self._require_topic(name)
         with self._tx_slots:
             with self._lock:
-                producer = self._tx_idle.pop() if self._tx_idle else None
+                # Least recently used first: its last commit has had the most time to finish.
+                producer = self._tx_idle.pop(0) if self._tx_idle else None
             producer = producer or self._new_transactional()
             try:
                 producer.begin_transaction()
-                positions = self._produce_and_wait(producer, topic, records)
+                positions = self._produce_and_wait(producer, parts)
                 if before_commit is not None:
                     before_commit(positions)
                 producer.commit_transaction(self.timeout_s)
             except BaseException as exc:
                 healthy = self._abort(producer)
-                if healthy:
+                if healthy and isinstance(exc, InvalidInput):
+                    # A refused record: the producer is replaced, because the records of its
+                    # next transaction came back purged (_PURGE_QUEUE) in the contract test.
+                    _discard(producer)
+                elif healthy:
                     self._release(producer)
                 if isinstance(exc, KafkaException):
-                    raise _translate(exc, f"publishing to {topic}", topic) from exc
+                    what = ", ".join(dict.fromkeys(t for t, _ in parts))
+                    raise _translate(exc, f"publishing to {what}", what) from exc
                 raise
             self._release(producer)
         return positions
@@ -245,38 +272,43 @@ class RdKafkaAdapter:
             return False
 
     def _produce_and_wait(
-        self, producer: Producer, topic: str, records: Sequence[OutRecord]
-    ) -> list[Position]:
-        """Produce, wait for every delivery report, return positions in record order."""
-        results: list[Position | KafkaError | None] = [None] * len(records)
+        self, producer: Producer, parts: Sequence[tuple[str, Sequence[OutRecord]]]
+    ) -> list[list[Position]]:
+        """Produce every part, wait for every delivery report; positions per part, in record
+        order. A refused record raises its translated error, naming its topic."""
+        results: list[list[Position | KafkaError | None]] = [[None] * len(r) for _, r in parts]
 
-        def report(i: int) -> Callable[[KafkaError | None, Message], None]:
+        def report(part: int, i: int) -> Callable[[KafkaError | None, Message], None]:
             def done(err: KafkaError | None, msg: Message) -> None:
-                results[i] = err or Position(msg.partition() or 0, msg.offset() or 0)
+                results[part][i] = err or Position(msg.partition() or 0, msg.offset() or 0)
 
             return done
 
-        for i, r in enumerate(records):
-            try:
-                producer.produce(
-                    topic, r.value, r.key, headers=list(r.headers), on_delivery=report(i)
-                )
-            except BufferError:
-                producer.poll(0.1)  # local queue full: serve reports, then retry once
-                producer.produce(
-                    topic, r.value, r.key, headers=list(r.headers), on_delivery=report(i)
-                )
+        for n, (topic, records) in enumerate(parts):
+            for i, r in enumerate(records):
+                try:
+                    producer.produce(
+                        topic, r.value, r.key, headers=list(r.headers), on_delivery=report(n, i)
+                    )
+                except BufferError:
+                    producer.poll(0.1)  # local queue full: serve reports, then retry once
+                    producer.produce(
+                        topic, r.value, r.key, headers=list(r.headers), on_delivery=report(n, i)
+                    )
         deadline = time.monotonic() + self.timeout_s
         # flush() serves every thread's reports; ours may also be served by another thread.
-        while any(x is None for x in results) and time.monotonic() < deadline:
+        while any(x is None for xs in results for x in xs) and time.monotonic() < deadline:
             producer.flush(max(0.0, deadline - time.monotonic()))
-        out: list[Position] = []
-        for x in results:
-            if x is None:
-                raise KafkaUnavailable(f"no acknowledgement from Kafka for {topic} in time")
-            if isinstance(x, KafkaError):
-                raise KafkaException(x)
-            out.append(x)
+        out: list[list[Position]] = []
+        for (topic, _), xs in zip(parts, results, strict=True):
+            got: list[Position] = []
+            for x in xs:
+                if x is None:
+                    raise KafkaUnavailable(f"no acknowledgement from Kafka for {topic} in time")
+                if isinstance(x, KafkaError):
+                    raise _translate(KafkaException(x), f"publishing to {topic}", topic)
+                got.append(x)
+            out.append(got)
         return out
 
     def send_durably(self, topic: str, record: OutRecord) -> Position:
@@ -291,7 +323,7 @@ class RdKafkaAdapter:
                 self._plain = Producer(self._producer_conf("durable", **{"linger.ms": 0}))
             producer = self._plain
         try:
-            return self._produce_and_wait(producer, topic, records)
+            return self._produce_and_wait(producer, [(topic, records)])[0]
         except KafkaException as exc:
             raise _translate(exc, f"durable write to {topic}", topic) from exc
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from exchange.errors import Conflict, KafkaUnavailable, NotFound
+from exchange.errors import Conflict, InvalidInput, KafkaUnavailable, NotFound
 from exchange.kafka import KafkaClient, open_kafka
 from exchange.kafka.port import InRecord, KafkaPort, OutRecord, Position, TopicReaderPort
 
@@ -146,6 +146,53 @@ def test_concurrent_batches_get_distinct_positions(kafka: KafkaPort, topic: str)
     positions = [p for r in results for p in r]
     assert len(results) == 8 and len(set(positions)) == 400
     assert len(read_from_start(kafka, topic, 400)) == 400
+
+
+def test_one_transaction_over_several_topics_answers_each_part(kafka: KafkaPort) -> None:
+    a, b = (f"test.contract-{n}-{uuid.uuid4().hex[:8]}" for n in "ab")
+    kafka.create_topic(a, 1)
+    kafka.create_topic(b, 1)
+    parts = [(a, records(2, "a")), (b, records(1, "b")), (a, records(2, "c"))]
+    seen: list[list[Position]] = []
+    positions = kafka.publish_transaction(parts, seen.extend)
+    assert seen == positions
+    assert [[p.offset for p in ps] for ps in positions] == [[0, 1], [0], [2, 3]]
+    assert [r.value for r in read_from_start(kafka, a, 4)] == [b"a0", b"a1", b"c0", b"c1"]
+    assert [r.value for r in read_from_start(kafka, b, 1)] == [b"b0"]
+
+
+def test_a_failing_before_commit_aborts_every_part(kafka: KafkaPort) -> None:
+    a, b = (f"test.contract-{n}-{uuid.uuid4().hex[:8]}" for n in "ab")
+    kafka.create_topic(a, 1)
+    kafka.create_topic(b, 1)
+
+    def fail(_: list[list[Position]]) -> None:
+        raise RuntimeError("audit down")
+
+    with pytest.raises(RuntimeError):
+        kafka.publish_transaction([(a, records(2, "x")), (b, records(2, "y"))], fail)
+    kafka.publish_transaction([(a, records(1, "kept"))])
+    assert [r.value for r in read_from_start(kafka, a, 1)] == [b"kept0"]
+    assert read_all_from_start_quietly(kafka, b) == []
+
+
+def test_a_record_the_broker_refuses_is_the_sender_s_fault(kafka: KafkaPort, topic: str) -> None:
+    """Over the broker's message.max.bytes (1 MiB by default): not an outage (503) but a
+    refusal of this request (422), and the producer keeps working for the next one."""
+    huge = OutRecord(None, b"x" * (2 * 1024 * 1024))
+    with pytest.raises(InvalidInput) as refused:
+        kafka.publish_transaction([(topic, [huge])])
+    assert refused.value.code == "record_refused"
+    assert len(kafka.publish_atomically(topic, records(2))) == 2
+
+
+def read_all_from_start_quietly(kafka: KafkaPort, topic: str) -> list[InRecord]:
+    reader = kafka.reader(topic)
+    try:
+        reader.seek({})
+        return read_all(reader, 1, attempts=5)
+    finally:
+        reader.close()
 
 
 def test_durable_sends_return_consecutive_positions(kafka: KafkaPort) -> None:

@@ -16,7 +16,7 @@ from dataplane.group_commit import GroupCommitter
 from dataplane.publish import Batch, BatchRejected, NewRecord
 from exchange.auditing import AuditRecord
 from exchange.errors import DependencyUnavailable, KafkaUnavailable, NotFound
-from exchange.kafka.client import OutRecord, Position
+from exchange.kafka.port import OutRecord, Position
 from tests.support.scenario import PERSON_SCHEMA, person
 from tests.unit.dataplane.world import FakeKafka, World, build_world, principal
 
