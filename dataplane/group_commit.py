@@ -8,7 +8,8 @@ the transaction is still open (durable before visible), commits, answers every m
 its own positions and hands the lead to the next waiter. An idle committer never waits for
 company: a lone request goes at once; followers accumulate while a commit is in flight.
 ``lanes`` > 1 lets that many groups be in flight at once (each on its own transactional
-producer); on the 2-core bench machine one lane was fastest (fewer, larger transactions).
+producer); on the 2-core bench machine one lane was fastest on both Kafka clients (fewer,
+larger transactions; bench/RESULTS.md).
 
 Failures: an audit or Kafka outage fails the whole group (503, nothing visible); anything
 else could be one member's doing, so the members are then retried one by one and a good
