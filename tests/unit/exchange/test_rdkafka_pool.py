@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from exchange.errors import KafkaUnavailable
+from exchange.errors import InvalidInput, KafkaUnavailable
 from exchange.kafka.port import OutRecord, Position
 from exchange.kafka.rdkafka import RdKafkaAdapter
 
@@ -108,3 +108,35 @@ def test_a_producer_whose_abort_fails_is_replaced() -> None:
     a.publish_atomically("t", [OutRecord(None, b"b")])
     assert fresh.calls == ["begin", "commit"]
     assert broken.calls[-1] == "purge"  # never used again
+
+
+class RefusingProducer(FakeProducer):
+    """Reports every record as too large for the broker."""
+
+    def produce(self, topic: str, value: bytes, key: Any, **kw: Any) -> None:
+        msg = FakeMessage(0, -1)
+        self.pending.append(
+            lambda: kw["on_delivery"](KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), msg)
+        )
+
+
+def test_parts_of_one_transaction_are_answered_in_order() -> None:
+    p = FakeProducer()
+    a = adapter_with([p])
+    a._known.add("u")
+    got = a.publish_transaction(
+        [("t", [OutRecord(None, b"a")]), ("u", [OutRecord(None, b"b"), OutRecord(None, b"c")])]
+    )
+    assert got == [[Position(0, 0)], [Position(0, 1), Position(0, 2)]]
+    assert p.calls == ["begin", "commit"]
+
+
+def test_a_refused_record_is_the_sender_s_fault_and_its_producer_is_replaced() -> None:
+    refusing, fresh = RefusingProducer(), FakeProducer()
+    a = adapter_with([refusing, fresh])
+    with pytest.raises(InvalidInput) as exc:
+        a.publish_atomically("t", [OutRecord(None, b"huge")])
+    assert exc.value.code == "record_refused"
+    assert refusing.calls == ["begin", "abort", "purge"]
+    a.publish_atomically("t", [OutRecord(None, b"b")])
+    assert fresh.calls == ["begin", "commit"]
