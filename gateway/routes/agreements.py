@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from consent.agreements import Agreement, Agreements
 from exchange.identity.tokens import Principal
+from gateway.access import ANY, access
 from gateway.auth import principal, require, services
 from gateway.container import Services
 
@@ -90,6 +91,7 @@ def _agreements(svc: Services) -> Agreements:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AgreementOut)
+@access("subscriber")
 async def request_agreement(
     body: AgreementIn,
     who: Principal = Depends(require("subscriber")),
@@ -111,6 +113,7 @@ async def request_agreement(
 
 
 @router.get("", response_model=list[AgreementOut])
+@access(ANY)
 async def list_agreements(
     topic: str | None = None,
     status_: str | None = Query(default=None, alias="status"),
@@ -125,6 +128,7 @@ async def list_agreements(
 
 
 @router.get("/{agreement_id}", response_model=AgreementOut)
+@access("admin", "auditor", "own:*")
 async def get_agreement(
     agreement_id: str, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> AgreementOut:
@@ -132,6 +136,7 @@ async def get_agreement(
 
 
 @router.post("/{agreement_id}/approve", response_model=AgreementOut)
+@access("own:steward")
 async def approve(
     agreement_id: str,
     body: ApproveIn | None = Body(default=None),
@@ -143,6 +148,7 @@ async def approve(
 
 
 @router.post("/{agreement_id}/reject", response_model=AgreementOut)
+@access("own:steward")
 async def reject(
     agreement_id: str,
     body: ReasonIn,
@@ -153,6 +159,7 @@ async def reject(
 
 
 @router.post("/{agreement_id}/suspend", response_model=AgreementOut)
+@access("own:steward")
 async def suspend(
     agreement_id: str,
     body: OptionalReasonIn | None = Body(default=None),
@@ -164,6 +171,7 @@ async def suspend(
 
 
 @router.post("/{agreement_id}/resume", response_model=AgreementOut)
+@access("own:steward")
 async def resume(
     agreement_id: str,
     who: Principal = Depends(require("steward")),
@@ -173,6 +181,7 @@ async def resume(
 
 
 @router.post("/{agreement_id}/revoke", response_model=AgreementOut)
+@access("own:steward")
 async def revoke(
     agreement_id: str,
     body: OptionalReasonIn | None = Body(default=None),

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from audit.service import AuditService, Filters
 from exchange.auditing import AuditRecord
 from exchange.identity.tokens import Principal
+from gateway.access import access
 from gateway.auth import require, services
 from gateway.container import Services
 
@@ -45,6 +46,7 @@ async def _audited(
 
 
 @router.get("/checkpoint", summary="The latest signed checkpoint (C2SP signed note)")
+@access("auditor")
 async def checkpoint(
     fresh: bool = Query(False, description="Sign the current head now if it is newer"),
     who: Principal = Depends(auditor),
@@ -65,6 +67,7 @@ async def checkpoint(
 
 
 @router.get("/proofs/inclusion", summary="RFC 9162 inclusion proof of leaf `index` in tree `size`")
+@access("auditor")
 async def inclusion(
     index: int = Query(ge=0),
     size: int | None = Query(None, ge=1, description="Default: the latest checkpoint's size"),
@@ -79,6 +82,7 @@ async def inclusion(
 
 
 @router.get("/proofs/consistency", summary="RFC 9162 consistency proof between two tree sizes")
+@access("auditor")
 async def consistency(
     first: int = Query(alias="from", ge=0),
     second: int = Query(alias="to", ge=0),
@@ -95,6 +99,7 @@ async def consistency(
     summary="Search events; export as JSON, JSONL or CSV with proofs",
     response_model=None,
 )
+@access("auditor")
 async def events(
     since: datetime | None = Query(None, alias="from", description="From this time"),
     until: datetime | None = Query(None, alias="to", description="Before this time"),

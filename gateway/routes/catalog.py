@@ -15,6 +15,7 @@ from consent.asyncapi import asyncapi_document
 from consent.catalog import Catalog, CatalogEntry
 from exchange.errors import NotFound
 from exchange.identity.tokens import Principal
+from gateway.access import ANY, access
 from gateway.auth import principal, services
 from gateway.container import Services
 
@@ -81,6 +82,7 @@ def _catalog(svc: Services) -> Catalog:
 
 
 @router.get("", response_model=list[CatalogEntryOut])
+@access(ANY)
 async def search_catalog(
     q: str | None = Query(default=None, max_length=200, description="Text in name/title/desc."),
     dept: str | None = Query(default=None, description="Owner department"),
@@ -97,6 +99,7 @@ async def search_catalog(
 
 
 @router.get("/asyncapi", summary="The catalog as an AsyncAPI 3.0 document")
+@access(ANY)
 async def catalog_asyncapi(
     _: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
@@ -112,6 +115,7 @@ async def catalog_asyncapi(
 
 
 @router.get("/{topic}", response_model=CatalogEntryOut)
+@access(ANY)
 async def get_entry(
     topic: str, _: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> CatalogEntryOut:

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from consent.consents import Consent, Consents, ConsentVersion
 from consent.managers import ConsentManagers, Designation
 from exchange.identity.tokens import Principal
+from gateway.access import ANY, PUBLIC, access
 from gateway.auth import principal, require, services
 from gateway.container import Services
 
@@ -89,11 +90,13 @@ def _consents(svc: Services) -> Consents:
 
 
 @router.get("/jwks", summary="Public keys that verify consent artefacts")
+@access(PUBLIC)
 async def jwks(svc: Services = Depends(services)) -> dict[str, Any]:
     return _consents(svc).jwks()
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ConsentOut)
+@access("own:consent_registrar")
 async def record_consent(
     body: ConsentIn,
     who: Principal = Depends(require(REGISTRAR)),
@@ -115,6 +118,7 @@ async def record_consent(
 
 
 @router.post("/lookup", response_model=list[ConsentOut], summary="A subject's consents")
+@access(ANY)
 async def lookup(
     body: LookupIn, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> list[ConsentOut]:
@@ -182,6 +186,7 @@ async def withdraw_manager(
 
 
 @router.get("/{consent_id}", response_model=ConsentOut)
+@access("admin", "auditor", "own:*")
 async def get_consent(
     consent_id: str, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> ConsentOut:
@@ -189,6 +194,7 @@ async def get_consent(
 
 
 @router.get("/{consent_id}/versions", response_model=list[VersionOut])
+@access("admin", "auditor", "own:*")
 async def consent_versions(
     consent_id: str, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> list[VersionOut]:
@@ -196,6 +202,7 @@ async def consent_versions(
 
 
 @router.post("/{consent_id}/revoke", response_model=ConsentOut)
+@access("own:consent_registrar")
 async def revoke(
     consent_id: str, who: Principal = Depends(require(REGISTRAR)), svc: Services = Depends(services)
 ) -> ConsentOut:
@@ -203,6 +210,7 @@ async def revoke(
 
 
 @router.post("/{consent_id}/pause", response_model=ConsentOut)
+@access("own:consent_registrar")
 async def pause(
     consent_id: str, who: Principal = Depends(require(REGISTRAR)), svc: Services = Depends(services)
 ) -> ConsentOut:
@@ -210,6 +218,7 @@ async def pause(
 
 
 @router.post("/{consent_id}/resume", response_model=ConsentOut)
+@access("own:consent_registrar")
 async def resume(
     consent_id: str, who: Principal = Depends(require(REGISTRAR)), svc: Services = Depends(services)
 ) -> ConsentOut:

@@ -14,6 +14,7 @@ from exchange.errors import Forbidden, InvalidInput, NotFound
 from exchange.identity.assertions import ClientAssertions
 from exchange.identity.service import Client, Department, IssuedSecret
 from exchange.identity.tokens import Principal
+from gateway.access import ANY, access
 from gateway.auth import principal, require, services
 from gateway.container import Services
 
@@ -84,6 +85,7 @@ async def _audit(
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DepartmentOut)
+@access("admin")
 async def create_department(
     body: DepartmentIn,
     who: Principal = Depends(require("admin")),
@@ -97,6 +99,7 @@ async def create_department(
 
 
 @router.get("", response_model=list[DepartmentOut])
+@access(ANY)
 async def list_departments(
     _: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> list[DepartmentOut]:
@@ -137,6 +140,7 @@ async def _managed(
 
 
 @router.post("/{dept}/clients", status_code=status.HTTP_201_CREATED, response_model=ClientSecretOut)
+@access("admin")
 async def create_client(
     dept: str,
     body: ClientIn,
@@ -165,6 +169,7 @@ async def create_client(
 
 
 @router.get("/{dept}/clients", response_model=list[ClientOut])
+@access("admin")
 async def list_clients(
     dept: str, _: Principal = Depends(manager), svc: Services = Depends(services)
 ) -> list[ClientOut]:
@@ -172,6 +177,7 @@ async def list_clients(
 
 
 @router.post("/{dept}/clients/{client_id}/rotate", response_model=ClientSecretOut)
+@access("admin")
 async def rotate_client(
     dept: str,
     client_id: str,
@@ -210,6 +216,7 @@ async def _set_disabled(
 
 
 @router.post("/{dept}/clients/{client_id}/disable", response_model=ClientOut)
+@access("admin")
 async def disable_client(
     dept: str,
     client_id: str,
@@ -221,6 +228,7 @@ async def disable_client(
 
 
 @router.post("/{dept}/clients/{client_id}/enable", response_model=ClientOut)
+@access("admin")
 async def enable_client(
     dept: str,
     client_id: str,
@@ -270,6 +278,7 @@ class ClientKeyOut(BaseModel):
 
 
 @router.put("/{dept}/clients/{client_id}/jwk", response_model=ClientKeyOut)
+@access("admin")
 async def set_client_key(
     dept: str,
     client_id: str,

@@ -17,6 +17,7 @@ from exchange.crypto import FieldCrypto, KeyInfo
 from exchange.crypto.errors import KekNotFound
 from exchange.errors import Forbidden, InvalidInput, NotFound
 from exchange.identity.tokens import Principal
+from gateway.access import access
 from gateway.auth import require, services
 from gateway.container import Services
 
@@ -83,6 +84,7 @@ def _check_topic(svc: Services, who: Principal, topic: str, field: str | None = 
 
 
 @router.get("/v1/keys", response_model=list[KeyOut])
+@access("admin", "steward")
 async def list_keys(
     topic: str | None = Query(default=None),
     who: Principal = Depends(manager),
@@ -93,6 +95,7 @@ async def list_keys(
 
 
 @router.post("/v1/keys/rotate", response_model=list[KeyOut])
+@access("admin", "own:steward")
 async def rotate(
     body: RotateIn, who: Principal = Depends(manager), svc: Services = Depends(services)
 ) -> list[KeyOut]:
@@ -104,6 +107,7 @@ async def rotate(
 
 
 @router.post("/v1/keys/shred", response_model=ShredOut)
+@access("admin", "own:steward")
 async def shred(
     body: ShredIn, who: Principal = Depends(manager), svc: Services = Depends(services)
 ) -> ShredOut:
@@ -118,6 +122,7 @@ async def shred(
 
 
 @router.post("/v1/kms/keks/{department}/rotate", response_model=KekRotateOut)
+@access("admin", "own:steward")
 async def rotate_kek(
     department: str, who: Principal = Depends(manager), svc: Services = Depends(services)
 ) -> KekRotateOut:
@@ -140,6 +145,7 @@ async def rotate_kek(
 
 
 @router.get("/v1/kms/metrics")
+@access("admin")
 async def kms_metrics(
     _: Principal = Depends(require("admin")), svc: Services = Depends(services)
 ) -> dict[str, dict[str, float]]:

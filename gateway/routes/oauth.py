@@ -21,6 +21,7 @@ from exchange.identity.roles import ALL_ROLES, may_manage
 from exchange.identity.service import Client
 from exchange.identity.throttle import Attempt, Lockout
 from exchange.identity.tokens import InvalidToken, Principal
+from gateway.access import CLIENT, PUBLIC, access
 from gateway.auth import limit_peer, peer_address, require, services
 from gateway.container import Services
 
@@ -180,6 +181,7 @@ async def authenticated_client(
     summary="Client-credentials grant (RFC 6749 §4.4)",
     dependencies=_peer_limited,
 )
+@access(CLIENT)
 async def token(
     request: Request,
     grant_type: Annotated[str, Form()],
@@ -239,11 +241,13 @@ async def token(
 
 
 @router.get("/oauth/jwks", summary="Public keys that verify our access tokens")
+@access(PUBLIC)
 async def jwks(svc: Services = Depends(services)) -> dict[str, Any]:
     return await run_in_threadpool(svc.tokens.jwks)
 
 
 @router.get("/.well-known/oauth-authorization-server", summary="RFC 8414 metadata")
+@access(PUBLIC)
 async def metadata(svc: Services = Depends(services)) -> dict[str, Any]:
     base = svc.tokens.issuer
     return {
@@ -270,6 +274,7 @@ async def metadata(svc: Services = Depends(services)) -> dict[str, Any]:
 
 
 @router.post("/oauth/revoke", summary="RFC 7009 token revocation", dependencies=_peer_limited)
+@access(CLIENT)
 async def revoke(
     request: Request,
     token: Annotated[str, Form()],
@@ -293,6 +298,7 @@ async def revoke(
 @router.post(
     "/oauth/introspect", summary="RFC 7662 token introspection", dependencies=_peer_limited
 )
+@access(CLIENT)
 async def introspect(
     request: Request,
     token: Annotated[str, Form()],
@@ -331,6 +337,7 @@ class RotatedKey(BaseModel):
     response_model=RotatedKey,
     summary="Start signing with a new key; old keys verify until their tokens expire",
 )
+@access("admin")
 async def rotate_signing_key(
     who: Principal = Depends(require("admin")), svc: Services = Depends(services)
 ) -> RotatedKey:

@@ -34,6 +34,7 @@ from exchange.errors import (
     NotFound,
 )
 from exchange.identity.tokens import InvalidToken
+from gateway.access import access
 from gateway.auth import authenticate_token, limit_principal, services
 from gateway.container import Services
 from schemas.errors import InvalidSchema, RegistryError
@@ -203,11 +204,13 @@ def _version_body(v: SchemaVersion) -> dict[str, Any]:
 
 # -- schemas -----------------------------------------------------------------------------
 @router.get("/schemas/types")
+@access("registry:read", "registry:write", "admin")
 def schema_types(_: Read) -> JSONResponse:
     return reply(list(SCHEMA_TYPES))
 
 
 @router.get("/schemas/ids/{schema_id}")
+@access("registry:read", "registry:write", "admin")
 def schema_by_id(schema_id: int, _: Read, reg: Reg) -> JSONResponse:
     s = reg.by_id(schema_id)
     out: dict[str, Any] = {"schema": s.schema}
@@ -222,22 +225,26 @@ def raw_schema(text: str) -> Response:
 
 
 @router.get("/schemas/ids/{schema_id}/schema")
+@access("registry:read", "registry:write", "admin")
 def schema_text_by_id(schema_id: int, _: Read, reg: Reg) -> Response:
     return raw_schema(reg.by_id(schema_id).schema)
 
 
 @router.get("/schemas/ids/{schema_id}/versions")
+@access("registry:read", "registry:write", "admin")
 def schema_versions(schema_id: int, _: Read, reg: Reg, deleted: Deleted = False) -> JSONResponse:
     return reply([{"subject": s, "version": v} for s, v in reg.usages(schema_id, deleted=deleted)])
 
 
 @router.get("/schemas/ids/{schema_id}/subjects")
+@access("registry:read", "registry:write", "admin")
 def schema_subjects(schema_id: int, _: Read, reg: Reg, deleted: Deleted = False) -> JSONResponse:
     return reply(sorted({s for s, _v in reg.usages(schema_id, deleted=deleted)}))
 
 
 # -- subjects ----------------------------------------------------------------------------
 @router.get("/subjects")
+@access("registry:read", "registry:write", "admin")
 def list_subjects(
     _: Read,
     reg: Reg,
@@ -248,6 +255,7 @@ def list_subjects(
 
 
 @router.post("/subjects/{subject}/versions")
+@access("own:registry:write")
 def register(subject: str, c: Write, reg: Reg, data: Body) -> JSONResponse:
     schema, refs, kind = _schema_args(data)
     sid = reg.register(
@@ -264,6 +272,7 @@ def register(subject: str, c: Write, reg: Reg, data: Body) -> JSONResponse:
 
 
 @router.post("/subjects/{subject}")
+@access("registry:read", "registry:write", "admin")
 def lookup(subject: str, _: Read, reg: Reg, data: Body, deleted: Deleted = False) -> JSONResponse:
     schema, refs, kind = _schema_args(data)
     return reply(
@@ -272,11 +281,13 @@ def lookup(subject: str, _: Read, reg: Reg, data: Body, deleted: Deleted = False
 
 
 @router.get("/subjects/{subject}/versions")
+@access("registry:read", "registry:write", "admin")
 def list_versions(subject: str, _: Read, reg: Reg, deleted: Deleted = False) -> JSONResponse:
     return reply(reg.versions(subject, deleted=deleted))
 
 
 @router.get("/subjects/{subject}/versions/{version}")
+@access("registry:read", "registry:write", "admin")
 def get_version(
     subject: str, version: str, _: Read, reg: Reg, deleted: Deleted = False
 ) -> JSONResponse:
@@ -284,16 +295,19 @@ def get_version(
 
 
 @router.get("/subjects/{subject}/versions/{version}/schema")
+@access("registry:read", "registry:write", "admin")
 def get_version_schema(subject: str, version: str, _: Read, reg: Reg) -> Response:
     return raw_schema(reg.version(subject, version).schema)
 
 
 @router.get("/subjects/{subject}/versions/{version}/referencedby")
+@access("registry:read", "registry:write", "admin")
 def referenced_by(subject: str, version: str, _: Read, reg: Reg) -> JSONResponse:
     return reply(reg.referenced_by(subject, version))
 
 
 @router.get("/subjects/{subject}/versions/{version}/fields")
+@access("registry:read", "registry:write", "admin")
 def fields(subject: str, version: str, _: Read, reg: Reg) -> JSONResponse:
     """Our extension: the classification of every field of this version."""
     return reply(
@@ -310,11 +324,13 @@ def fields(subject: str, version: str, _: Read, reg: Reg) -> JSONResponse:
 
 
 @router.delete("/subjects/{subject}")
+@access("own:registry:write")
 def delete_subject(subject: str, c: Write, reg: Reg, permanent: bool = False) -> JSONResponse:
     return reply(reg.delete_subject(subject, permanent=permanent, actor=c.actor))
 
 
 @router.delete("/subjects/{subject}/versions/{version}")
+@access("own:registry:write")
 def delete_version(
     subject: str, version: str, c: Write, reg: Reg, permanent: bool = False
 ) -> JSONResponse:
@@ -323,6 +339,7 @@ def delete_version(
 
 # -- compatibility -----------------------------------------------------------------------
 @router.post("/compatibility/subjects/{subject}/versions/{version}")
+@access("registry:read", "registry:write", "admin")
 def compatibility(
     subject: str, version: str, _: Read, reg: Reg, data: Body, verbose: bool = False
 ) -> JSONResponse:
@@ -335,6 +352,7 @@ def compatibility(
 
 
 @router.post("/compatibility/subjects/{subject}/versions")
+@access("registry:read", "registry:write", "admin")
 def compatibility_all(
     subject: str, _: Read, reg: Reg, data: Body, verbose: bool = False
 ) -> JSONResponse:
@@ -343,22 +361,26 @@ def compatibility_all(
 
 # -- config and mode ---------------------------------------------------------------------
 @router.get("/config")
+@access("registry:read", "registry:write", "admin")
 def get_global_config(_: Read, reg: Reg) -> JSONResponse:
     return reply({"compatibilityLevel": reg.get_config(None).value})
 
 
 @router.put("/config")
+@access("admin")
 def put_global_config(c: Write, reg: Reg, data: Body) -> JSONResponse:
     level = reg.set_config(None, str(data.get("compatibility", "")), actor=c.actor)
     return reply({"compatibility": level.value})
 
 
 @router.delete("/config")
+@access("admin")
 def delete_global_config(c: Write, reg: Reg) -> JSONResponse:
     return reply({"compatibilityLevel": reg.delete_config(None, actor=c.actor).value})
 
 
 @router.get("/config/{subject}")
+@access("registry:read", "registry:write", "admin")
 def get_config(
     subject: str,
     _: Read,
@@ -370,28 +392,33 @@ def get_config(
 
 
 @router.put("/config/{subject}")
+@access("own:registry:write")
 def put_config(subject: str, c: Write, reg: Reg, data: Body) -> JSONResponse:
     level = reg.set_config(subject, str(data.get("compatibility", "")), actor=c.actor)
     return reply({"compatibility": level.value})
 
 
 @router.delete("/config/{subject}")
+@access("own:registry:write")
 def delete_config(subject: str, c: Write, reg: Reg) -> JSONResponse:
     return reply({"compatibilityLevel": reg.delete_config(subject, actor=c.actor).value})
 
 
 @router.get("/mode")
+@access("registry:read", "registry:write", "admin")
 def get_global_mode(_: Read, reg: Reg) -> JSONResponse:
     return reply({"mode": reg.get_mode(None).value})
 
 
 @router.put("/mode")
+@access("admin")
 def put_global_mode(c: Write, reg: Reg, data: Body, force: bool = False) -> JSONResponse:
     mode = reg.set_mode(None, str(data.get("mode", "")), force=force, actor=c.actor)
     return reply({"mode": mode.value})
 
 
 @router.get("/mode/{subject}")
+@access("registry:read", "registry:write", "admin")
 def get_mode(
     subject: str,
     _: Read,
@@ -402,28 +429,33 @@ def get_mode(
 
 
 @router.put("/mode/{subject}")
+@access("own:registry:write")
 def put_mode(subject: str, c: Write, reg: Reg, data: Body, force: bool = False) -> JSONResponse:
     mode = reg.set_mode(subject, str(data.get("mode", "")), force=force, actor=c.actor)
     return reply({"mode": mode.value})
 
 
 @router.delete("/mode/{subject}")
+@access("own:registry:write")
 def delete_mode(subject: str, c: Write, reg: Reg) -> JSONResponse:
     return reply({"mode": reg.delete_mode(subject, actor=c.actor).value})
 
 
 @router.get("/contexts")
+@access("registry:read", "registry:write", "admin")
 def contexts(_: Read) -> JSONResponse:
     return reply(["."])  # one (default) context
 
 
 @router.get("")
 @router.get("/")
+@access("registry:read", "registry:write", "admin")
 def root(_: Read) -> JSONResponse:
     return reply({})
 
 
 @router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"], include_in_schema=False)
+@access("registry:read", "registry:write", "admin")
 def unknown(rest: str, _: Read) -> JSONResponse:
     """Last route: anything else under /registry answers in Confluent's format too."""
     return error(404, 404, "HTTP 404 Not Found")

@@ -22,6 +22,7 @@ from dataplane.webhooks import check_webhook_url, new_webhook_secret
 from exchange.auditing import AuditRecord
 from exchange.errors import ExchangeError, Forbidden, NotFound
 from exchange.identity.tokens import Principal
+from gateway.access import access
 from gateway.auth import require, services
 from gateway.container import Services
 from gateway.streams import HeldStream
@@ -125,6 +126,7 @@ def _resolve_start(svc: Services, topic: str, start: str) -> Offsets:
     response_model=SubscriptionOut,
     response_model_exclude_none=True,
 )
+@access("own:subscriber")
 async def create(
     body: SubscriptionIn,
     who: Principal = Depends(require("subscriber")),
@@ -185,6 +187,7 @@ async def create(
 
 
 @router.get("", response_model=list[SubscriptionOut], response_model_exclude_none=True)
+@access("subscriber")
 async def list_subscriptions(
     who: Principal = Depends(require("subscriber")), svc: Services = Depends(services)
 ) -> list[SubscriptionOut]:
@@ -193,6 +196,7 @@ async def list_subscriptions(
 
 
 @router.get("/{sub_id}", response_model=SubscriptionOut, response_model_exclude_none=True)
+@access("own:subscriber")
 async def get(
     sub_id: str, who: Principal = Depends(require("subscriber")), svc: Services = Depends(services)
 ) -> SubscriptionOut:
@@ -200,6 +204,7 @@ async def get(
 
 
 @router.delete("/{sub_id}", status_code=status.HTTP_204_NO_CONTENT)
+@access("own:subscriber")
 async def close(
     sub_id: str, who: Principal = Depends(require("subscriber")), svc: Services = Depends(services)
 ) -> None:
@@ -220,6 +225,7 @@ async def _active(svc: Services, sub_id: str, who: Principal) -> Subscription:
     response_model_exclude_none=True,
     summary="Long-poll a page from the committed cursor (or `cursor=` to replay)",
 )
+@access("own:subscriber")
 async def records(
     sub_id: str,
     max_records: int = Query(500, ge=1, le=5000, alias="max"),
@@ -245,6 +251,7 @@ async def records(
 
 
 @router.post("/{sub_id}/commit", summary="Commit a cursor: later pulls start after it")
+@access("own:subscriber")
 async def commit(
     sub_id: str,
     body: CommitIn,
@@ -263,6 +270,7 @@ async def commit(
     response_model_exclude_none=True,
     summary="Replay: move the committed cursor to a start, timestamp or cursor",
 )
+@access("own:subscriber")
 async def seek(
     sub_id: str,
     body: SeekIn,
@@ -279,6 +287,7 @@ async def seek(
 
 
 @router.get("/{sub_id}/dead-letters", summary="Webhook deliveries that gave up")
+@access("own:subscriber")
 async def dead_letters(
     sub_id: str, who: Principal = Depends(require("subscriber")), svc: Services = Depends(services)
 ) -> list[dict[str, Any]]:
@@ -291,6 +300,7 @@ async def dead_letters(
     summary="Server-Sent Events; resume with Last-Event-ID",
     response_class=StreamingResponse,
 )
+@access("own:subscriber")
 async def stream(
     sub_id: str,
     request: Request,

@@ -18,6 +18,7 @@ from exchange.errors import Conflict, ExchangeError, Forbidden, InvalidInput
 from exchange.identity.tokens import Principal
 from exchange.kafka.names import collision
 from gateway import jsoncheck
+from gateway.access import ANY, access
 from gateway.auth import principal, services
 from gateway.container import Services
 from gateway.errors import problem
@@ -96,6 +97,7 @@ def _out(e: Any) -> TopicOut:
     response_model=TopicOut,
     summary="Create a topic: catalog entry and Kafka topic",
 )
+@access("admin", "own:steward")
 async def create_topic(
     body: TopicIn, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> TopicOut:
@@ -174,6 +176,7 @@ def _refuse_clash(name: str, existing: list[str]) -> None:
 
 
 @router.get("/v1/topics/{topic}", response_model=TopicOut)
+@access(ANY)
 async def get_topic(
     topic: str, _: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> TopicOut:
@@ -225,6 +228,7 @@ def _inline(model: type[BaseModel]) -> dict[str, Any]:
         422: {"description": "Invalid records; nothing written"},
     },
 )
+@access("own:publisher")
 async def publish(
     topic: str,
     request: Request,
