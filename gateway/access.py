@@ -21,7 +21,7 @@ with ``own:`` rules, where a refusal must not reveal whether the resource exists
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -98,3 +98,14 @@ def declared(app: FastAPI, route: BaseRoute) -> Access | None:
         return Access(frozenset({PUBLIC}))
     found: Access | None = getattr(getattr(route, "endpoint", None), _ATTR, None)
     return found
+
+
+def app_routes(routes: list[BaseRoute]) -> Iterator[BaseRoute]:
+    """Every route, also those of included routers (FastAPI keeps those nested, unprefixed by
+    the app: routers carry their own prefix)."""
+    for route in routes:
+        nested = getattr(route, "original_router", None)
+        if nested is not None:
+            yield from app_routes(nested.routes)
+        else:
+            yield route

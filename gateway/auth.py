@@ -72,6 +72,7 @@ def claimed_identity(token: str) -> str:
 
 def audit_refused_token(request: Request, svc: Services, token: str, exc: ExchangeError) -> None:
     """Every 401/403 of the bearer check is a security event, recorded before it goes out."""
+    request.state.denial_audited = True  # gateway.denials records nothing more for it
     svc.audit.append(
         AuditRecord(
             "auth.denied",
@@ -113,6 +114,7 @@ def require(*roles: str) -> Callable[..., Principal]:
     ) -> Principal:
         if not any(p.has(r) for r in roles):
             # An authorization failure is a security event: recorded before the 403 goes out.
+            request.state.denial_audited = True
             svc.audit.append(
                 AuditRecord(
                     "authz.denied",

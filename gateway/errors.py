@@ -20,6 +20,7 @@ from exchange.errors import (
     NotFound,
 )
 from exchange.identity.tokens import InvalidToken
+from gateway.denials import audit_denial
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +101,27 @@ def response_for(exc: Exception) -> JSONResponse:
     raise TypeError(f"no answer for {type(exc).__name__}")
 
 
+def audit_unavailable() -> JSONResponse:
+    return problem(503, "dependency_unavailable", "the audit log is unavailable; retry later")
+
+
+async def answer(request: Request, exc: ExchangeError | StarletteHTTPException) -> JSONResponse:
+    """The answer, once a refusal among them is audited (gateway.denials; 503 if it cannot be)."""
+    resp = response_for(exc)
+    code = (
+        exc.code
+        if isinstance(exc, ExchangeError)
+        else HTTP_CODES.get(exc.status_code, "http_error")
+    )
+    if not await audit_denial(request, resp.status_code, code):
+        return audit_unavailable()
+    return resp
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ExchangeError)
-    async def _domain(_: Request, exc: ExchangeError) -> JSONResponse:
-        return response_for(exc)
+    async def _domain(request: Request, exc: ExchangeError) -> JSONResponse:
+        return await answer(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -116,8 +134,8 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return response_for(exc)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return await answer(request, exc)
 
     async def _uncarriable(request: Request, exc: Exception) -> JSONResponse:
         # Logged by type and route only: the offending value may be a record's content.

@@ -124,6 +124,7 @@ async def _managed(
     try:
         return await run_in_threadpool(call)
     except (Forbidden, NotFound, InvalidInput) as exc:
+        req.state.denial_audited = True  # with its details; gateway.denials adds nothing
         await _audit(
             svc,
             who,

@@ -37,6 +37,7 @@ from exchange.identity.tokens import InvalidToken
 from gateway.access import access
 from gateway.auth import authenticate_token, limit_principal, services
 from gateway.container import Services
+from gateway.denials import audit_denial
 from schemas.errors import InvalidSchema, RegistryError
 from schemas.registry import SCHEMA_TYPES, SchemaRegistry, SchemaVersion
 
@@ -98,7 +99,13 @@ class RegistryRoute(APIRoute):
             try:
                 return await handler(request)
             except (ExchangeError, RequestValidationError, StarletteHTTPException) as exc:
-                return error_for(exc)
+                resp = error_for(exc)
+                code = getattr(exc, "code", "http_error")
+                if resp.status_code in (401, 403) and not await audit_denial(
+                    request, resp.status_code, code
+                ):
+                    return error(503, 50003, "The audit log is unavailable; retry later")
+                return resp
 
         return guarded
 
@@ -120,6 +127,7 @@ def caller(request: Request, svc: Services = Depends(services)) -> Caller:
     if scheme.lower() == "bearer" and value.strip():
         p = authenticate_token(svc, value.strip())
         limit_principal(svc, p)
+        request.state.principal = p  # who is refused, if it comes to that (gateway.denials)
         return Caller(p.client_id, p.roles)
     if scheme.lower() == "basic":
         # Secret checks are deliberately slow: limit guessing per address before checking.
