@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from starlette.responses import Response
 from starlette.types import Scope
 
+from exchange import logs
 from gateway import errors
 from gateway.bootstrap import build_services
 from gateway.container import Services
@@ -74,6 +75,7 @@ def create_app(svc: Services) -> FastAPI:
         "tamper-evident audit log.",
         lifespan=lifespan,
     )
+    logs.install()  # before anything can log a request's data inside a traceback
     app.state.services = svc
     errors.install(app)
     app.add_middleware(
