@@ -16,6 +16,7 @@ from gateway import errors
 from gateway.bootstrap import build_services
 from gateway.container import Services
 from gateway.limits import RequestLimits
+from gateway.problems import API_ERRORS, OAUTH_ERRORS, REGISTRY_ERRORS
 from gateway.routes import (
     agreements,
     audit,
@@ -58,6 +59,14 @@ def refusal(scope: Scope, exc: Exception) -> Response:
     return errors.response_for(exc)
 
 
+# How each router answers errors, as its OpenAPI operations declare it (gateway/problems.py).
+_ERRORS = {
+    id(oauth.router): OAUTH_ERRORS,
+    id(registry.router): REGISTRY_ERRORS,
+    id(health.router): {},
+}
+
+
 def create_app(svc: Services) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -86,7 +95,7 @@ def create_app(svc: Services) -> FastAPI:
         refuse=refusal,
     )
     for router in ROUTERS:
-        app.include_router(router)
+        app.include_router(router, responses=_ERRORS.get(id(router), API_ERRORS))
     return app
 
 

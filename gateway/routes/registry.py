@@ -189,7 +189,16 @@ Reg = Annotated[SchemaRegistry, Depends(registry)]
 Body = Annotated[dict[str, Any], Depends(body)]
 Deleted = Annotated[bool, Query()]
 
-router = APIRouter(prefix="/registry", tags=["registry"], route_class=RegistryRoute)
+class RegistryJSON(JSONResponse):
+    media_type = MEDIA
+
+
+router = APIRouter(
+    prefix="/registry",
+    tags=["registry"],
+    route_class=RegistryRoute,
+    default_response_class=RegistryJSON,  # documents the media type every answer carries
+)
 
 
 def _schema_args(data: dict[str, Any]) -> tuple[str, list[dict[str, Any]], str]:
