@@ -5,7 +5,8 @@ and sends them over real HTTP to a gateway of this module's own (so a generated 
 action, e.g. a signing-key rotation, touches nobody else's state). Every answer must be
 below 500 and match the schema the document declares for its status. Runs twice: with an
 admin token and without credentials. Fixed seed (derandomized); a few examples per
-operation in ``make test``, many more with ``EXCHANGE_FUZZ_LONG=1``.
+operation in ``make test``, many more with ``EXCHANGE_FUZZ_LONG=1`` (or exactly
+``EXCHANGE_FUZZ_EXAMPLES=N`` per operation and mode).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from tests.support.gateway import ThreadGateway
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
 LONG = os.environ.get("EXCHANGE_FUZZ_LONG") == "1"
-EXAMPLES = 300 if LONG else 4
+EXAMPLES = int(os.environ.get("EXCHANGE_FUZZ_EXAMPLES") or (300 if LONG else 4))
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 FUZZ = settings(
     max_examples=EXAMPLES,
