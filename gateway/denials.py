@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from exchange.auditing import AuditRecord
 from exchange.errors import DependencyUnavailable
+from exchange.identity.service import Client
 from exchange.identity.tokens import Principal
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,9 @@ def attempted_identity(request: Request) -> tuple[str, str | None, bool]:
     p = getattr(request.state, "principal", None)
     if isinstance(p, Principal):
         return p.client_id, p.department, True
+    client = getattr(request.state, "basic_client", None)  # registry: verified Basic auth
+    if isinstance(client, Client):
+        return client.client_id, client.department, True
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     claimed = None
     if scheme.lower() == "bearer":

@@ -202,6 +202,8 @@ class SchemaRegistry:
             return [n for n in store.subjects(s, deleted=deleted) if n.startswith(prefix)]
 
     def by_id(self, schema_id: int) -> StoredSchema:
+        if not 0 < schema_id <= MAX_ID:  # cannot exist; the database would overflow on it
+            raise SchemaNotFound(f"Schema {schema_id} not found")
         cached = self._by_id.get(schema_id)
         if cached is not None:
             return cached
@@ -563,6 +565,9 @@ class SchemaRegistry:
         self.audit.append(AuditRecord(kind, actor=actor, data=data))
 
 
+MAX_ID = 2**31 - 1  # Confluent's ids and versions are Java ints
+
+
 def parse_version(version: int | str) -> int | None:
     """None for "latest"/-1; a positive int otherwise; InvalidVersion for anything else."""
     if version in ("latest", -1, "-1"):
@@ -571,7 +576,7 @@ def parse_version(version: int | str) -> int | None:
         number = int(version)
     except (TypeError, ValueError):
         number = 0
-    if number < 1 or number > 2**31 - 1:
+    if number < 1 or number > MAX_ID:
         raise InvalidVersion(
             f"The specified version '{version}' is not a valid version id. Allowed values are "
             'between [1, 2^31-1] and the string "latest"'

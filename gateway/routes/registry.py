@@ -39,7 +39,7 @@ from gateway.auth import authenticate_token, limit_principal, services
 from gateway.container import Services
 from gateway.denials import audit_denial
 from schemas.errors import InvalidSchema, RegistryError
-from schemas.registry import SCHEMA_TYPES, SchemaRegistry, SchemaVersion
+from schemas.registry import MAX_ID, SCHEMA_TYPES, SchemaRegistry, SchemaVersion
 
 log = logging.getLogger(__name__)
 MEDIA = "application/vnd.schemaregistry.v1+json"
@@ -139,6 +139,7 @@ def caller(request: Request, svc: Services = Depends(services)) -> Caller:
         client = svc.identity.authenticate(unquote(cid), unquote(secret)) if sep else None
         if client is None:
             raise InvalidToken("invalid client credentials")
+        request.state.basic_client = client
         limiter.enforce(f"client:{client.client_id}")
         return Caller(client.client_id, frozenset(client.roles))
     raise InvalidToken("missing credentials")
@@ -482,9 +483,12 @@ def _opt_int(value: Any) -> int | None:
     if value is None:
         return None
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         raise InvalidInput("id and version must be integers") from None
+    if not 0 < number <= MAX_ID:
+        raise InvalidInput(f"id and version must be between 1 and {MAX_ID}")
+    return number
 
 
 __all__ = ["router"]

@@ -199,6 +199,21 @@ def test_unverified_identity_is_recorded_as_such(gateway: ThreadGateway, world: 
     assert token not in json.dumps(events) and secret not in json.dumps(events)
 
 
+def test_basic_authenticated_refusal_is_verified(gateway: ThreadGateway, world: World) -> None:
+    since = datetime.now(UTC)
+    reader = world.clients["other:registry:read"]
+    r = httpx.put(
+        f"{gateway.url}/registry/config/{world.subject}",
+        json={"compatibility": "NONE"},
+        auth=(reader.client_id, reader._secret),
+    )
+    assert r.status_code == 403
+    events = _denials(gateway, since, reader.client_id)
+    assert [(e["route"], e["status"], e["verified"]) for e in events] == [
+        ("/registry/config/{subject}", 403, True)
+    ]
+
+
 def test_garbage_credentials_are_anonymous(gateway: ThreadGateway) -> None:
     since = datetime.now(UTC)
     header: str | bytes
