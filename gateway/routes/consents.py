@@ -151,6 +151,7 @@ def _manager(d: Designation) -> ManagerOut:
     response_model=list[ManagerOut],
     summary="Departments whose registrars record consents for this owner's topics",
 )
+@access(ANY)
 async def list_managers(
     owner: str, _: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> list[ManagerOut]:
@@ -162,6 +163,7 @@ async def list_managers(
     response_model=ManagerOut,
     summary="Designate a consent-manager department for an owner (admin)",
 )
+@access("admin")
 async def designate_manager(
     owner: str,
     manager: str,
@@ -176,6 +178,7 @@ async def designate_manager(
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Withdraw a consent-manager designation (admin)",
 )
+@access("admin")
 async def withdraw_manager(
     owner: str,
     manager: str,

@@ -170,7 +170,7 @@ async def create_client(
 
 
 @router.get("/{dept}/clients", response_model=list[ClientOut])
-@access("admin")
+@access("admin", "auditor")
 async def list_clients(
     dept: str, _: Principal = Depends(manager), svc: Services = Depends(services)
 ) -> list[ClientOut]:
@@ -245,6 +245,7 @@ class RolesIn(BaseModel):
 
 
 @router.put("/{dept}/clients/{client_id}/roles", response_model=ClientOut)
+@access("admin")  # auditors pass the role check but manage auditor clients only
 async def set_client_roles(
     dept: str,
     client_id: str,

@@ -27,7 +27,6 @@ from exchange.client import ExchangeClient
 from gateway.access import CLIENT, Access, app_routes, declared
 from tests.support.gateway import ThreadGateway
 from tests.support.matrix import REQUESTS, Caller, World, build_world, callers, send
-from tests.support.scenario import new_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
@@ -35,9 +34,8 @@ Cell = tuple[str, str, str]  # method, route, caller
 
 # Holes other engineers are closing (issue 12). Each entry is a cell whose answer today
 # contradicts its declaration; the test fails when one closes so the entry gets removed.
-# Remove the whole table once items 2 and 4 are merged.
+# Remove the whole table once item 2 is merged.
 _ITEM2 = "item 2, registry department scoping (registry engineer)"
-_ITEM4 = "item 4, who may register consent (identity/consent engineer)"
 _SUBJECT_WRITES = [
     ("POST", "/registry/subjects/{subject}/versions"),
     ("DELETE", "/registry/subjects/{subject}"),
@@ -59,7 +57,6 @@ PENDING: dict[Cell, str] = {
         for m, p in _GLOBAL_WRITES
         for c in ("own:registry:write", "other:registry:write")
     },
-    ("POST", "/v1/consents", "other:consent_registrar"): _ITEM4,
 }
 
 
@@ -84,22 +81,6 @@ def outcome(status: int, decl: Access) -> str:
 
 
 @pytest.fixture(scope="module")
-def auditor(gateway: ThreadGateway, admin: ExchangeClient) -> Iterator[ExchangeClient]:
-    """The security officer: from the credentials file written at initialisation when there
-    is one (issue 12 item 3), else minted for the test."""
-    path = gateway.home / "auditor-credentials.json"
-    if path.exists():
-        creds = json.loads(path.read_text())
-        client = ExchangeClient(gateway.url, creds["client_id"], creds["client_secret"])
-    else:
-        office = f"mx-audit-{int(time.time() * 1000) % 10**8}"
-        admin.call("POST", "/v1/departments", json={"id": office, "name": "Audit", "level": "city"})
-        client = new_client(admin, gateway.url, office, ["auditor"])
-    with client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def world(gateway: ThreadGateway, admin: ExchangeClient) -> Iterator[World]:
     w = build_world(admin, gateway.url)
     yield w
@@ -115,19 +96,23 @@ def test_every_route_is_declared_and_exercised(gateway: ThreadGateway) -> None:
 
 
 def test_route_by_caller_matrix(
-    gateway: ThreadGateway, admin: ExchangeClient, auditor: ExchangeClient, world: World
+    gateway: ThreadGateway,
+    admin: ExchangeClient,
+    security_officer: ExchangeClient,
+    world: World,
 ) -> None:
     since = datetime.now(UTC)
     identity = gateway.services.identity
-    who = callers(world, admin, auditor, lambda c: frozenset(identity.get_client(c).roles))
+    who = callers(world, admin, security_officer, lambda c: frozenset(identity.get_client(c).roles))
     wrong: dict[Cell, str] = {}
-    denied: list[tuple[Cell, Caller, int]] = []
+    denied: list[tuple[Cell, Caller, int, str]] = []
     with httpx.Client(base_url=gateway.url, timeout=30) as http:
         for method, path, decl in routes(gateway.app):
             assert decl is not None
             build = REQUESTS[(method, path)]
             for caller in who:
-                status = send(http, caller, build(world))
+                req = build(world)
+                status = send(http, caller, req)
                 cell = (method, path, caller.name)
                 assert status < 500, f"{cell}: {status}"
                 want = decl.expect(caller.relation, caller.roles)  # type: ignore[arg-type]
@@ -135,7 +120,7 @@ def test_route_by_caller_matrix(
                 if got != want:
                     wrong[cell] = f"declared {want}, got {status}"
                 elif got != "allow" and CLIENT not in decl.allowed:
-                    denied.append((cell, caller, status))
+                    denied.append((cell, caller, status, req.url))
     unexpected = {c: v for c, v in wrong.items() if c not in PENDING}
     closed = sorted(set(PENDING) - set(wrong))
     assert not unexpected, "answers that contradict the declarations:\n" + "\n".join(
@@ -145,27 +130,56 @@ def test_route_by_caller_matrix(
     assert_denials_audited(gateway, since, denied)
 
 
+# Where a refusal is recorded: by the bearer check (auth.denied, 401), the role check and
+# client management (authz.denied, with their details), else where it becomes a response
+# (access.denied, gateway/denials.py). One event per refusal either way.
+DENIAL_TYPES = ("access.denied", "auth.denied", "authz.denied")
+NOBODY = {"anonymous", "unknown"}
+
+
 def assert_denials_audited(
-    gateway: ThreadGateway, since: datetime, denied: list[tuple[Cell, Caller, int]]
+    gateway: ThreadGateway, since: datetime, denied: list[tuple[Cell, Caller, int, str]]
 ) -> None:
-    """Every refused cell (all of them, not a sample) left an access.denied event."""
+    """Every refused cell (all of them, not a sample) left a denial event naming the caller."""
     review = gateway.services.audit_review
-    seen: set[tuple[str, str, str, int]] = set()
-    after = -1
-    while True:
-        page = review.query(Filters(since=since, type="access.denied"), after, 1000)
-        for e in page:
-            d = e.data
-            seen.add((e.actor, d["method"], d["route"], d["status"]))
-        if len(page) < 1000:
-            break
-        after = page[-1].index
+    seen: set[tuple[str, str, str]] = set()
+    for kind in DENIAL_TYPES:
+        after = -1
+        while True:
+            page = review.query(Filters(since=since, type=kind), after, 1000)
+            for e in page:
+                actor = "anonymous" if e.actor in NOBODY else e.actor
+                where = e.data.get("route") or e.data.get("path", "")
+                seen.add((actor, e.data.get("method", ""), where))
+            if len(page) < 1000:
+                break
+            after = page[-1].index
     missing = [
         f"{m} {p} as {caller.name} ({status})"
-        for (m, p, _), caller, status in denied
-        if (caller.client_id or "anonymous", m, p, status) not in seen
+        for (m, p, _), caller, status, url in denied
+        if (caller.client_id or "anonymous", m, p) not in seen
+        and (caller.client_id or "anonymous", m, url) not in seen
     ]
-    assert not missing, "refusals without an access.denied event:\n" + "\n".join(missing)
+    assert not missing, "refusals without a denial event:\n" + "\n".join(missing)
+
+
+def test_one_event_per_refusal(gateway: ThreadGateway, world: World) -> None:
+    """The bearer check records its 401, the role check its 403: nothing records them twice."""
+    since = datetime.now(UTC)
+    stranger = world.clients["other:publisher"]
+    r = httpx.post(
+        f"{gateway.url}/v1/agreements/{world.agreement}/approve",
+        headers={"Authorization": f"Bearer {stranger.token()}"},
+        json={},
+    )
+    assert r.status_code == 403
+    review = gateway.services.audit_review
+    events = [
+        e
+        for kind in DENIAL_TYPES
+        for e in review.query(Filters(since=since, type=kind, client=stranger.client_id), -1, 10)
+    ]
+    assert [e.type for e in events] == ["authz.denied"]
 
 
 def _forged(claims: dict[str, Any]) -> str:
@@ -186,15 +200,15 @@ def test_unverified_identity_is_recorded_as_such(gateway: ThreadGateway, world: 
     since = datetime.now(UTC)
     victim = world.clients["own:publisher"].client_id
     token = _forged({"client_id": victim, "sub": victim, "exp": int(time.time()) + 60})
-    r = httpx.get(f"{gateway.url}/v1/catalog", headers={"Authorization": f"Bearer {token}"})
+    r = httpx.get(f"{gateway.url}/registry/subjects", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 401
     secret = "wrong-secret-not-logged"
-    r = httpx.get(f"{gateway.url}/registry/subjects", auth=(victim, secret))
+    r = httpx.get(f"{gateway.url}/registry/config", auth=(victim, secret))
     assert r.status_code == 401
     events = _denials(gateway, since, victim)
-    assert {(e["route"], e["status"], e["verified"]) for e in events} >= {
-        ("/v1/catalog", 401, False),
+    assert {(e["route"], e["status"], e["verified"]) for e in events} == {
         ("/registry/subjects", 401, False),
+        ("/registry/config", 401, False),
     }
     assert token not in json.dumps(events) and secret not in json.dumps(events)
 
@@ -223,10 +237,10 @@ def test_garbage_credentials_are_anonymous(gateway: ThreadGateway) -> None:
         "Basic !!!",
         "Token x",
     ):
-        r = httpx.get(f"{gateway.url}/v1/departments", headers={"Authorization": header})
+        r = httpx.get(f"{gateway.url}/registry/contexts", headers={"Authorization": header})
         assert r.status_code == 401
     events = _denials(gateway, since, "anonymous")
-    assert sum(e["route"] == "/v1/departments" for e in events) >= 4
+    assert sum(e["route"] == "/registry/contexts" for e in events) >= 4
 
 
 def test_audit_outage_turns_a_refusal_into_503_not_500(

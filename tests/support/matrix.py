@@ -350,6 +350,11 @@ def _api_routes() -> dict[tuple[str, str], Builder]:
         ("POST", cl + "/enable"): lambda w: Req(
             "POST", f"/v1/departments/{w.own}/clients/{w.spare_client}/enable"
         ),
+        ("PUT", cl + "/roles"): lambda w: Req(
+            "PUT",
+            f"/v1/departments/{w.own}/clients/{w.spare_client}/roles",
+            json={"roles": ["registry:read"]},
+        ),
         ("PUT", cl + "/jwk"): lambda w: Req(
             "PUT", f"/v1/departments/{w.own}/clients/{w.spare_client}/jwk", json={"jwk": _jwk()}
         ),
@@ -397,6 +402,15 @@ def _api_routes() -> dict[tuple[str, str], Builder]:
         ),
         ("POST", "/v1/consents/lookup"): lambda w: Req(
             "POST", "/v1/consents/lookup", json={"subject": "330100000000000001"}
+        ),
+        ("GET", "/v1/consents/managers/{owner}"): lambda w: Req(
+            "GET", f"/v1/consents/managers/{w.own}"
+        ),
+        ("PUT", "/v1/consents/managers/{owner}/{manager}"): lambda w: Req(
+            "PUT", f"/v1/consents/managers/{w.own}/{w.peer}"
+        ),
+        ("DELETE", "/v1/consents/managers/{owner}/{manager}"): lambda w: Req(
+            "DELETE", f"/v1/consents/managers/{w.own}/{w.peer}"
         ),
         ("GET", cn): lambda w: Req("GET", f"/v1/consents/{w.consent}"),
         ("GET", cn + "/versions"): lambda w: Req("GET", f"/v1/consents/{w.consent}/versions"),
