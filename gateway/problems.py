@@ -63,18 +63,25 @@ def _responses(
 
 
 API_ERRORS = _responses(_API, PROBLEM_MEDIA, PROBLEM)
-# /oauth/* answer OAuth error objects; the admin route beside them (bearer-authenticated)
-# answers problem+json like the rest of the API.
-OAUTH_ERRORS = {
-    **_responses((403, 422, 429, 503), PROBLEM_MEDIA, PROBLEM),
-    **_responses((400,), "application/json", OAUTH_ERROR),
-    401: {
-        "description": _WHY[401],
+
+
+# /oauth/* answer OAuth error objects (also when throttling failed client authentication);
+# the admin route beside them (bearer-authenticated) answers problem+json like the rest.
+def _either(status: int) -> dict[str, Any]:
+    return {
+        "description": _WHY[status],
         "content": {
             "application/json": {"schema": OAUTH_ERROR},
             PROBLEM_MEDIA: {"schema": PROBLEM},
         },
-    },
+    }
+
+
+OAUTH_ERRORS = {
+    **_responses((403, 422, 503), PROBLEM_MEDIA, PROBLEM),
+    **_responses((400,), "application/json", OAUTH_ERROR),
+    401: _either(401),
+    429: _either(429),
 }
 REGISTRY_ERRORS = _responses(
     (401, 403, 404, 409, 413, 415, 422, 429, 503), REGISTRY_MEDIA, REGISTRY_ERROR
