@@ -9,7 +9,10 @@ body, the token, the secret or the concrete path (which may carry a subject's id
 
 The identity is the verified principal when there is one; otherwise the ``client_id``/``sub``
 claim of the presented JWT or the client id of Basic credentials, unverified (``verified:
-false``), else ``anonymous``. The token endpoint records its own failures (``token.denied``).
+false``), else ``anonymous``. One event per refusal: checks that record their own, richer
+event (the token endpoint's ``token.denied``, the bearer check's ``auth.denied``, the role
+check's and client management's ``authz.denied``) mark the request ``denial_audited`` and
+nothing more is written for it here.
 
 Fail closed: if the event cannot be made durable the caller answers 503 instead of the
 refusal, so nobody can probe unobserved while the audit log is down.
