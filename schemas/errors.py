@@ -7,7 +7,7 @@ RegistryError (ExchangeError)
  ├── SubjectSoftDeleted       404 / 40404      ├── InvalidMode              422 / 42204
  ├── SubjectNotSoftDeleted    404 / 40405      ├── OperationNotPermitted    422 / 42205
  ├── VersionSoftDeleted       404 / 40406      ├── ReferenceExists          422 / 42206
- ├── VersionNotSoftDeleted    404 / 40407      ├── IncompatibleSchema       409 / 409
+ ├── VersionNotSoftDeleted    404 / 40407      ├── IncompatibleSchema       409 / 40901
  ├── SubjectConfigNotFound    404 / 40408      └── ClassificationDowngrade  403 / 40301
  └── SubjectModeNotFound      404 / 40409
 Each also subclasses the matching ``exchange.errors`` class, so generic handlers still work.
@@ -86,7 +86,7 @@ class ReferenceExists(RegistryError, InvalidInput):
 
 
 class IncompatibleSchema(RegistryError, Conflict):
-    http_status, error_code = 409, 409
+    http_status, error_code = 409, 40901
 
     def __init__(self, message: str, messages: list[str] | None = None, **details: Any) -> None:
         super().__init__(message, **details)

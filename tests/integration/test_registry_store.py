@@ -69,7 +69,8 @@ def test_register_versions_and_identity(reg: SchemaRegistry, audit: MemoryAuditS
     assert second != first
     assert reg.versions("p-value") == [1, 2]
     latest = reg.version("p-value")
-    assert (latest.version, latest.id, latest.schema) == (2, second, V2)
+    compact = json.dumps(json.loads(V2), separators=(",", ":"))  # Confluent's stored form
+    assert (latest.version, latest.id, latest.schema) == (2, second, compact)
     assert reg.version("p-value", 1).id == first
     assert reg.lookup("p-value", V1).version == 1
     stored = reg.by_id(second)
@@ -82,6 +83,28 @@ def test_register_versions_and_identity(reg: SchemaRegistry, audit: MemoryAuditS
     kinds = [(r.type, r.actor, r.data.get("version")) for r in audit.records]
     assert kinds[0] == ("schema.registered", "alice", 1)
     assert len(kinds) == 3  # re-registrations change nothing and are not audited
+
+
+def test_doc_and_custom_properties_make_new_versions(reg: SchemaRegistry) -> None:
+    reg.set_config("d-value", "NONE")
+    first = reg.register("d-value", V1)
+    documented = json.loads(V1) | {"doc": "now with a doc"}
+    second = reg.register("d-value", json.dumps(documented))
+    assert second != first and reg.versions("d-value") == [1, 2]
+    assert json.loads(reg.version("d-value").schema)["doc"] == "now with a doc"
+
+
+def test_a_hard_deleted_schema_never_lends_its_text(reg: SchemaRegistry) -> None:
+    reg.set_config("u-value", "NONE")
+    x = reg.register("u-value", '{"type":"string","unique":"X"}')
+    reg.delete_subject("u-value")
+    reg.delete_subject("u-value", permanent=True)
+    y = reg.register("u-value", '{"type":"string","unique":"Y"}')
+    assert y != x
+    assert reg.by_id(y).schema == '{"type":"string","unique":"Y"}'
+    assert reg.by_id(x).schema == '{"type":"string","unique":"X"}'
+    # the same text again gets its old id back, as in Confluent
+    assert reg.register("u-value", '{"type": "string", "unique": "X"}') == x
 
 
 def test_errors(reg: SchemaRegistry) -> None:
@@ -141,13 +164,15 @@ def test_levels_are_enforced_per_subject(reg: SchemaRegistry) -> None:
     step3 = record("R", {"name": "b", "type": "string"})
     assert reg.check("t-value", step3) == []  # BACKWARD: against the latest only
     reg.set_config("t-value", "BACKWARD_TRANSITIVE")
-    assert reg.check("t-value", step3) != []
+    assert reg.check("t-value", step3, version=None) != []  # all versions, transitively
+    # As in Confluent, /versions/latest and /versions/2 check against that one version only.
+    assert reg.check("t-value", step3) == []
     assert reg.check("t-value", step3, version=2) == []
     with pytest.raises(IncompatibleSchema):
         reg.register("t-value", step3)
     reg.set_config(None, "NONE")
-    assert reg.get_config(None).value == "NONE"
-    assert reg.get_config("t-value").value == "BACKWARD_TRANSITIVE"
+    assert reg.get_config(None).compatibility.value == "NONE"
+    assert reg.get_config("t-value").compatibility.value == "BACKWARD_TRANSITIVE"
     reg.delete_config("t-value")
     assert reg.register("t-value", step3) > 0
 
@@ -231,7 +256,7 @@ def test_state_survives_restart(db_url: str) -> None:
     engine = make_engine(db_url)
     after = SchemaRegistry(session_factory(engine), MemoryAuditSink())
     assert [after.version("r-value", v).id for v in (1, 2)] == ids
-    assert after.get_config("r-value").value == "FULL"
+    assert after.get_config("r-value").compatibility.value == "FULL"
     assert after.register("r-value", V2) == ids[1]
     assert after.register("new-value", record("N", {"name": "n", "type": "int"})) > max(ids)
     engine.dispose()
