@@ -71,10 +71,8 @@ def register(
 ) -> None:
     """Register FILE.avsc under SUBJECT; prints the schema id."""
     body = {"schema": read_schema(file)}
-    out = call(
-        connect(url, client_id, client_secret, home), "POST", f"/subjects/{quote(subject, safe='')}/versions",
-        json=body,
-    )  # fmt: skip
+    path = f"/subjects/{quote(subject, safe='')}/versions"
+    out = call(connect(url, client_id, client_secret, home), "POST", path, json=body)
     console.print(f"id={out['id']}", highlight=False)
 
 
