@@ -66,12 +66,21 @@ def sr_client(gateway: ThreadGateway, client: ExchangeClient) -> SchemaRegistryC
     )
 
 
+def _bearer(request: httpx.Request, client: ExchangeClient) -> httpx.Request:
+    request.headers["Authorization"] = f"Bearer {client.token()}"
+    return request
+
+
 class Http:
     """Raw HTTP, subjects percent-encoded the way Confluent's clients do it."""
 
     def __init__(self, gateway: ThreadGateway, client: ExchangeClient) -> None:
+        # Bearer tokens (refreshed by the SDK): HTTP Basic would check the deliberately slow
+        # secret on every request.
         self.http = httpx.Client(
-            base_url=f"{gateway.url}/registry", auth=(client.client_id, client._secret), timeout=30
+            base_url=f"{gateway.url}/registry",
+            auth=lambda r: _bearer(r, client),
+            timeout=30,
         )
 
     def __call__(
