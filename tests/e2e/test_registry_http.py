@@ -121,9 +121,7 @@ def test_confluent_paths(rw: Reg, dept: str) -> None:
     assert huge.json()["error_code"] == 41301
 
 
-def test_errors_compatibility_and_classification(
-    rw: Reg, admin: ExchangeClient, dept: str
-) -> None:
+def test_errors_compatibility_and_classification(rw: Reg, admin: ExchangeClient, dept: str) -> None:
     s = f"{dept}.compat-value"
     bad = rw("POST", f"/subjects/{s}/versions", {"schema": '{"type": "record", "fields": 1}'})
     assert bad.status_code == 422 and bad.json()["error_code"] == 42201

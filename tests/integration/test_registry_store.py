@@ -12,9 +12,12 @@ from pathlib import Path
 
 import fastavro
 import pytest
+from alembic import command
+from sqlalchemy import text
 
 from exchange.auditing import MemoryAuditSink
-from exchange.db import make_engine, migrate, session_factory
+from exchange.db import alembic_config, make_engine, migrate, session_factory
+from schemas.canonical import parse
 from schemas.errors import (
     ClassificationDowngrade,
     IncompatibleSchema,
@@ -316,4 +319,30 @@ def test_two_processes_assign_distinct_ids(db_url: str, tmp_path: Path) -> None:
     reg = SchemaRegistry(session_factory(engine), MemoryAuditSink())
     assert reg.versions("shared") == list(range(1, n + 1))
     assert len({reg.version("shared", v).id for v in range(1, n + 1)}) == n
+    engine.dispose()
+
+
+def test_migration_restates_stored_schemas_in_confluents_form(tmp_path: Path) -> None:
+    """Rows written under the old identity get Confluent's text and the new fingerprint."""
+    url = f"sqlite:///{tmp_path}/old.db"
+    cfg = alembic_config(url)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "heads")
+        command.downgrade(cfg, "ea3941ba7cd4")  # the registry as it was before issue 13
+        conn.execute(
+            text(
+                "INSERT INTO registry_schemas (id, fingerprint, schema_type, schema, "
+                "\"references\", dependencies, created_at) VALUES (7, 'old', 'AVRO', :s, '[]', "
+                "'[]', '2026-01-01 00:00:00')"
+            ),
+            {"s": V2},
+        )
+        command.upgrade(cfg, "heads")
+    reg = SchemaRegistry(session_factory(engine), MemoryAuditSink())
+    assert reg.by_id(7).schema == json.dumps(json.loads(V2), separators=(",", ":"))
+    with engine.begin() as conn:
+        fp = conn.execute(text("SELECT fingerprint FROM registry_schemas WHERE id = 7")).scalar()
+    assert fp == parse(V2).fingerprint
     engine.dispose()
