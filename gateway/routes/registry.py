@@ -243,8 +243,7 @@ def writer(
 
 
 def registry(svc: Services = Depends(services)) -> SchemaRegistry:
-    reg: SchemaRegistry = svc.registry
-    return reg
+    return svc.registry
 
 
 async def body(request: Request) -> dict[str, Any]:
@@ -505,11 +504,10 @@ def fields(subject: str, version: str, _: Read, reg: Reg) -> JSONResponse:
 def _not_live(svc: Services, request: Request, c: Caller, subject: str) -> None:
     """A permanent delete must not pull the schemas from under a topic still in the catalog."""
     topic = topic_of(subject)
-    catalog = svc.extras.get("catalog")
-    if topic is None or catalog is None:
+    if topic is None:
         return
     try:
-        catalog.get(topic)
+        svc.catalog.get(topic)
     except NotFound:
         return
     svc.audit.append(

@@ -21,7 +21,7 @@ from confluent_kafka.schema_registry import (
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from typer.testing import CliRunner
 
-from exchange.cli.main import app as cli
+from cli.main import app as cli
 from exchange.client import ExchangeClient
 from tests.conftest import make_client, make_department
 from tests.support.gateway import ThreadGateway

@@ -97,7 +97,7 @@ def world(gateway: ThreadGateway, admin: ExchangeClient) -> Iterator[World]:
 
 
 def denials(gateway: ThreadGateway, client_id: str) -> int:
-    log = gateway.services.extras["audit"]
+    log = gateway.services.audit_review
     return len(log.query(Filters(type="registry.denied", client=client_id), limit=1000))
 
 
