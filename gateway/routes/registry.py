@@ -690,8 +690,14 @@ def root(_: Read) -> JSONResponse:
 
 
 @router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"], include_in_schema=False)
-def unknown(rest: str, _: Read) -> JSONResponse:
+def unknown(request: Request, rest: str, _: Read) -> JSONResponse:
     """Last route: anything else under /registry answers in Confluent's format too."""
+    others = [
+        r for r in router.routes if isinstance(r, RegistryRoute) and r.endpoint is not unknown
+    ]
+    # A path some route serves, with another method: Jersey's 405.
+    if any(r.matches(request.scope)[0] is Match.PARTIAL for r in others):
+        return error(405, 405, "HTTP 405 Method Not Allowed")
     return error(404, 404, "HTTP 404 Not Found")
 
 

@@ -323,6 +323,13 @@ def test_error_codes_and_messages(http: Http, dept: str) -> None:
     http("POST", f"/subjects/{s}/versions", {"schema": person()})
     r = http("POST", f"/compatibility/subjects/{s}/versions/7", {"schema": person()})
     assert r.json() == {"error_code": 40402, "message": "Version 7 not found."}
+    r = http("GET", f"/subjects/{s}")  # a path Confluent serves, but not for GET
+    assert (r.status_code, r.json()) == (
+        405,
+        {"error_code": 405, "message": "HTTP 405 Method Not Allowed"},
+    )
+    r = http("GET", "/no/such/route")
+    assert (r.status_code, r.json()) == (404, {"error_code": 404, "message": "HTTP 404 Not Found"})
     r = http("GET", "/schemas/ids/invalid")
     assert (r.status_code, r.json()) == (404, {"error_code": 404, "message": "HTTP 404 Not Found"})
     r = http("GET", "/schemas/ids/2147483000")
