@@ -176,7 +176,7 @@ class RegistryBase:
 
     def _writable(self, s: Session, subject_mode: str | None, subject: str) -> None:
         if self._mode(s, subject_mode) is Mode.READONLY:
-            raise OperationNotPermitted(f"Subject {subject} is in read-only mode")
+            raise OperationNotPermitted(f"Subject {subject} in context . is in read-only mode")
 
     # -- plumbing ------------------------------------------------------------------------
     def _retrying(self, fn: Callable[[], T]) -> T:

@@ -11,6 +11,7 @@ from exchange.db import transaction
 from schemas import store
 from schemas.classification import FieldInfo
 from schemas.errors import (
+    IdDoesNotMatch,
     IncompatibleSchema,
     OperationNotPermitted,
     SchemaNotFound,
@@ -103,8 +104,19 @@ class Subjects(Rules):
             lock = store.lock_subject(s, subject)
             mode = self._mode(s, lock.mode)
             self._writable(s, mode.value, subject)
+            if (schema_id is not None) != (mode is Mode.IMPORT):
+                # Confluent: an explicit id needs IMPORT mode, and IMPORT mode needs an id.
+                needed = "import" if schema_id is not None else "read-write"
+                raise OperationNotPermitted(
+                    f"Subject {subject} in context . is not in {needed} mode"
+                )
             rows = store.versions(s, subject)
             existing = store.schema_by_fingerprint(s, parsed.fingerprint)
+            if existing is not None and schema_id is not None and existing.id != schema_id:
+                raise IdDoesNotMatch(
+                    f"Schema already registered with id {existing.id} instead of input id "
+                    f"{schema_id}"
+                )
             if existing is not None:
                 same = [r for r in rows if r.schema_id == existing.id]
                 if same:  # already registered here: same id, no new version
@@ -114,8 +126,6 @@ class Subjects(Rules):
             if mode is Mode.IMPORT:  # a migration: no compatibility check, but classification
                 self._guard_classification(lock, rows, parsed, actor_is_admin)
                 return self._import(s, subject, new, existing, schema_id, version)
-            if schema_id is not None or version is not None:
-                raise OperationNotPermitted("Explicit ids and versions need IMPORT mode")
             if problems := self._check_new(s, subject, rows, parsed):
                 raise IncompatibleSchema(
                     "Schema being registered is incompatible with an earlier schema for "
@@ -137,12 +147,10 @@ class Subjects(Rules):
         schema_id: int | None,
         version: int | None,
     ) -> Registered:
-        if existing is not None and schema_id is not None and existing.id != schema_id:
-            raise OperationNotPermitted(
-                f"Schema already registered with id {existing.id} instead of input id {schema_id}"
-            )
         if existing is None and schema_id is not None and s.get(SchemaRow, schema_id) is not None:
-            raise OperationNotPermitted(f"Overwrite new schema with id {schema_id} not permitted")
+            raise OperationNotPermitted(
+                f"Overwrite new schema with id {schema_id} in context . is not permitted."
+            )
         row = existing or store.add_schema(
             s, new.parsed.fingerprint, new.parsed.text, new.refs, new.deps, schema_id=schema_id
         )

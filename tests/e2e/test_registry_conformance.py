@@ -371,6 +371,18 @@ def test_error_codes_and_messages(http: Http, dept: str) -> None:
             "delete permanently",
         },
     )
+    http("PUT", f"/mode/{s}", {"mode": "READONLY"})
+    r = http("POST", f"/subjects/{s}/versions", {"schema": person(AGE)})
+    assert (r.status_code, r.json()) == (
+        422,
+        {"error_code": 42205, "message": f"Subject {plain} in context . is in read-only mode"},
+    )
+    http("DELETE", f"/mode/{s}")
+    r = http("POST", f"/subjects/{s}/versions", {"schema": person(AGE), "id": 12345})
+    assert r.json() == {
+        "error_code": 42205,
+        "message": f"Subject {plain} in context . is not in import mode",
+    }
     r = http("POST", f"/subjects/{s}/versions", {"schema": "{}", "schemaType": "PROTOBUF"})
     assert r.json()["error_code"] == 42201
 

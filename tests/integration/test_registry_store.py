@@ -20,6 +20,7 @@ from exchange.db import alembic_config, make_engine, migrate, session_factory
 from schemas.canonical import parse
 from schemas.errors import (
     ClassificationDowngrade,
+    IdDoesNotMatch,
     IncompatibleSchema,
     InvalidSchema,
     OperationNotPermitted,
@@ -157,7 +158,7 @@ def test_downgrade_cannot_sneak_in(reg: SchemaRegistry) -> None:
     # IMPORT mode skips compatibility, not classification
     reg.set_mode("s-value", "IMPORT", force=True)
     with pytest.raises(ClassificationDowngrade):
-        reg.register("s-value", public, version=50)
+        reg.register("s-value", public, schema_id=9999, version=50)
 
 
 def test_levels_are_enforced_per_subject(reg: SchemaRegistry) -> None:
@@ -245,7 +246,15 @@ def test_modes(reg: SchemaRegistry) -> None:
     assert reg.register("imported", record("I", {"name": "i", "type": "int"}), schema_id=500,
                         version=7) == 500  # fmt: skip
     assert reg.version("imported").version == 7
+    with pytest.raises(OperationNotPermitted, match="is not in read-write mode"):
+        reg.register("imported", record("K", {"name": "k", "type": "int"}))  # IMPORT needs ids
+    with pytest.raises(IdDoesNotMatch, match="already registered with id 500 instead of input"):
+        reg.register("imported", record("I", {"name": "i", "type": "int"}), schema_id=501)
+    with pytest.raises(OperationNotPermitted, match=r"with id 500 in context \. is not permitted"):
+        reg.register("imported", record("L", {"name": "l", "type": "int"}), schema_id=500)
     reg.set_mode(None, "READWRITE")
+    with pytest.raises(OperationNotPermitted, match="is not in import mode"):
+        reg.register("after-import", record("J", {"name": "j", "type": "int"}), schema_id=900)
     assert reg.register("after-import", record("J", {"name": "j", "type": "int"})) > 500
 
 
