@@ -237,7 +237,7 @@ def writer(
     if not c.roles & set(WRITE_ROLES):
         raise _deny(svc, request, c, subject, "changing the registry needs registry:write")
     if not may_write(subject, c.department, admin=c.is_admin):
-        why = "global settings need the admin role" if subject is None else "another owner"
+        why = "admin only" if subject is None else "not a subject of the caller's department"
         raise _deny(svc, request, c, subject, why)
     return c
 
