@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import quote
 
 import typer
 
@@ -70,10 +71,8 @@ def register(
 ) -> None:
     """Register FILE.avsc under SUBJECT; prints the schema id."""
     body = {"schema": read_schema(file)}
-    out = call(
-        connect(url, client_id, client_secret, home), "POST", f"/subjects/{subject}/versions",
-        json=body,
-    )  # fmt: skip
+    path = f"/subjects/{quote(subject, safe='')}/versions"
+    out = call(connect(url, client_id, client_secret, home), "POST", path, json=body)
     console.print(f"id={out['id']}", highlight=False)
 
 
@@ -89,7 +88,7 @@ def check(
     """Is FILE.avsc compatible with SUBJECT's history? Exit 1 and say why if not."""
     body = {"schema": read_schema(file)}
     with connect(url, client_id, client_secret, home) as client:
-        path = f"/compatibility/subjects/{subject}/versions/latest"
+        path = f"/compatibility/subjects/{quote(subject, safe='')}/versions/latest"
         out = call(client, "POST", path, json=body, params={"verbose": "true"})
     if out["is_compatible"]:
         console.print("compatible")
@@ -110,8 +109,9 @@ def show(
 ) -> None:
     """Print a version of SUBJECT (default: latest) and the classification of its fields."""
     with connect(url, client_id, client_secret, home) as client:
-        v = call(client, "GET", f"/subjects/{subject}/versions/{version}")
-        fields = call(client, "GET", f"/subjects/{subject}/versions/{v['version']}/fields")
+        name = quote(subject, safe="")  # a subject may hold "/" or any other character
+        v = call(client, "GET", f"/subjects/{name}/versions/{version}")
+        fields = call(client, "GET", f"/subjects/{name}/versions/{v['version']}/fields")
     console.print(f"subject={v['subject']} version={v['version']} id={v['id']}", highlight=False)
     console.print_json(v["schema"])
     for f in fields:

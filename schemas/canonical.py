@@ -1,9 +1,8 @@
 """Parse Avro schemas (with references) and compute their identity. Pure: no I/O.
 
-Identity is the Avro Parsing Canonical Form plus the attributes PCF strips but that change
-meaning for us (defaults, aliases, logical types, classification and tags): two texts that
-differ only in whitespace, attribute order, namespace spelling or docs get the same id, while
-adding a default or changing a field's classification gives a new schema.
+Identity is Confluent's: the schema text as it is stored (``schemas.forms.confluent_form``,
+or ``normalized_form`` when normalising) plus the pinned references. Whitespace does not
+matter; ``doc``, custom properties and attribute spelling do, exactly as in Confluent.
 """
 
 from __future__ import annotations
@@ -23,10 +22,9 @@ from fastavro.types import NamedSchemas
 
 from schemas.classification import FieldInfo, field_infos
 from schemas.errors import InvalidSchema
+from schemas.forms import confluent_form, normalized_form
 
-FORMAT_VERSION = 1  # bump when the identity recipe changes
-_KEPT = ("default", "aliases", "logicalType", "precision", "scale", "order", "classification",
-         "confluent:tags", "data_subject")  # fmt: skip
+FORMAT_VERSION = 2  # bump when the identity recipe changes (2: the stored text)
 
 
 @dataclass(frozen=True)
@@ -40,19 +38,28 @@ class Parsed:
     named: dict[str, Any] = field(default_factory=dict)  # full name -> JSON, incl. references
 
 
-def parse(text: str, references: Sequence[str] = (), ref_keys: Sequence[Any] = ()) -> Parsed:
+def parse(
+    text: str,
+    references: Sequence[str] = (),
+    ref_keys: Sequence[Any] = (),
+    *,
+    normalize: bool = False,
+) -> Parsed:
     """Parse ``text`` after the referenced schema texts (dependencies first).
 
+    ``Parsed.text`` is the form stored and returned (normalised when ``normalize``);
     ``ref_keys`` (e.g. the references' name/subject/version) become part of the identity.
     Raises InvalidSchema with the parser's message.
     """
     try:
-        return _parse(text, references, ref_keys)
+        return _parse(text, references, ref_keys, normalize)
     except RecursionError:  # hostile nesting: refuse rather than fail with a 500
         raise InvalidSchema("Invalid schema: nested too deeply") from None
 
 
-def _parse(text: str, references: Sequence[str], ref_keys: Sequence[Any]) -> Parsed:
+def _parse(
+    text: str, references: Sequence[str], ref_keys: Sequence[Any], normalize: bool
+) -> Parsed:
     try:
         doc = json.loads(text)
     except ValueError:
@@ -63,6 +70,7 @@ def _parse(text: str, references: Sequence[str], ref_keys: Sequence[Any]) -> Par
             warnings.simplefilter("ignore")  # unknown logical types degrade, as the spec says
             for ref in references:
                 avro.schema.make_avsc_object(_json(ref), names)
+            known = set(names.names)
             schema = avro.schema.make_avsc_object(doc, names)
     except (avro.errors.AvroException, TypeError, ValueError, AttributeError) as exc:
         raise InvalidSchema(f"Invalid schema: {exc}") from None
@@ -71,21 +79,22 @@ def _parse(text: str, references: Sequence[str], ref_keys: Sequence[Any]) -> Par
         fields = field_infos(doc, named)
     except ValueError as exc:
         raise InvalidSchema(f"Invalid schema: {exc}") from None
-    canonical = schema.canonical_form
-    identity = json.dumps(
-        [FORMAT_VERSION, canonical, _extras(doc, ""), list(ref_keys)],
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+    stored = normalized_form(doc, known) if normalize else confluent_form(doc, known)
     return Parsed(
-        text=text,
+        text=stored,
         json=doc,
         avro=schema,
-        canonical=canonical,
-        fingerprint=hashlib.sha256(identity.encode()).hexdigest(),
+        canonical=schema.canonical_form,
+        fingerprint=fingerprint(stored, ref_keys),
         fields=fields,
         named=named,
     )
+
+
+def fingerprint(stored: str, ref_keys: Sequence[Any] = ()) -> str:
+    """The identity of a stored schema text with its pinned references."""
+    identity = json.dumps([FORMAT_VERSION, stored, list(ref_keys)], separators=(",", ":"))
+    return hashlib.sha256(identity.encode()).hexdigest()
 
 
 def fastavro_schema(text: str, references: Sequence[str] = ()) -> Any:
@@ -101,19 +110,3 @@ def _json(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
-
-
-def _extras(node: Any, path: str) -> dict[str, Any]:
-    """The meaning-bearing attributes PCF drops, keyed by their JSON path."""
-    out: dict[str, Any] = {}
-    if isinstance(node, dict):
-        kept = {k: node[k] for k in _KEPT if k in node}
-        if kept:
-            out[path or "/"] = kept
-        for key, value in node.items():
-            if key not in _KEPT:
-                out.update(_extras(value, f"{path}/{key}"))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            out.update(_extras(value, f"{path}/{i}"))
-    return out

@@ -7,8 +7,9 @@ RegistryError (ExchangeError)
  ├── SubjectSoftDeleted       404 / 40404      ├── InvalidMode              422 / 42204
  ├── SubjectNotSoftDeleted    404 / 40405      ├── OperationNotPermitted    422 / 42205
  ├── VersionSoftDeleted       404 / 40406      ├── ReferenceExists          422 / 42206
- ├── VersionNotSoftDeleted    404 / 40407      ├── IncompatibleSchema       409 / 409
- ├── SubjectConfigNotFound    404 / 40408      └── ClassificationDowngrade  403 / 40301
+ ├── VersionNotSoftDeleted    404 / 40407      ├── IdDoesNotMatch           422 / 42207
+ ├── SubjectConfigNotFound    404 / 40408      ├── IncompatibleSchema       409 / 40901
+ │                                             └── ClassificationDowngrade  403 / 40301
  └── SubjectModeNotFound      404 / 40409
 Each also subclasses the matching ``exchange.errors`` class, so generic handlers still work.
 """
@@ -85,8 +86,12 @@ class ReferenceExists(RegistryError, InvalidInput):
     http_status, error_code = 422, 42206
 
 
+class IdDoesNotMatch(RegistryError, InvalidInput):
+    http_status, error_code = 422, 42207
+
+
 class IncompatibleSchema(RegistryError, Conflict):
-    http_status, error_code = 409, 409
+    http_status, error_code = 409, 40901
 
     def __init__(self, message: str, messages: list[str] | None = None, **details: Any) -> None:
         super().__init__(message, **details)

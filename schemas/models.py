@@ -12,7 +12,11 @@ from exchange.db import Base, UtcDateTime
 
 
 class SchemaRow(Base):
-    """One distinct schema; ``id`` is the global schema id (never reused: AUTOINCREMENT)."""
+    """One distinct schema; ``id`` is the global schema id (never reused: AUTOINCREMENT).
+
+    ``schema`` is the text as Confluent stores it; ``fingerprint`` hashes it with the pinned
+    references (``schemas.canonical.fingerprint``), so two rows never share a text.
+    """
 
     __tablename__ = "registry_schemas"
     __table_args__ = {"sqlite_autoincrement": True}
@@ -58,6 +62,8 @@ class SubjectRow(Base):
     seq: Mapped[int] = mapped_column(Integer, default=0)
     compatibility: Mapped[str | None] = mapped_column(String(32), nullable=True)
     mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # Confluent's "normalize" config: register and look up schemas in their normalised form.
+    normalize: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     # Field path -> classification of the last version registered here. Deleting versions does
     # not reset it, so a downgrade cannot sneak in by deleting the subject first.
     classifications: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)

@@ -66,6 +66,20 @@ def subjects(s: Session, *, deleted: bool = False) -> list[str]:
     return sorted(s.scalars(q))
 
 
+def all_versions(s: Session, prefix: str = "") -> list[VersionRow]:
+    """Every version row (deleted ones too) whose subject starts with ``prefix``."""
+    q = select(VersionRow)
+    if prefix:
+        q = q.where(VersionRow.subject.startswith(prefix, autoescape=True))
+    return list(s.scalars(q.order_by(VersionRow.subject, VersionRow.version)))
+
+
+def schemas_by_id(s: Session, ids: set[int]) -> dict[int, SchemaRow]:
+    if not ids:
+        return {}
+    return {r.id: r for r in s.scalars(select(SchemaRow).where(SchemaRow.id.in_(ids)))}
+
+
 def schema_by_fingerprint(s: Session, fingerprint: str) -> SchemaRow | None:
     return s.scalars(select(SchemaRow).where(SchemaRow.fingerprint == fingerprint)).first()
 

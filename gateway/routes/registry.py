@@ -2,9 +2,14 @@
 
 Errors use Confluent's bodies (``{"error_code": 40401, "message": ...}``), not problem+json:
 ``RegistryRoute`` turns our errors into them for every route of this router, including errors
-raised by the auth dependency. Auth: bearer token (ours or the external issuer's) or HTTP
-Basic with client id and secret; reading needs registry:read (or registry:write / admin),
-writing needs registry:write.
+raised by the auth dependency. It also matches routes on the percent-encoded path, so a
+subject may hold ``/`` or any other character (``%2F``), and negotiates media types as
+Confluent does (406 / 415).
+
+Auth: bearer token (ours or the external issuer's) or HTTP Basic with client id and secret.
+Reading needs registry:read (or registry:write / admin). Writing needs registry:write *and*
+the subject's department (``schemas.registry.ownership``); global config and mode, and
+subjects no department owns, are admin-only. Every refused write is audited.
 """
 
 from __future__ import annotations
@@ -16,14 +21,17 @@ import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_to_bytes
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import Scope
 
+from exchange.auditing import AuditRecord
 from exchange.errors import (
     Conflict,
     DependencyUnavailable,
@@ -38,18 +46,27 @@ from gateway.access import access
 from gateway.auth import authenticate_token, limit_principal, services
 from gateway.container import Services
 from gateway.denials import audit_denial
-from schemas.errors import InvalidSchema, RegistryError
-from schemas.registry import MAX_ID, SCHEMA_TYPES, SchemaRegistry, SchemaVersion
+from schemas.errors import InvalidSchema, RegistryError, SchemaNotFound
+from schemas.registry import MAX_ID, SCHEMA_TYPES, Config, SchemaRegistry, SchemaVersion
+from schemas.registry.ownership import may_write, topic_of
 
 log = logging.getLogger(__name__)
-MEDIA = "application/vnd.schemaregistry.v1+json"
+V1 = "application/vnd.schemaregistry.v1+json"
+# What Confluent produces, with its server-side quality; and what it consumes.
+PRODUCES = ((V1, 1.0), ("application/vnd.schemaregistry+json", 0.9), ("application/json", 0.5))
+CONSUMES = {
+    V1,
+    "application/vnd.schemaregistry+json",
+    "application/json",
+    "application/octet-stream",
+}
 MAX_BODY = 4 * 1024 * 1024  # a schema is text; anything larger is abuse
 READ_ROLES = ("registry:read", "registry:write", "admin")
-WRITE_ROLES = ("registry:write",)
+WRITE_ROLES = ("registry:write", "admin")
 
 
 def reply(body: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(body, status_code=status, media_type=MEDIA)
+    return JSONResponse(body, status_code=status, media_type=V1)
 
 
 def error(status: int, code: int, message: str) -> JSONResponse:
@@ -89,23 +106,73 @@ def error_for(exc: Exception) -> JSONResponse:
     return error(500, 50001, "Error in the backend data store")
 
 
+def negotiate(accept: str) -> str | None:
+    """The media type to answer in for this ``Accept`` header; None = 406."""
+    best, score = (V1, 0.0) if accept.strip() else (V1, 1.0)
+    for part in accept.split(","):
+        media, *params = (p.strip().lower() for p in part.split(";"))
+        q = 1.0
+        for p in params:
+            if p.startswith("q="):
+                try:
+                    q = float(p[2:])
+                except ValueError:
+                    q = 0.0
+        for produced, quality in PRODUCES:
+            wild = media == "*/*" or (media.endswith("/*") and produced.startswith(media[:-1]))
+            if (media == produced or wild) and q * quality > score:
+                best, score = produced, q * quality
+    return best if score > 0 else None
+
+
+def _unquote(value: str) -> str:
+    return unquote_to_bytes(value.encode("latin-1")).decode("utf-8")
+
+
 class RegistryRoute(APIRoute):
-    """Every route of this router answers our errors in Confluent's format."""
+    """Every route of this router: raw-path matching, media types, Confluent's errors."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        raw = scope.get("raw_path")
+        if scope.get("type") != "http" or not raw or scope.get("root_path"):
+            return super().matches(scope)
+        # Match on the path as sent, so "%2F" inside a subject is not a separator.
+        match, child = super().matches({**scope, "path": raw.decode("latin-1")})
+        if match is Match.NONE:
+            return match, child
+        try:
+            params = {
+                k: _unquote(v) if isinstance(v, str) else v
+                for k, v in child.get("path_params", {}).items()
+            }
+        except UnicodeDecodeError:
+            return Match.NONE, {}
+        return match, {**child, "path_params": params}
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def guarded(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except (ExchangeError, RequestValidationError, StarletteHTTPException) as exc:
-                resp = error_for(exc)
-                code = getattr(exc, "code", "http_error")
-                if resp.status_code in (401, 403) and not await audit_denial(
-                    request, resp.status_code, code
-                ):
-                    return error(503, 50003, "The audit log is unavailable; retry later")
-                return resp
+            media = negotiate(request.headers.get("accept", ""))
+            if media is None:
+                return error(406, 406, "HTTP 406 Not Acceptable")
+            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            resp: Response
+            if request.method in ("POST", "PUT") and ctype and ctype not in CONSUMES:
+                resp = error(415, 415, "HTTP 415 Unsupported Media Type")
+            else:
+                try:
+                    resp = await handler(request)
+                except (ExchangeError, RequestValidationError, StarletteHTTPException) as exc:
+                    resp = error_for(exc)
+                    code = getattr(exc, "code", "http_error")
+                    if resp.status_code in (401, 403) and not await audit_denial(
+                        request, resp.status_code, code
+                    ):
+                        resp = error(503, 50003, "The audit log is unavailable; retry later")
+            if resp.headers.get("content-type", "").startswith(V1):
+                resp.headers["content-type"] = media
+            return resp
 
         return guarded
 
@@ -113,6 +180,7 @@ class RegistryRoute(APIRoute):
 @dataclass(frozen=True)
 class Caller:
     actor: str
+    department: str
     roles: frozenset[str]
 
     @property
@@ -128,7 +196,7 @@ def caller(request: Request, svc: Services = Depends(services)) -> Caller:
         p = authenticate_token(svc, value.strip())
         limit_principal(svc, p)
         request.state.principal = p  # who is refused, if it comes to that (gateway.denials)
-        return Caller(p.client_id, p.roles)
+        return Caller(p.client_id, p.department, p.roles)
     if scheme.lower() == "basic":
         # Secret checks are deliberately slow: limit guessing per address before checking.
         limiter.enforce(f"peer:{request.client.host if request.client else 'unknown'}")
@@ -141,7 +209,7 @@ def caller(request: Request, svc: Services = Depends(services)) -> Caller:
             raise InvalidToken("invalid client credentials")
         request.state.basic_client = client
         limiter.enforce(f"client:{client.client_id}")
-        return Caller(client.client_id, frozenset(client.roles))
+        return Caller(client.client_id, client.department, frozenset(client.roles))
     raise InvalidToken("missing credentials")
 
 
@@ -154,22 +222,48 @@ def reader(c: Caller = Depends(caller)) -> Caller:
     return c
 
 
-def writer(c: Caller = Depends(caller)) -> Caller:
-    if not c.roles & set(WRITE_ROLES):
-        raise Forbidden(
-            "User is denied operation: changing the registry needs registry:write",
-            scope="registry:write",
+def _deny(svc: Services, request: Request, c: Caller, subject: str | None, why: str) -> Forbidden:
+    # Recorded before the 403 goes out: a refused registry write is a security event (and
+    # the only one for this refusal: gateway.denials writes nothing more for it).
+    request.state.denial_audited = True
+    svc.audit.append(
+        AuditRecord(
+            "registry.denied",
+            actor=c.actor,
+            department=c.department,
+            outcome="denied",
+            data={
+                "method": request.method,
+                "route": getattr(request.scope.get("route"), "path", None),
+                "subject": subject,
+                "reason": why,
+            },
         )
+    )
+    return Forbidden(
+        f"User is denied operation Write on Subject: {subject}", scope="registry:write"
+    )
+
+
+def writer(
+    request: Request, c: Caller = Depends(caller), svc: Services = Depends(services)
+) -> Caller:
+    """registry:write (or admin), for a subject of the caller's own department."""
+    subject: str | None = request.path_params.get("subject")
+    if not c.roles & set(WRITE_ROLES):
+        raise _deny(svc, request, c, subject, "changing the registry needs registry:write")
+    if not may_write(subject, c.department, admin=c.is_admin):
+        why = "admin only" if subject is None else "not a subject of the caller's department"
+        raise _deny(svc, request, c, subject, why)
     return c
 
 
 def registry(svc: Services = Depends(services)) -> SchemaRegistry:
-    reg: SchemaRegistry = svc.registry
-    return reg
+    return svc.registry
 
 
 async def body(request: Request) -> dict[str, Any]:
-    """JSON body whatever the content type (vnd.schemaregistry, json, octet-stream)."""
+    """JSON body whatever the accepted content type (vnd.schemaregistry, json, octet-stream)."""
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
@@ -177,7 +271,7 @@ async def body(request: Request) -> dict[str, Any]:
             raise InvalidInput("Request body too large")
     try:
         data = json.loads(raw) if raw else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         raise InvalidInput("Unrecognized request body: not JSON") from None
     if not isinstance(data, dict):
         raise InvalidInput("Unrecognized request body: expected a JSON object")
@@ -188,10 +282,16 @@ Read = Annotated[Caller, Depends(reader)]
 Write = Annotated[Caller, Depends(writer)]
 Reg = Annotated[SchemaRegistry, Depends(registry)]
 Body = Annotated[dict[str, Any], Depends(body)]
+Flag = Annotated[bool, Query()]
 Deleted = Annotated[bool, Query()]
+Offset = Annotated[int, Query()]
+Limit = Annotated[int, Query()]
+Normalize = Annotated[bool, Query()]
+DefaultToGlobal = Annotated[bool, Query(alias="defaultToGlobal")]
+Prefix = Annotated[str, Query(alias="subjectPrefix")]
 
 class RegistryJSON(JSONResponse):
-    media_type = MEDIA
+    media_type = V1
 
 
 router = APIRouter(
@@ -204,6 +304,8 @@ router = APIRouter(
 
 def _schema_args(data: dict[str, Any]) -> tuple[str, list[dict[str, Any]], str]:
     schema = data.get("schema")
+    if schema is None or (isinstance(schema, str) and not schema.strip()):
+        raise InvalidSchema("Empty schema")
     if not isinstance(schema, str):
         raise InvalidSchema('Invalid schema: the body needs a "schema" string')
     refs = data.get("references") or []
@@ -220,6 +322,31 @@ def _version_body(v: SchemaVersion) -> dict[str, Any]:
     return out
 
 
+def _page(items: list[Any], offset: int, limit: int) -> list[Any]:
+    """Confluent's pagination: a negative or zero limit means no limit."""
+    start = max(offset, 0)
+    return items[start : start + limit] if limit > 0 else items[start:]
+
+
+def _config_body(cfg: Config) -> dict[str, Any]:
+    out: dict[str, Any] = {"compatibilityLevel": cfg.compatibility.value}
+    if cfg.normalize is not None:
+        out["normalize"] = cfg.normalize
+    return out
+
+
+def _schema_id(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:  # Jersey cannot bind the id: Confluent answers a plain 404
+        raise _NotARoute() from None
+
+
+class _NotARoute(NotFound):
+    def __init__(self) -> None:
+        super().__init__("HTTP 404 Not Found")
+
+
 # -- schemas -----------------------------------------------------------------------------
 @router.get("/schemas/types")
 @access("registry:read", "registry:write", "admin")
@@ -227,10 +354,28 @@ def schema_types(_: Read) -> JSONResponse:
     return reply(list(SCHEMA_TYPES))
 
 
+@router.get("/schemas")
+@access("registry:read", "registry:write", "admin")
+def list_schemas(
+    _: Read,
+    reg: Reg,
+    subject_prefix: Prefix = "",
+    deleted: Deleted = False,
+    latest_only: Annotated[bool, Query(alias="latestOnly")] = False,
+    offset: Offset = 0,
+    limit: Limit = -1,
+) -> JSONResponse:
+    found = reg.schemas(prefix=subject_prefix, deleted=deleted, latest_only=latest_only)
+    return reply(_page([_version_body(v) for v in found], offset, limit))
+
+
 @router.get("/schemas/ids/{schema_id}")
 @access("registry:read", "registry:write", "admin")
-def schema_by_id(schema_id: int, _: Read, reg: Reg) -> JSONResponse:
-    s = reg.by_id(schema_id)
+def schema_by_id(schema_id: str, _: Read, reg: Reg, subject: str | None = None) -> JSONResponse:
+    number = _schema_id(schema_id)
+    s = reg.by_id(number)
+    if subject is not None and not reg.usages(number, deleted=True, subject=subject):
+        raise SchemaNotFound(f"Schema {number} not found")
     out: dict[str, Any] = {"schema": s.schema}
     if s.references:
         out["references"] = s.references
@@ -238,43 +383,75 @@ def schema_by_id(schema_id: int, _: Read, reg: Reg) -> JSONResponse:
 
 
 def raw_schema(text: str) -> Response:
-    # The schema exactly as registered (a JSON document, or a bare primitive name).
-    return Response(text, media_type=MEDIA)
+    # The schema text exactly as stored (a JSON document).
+    return Response(text, media_type=V1)
 
 
 @router.get("/schemas/ids/{schema_id}/schema")
 @access("registry:read", "registry:write", "admin")
-def schema_text_by_id(schema_id: int, _: Read, reg: Reg) -> Response:
-    return raw_schema(reg.by_id(schema_id).schema)
+def schema_text_by_id(schema_id: str, _: Read, reg: Reg) -> Response:
+    return raw_schema(reg.by_id(_schema_id(schema_id)).schema)
 
 
 @router.get("/schemas/ids/{schema_id}/versions")
 @access("registry:read", "registry:write", "admin")
-def schema_versions(schema_id: int, _: Read, reg: Reg, deleted: Deleted = False) -> JSONResponse:
-    return reply([{"subject": s, "version": v} for s, v in reg.usages(schema_id, deleted=deleted)])
+def schema_versions(
+    schema_id: str,
+    _: Read,
+    reg: Reg,
+    deleted: Deleted = False,
+    subject: str | None = None,
+    offset: Offset = 0,
+    limit: Limit = -1,
+) -> JSONResponse:
+    used = reg.usages(_schema_id(schema_id), deleted=deleted, subject=subject)
+    return reply(_page([{"subject": s, "version": v} for s, v in used], offset, limit))
 
 
 @router.get("/schemas/ids/{schema_id}/subjects")
 @access("registry:read", "registry:write", "admin")
-def schema_subjects(schema_id: int, _: Read, reg: Reg, deleted: Deleted = False) -> JSONResponse:
-    return reply(sorted({s for s, _v in reg.usages(schema_id, deleted=deleted)}))
-
-
-# -- subjects ----------------------------------------------------------------------------
-@router.get("/subjects")
-@access("registry:read", "registry:write", "admin")
-def list_subjects(
+def schema_subjects(
+    schema_id: str,
     _: Read,
     reg: Reg,
     deleted: Deleted = False,
-    subject_prefix: Annotated[str, Query(alias="subjectPrefix")] = "",
+    subject: str | None = None,
+    offset: Offset = 0,
+    limit: Limit = -1,
 ) -> JSONResponse:
-    return reply(reg.subjects(deleted=deleted, prefix=subject_prefix))
+    used = reg.usages(_schema_id(schema_id), deleted=deleted, subject=subject)
+    return reply(_page(sorted({s for s, _v in used}), offset, limit))
+
+
+# -- subjects ----------------------------------------------------------------------------
+def _deleted_only(request: Request) -> bool:
+    # Confluent's REST name is deletedOnly; its Python client sends deleted_only.
+    value = request.query_params.get("deletedOnly", request.query_params.get("deleted_only"))
+    return str(value).lower() == "true"
+
+
+@router.get("/subjects")
+@access("registry:read", "registry:write", "admin")
+def list_subjects(
+    request: Request,
+    _: Read,
+    reg: Reg,
+    deleted: Deleted = False,
+    subject_prefix: Prefix = "",
+    offset: Offset = 0,
+    limit: Limit = -1,
+) -> JSONResponse:
+    names = reg.subjects(
+        deleted=deleted, deleted_only=_deleted_only(request), prefix=subject_prefix
+    )
+    return reply(_page(names, offset, limit))
 
 
 @router.post("/subjects/{subject}/versions")
-@access("own:registry:write")
-def register(subject: str, c: Write, reg: Reg, data: Body) -> JSONResponse:
+@access("own:registry:write", "admin")
+def register(
+    subject: str, c: Write, reg: Reg, data: Body, normalize: Normalize = False
+) -> JSONResponse:
     schema, refs, kind = _schema_args(data)
     sid = reg.register(
         subject,
@@ -285,23 +462,41 @@ def register(subject: str, c: Write, reg: Reg, data: Body) -> JSONResponse:
         actor_is_admin=c.is_admin,
         schema_id=_opt_int(data.get("id")),
         version=_opt_int(data.get("version")),
+        normalize=normalize,
     )
     return reply({"id": sid})
 
 
 @router.post("/subjects/{subject}")
 @access("registry:read", "registry:write", "admin")
-def lookup(subject: str, _: Read, reg: Reg, data: Body, deleted: Deleted = False) -> JSONResponse:
+def lookup(
+    subject: str,
+    _: Read,
+    reg: Reg,
+    data: Body,
+    deleted: Deleted = False,
+    normalize: Normalize = False,
+) -> JSONResponse:
     schema, refs, kind = _schema_args(data)
-    return reply(
-        _version_body(reg.lookup(subject, schema, refs, deleted=deleted, schema_type=kind))
+    found = reg.lookup(
+        subject, schema, refs, deleted=deleted, schema_type=kind, normalize=normalize
     )
+    return reply(_version_body(found))
 
 
 @router.get("/subjects/{subject}/versions")
 @access("registry:read", "registry:write", "admin")
-def list_versions(subject: str, _: Read, reg: Reg, deleted: Deleted = False) -> JSONResponse:
-    return reply(reg.versions(subject, deleted=deleted))
+def list_versions(
+    request: Request,
+    subject: str,
+    _: Read,
+    reg: Reg,
+    deleted: Deleted = False,
+    offset: Offset = 0,
+    limit: Limit = -1,
+) -> JSONResponse:
+    found = reg.versions(subject, deleted=deleted, deleted_only=_deleted_only(request))
+    return reply(_page(found, offset, limit))
 
 
 @router.get("/subjects/{subject}/versions/{version}")
@@ -314,14 +509,18 @@ def get_version(
 
 @router.get("/subjects/{subject}/versions/{version}/schema")
 @access("registry:read", "registry:write", "admin")
-def get_version_schema(subject: str, version: str, _: Read, reg: Reg) -> Response:
-    return raw_schema(reg.version(subject, version).schema)
+def get_version_schema(
+    subject: str, version: str, _: Read, reg: Reg, deleted: Deleted = False
+) -> Response:
+    return raw_schema(reg.version(subject, version, deleted=deleted).schema)
 
 
 @router.get("/subjects/{subject}/versions/{version}/referencedby")
 @access("registry:read", "registry:write", "admin")
-def referenced_by(subject: str, version: str, _: Read, reg: Reg) -> JSONResponse:
-    return reply(reg.referenced_by(subject, version))
+def referenced_by(
+    subject: str, version: str, _: Read, reg: Reg, offset: Offset = 0, limit: Limit = -1
+) -> JSONResponse:
+    return reply(_page(reg.referenced_by(subject, version), offset, limit))
 
 
 @router.get("/subjects/{subject}/versions/{version}/fields")
@@ -341,85 +540,162 @@ def fields(subject: str, version: str, _: Read, reg: Reg) -> JSONResponse:
     )
 
 
+def _not_live(svc: Services, request: Request, c: Caller, subject: str) -> None:
+    """A permanent delete must not pull the schemas from under a topic still in the catalog."""
+    topic = topic_of(subject)
+    if topic is None:
+        return
+    try:
+        svc.catalog.get(topic)
+    except NotFound:
+        return
+    svc.audit.append(
+        AuditRecord(
+            "registry.denied",
+            actor=c.actor,
+            department=c.department,
+            topic=topic,
+            outcome="denied",
+            data={"method": request.method, "subject": subject, "reason": "live topic"},
+        )
+    )
+    raise Conflict(
+        f"Subject '{subject}' backs the live topic '{topic}'; retire the topic before "
+        "deleting its schemas permanently"
+    )
+
+
 @router.delete("/subjects/{subject}")
-@access("own:registry:write")
-def delete_subject(subject: str, c: Write, reg: Reg, permanent: bool = False) -> JSONResponse:
+@access("own:registry:write", "admin")
+def delete_subject(
+    request: Request,
+    subject: str,
+    c: Write,
+    reg: Reg,
+    svc: Annotated[Services, Depends(services)],
+    permanent: Flag = False,
+) -> JSONResponse:
+    if permanent:
+        _not_live(svc, request, c, subject)
     return reply(reg.delete_subject(subject, permanent=permanent, actor=c.actor))
 
 
 @router.delete("/subjects/{subject}/versions/{version}")
-@access("own:registry:write")
+@access("own:registry:write", "admin")
 def delete_version(
-    subject: str, version: str, c: Write, reg: Reg, permanent: bool = False
+    request: Request,
+    subject: str,
+    version: str,
+    c: Write,
+    reg: Reg,
+    svc: Annotated[Services, Depends(services)],
+    permanent: Flag = False,
 ) -> JSONResponse:
+    if permanent:
+        _not_live(svc, request, c, subject)
     return reply(reg.delete_version(subject, version, permanent=permanent, actor=c.actor))
 
 
 # -- compatibility -----------------------------------------------------------------------
-@router.post("/compatibility/subjects/{subject}/versions/{version}")
-@access("registry:read", "registry:write", "admin")
-def compatibility(
-    subject: str, version: str, _: Read, reg: Reg, data: Body, verbose: bool = False
-) -> JSONResponse:
+def _compatibility(
+    subject: str, version: str | None, c: Caller, reg: SchemaRegistry, data: dict[str, Any],
+    verbose: bool, normalize: bool,
+) -> JSONResponse:  # fmt: skip
     schema, refs, kind = _schema_args(data)
-    problems = reg.check(subject, schema, refs, version, schema_type=kind)
+    problems = reg.check(
+        subject,
+        schema,
+        refs,
+        version,
+        schema_type=kind,
+        normalize=normalize,
+        actor_is_admin=c.is_admin,
+    )
     out: dict[str, Any] = {"is_compatible": not problems}
     if verbose:
         out["messages"] = problems
     return reply(out)
 
 
+@router.post("/compatibility/subjects/{subject}/versions/{version}")
+@access("registry:read", "registry:write", "admin")
+def compatibility(
+    subject: str,
+    version: str,
+    c: Read,
+    reg: Reg,
+    data: Body,
+    verbose: Flag = False,
+    normalize: Normalize = False,
+) -> JSONResponse:
+    return _compatibility(subject, version, c, reg, data, verbose, normalize)
+
+
 @router.post("/compatibility/subjects/{subject}/versions")
 @access("registry:read", "registry:write", "admin")
 def compatibility_all(
-    subject: str, _: Read, reg: Reg, data: Body, verbose: bool = False
+    subject: str,
+    c: Read,
+    reg: Reg,
+    data: Body,
+    verbose: Flag = False,
+    normalize: Normalize = False,
 ) -> JSONResponse:
-    return compatibility(subject, "latest", _, reg, data, verbose)
+    return _compatibility(subject, None, c, reg, data, verbose, normalize)
 
 
 # -- config and mode ---------------------------------------------------------------------
+def _put_config(
+    subject: str | None, c: Caller, reg: SchemaRegistry, data: dict[str, Any]
+) -> JSONResponse:
+    level, normalize = data.get("compatibility"), data.get("normalize")
+    if normalize is not None and not isinstance(normalize, bool):
+        raise InvalidInput("normalize must be true or false")
+    cfg = reg.set_config(
+        subject, None if level is None else str(level), normalize=normalize, actor=c.actor
+    )
+    out: dict[str, Any] = {"compatibility": cfg.compatibility.value}
+    if normalize is not None:
+        out["normalize"] = normalize
+    return reply(out)
+
+
 @router.get("/config")
 @access("registry:read", "registry:write", "admin")
 def get_global_config(_: Read, reg: Reg) -> JSONResponse:
-    return reply({"compatibilityLevel": reg.get_config(None).value})
+    return reply(_config_body(reg.get_config(None)))
 
 
 @router.put("/config")
 @access("admin")
 def put_global_config(c: Write, reg: Reg, data: Body) -> JSONResponse:
-    level = reg.set_config(None, str(data.get("compatibility", "")), actor=c.actor)
-    return reply({"compatibility": level.value})
+    return _put_config(None, c, reg, data)
 
 
 @router.delete("/config")
 @access("admin")
 def delete_global_config(c: Write, reg: Reg) -> JSONResponse:
-    return reply({"compatibilityLevel": reg.delete_config(None, actor=c.actor).value})
+    return reply(_config_body(reg.delete_config(None, actor=c.actor)))
 
 
 @router.get("/config/{subject}")
 @access("registry:read", "registry:write", "admin")
 def get_config(
-    subject: str,
-    _: Read,
-    reg: Reg,
-    default_to_global: Annotated[bool, Query(alias="defaultToGlobal")] = False,
+    subject: str, _: Read, reg: Reg, default_to_global: DefaultToGlobal = False
 ) -> JSONResponse:
-    level = reg.get_config(subject, default_to_global=default_to_global)
-    return reply({"compatibilityLevel": level.value})
+    return reply(_config_body(reg.get_config(subject, default_to_global=default_to_global)))
 
 
 @router.put("/config/{subject}")
-@access("own:registry:write")
+@access("own:registry:write", "admin")
 def put_config(subject: str, c: Write, reg: Reg, data: Body) -> JSONResponse:
-    level = reg.set_config(subject, str(data.get("compatibility", "")), actor=c.actor)
-    return reply({"compatibility": level.value})
+    return _put_config(subject, c, reg, data)
 
 
 @router.delete("/config/{subject}")
-@access("own:registry:write")
+@access("own:registry:write", "admin")
 def delete_config(subject: str, c: Write, reg: Reg) -> JSONResponse:
-    return reply({"compatibilityLevel": reg.delete_config(subject, actor=c.actor).value})
+    return reply(_config_body(reg.delete_config(subject, actor=c.actor)))
 
 
 @router.get("/mode")
@@ -430,7 +706,7 @@ def get_global_mode(_: Read, reg: Reg) -> JSONResponse:
 
 @router.put("/mode")
 @access("admin")
-def put_global_mode(c: Write, reg: Reg, data: Body, force: bool = False) -> JSONResponse:
+def put_global_mode(c: Write, reg: Reg, data: Body, force: Flag = False) -> JSONResponse:
     mode = reg.set_mode(None, str(data.get("mode", "")), force=force, actor=c.actor)
     return reply({"mode": mode.value})
 
@@ -438,23 +714,20 @@ def put_global_mode(c: Write, reg: Reg, data: Body, force: bool = False) -> JSON
 @router.get("/mode/{subject}")
 @access("registry:read", "registry:write", "admin")
 def get_mode(
-    subject: str,
-    _: Read,
-    reg: Reg,
-    default_to_global: Annotated[bool, Query(alias="defaultToGlobal")] = False,
+    subject: str, _: Read, reg: Reg, default_to_global: DefaultToGlobal = False
 ) -> JSONResponse:
     return reply({"mode": reg.get_mode(subject, default_to_global=default_to_global).value})
 
 
 @router.put("/mode/{subject}")
-@access("own:registry:write")
-def put_mode(subject: str, c: Write, reg: Reg, data: Body, force: bool = False) -> JSONResponse:
+@access("own:registry:write", "admin")
+def put_mode(subject: str, c: Write, reg: Reg, data: Body, force: Flag = False) -> JSONResponse:
     mode = reg.set_mode(subject, str(data.get("mode", "")), force=force, actor=c.actor)
     return reply({"mode": mode.value})
 
 
 @router.delete("/mode/{subject}")
-@access("own:registry:write")
+@access("own:registry:write", "admin")
 def delete_mode(subject: str, c: Write, reg: Reg) -> JSONResponse:
     return reply({"mode": reg.delete_mode(subject, actor=c.actor).value})
 
@@ -474,8 +747,14 @@ def root(_: Read) -> JSONResponse:
 
 @router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"], include_in_schema=False)
 @access("registry:read", "registry:write", "admin")
-def unknown(rest: str, _: Read) -> JSONResponse:
+def unknown(request: Request, rest: str, _: Read) -> JSONResponse:
     """Last route: anything else under /registry answers in Confluent's format too."""
+    others = [
+        r for r in router.routes if isinstance(r, RegistryRoute) and r.endpoint is not unknown
+    ]
+    # A path some route serves, with another method: Jersey's 405.
+    if any(r.matches(request.scope)[0] is Match.PARTIAL for r in others):
+        return error(405, 405, "HTTP 405 Method Not Allowed")
     return error(404, 404, "HTTP 404 Not Found")
 
 

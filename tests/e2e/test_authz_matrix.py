@@ -32,34 +32,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
 Cell = tuple[str, str, str]  # method, route, caller
 
-# Holes other engineers are closing (issue 12). Each entry is a cell whose answer today
-# contradicts its declaration; the test fails when one closes so the entry gets removed.
-# Remove the whole table once item 2 is merged.
-_ITEM2 = "item 2, registry department scoping (registry engineer)"
-_SUBJECT_WRITES = [
-    ("POST", "/registry/subjects/{subject}/versions"),
-    ("DELETE", "/registry/subjects/{subject}"),
-    ("DELETE", "/registry/subjects/{subject}/versions/{version}"),
-    ("PUT", "/registry/config/{subject}"),
-    ("DELETE", "/registry/config/{subject}"),
-    ("PUT", "/registry/mode/{subject}"),
-    ("DELETE", "/registry/mode/{subject}"),
-]
-_GLOBAL_WRITES = [
-    ("PUT", "/registry/config"),
-    ("DELETE", "/registry/config"),
-    ("PUT", "/registry/mode"),
-]
-PENDING: dict[Cell, str] = {
-    **{(m, p, c): _ITEM2 for m, p in _SUBJECT_WRITES for c in ("other:registry:write", "admin")},
-    **{
-        (m, p, c): _ITEM2
-        for m, p in _GLOBAL_WRITES
-        for c in ("own:registry:write", "other:registry:write")
-    },
-}
-
-
 def routes(app: Any) -> Iterator[tuple[str, str, Access | None]]:
     for route in app_routes(app.routes):
         methods = sorted(getattr(route, "methods", None) or ["GET"])
@@ -121,19 +93,17 @@ def test_route_by_caller_matrix(
                     wrong[cell] = f"declared {want}, got {status}"
                 elif got != "allow" and CLIENT not in decl.allowed:
                     denied.append((cell, caller, status, req.url))
-    unexpected = {c: v for c, v in wrong.items() if c not in PENDING}
-    closed = sorted(set(PENDING) - set(wrong))
-    assert not unexpected, "answers that contradict the declarations:\n" + "\n".join(
-        f"  {m} {p} as {c}: {v}" for (m, p, c), v in sorted(unexpected.items())
+    assert not wrong, "answers that contradict the declarations:\n" + "\n".join(
+        f"  {m} {p} as {c}: {v}" for (m, p, c), v in sorted(wrong.items())
     )
-    assert not closed, f"pending holes now closed, remove them from PENDING: {closed}"
     assert_denials_audited(gateway, since, denied)
 
 
 # Where a refusal is recorded: by the bearer check (auth.denied, 401), the role check and
 # client management (authz.denied, with their details), else where it becomes a response
-# (access.denied, gateway/denials.py). One event per refusal either way.
-DENIAL_TYPES = ("access.denied", "auth.denied", "authz.denied")
+# (access.denied, gateway/denials.py); the registry's own write check (registry.denied). One
+# event per refusal either way.
+DENIAL_TYPES = ("access.denied", "auth.denied", "authz.denied", "registry.denied")
 NOBODY = {"anonymous", "unknown"}
 
 
@@ -222,9 +192,13 @@ def test_basic_authenticated_refusal_is_verified(gateway: ThreadGateway, world: 
         auth=(reader.client_id, reader._secret),
     )
     assert r.status_code == 403
-    events = _denials(gateway, since, reader.client_id)
-    assert [(e["route"], e["status"], e["verified"]) for e in events] == [
-        ("/registry/config/{subject}", 403, True)
+    # The registry's write check records its own event for the verified caller, and only it.
+    assert _denials(gateway, since, reader.client_id) == []
+    found = gateway.services.audit_review.query(
+        Filters(since=since, type="registry.denied", client=reader.client_id), -1, 100
+    )
+    assert [(e.actor, e.data["route"], e.data["subject"]) for e in found] == [
+        (reader.client_id, "/registry/config/{subject}", world.subject)
     ]
 
 

@@ -39,16 +39,21 @@ def oauth_conf(gw: ThreadGateway, client: ExchangeClient) -> dict[str, Any]:
 
 
 @pytest.fixture
-def writer_client(gateway: ThreadGateway, admin: ExchangeClient, unique: str) -> ExchangeClient:
-    dept = f"reg-{unique}"
-    make_department(admin, dept)
+def dept(admin: ExchangeClient, unique: str) -> str:
+    make_department(admin, f"reg-{unique}")
+    return f"reg-{unique}"
+
+
+@pytest.fixture
+def writer_client(gateway: ThreadGateway, admin: ExchangeClient, dept: str) -> ExchangeClient:
+    # Subjects belong to the department named before their first dot.
     return make_client(admin, gateway.url, dept, ["registry:read", "registry:write"])
 
 
 def test_serializer_roundtrip_through_kafka_with_oauth(
-    gateway: ThreadGateway, writer_client: ExchangeClient, kafka_bootstrap: str, unique: str
+    gateway: ThreadGateway, writer_client: ExchangeClient, kafka_bootstrap: str, dept: str
 ) -> None:
-    topic = f"reg-e2e-{unique}"
+    topic = f"{dept}.reg-e2e"
     gateway.services.kafka.ensure_topic(topic)
     sr = SchemaRegistryClient(oauth_conf(gateway, writer_client))
     serializer = AvroSerializer(sr, PERSON)
@@ -71,7 +76,7 @@ def test_serializer_roundtrip_through_kafka_with_oauth(
     consumer = Consumer(
         {
             "bootstrap.servers": kafka_bootstrap,
-            "group.id": f"g-{unique}",
+            "group.id": f"g-{dept}",
             "enable.auto.commit": False,
         }
     )
@@ -97,10 +102,10 @@ def test_serializer_roundtrip_through_kafka_with_oauth(
 
 
 def test_client_sees_confluent_errors(
-    gateway: ThreadGateway, writer_client: ExchangeClient, unique: str
+    gateway: ThreadGateway, writer_client: ExchangeClient, dept: str
 ) -> None:
     sr = SchemaRegistryClient(oauth_conf(gateway, writer_client))
-    subject = f"errs-{unique}-value"
+    subject = f"{dept}.errs-value"
     with pytest.raises(SchemaRegistryError) as e:
         sr.get_latest_version(subject)
     assert (e.value.http_status_code, e.value.error_code) == (404, 40401)
@@ -112,7 +117,7 @@ def test_client_sees_confluent_errors(
     assert not sr.test_compatibility(subject, Schema(incompatible, "AVRO"))
     with pytest.raises(SchemaRegistryError) as e:
         sr.register_schema(subject, Schema(incompatible, "AVRO"))
-    assert (e.value.http_status_code, e.value.error_code) == (409, 409)
+    assert (e.value.http_status_code, e.value.error_code) == (409, 40901)
     sr.set_compatibility(subject, "NONE")
     assert sr.get_compatibility(subject) == "NONE"
     assert sr.register_schema(subject, Schema(incompatible, "AVRO")) > 0
@@ -122,26 +127,26 @@ def test_client_sees_confluent_errors(
 
 
 def test_references_through_serializer(
-    gateway: ThreadGateway, writer_client: ExchangeClient, unique: str
+    gateway: ThreadGateway, writer_client: ExchangeClient, dept: str
 ) -> None:
     from confluent_kafka.schema_registry import SchemaReference
 
     sr = SchemaRegistryClient(oauth_conf(gateway, writer_client))
     address = """{"type": "record", "name": "Address", "namespace": "gov.civil",
                   "fields": [{"name": "street", "type": "string", "classification": "secret"}]}"""
-    sr.register_schema(f"address-{unique}", Schema(address, "AVRO"))
+    sr.register_schema(f"{dept}.address", Schema(address, "AVRO"))
     resident = """{"type": "record", "name": "Resident", "namespace": "gov.civil",
                    "fields": [{"name": "home", "type": "gov.civil.Address"}]}"""
-    refs = [SchemaReference("gov.civil.Address", f"address-{unique}", 1)]
-    topic = f"residents-{unique}"
+    refs = [SchemaReference("gov.civil.Address", f"{dept}.address", 1)]
+    topic = f"{dept}.residents"
     ctx = SerializationContext(topic, MessageField.VALUE)
     data = AvroSerializer(sr, Schema(resident, "AVRO", refs))({"home": {"street": "Elm"}}, ctx)
     assert AvroDeserializer(sr)(data, ctx) == {"home": {"street": "Elm"}}
     latest = sr.get_latest_version(f"{topic}-value")
-    assert [r.subject for r in latest.schema.references] == [f"address-{unique}"]
-    assert sr.get_referenced_by(f"address-{unique}", 1) == [latest.schema_id]
+    assert [r.subject for r in latest.schema.references] == [f"{dept}.address"]
+    assert sr.get_referenced_by(f"{dept}.address", 1) == [latest.schema_id]
     with pytest.raises(SchemaRegistryError) as e:
-        sr.delete_subject(f"address-{unique}")
+        sr.delete_subject(f"{dept}.address")
     assert e.value.error_code == 42206
     fields = writer_client.call("GET", f"/registry/subjects/{topic}-value/versions/1/fields")
     assert {f["path"]: f["classification"] for f in fields} == {

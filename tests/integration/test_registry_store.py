@@ -12,11 +12,15 @@ from pathlib import Path
 
 import fastavro
 import pytest
+from alembic import command
+from sqlalchemy import text
 
 from exchange.auditing import MemoryAuditSink
-from exchange.db import make_engine, migrate, session_factory
+from exchange.db import alembic_config, make_engine, migrate, session_factory
+from schemas.canonical import parse
 from schemas.errors import (
     ClassificationDowngrade,
+    IdDoesNotMatch,
     IncompatibleSchema,
     InvalidSchema,
     OperationNotPermitted,
@@ -69,7 +73,8 @@ def test_register_versions_and_identity(reg: SchemaRegistry, audit: MemoryAuditS
     assert second != first
     assert reg.versions("p-value") == [1, 2]
     latest = reg.version("p-value")
-    assert (latest.version, latest.id, latest.schema) == (2, second, V2)
+    compact = json.dumps(json.loads(V2), separators=(",", ":"))  # Confluent's stored form
+    assert (latest.version, latest.id, latest.schema) == (2, second, compact)
     assert reg.version("p-value", 1).id == first
     assert reg.lookup("p-value", V1).version == 1
     stored = reg.by_id(second)
@@ -82,6 +87,28 @@ def test_register_versions_and_identity(reg: SchemaRegistry, audit: MemoryAuditS
     kinds = [(r.type, r.actor, r.data.get("version")) for r in audit.records]
     assert kinds[0] == ("schema.registered", "alice", 1)
     assert len(kinds) == 3  # re-registrations change nothing and are not audited
+
+
+def test_doc_and_custom_properties_make_new_versions(reg: SchemaRegistry) -> None:
+    reg.set_config("d-value", "NONE")
+    first = reg.register("d-value", V1)
+    documented = json.loads(V1) | {"doc": "now with a doc"}
+    second = reg.register("d-value", json.dumps(documented))
+    assert second != first and reg.versions("d-value") == [1, 2]
+    assert json.loads(reg.version("d-value").schema)["doc"] == "now with a doc"
+
+
+def test_a_hard_deleted_schema_never_lends_its_text(reg: SchemaRegistry) -> None:
+    reg.set_config("u-value", "NONE")
+    x = reg.register("u-value", '{"type":"string","unique":"X"}')
+    reg.delete_subject("u-value")
+    reg.delete_subject("u-value", permanent=True)
+    y = reg.register("u-value", '{"type":"string","unique":"Y"}')
+    assert y != x
+    assert reg.by_id(y).schema == '{"type":"string","unique":"Y"}'
+    assert reg.by_id(x).schema == '{"type":"string","unique":"X"}'
+    # the same text again gets its old id back, as in Confluent
+    assert reg.register("u-value", '{"type": "string", "unique": "X"}') == x
 
 
 def test_errors(reg: SchemaRegistry) -> None:
@@ -131,7 +158,7 @@ def test_downgrade_cannot_sneak_in(reg: SchemaRegistry) -> None:
     # IMPORT mode skips compatibility, not classification
     reg.set_mode("s-value", "IMPORT", force=True)
     with pytest.raises(ClassificationDowngrade):
-        reg.register("s-value", public, version=50)
+        reg.register("s-value", public, schema_id=9999, version=50)
 
 
 def test_levels_are_enforced_per_subject(reg: SchemaRegistry) -> None:
@@ -141,13 +168,15 @@ def test_levels_are_enforced_per_subject(reg: SchemaRegistry) -> None:
     step3 = record("R", {"name": "b", "type": "string"})
     assert reg.check("t-value", step3) == []  # BACKWARD: against the latest only
     reg.set_config("t-value", "BACKWARD_TRANSITIVE")
-    assert reg.check("t-value", step3) != []
+    assert reg.check("t-value", step3, version=None) != []  # all versions, transitively
+    # As in Confluent, /versions/latest and /versions/2 check against that one version only.
+    assert reg.check("t-value", step3) == []
     assert reg.check("t-value", step3, version=2) == []
     with pytest.raises(IncompatibleSchema):
         reg.register("t-value", step3)
     reg.set_config(None, "NONE")
-    assert reg.get_config(None).value == "NONE"
-    assert reg.get_config("t-value").value == "BACKWARD_TRANSITIVE"
+    assert reg.get_config(None).compatibility.value == "NONE"
+    assert reg.get_config("t-value").compatibility.value == "BACKWARD_TRANSITIVE"
     reg.delete_config("t-value")
     assert reg.register("t-value", step3) > 0
 
@@ -217,7 +246,15 @@ def test_modes(reg: SchemaRegistry) -> None:
     assert reg.register("imported", record("I", {"name": "i", "type": "int"}), schema_id=500,
                         version=7) == 500  # fmt: skip
     assert reg.version("imported").version == 7
+    with pytest.raises(OperationNotPermitted, match="is not in read-write mode"):
+        reg.register("imported", record("K", {"name": "k", "type": "int"}))  # IMPORT needs ids
+    with pytest.raises(IdDoesNotMatch, match="already registered with id 500 instead of input"):
+        reg.register("imported", record("I", {"name": "i", "type": "int"}), schema_id=501)
+    with pytest.raises(OperationNotPermitted, match=r"with id 500 in context \. is not permitted"):
+        reg.register("imported", record("L", {"name": "l", "type": "int"}), schema_id=500)
     reg.set_mode(None, "READWRITE")
+    with pytest.raises(OperationNotPermitted, match="is not in import mode"):
+        reg.register("after-import", record("J", {"name": "j", "type": "int"}), schema_id=900)
     assert reg.register("after-import", record("J", {"name": "j", "type": "int"})) > 500
 
 
@@ -231,7 +268,7 @@ def test_state_survives_restart(db_url: str) -> None:
     engine = make_engine(db_url)
     after = SchemaRegistry(session_factory(engine), MemoryAuditSink())
     assert [after.version("r-value", v).id for v in (1, 2)] == ids
-    assert after.get_config("r-value").value == "FULL"
+    assert after.get_config("r-value").compatibility.value == "FULL"
     assert after.register("r-value", V2) == ids[1]
     assert after.register("new-value", record("N", {"name": "n", "type": "int"})) > max(ids)
     engine.dispose()
@@ -291,4 +328,30 @@ def test_two_processes_assign_distinct_ids(db_url: str, tmp_path: Path) -> None:
     reg = SchemaRegistry(session_factory(engine), MemoryAuditSink())
     assert reg.versions("shared") == list(range(1, n + 1))
     assert len({reg.version("shared", v).id for v in range(1, n + 1)}) == n
+    engine.dispose()
+
+
+def test_migration_restates_stored_schemas_in_confluents_form(tmp_path: Path) -> None:
+    """Rows written under the old identity get Confluent's text and the new fingerprint."""
+    url = f"sqlite:///{tmp_path}/old.db"
+    cfg = alembic_config(url)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "heads")
+        command.downgrade(cfg, "ea3941ba7cd4")  # the registry as it was before issue 13
+        conn.execute(
+            text(
+                "INSERT INTO registry_schemas (id, fingerprint, schema_type, schema, "
+                "\"references\", dependencies, created_at) VALUES (7, 'old', 'AVRO', :s, '[]', "
+                "'[]', '2026-01-01 00:00:00')"
+            ),
+            {"s": V2},
+        )
+        command.upgrade(cfg, "heads")
+    reg = SchemaRegistry(session_factory(engine), MemoryAuditSink())
+    assert reg.by_id(7).schema == json.dumps(json.loads(V2), separators=(",", ":"))
+    with engine.begin() as conn:
+        fp = conn.execute(text("SELECT fingerprint FROM registry_schemas WHERE id = 7")).scalar()
+    assert fp == parse(V2).fingerprint
     engine.dispose()

@@ -230,6 +230,7 @@ def _subject_routes() -> dict[tuple[str, str], Builder]:
 
     return {
         ("GET", "/registry/schemas/types"): lambda w: Req("GET", "/registry/schemas/types"),
+        ("GET", "/registry/schemas"): lambda w: Req("GET", "/registry/schemas"),
         ("GET", "/registry/schemas/ids/{schema_id}"): lambda w: Req(
             "GET", f"/registry/schemas/ids/{w.schema_id}"
         ),

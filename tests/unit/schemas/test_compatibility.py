@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from schemas.canonical import parse
-from schemas.compatibility import Level, can_read, check
+from schemas.compatibility import Level, Prior, can_read, check
 from schemas.errors import InvalidCompatibility
 
 
@@ -123,9 +123,13 @@ FULL_CHAIN = [
 ]
 
 
+def priors(*schemas: Any) -> list[Prior]:
+    return [Prior(i + 1, json.dumps(s), avro(s)) for i, s in enumerate(schemas)]
+
+
 def chain_ok(level: Level, chain: list[Any]) -> bool:
-    *old, new = [avro(s) for s in chain]
-    return check(level, new, old) == []
+    *old, new = chain
+    return check(level, avro(new), priors(*old)) == []
 
 
 @pytest.mark.parametrize(
@@ -160,10 +164,30 @@ def test_first_version_is_always_compatible() -> None:
         assert check(level, avro("int"), []) == []
 
 
-def test_messages_name_rule_and_location() -> None:
-    old, new = avro(rec(A)), avro(rec(f("a", "string")))
-    [message] = check(Level.BACKWARD, new, [old])
-    assert "TYPE_MISMATCH" in message and "/fields/0/type" in message
+def test_messages_are_confluents_one_per_incompatibility() -> None:
+    old = rec(A, f("b", "string"))
+    new = rec(f("a", "string"), f("b", "int"), f("c", "int"))
+    messages = check(Level.BACKWARD, avro(new), priors(old))
+    assert messages[:3] == [
+        "{errorType:'TYPE_MISMATCH', description:'The type (path '/fields/0/type') of a field in "
+        "the new schema does not match with the old schema', additionalInfo:'reader type: STRING "
+        "not compatible with writer type: INT'}",
+        "{errorType:'TYPE_MISMATCH', description:'The type (path '/fields/1/type') of a field in "
+        "the new schema does not match with the old schema', additionalInfo:'reader type: INT "
+        "not compatible with writer type: STRING'}",
+        "{errorType:'READER_FIELD_MISSING_DEFAULT_VALUE', description:'The field 'c' at path "
+        "'/fields/2' in the new schema has no default value and is missing in the old schema', "
+        "additionalInfo:'c'}",
+    ]
+    assert messages[3] == "{oldSchemaVersion: 1}"
+    assert messages[4] == f"{{oldSchema: '{json.dumps(old)}'}}"
+    assert messages[5] == "{validateFields: 'false', compatibility: 'BACKWARD'}"
+
+
+def test_transitive_reports_the_newest_failing_version() -> None:
+    *old, new = BACKWARD_CHAIN
+    messages = check(Level.BACKWARD_TRANSITIVE, avro(new), priors(*old))
+    assert "{oldSchemaVersion: 1}" in messages
 
 
 def test_level_parsing() -> None:
