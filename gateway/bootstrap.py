@@ -164,6 +164,7 @@ def build_services(
             settings.oidc_department_claim,
             identity.department_exists,
             allow_http=settings.oidc_allow_http,
+            leeway_seconds=settings.token_leeway_seconds,  # one clock-skew bound for both
         ),
         rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         failure_throttle=FailureThrottle(),

@@ -11,6 +11,7 @@ from hypothesis import settings
 
 from exchange.client import ExchangeClient
 from tests.support.gateway import ThreadGateway
+from tests.support.keycloak import Keycloak
 from tests.support.kafka import TestKafka, kafka_for_tests
 
 # Timing is for bench/, not tests: a loaded machine must not fail a property on its deadline.
@@ -57,6 +58,20 @@ def security_officer(gateway: ThreadGateway) -> Iterator[ExchangeClient]:
     """The bootstrap auditor (``auditor-credentials.json``); it alone mints auditors."""
     with gateway.auditor() as c:
         yield c
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Keycloak costs ~40 s to start: only tests that say so (and can be deselected) get it.
+    if "keycloak" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("keycloak"):
+        pytest.fail("the keycloak fixture is for tests marked @pytest.mark.keycloak")
+
+
+@pytest.fixture(scope="session")
+def keycloak(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keycloak]:
+    """One real Keycloak for the session, started only when a test marked ``keycloak`` asks."""
+    kc = Keycloak(tmp_path_factory.mktemp("keycloak")).start()
+    yield kc
+    kc.stop()
 
 
 @pytest.fixture

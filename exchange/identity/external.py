@@ -320,6 +320,7 @@ def external_verifier(
     department_exists: Callable[[str], bool] | None = None,
     *,
     allow_http: bool = False,
+    leeway_seconds: int = 30,
 ) -> ExternalVerifier | None:
     """The verifier for the configured issuer, or None when no external issuer is set."""
     if not issuer:
@@ -331,5 +332,6 @@ def external_verifier(
         audience=audience,
         department_claim=department_claim,
         allow_http=allow_http,
+        leeway_seconds=leeway_seconds,
     )
     return ExternalVerifier(config, department_exists=department_exists)
