@@ -11,8 +11,8 @@ from hypothesis import settings
 
 from exchange.client import ExchangeClient
 from tests.support.gateway import ThreadGateway
-from tests.support.keycloak import Keycloak
 from tests.support.kafka import TestKafka, kafka_for_tests
+from tests.support.keycloak import Keycloak
 
 # Timing is for bench/, not tests: a loaded machine must not fail a property on its deadline.
 settings.register_profile("exchange", deadline=None)

@@ -64,7 +64,9 @@ def user_password(keycloak: Keycloak) -> str:
     return password
 
 
-def trusting(keycloak: Keycloak, kafka_bootstrap: str, tmp: pytest.TempPathFactory) -> ThreadGateway:
+def trusting(
+    keycloak: Keycloak, kafka_bootstrap: str, tmp: pytest.TempPathFactory
+) -> ThreadGateway:
     return ThreadGateway(
         tmp.mktemp("gw-keycloak"),
         kafka_bootstrap,
@@ -113,6 +115,17 @@ def password_grant(keycloak: Keycloak, secrets: dict[str, str], password: str) -
     return keycloak.grant(client, secrets[client], **form)
 
 
+def agreement_request(topic: str) -> dict[str, Any]:
+    return {
+        "topic": topic,
+        "fields": ["name"],
+        "purpose": "public health follow-up",
+        "legal_basis": "Regulation on government data sharing, art. 12",
+        "valid_from": "2020-01-01T00:00:00Z",
+        "valid_until": "2099-01-01T00:00:00Z",
+    }
+
+
 def test_service_account_tokens_carry_roles_and_department(
     keycloak: Keycloak, client_secrets: dict[str, str], gw: ThreadGateway, unique: str
 ) -> None:
@@ -142,12 +155,16 @@ def test_service_account_tokens_carry_roles_and_department(
     r = call(gw, publisher, "POST", f"/v1/topics/{own}/records", json=records)
     assert r.status_code == 200, r.text
     r = call(gw, publisher, "POST", f"/v1/topics/{other}/records", json=records)
-    assert r.status_code in (403, 404), r.text  # another department's topic
-    # Client role subscriber (resource_access.exchange) subscribes; it may not publish.
-    r = call(gw, subscriber, "POST", "/v1/subscriptions", json={"topic": own})
-    assert r.status_code in (201, 403), r.text
+    assert r.status_code == 403, r.text  # another department's topic
+    # The client role subscriber (resource_access.exchange) may request an agreement; the
+    # publisher, without that role, may not. Neither holds the other's powers.
+    r = call(gw, subscriber, "POST", "/v1/agreements", json=agreement_request(own))
+    assert r.status_code == 201, r.text
+    assert r.json()["status"] == "pending"
+    r = call(gw, publisher, "POST", "/v1/agreements", json=agreement_request(own))
+    assert r.status_code == 403, r.text
     r = call(gw, subscriber, "POST", f"/v1/topics/{own}/records", json=records)
-    assert r.status_code in (403, 404), r.text
+    assert r.status_code == 403, r.text
     r = call(gw, subscriber, "POST", "/v1/departments", json={"id": f"kc-{unique}", "name": "X"})
     assert r.status_code == 403
 

@@ -78,6 +78,25 @@ def ensure_dist(version: str = KEYCLOAK_VERSION) -> Path:
     return target
 
 
+def dev_build_dir(version: str = KEYCLOAK_VERSION) -> Path:
+    return dist_dir(version).parent / "dev-build"
+
+
+def keep_dev_build(quarkus: Path, version: str) -> None:
+    """Cache what ``start-dev`` augmented, once; sessions racing here leave one copy."""
+    target = dev_build_dir(version)
+    if target.exists():
+        return
+    staging = target.with_name(f"dev-build.{os.getpid()}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(quarkus, staging)
+    (staging / ".complete").write_text(version)
+    try:
+        staging.rename(target)
+    except OSError:  # another session was first
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 class Keycloak:
     """One ``kc.sh start-dev`` on free loopback ports, its admin password made up per run."""
 
@@ -95,7 +114,12 @@ class Keycloak:
 
     def start(self, timeout: float = 180.0) -> Keycloak:
         home = self.workdir / "dist"
-        shutil.copytree(ensure_dist(self.version), home, symlinks=True)
+        dist = ensure_dist(self.version)
+        shutil.copytree(dist, home, symlinks=True)
+        built = dev_build_dir(self.version)
+        if (built / ".complete").exists():  # skip start-dev's ~20 s re-augmentation
+            shutil.rmtree(home / "lib" / "quarkus")
+            shutil.copytree(built, home / "lib" / "quarkus", ignore=shutil.ignore_patterns(".*"))
         (home / "data" / "import").mkdir(parents=True)
         shutil.copy(REALM_FILE, home / "data" / "import" / REALM_FILE.name)
         env = {
@@ -118,6 +142,7 @@ class Keycloak:
                 args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
         self._wait_ready(timeout)
+        keep_dev_build(home / "lib" / "quarkus", self.version)
         return self
 
     def _wait_ready(self, timeout: float) -> None:
@@ -194,14 +219,18 @@ class KeycloakAdmin:
         return str(self.call("GET", "/clients", params={"clientId": client_id})[0]["id"])
 
     def client_secret(self, client_id: str) -> str:
-        return str(self.call("GET", f"/clients/{self.client_uuid(client_id)}/client-secret")["value"])
+        return str(
+            self.call("GET", f"/clients/{self.client_uuid(client_id)}/client-secret")["value"]
+        )
 
     def user_id(self, username: str) -> str:
         found = self.call("GET", "/users", params={"username": username, "exact": "true"})
         return str(found[0]["id"])
 
     def service_account_id(self, client_id: str) -> str:
-        return str(self.call("GET", f"/clients/{self.client_uuid(client_id)}/service-account-user")["id"])
+        return str(
+            self.call("GET", f"/clients/{self.client_uuid(client_id)}/service-account-user")["id"]
+        )
 
     def set_password(self, username: str, password: str) -> None:
         body = {"type": "password", "value": password, "temporary": False}

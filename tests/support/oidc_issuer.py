@@ -1,7 +1,8 @@
 """A tiny OIDC issuer for tests: discovery document + JWKS over real HTTP, RS256 signing.
 
-It stands in for Keycloak, which cannot run here (no container engine, no JVM service in CI).
-The shapes follow Keycloak's: ``realm_access.roles``, ``azp``, a ``typ`` claim, user
+It stands in for Keycloak where a real one will not do (tests/support/keycloak.py runs the real
+one): tokens Keycloak never signs (alg=none, forged, weak or EC/OKP keys) and fast unit-level
+checks. The shapes follow Keycloak's: ``realm_access.roles``, ``azp``, a ``typ`` claim, user
 attributes mapped to a ``dept`` claim, an encryption key listed next to the signing keys.
 """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +42,33 @@ def test_gateways_share_postgres_kafka_and_the_master_key_without_defaults() -> 
     assert lb["ports"] == ["8080:8080"]
     conf = (ROOT / "deploy" / "nginx.conf").read_text()
     assert "gateway-1:8080" in conf and "gateway-2:8080" in conf
+
+
+def test_keycloak_imports_the_realm_the_tests_run_against() -> None:
+    from tests.support.keycloak import KEYCLOAK_VERSION, REALM_FILE
+
+    kc = compose()["services"]["keycloak"]
+    assert "--import-realm" in kc["command"]
+    host, container, _ = kc["volumes"][0].split(":")
+    assert (ROOT / host).resolve() == REALM_FILE
+    assert container.startswith("/opt/keycloak/data/import/")
+    assert kc["image"].endswith(f":{KEYCLOAK_VERSION}")
+    assert ":?" in kc["environment"]["KC_BOOTSTRAP_ADMIN_PASSWORD"]
+    gateway = compose()["services"]["gateway-1"]["environment"]
+    assert gateway["EXCHANGE_OIDC_ISSUER"] == f"{kc['environment']['KC_HOSTNAME']}/realms/exchange"
+
+
+def test_the_realm_file_holds_no_secrets_and_maps_the_exchange_roles() -> None:
+    from exchange.identity.roles import ALL_ROLES
+
+    realm = json.loads((ROOT / "deploy/keycloak/realm-exchange.json").read_text())
+    for client in realm["clients"]:
+        assert "secret" not in client, client["clientId"]
+        # Only the test client may trade a person's password for tokens.
+        assert client.get("directAccessGrantsEnabled") is not True or (
+            client["clientId"] == "exchange-password-test"
+        )
+    for user in realm["users"]:
+        assert "credentials" not in user, user["username"]
+    assert {r["name"] for r in realm["roles"]["realm"]} == ALL_ROLES
+    assert realm["accessTokenLifespan"] <= 300
