@@ -8,7 +8,7 @@ RUN_STAMP := $(VENV)/.installed-run-$(HASH)
 TEST_STAMP := $(VENV)/.installed-test-$(HASH)
 DEBS := softhsm2 postgresql
 
-.PHONY: install install-test up test test-fast lint bench bench-quick system-deps kafka-jars clean
+.PHONY: install install-test up test test-fast lint bench bench-quick system-deps kafka-jars keycloak-dist clean
 
 # What running needs (make up); the test and benchmark extras come on top (make test).
 install: $(RUN_STAMP) kafka-jars
@@ -33,6 +33,11 @@ kafka-jars: $(RUN_STAMP)
 	@echo "==> [3/3] Apache Kafka jars (Maven Central, cached in ~/.cache/exchange)"
 	@$(VENV)/bin/exchange kafka fetch
 
+# The real Keycloak the `keycloak`-marked tests start (~165 MB zip; a test helper, not runtime).
+keycloak-dist: $(TEST_STAMP)
+	@echo "==> Keycloak distribution for the tests (Maven Central, cached in ~/.cache/exchange)"
+	@$(PY) -c "from tests.support.keycloak import ensure_dist; ensure_dist()"
+
 # Debian packages the tests use: SoftHSM2 (PKCS#11 KMS contract tests), PostgreSQL (multi-gateway).
 system-deps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -45,7 +50,7 @@ system-deps:
 up: install
 	$(VENV)/bin/exchange up
 
-test: install-test system-deps
+test: install-test system-deps keycloak-dist
 	$(VENV)/bin/pytest -q
 
 test-fast: install-test

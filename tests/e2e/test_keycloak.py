@@ -22,7 +22,15 @@ from tests.support.gateway import ThreadGateway
 from tests.support.keycloak import Keycloak, KeycloakAdmin
 from tests.support.scenario import PERSON_SCHEMA, person
 
-pytestmark = [pytest.mark.keycloak, pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
+# Room for the first test's setup on a loaded machine: Keycloak's start (and, without
+# `make test`, its one-time download) happens there.
+pytestmark = [
+    pytest.mark.keycloak,
+    pytest.mark.e2e,
+    pytest.mark.kafka,
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+]
 
 CLIENTS = (
     "civil-affairs-publisher",
