@@ -17,7 +17,7 @@ import httpx
 import pytest
 from joserfc import jws
 
-from tests.conftest import make_department
+from tests.conftest import make_client, make_department
 from tests.support.gateway import ThreadGateway
 from tests.support.keycloak import Keycloak, KeycloakAdmin
 from tests.support.scenario import PERSON_SCHEMA, person
@@ -145,16 +145,16 @@ def test_service_account_tokens_carry_roles_and_department(
     assert claims(subscriber)["resource_access"]["exchange"]["roles"] == ["subscriber"]
 
     own, other = f"civil-affairs.kc-{unique}", f"health.kc-{unique}"
+    schema = {"schema": json.dumps(PERSON_SCHEMA)}
+    # registry:write from realm roles, within its department (dept claim) only.
+    r = call(gw, publisher, "POST", f"/registry/subjects/{own}-value/versions", json=schema)
+    assert r.status_code == 200, r.text
+    r = call(gw, publisher, "POST", f"/registry/subjects/{other}-value/versions", json=schema)
+    assert r.status_code == 403, r.text
+    with gw.admin() as admin, make_client(admin, gw.url, "health", ["registry:write"]) as health:
+        health.call("POST", f"/registry/subjects/{other}-value/versions", json=schema)
     for topic, owner in ((own, "civil-affairs"), (other, "health")):
         subject = f"{topic}-value"
-        r = call(
-            gw,
-            publisher,  # registry:write from realm roles
-            "POST",
-            f"/registry/subjects/{subject}/versions",
-            json={"schema": json.dumps(PERSON_SCHEMA)},
-        )
-        assert r.status_code == 200, r.text
         body = {"name": topic, "owner": owner, "partitions": 1, "value_subject": subject}
         r = call(gw, operator, "POST", "/v1/topics", json={**body, "title": "Residents"})
         assert r.status_code == 201, r.text
