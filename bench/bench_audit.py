@@ -56,12 +56,15 @@ def _record(i: int) -> AuditRecord:
     )
 
 
-def _append(workdir: Path, bootstrap: str, n: int) -> tuple[float, float, float]:
-    settings = Settings(home=workdir / "append", kafka_bootstrap=bootstrap)
+def _append(workdir: Path, broker: Broker, n: int) -> tuple[float, float, float]:
+    bootstrap = broker.bootstrap
+    settings = Settings(
+        home=workdir / "append", kafka_bootstrap=bootstrap, **broker.security.settings_values()
+    )
     settings.resolved_home.mkdir(parents=True)
     engine = make_engine(settings.sqlalchemy_url)
     migrate(engine)
-    kafka = open_kafka(bootstrap, "bench-audit")
+    kafka = open_kafka(bootstrap, "bench-audit", security=broker.security)
     topic = f"_exchange.audit.bench-{uuid.uuid4().hex[:8]}"
     audit = open_audit(settings, session_factory(engine), kafka, AuditSettings(topic=topic))
     records = [_record(i) for i in range(n)]
@@ -125,7 +128,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
         workdir = Path(tmp)
         broker = Broker.start(workdir)
         try:
-            project, baseline, concurrent = _append(workdir, broker.bootstrap, n_append)
+            project, baseline, concurrent = _append(workdir, broker, n_append)
         finally:
             broker.stop()
         verify_s, root_s = _verify(workdir, n_verify)

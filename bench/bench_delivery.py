@@ -14,6 +14,7 @@ import httpx
 from bench import bench_publish, kafka_bare, rdkafka_bare, world
 from bench.env import Bench
 from bench.report import measure
+from exchange.kafka.security import KafkaSecurity
 
 PAGE = 500
 
@@ -39,9 +40,11 @@ def pull_all(url: str, token: str, sub: str, n: int, timeout_s: float = 300.0) -
         return time.perf_counter() - start
 
 
-def read_bare(bootstrap: str, topic: str, n: int, bare: ModuleType) -> float:
+def read_bare(
+    bootstrap: str, topic: str, n: int, bare: ModuleType, security: KafkaSecurity
+) -> float:
     """One bare consumer (``kafka_bare`` or ``rdkafka_bare``) from the beginning."""
-    c = bare.consumer(bootstrap, topic)
+    c = bare.consumer(bootstrap, topic, security=security)
     try:
         start = time.perf_counter()
         bare.read(c, n, each=lambda _: None)
@@ -59,8 +62,8 @@ def run(b: Bench) -> list[dict[str, Any]]:
     n = int(str(b.shared["publish_count"]))
     sub = t.subscriber.subscribe(t.topic, start="earliest")
     project_s = pull_all(b.gateway.url, t.subscriber.token(), sub, n)
-    rd_s = read_bare(b.bootstrap, t.topic, n, rdkafka_bare)
-    kp_s = read_bare(b.bootstrap, t.topic, n, kafka_bare)
+    rd_s = read_bare(b.bootstrap, t.topic, n, rdkafka_bare, b.security)
+    kp_s = read_bare(b.bootstrap, t.topic, n, kafka_bare, b.security)
     return [
         measure(
             "delivery",

@@ -120,9 +120,9 @@ def project(b: Bench, seconds: float) -> tuple[list[float], int]:
 def baseline(b: Bench, seconds: float) -> tuple[list[float], int]:
     src = b.shared.get("publish_tenant")
     topic = f"bench-bare-latency-{world.now_us()}"
-    kafka_bare.create_topic(b.bootstrap, topic, 3)
+    kafka_bare.create_topic(b.bootstrap, topic, 3, b.security)
     if isinstance(src, world.Tenant):  # the gateway's own encoded records
-        c = kafka_bare.consumer(b.bootstrap, src.topic)
+        c = kafka_bare.consumer(b.bootstrap, src.topic, security=b.security)
         encoded = kafka_bare.read(c, BATCH * 10)
         c.close()
     else:
@@ -130,13 +130,13 @@ def baseline(b: Bench, seconds: float) -> tuple[list[float], int]:
             kafka_bare.Encoded(b"k", json.dumps(world.record(i)).encode(), ()) for i in range(200)
         ]
     latencies: list[float] = []
-    reader = kafka_bare.consumer(b.bootstrap, topic, from_end=True)
+    reader = kafka_bare.consumer(b.bootstrap, topic, from_end=True, security=b.security)
 
     def on_record(e: kafka_bare.Encoded) -> None:
         sent = int(dict(e.headers)[SENT_HEADER])
         latencies.append((world.now_us() - sent) / 1000)
 
-    p = kafka_bare.producer(b.bootstrap)
+    p = kafka_bare.producer(b.bootstrap, b.security)
     lock = threading.Lock()
 
     def send(k: int) -> None:

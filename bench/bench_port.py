@@ -12,6 +12,7 @@ from bench.env import Bench
 from bench.report import measure
 from exchange.kafka import KafkaClient, open_kafka
 from exchange.kafka.port import KafkaPort, OutRecord
+from exchange.kafka.security import KafkaSecurity
 
 BATCH = 500
 
@@ -48,8 +49,10 @@ def _read(kafka: KafkaPort, topic: str, n: int, timeout_s: float = 120.0) -> flo
         reader.close()
 
 
-def _one(bootstrap: str, backend: KafkaClient, n: int) -> tuple[float, float]:
-    kafka = open_kafka(bootstrap, f"bench-port-{backend}", backend)
+def _one(
+    bootstrap: str, backend: KafkaClient, n: int, security: KafkaSecurity
+) -> tuple[float, float]:
+    kafka = open_kafka(bootstrap, f"bench-port-{backend}", backend, security=security)
     try:
         topic = f"bench.port-{backend}-{uuid.uuid4().hex[:6]}"
         kafka.create_topic(topic, 2)
@@ -62,8 +65,8 @@ def _one(bootstrap: str, backend: KafkaClient, n: int) -> tuple[float, float]:
 
 def run(b: Bench) -> list[dict[str, Any]]:
     n = scale(b.quick)
-    rd_pub, rd_read = _one(b.bootstrap, "librdkafka", n)
-    kp_pub, kp_read = _one(b.bootstrap, "kafka-python", n)
+    rd_pub, rd_read = _one(b.bootstrap, "librdkafka", n, b.security)
+    kp_pub, kp_read = _one(b.bootstrap, "kafka-python", n, b.security)
     note = f"{n} records of ~150 B, 2 partitions; project: librdkafka, baseline: kafka-python"
     return [
         measure(

@@ -20,6 +20,7 @@ import httpx
 from bench import kafka_bare, rdkafka_bare, world
 from bench.env import Bench
 from bench.report import measure
+from exchange.kafka.security import KafkaSecurity
 
 BATCH = 500
 THREADS = 4
@@ -61,11 +62,16 @@ def publish_http(url: str, token: str, topic: str, bodies: list[bytes], threads:
 
 
 def publish_bare(
-    bootstrap: str, topic: str, partitions: int, encoded: list[kafka_bare.Encoded], bare: ModuleType
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    encoded: list[kafka_bare.Encoded],
+    bare: ModuleType,
+    security: KafkaSecurity,
 ) -> float:
     """One bare producer (``kafka_bare`` or ``rdkafka_bare``), one transaction per batch."""
-    kafka_bare.create_topic(bootstrap, topic, partitions)
-    p = bare.producer(bootstrap)
+    kafka_bare.create_topic(bootstrap, topic, partitions, security)
+    p = bare.producer(bootstrap, security)
     bare.send_batch(p, topic, encoded[:BATCH])  # warm-up, like the gateway's
     start = time.perf_counter()
     for i in range(0, len(encoded), BATCH):
@@ -89,12 +95,16 @@ def measure_publish(
     publish_http(b.gateway.url, token, t.topic, [warm], 1)  # schema plan, DEKs, producer
     project_s = publish_http(b.gateway.url, token, t.topic, bodies, threads)
 
-    c = kafka_bare.consumer(b.bootstrap, t.topic)
+    c = kafka_bare.consumer(b.bootstrap, t.topic, security=b.security)
     encoded = kafka_bare.read(c, n + batch)
     c.close()
     rest = encoded[batch:]
-    rd_s = publish_bare(b.bootstrap, f"{t.topic}.bare-rd", t.partitions, rest, rdkafka_bare)
-    kp_s = publish_bare(b.bootstrap, f"{t.topic}.bare-kp", t.partitions, rest, kafka_bare)
+    rd_s = publish_bare(
+        b.bootstrap, f"{t.topic}.bare-rd", t.partitions, rest, rdkafka_bare, b.security
+    )
+    kp_s = publish_bare(
+        b.bootstrap, f"{t.topic}.bare-kp", t.partitions, rest, kafka_bare, b.security
+    )
 
     b.shared["publish_tenant"] = t
     b.shared["publish_count"] = n + batch

@@ -23,6 +23,7 @@ import httpx
 from exchange.client import ExchangeClient
 from exchange.kafka import DEFAULT_CLIENT
 from exchange.kafka.broker import LocalBroker, free_port
+from exchange.kafka.security import KafkaSecurity
 
 BOOTSTRAP_ENV = "EXCHANGE_BENCH_KAFKA_BOOTSTRAP"
 # The gateway's Kafka client library: EXCHANGE_KAFKA_CLIENT of the bench's own environment.
@@ -33,13 +34,18 @@ KAFKA_CLIENT = os.environ.get("EXCHANGE_KAFKA_CLIENT", DEFAULT_CLIENT)
 class Broker:
     bootstrap: str
     local: LocalBroker | None  # None: an external broker we must not stop
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     @classmethod
     def start(cls, workdir: Path) -> Broker:
         if given := os.environ.get(BOOTSTRAP_ENV):
-            return cls(given, None)
+            # An external broker's credentials come from the usual EXCHANGE_KAFKA_* settings.
+            from exchange.kafka.security import from_settings
+            from exchange.settings import Settings
+
+            return cls(given, None, from_settings(Settings()))
         local = LocalBroker(workdir / "kafka-home", heap_mb=768)
-        return cls(local.start().bootstrap, local)
+        return cls(local.start().bootstrap, local, local.security())
 
     def stop(self) -> None:
         if self.local is not None:
@@ -53,6 +59,7 @@ class Gateway:
     home: Path
     bootstrap: str
     extra_env: dict[str, str] = field(default_factory=dict)
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
@@ -69,6 +76,7 @@ class Gateway:
         self.home.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
         env |= {"EXCHANGE_HOME": str(self.home), "EXCHANGE_KAFKA_BOOTSTRAP": self.bootstrap}
+        env |= self.security.as_env()
         env |= self.extra_env
         with (self.home / "gateway.log").open("ab") as log:
             self.proc = subprocess.Popen(
@@ -127,6 +135,10 @@ class Bench:
     def bootstrap(self) -> str:
         return self.broker.bootstrap
 
+    @property
+    def security(self) -> KafkaSecurity:
+        return self.broker.security
+
 
 # Tokens outlive the longest phase, so a slow phase measures the gateway, not a 401; the rate
 # limit leaves room for the fan-out's subscription burst and several publishing threads.
@@ -145,7 +157,9 @@ def system(workdir: Path, quick: bool) -> Iterator[Bench]:
     """A broker (given or started) and a fresh gateway home; both stopped afterwards."""
     broker = Broker.start(workdir)
     try:
-        gateway = Gateway(workdir / "gateway", broker.bootstrap, GATEWAY_ENV).start()
+        gateway = Gateway(
+            workdir / "gateway", broker.bootstrap, GATEWAY_ENV, security=broker.security
+        ).start()
         try:
             yield Bench(broker, gateway, gateway.admin(), quick)
         finally:

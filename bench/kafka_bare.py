@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
+from exchange.kafka.security import KafkaSecurity
+
+PLAINTEXT = KafkaSecurity()
+
 
 @dataclass(frozen=True)
 class Encoded:
@@ -20,8 +24,12 @@ class Encoded:
     headers: Sequence[tuple[str, bytes]]
 
 
-def create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-admin")
+def create_topic(
+    bootstrap: str, name: str, partitions: int, security: KafkaSecurity = PLAINTEXT
+) -> None:
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="bench-admin", **security.kafka_python_config()
+    )
     try:
         topic = NewTopic(name, partitions, 1, topic_configs={"min.insync.replicas": "1"})
         admin.create_topics([topic], timeout_ms=15000)
@@ -29,7 +37,7 @@ def create_topic(bootstrap: str, name: str, partitions: int) -> None:
         admin.close()
 
 
-def producer(bootstrap: str) -> KafkaProducer:
+def producer(bootstrap: str, security: KafkaSecurity = PLAINTEXT) -> KafkaProducer:
     """Configured like ``KafkaAdapter._transactional``."""
     p = KafkaProducer(
         bootstrap_servers=bootstrap,
@@ -39,6 +47,7 @@ def producer(bootstrap: str) -> KafkaProducer:
         acks="all",
         linger_ms=0,
         max_request_size=16 * 1024 * 1024,
+        **security.kafka_python_config(),
     )
     p.init_transactions()
     return p
@@ -54,13 +63,16 @@ def send_batch(p: KafkaProducer, topic: str, batch: Sequence[Encoded]) -> None:
     p.commit_transaction()
 
 
-def consumer(bootstrap: str, topic: str, *, from_end: bool = False) -> KafkaConsumer:
+def consumer(
+    bootstrap: str, topic: str, *, from_end: bool = False, security: KafkaSecurity = PLAINTEXT
+) -> KafkaConsumer:
     c = KafkaConsumer(
         bootstrap_servers=bootstrap,
         client_id="bench-bare-r",
         enable_auto_commit=False,
         isolation_level="read_committed",
         max_poll_records=2000,
+        **security.kafka_python_config(),
     )
     parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
     c.assign(parts)

@@ -10,10 +10,11 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, Producer, TopicPartition
 
-from bench.kafka_bare import Encoded
+from bench.kafka_bare import PLAINTEXT, Encoded
+from exchange.kafka.security import KafkaSecurity
 
 
-def producer(bootstrap: str) -> Producer:
+def producer(bootstrap: str, security: KafkaSecurity = PLAINTEXT) -> Producer:
     """Configured like ``RdKafkaAdapter._new_transactional``."""
     p = Producer(
         {
@@ -24,6 +25,7 @@ def producer(bootstrap: str) -> Producer:
             "acks": "all",
             "linger.ms": 1,
             "message.max.bytes": 16 * 1024 * 1024,
+            **security.librdkafka_config(),
         }
     )
     p.init_transactions(30)
@@ -46,7 +48,9 @@ def send_batch(p: Producer, topic: str, batch: Sequence[Encoded]) -> None:
     p.commit_transaction(30)
 
 
-def consumer(bootstrap: str, topic: str, *, from_end: bool = False) -> Consumer:
+def consumer(
+    bootstrap: str, topic: str, *, from_end: bool = False, security: KafkaSecurity = PLAINTEXT
+) -> Consumer:
     c = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -54,6 +58,7 @@ def consumer(bootstrap: str, topic: str, *, from_end: bool = False) -> Consumer:
             "group.id": "bench-rd-unused",  # required; assign only, never committed
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
+            **security.librdkafka_config(),
         }
     )
     meta = c.list_topics(topic, timeout=15).topics[topic]

@@ -34,7 +34,10 @@ def _open(home: Path | None, topic: str | None = None, kafka: bool = False) -> A
     audit = open_audit(settings, session_factory(engine), None, a)
     if kafka:
         audit.service.kafka = open_kafka(
-            _bootstrap(settings), "exchange-audit-cli", settings.kafka_client
+            _bootstrap(settings),
+            "exchange-audit-cli",
+            settings.kafka_client,
+            security=settings.kafka_security(),
         )
     return audit
 

@@ -9,6 +9,7 @@ import typer
 from cli.common import HomeOption, console, guarded, settings_for
 from exchange.kafka.broker import LocalBroker
 from exchange.kafka.jars import ensure_jars
+from exchange.kafka.security import write_properties_file
 
 app = typer.Typer(help="Manage the embedded single-node Kafka broker.", no_args_is_help=True)
 
@@ -21,8 +22,10 @@ def start(
 ) -> None:
     """Start the broker in the background and print its bootstrap address."""
     s = settings_for(home)
-    st = LocalBroker(s.resolved_home, broker_port=port).start()
+    broker = LocalBroker(s.resolved_home, broker_port=port)
+    st = broker.start()
     console.print(f"bootstrap={st.bootstrap}", highlight=False)
+    console.print(f"client.properties={broker.properties_file}", highlight=False)
 
 
 @app.command()
@@ -37,13 +40,19 @@ def stop(home: Path | None = HomeOption) -> None:
 @app.command()
 @guarded
 def status(home: Path | None = HomeOption) -> None:
-    """Print ``bootstrap=127.0.0.1:PORT`` if the broker runs; exit 1 if not."""
+    """Print ``bootstrap=127.0.0.1:PORT`` and the client properties file; exit 1 if not running.
+
+    Point Kafka's Java tools at the file, e.g.
+    ``kafka-console-consumer.sh --bootstrap-server ADDR --consumer.config FILE --topic T``."""
     s = settings_for(home)
-    st = LocalBroker(s.resolved_home).state()
+    broker = LocalBroker(s.resolved_home)
+    st = broker.state()
     if st is None:
         console.print("not running")
         raise typer.Exit(1)
+    props = write_properties_file(s.resolved_home, broker.security())  # 0600, holds the password
     console.print(f"bootstrap={st.bootstrap} pid={st.pid} version={st.version}", highlight=False)
+    console.print(f"client.properties={props}", highlight=False)
 
 
 @app.command()

@@ -13,6 +13,7 @@ import uvicorn
 
 from cli.common import HomeOption, console, guarded, settings_for
 from exchange.errors import ConfigurationError, KafkaUnavailable, NotFound
+from exchange.home import secure_home
 from exchange.kafka.broker import LocalBroker, port_free
 from exchange.kafka.probe import metadata_answers
 from exchange.settings import Settings
@@ -97,8 +98,11 @@ def ensure_auditor(settings: Settings, identity: object) -> Path:
 
 def resolve_bootstrap(settings: Settings) -> tuple[str, LocalBroker | None]:
     if settings.kafka_bootstrap:
-        if not metadata_answers(settings.kafka_bootstrap, timeout=10):
-            raise KafkaUnavailable(f"external Kafka at {settings.kafka_bootstrap} is unreachable")
+        if not metadata_answers(settings.kafka_bootstrap, settings.kafka_security(), timeout=10):
+            raise KafkaUnavailable(
+                f"external Kafka at {settings.kafka_bootstrap} is unreachable or refused "
+                "the configured credentials (EXCHANGE_KAFKA_SECURITY_PROTOCOL, _SASL_*)"
+            )
         return settings.kafka_bootstrap, None
     broker = LocalBroker(settings.resolved_home)
     already = broker.state() is not None
@@ -108,8 +112,8 @@ def resolve_bootstrap(settings: Settings) -> tuple[str, LocalBroker | None]:
 
 def check_home(settings: Settings) -> None:
     home = settings.resolved_home
+    secure_home(home)
     try:
-        home.mkdir(parents=True, exist_ok=True)
         probe = home / ".writable"
         probe.write_text("ok")
         probe.unlink()

@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from exchange.kafka import DEFAULT_CLIENT, KafkaClient
+from exchange.kafka.security import KafkaSecurity
 
 
 class Settings(BaseSettings):
@@ -25,6 +26,16 @@ class Settings(BaseSettings):
         default=DEFAULT_CLIENT,
         description="Kafka client library: librdkafka (confluent-kafka) or kafka-python.",
     )
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = Field(
+        default="PLAINTEXT", description="External Kafka: how clients connect (with BOOTSTRAP)."
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(default=None, description="PEM CA bundle for Kafka TLS.")
+    kafka_ssl_certfile: Path | None = Field(default=None, description="PEM client certificate.")
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="PEM client private key.")
+    kafka_ssl_check_hostname: bool = True
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default SQLite file in the home directory."
     )
@@ -84,6 +95,12 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_home(self) -> Path:
         return self.home.expanduser().resolve()
+
+    def kafka_security(self) -> KafkaSecurity:
+        """Credentials for Kafka: the external cluster's settings or the embedded broker's."""
+        from exchange.kafka.security import resolve
+
+        return resolve(self)
 
     @property
     def sqlalchemy_url(self) -> str:

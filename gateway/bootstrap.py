@@ -38,6 +38,7 @@ from exchange.crypto.factory import build_field_crypto
 from exchange.crypto.kms import Kms
 from exchange.db import make_engine, migrate, session_factory
 from exchange.errors import NotFound
+from exchange.home import secure_home
 from exchange.identity.external import external_verifier
 from exchange.identity.service import IdentityService
 from exchange.identity.throttle import FailureThrottle
@@ -61,12 +62,17 @@ def build_services(
     kms: Kms | None = None,
 ) -> Services:
     """Every service of one gateway process. ``audit``/``kms``: fakes a test controls."""
-    settings.resolved_home.mkdir(parents=True, exist_ok=True)
+    secure_home(settings.resolved_home)  # before the databases and keys are created
     engine = make_engine(settings.sqlalchemy_url)
     migrate(engine)
     sessions = session_factory(engine)
     master_key = load_master_key(settings)
-    kafka = open_kafka(bootstrap, f"exchange-gw-{settings.port}", settings.kafka_client)
+    kafka = open_kafka(
+        bootstrap,
+        f"exchange-gw-{settings.port}",
+        settings.kafka_client,
+        security=settings.kafka_security(),
+    )
     identity = IdentityService(sessions)
     tokens = TokenService(
         sessions,

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import settings
 
 from exchange.client import ExchangeClient
+from exchange.kafka.security import KafkaSecurity
 from tests.support.gateway import ThreadGateway
 from tests.support.kafka import TestKafka, kafka_for_tests
 from tests.support.keycloak import Keycloak
@@ -28,6 +29,12 @@ def test_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestKafka]:
 @pytest.fixture(scope="session")
 def kafka_bootstrap(test_kafka: TestKafka) -> str:
     return test_kafka.bootstrap
+
+
+@pytest.fixture(scope="session")
+def kafka_security(test_kafka: TestKafka) -> KafkaSecurity:
+    """The credentials the exchange's own clients use with the test broker."""
+    return test_kafka.security
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 from exchange.kafka.port import KafkaPort
+from exchange.kafka.security import KafkaSecurity
 
 KafkaClient = Literal["librdkafka", "kafka-python"]
 DEFAULT_CLIENT: KafkaClient = "librdkafka"
@@ -21,7 +22,9 @@ def open_kafka(
     *,
     replication: int = 1,
     request_timeout_ms: int = 15000,
+    security: KafkaSecurity | None = None,
 ) -> KafkaPort:
+    """``security``: how to authenticate (SASL/TLS); ``Settings.kafka_security()`` gives it."""
     # Imported here so that using the broker tools does not load both client libraries.
     if backend == "librdkafka":
         from exchange.kafka.rdkafka import RdKafkaAdapter
@@ -31,6 +34,7 @@ def open_kafka(
             client_id=client_id,
             replication=replication,
             request_timeout_ms=request_timeout_ms,
+            security=security,
         )
     if backend == "kafka-python":
         from exchange.kafka.client import KafkaAdapter
@@ -40,5 +44,6 @@ def open_kafka(
             client_id=client_id,
             replication=replication,
             request_timeout_ms=request_timeout_ms,
+            security=security,
         )
     raise ValueError(f"unknown Kafka client {backend!r}")

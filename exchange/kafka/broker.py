@@ -2,6 +2,11 @@
 
 State lives under ``<home>/kafka``: ``server.properties``, ``data/``, ``logs/server.log`` and
 ``state.json`` (pid, ports, bootstrap) so ``exchange kafka status|stop`` find a running broker.
+
+The broker is the exchange's alone: its client listener takes SASL/SCRAM-SHA-512 only, the
+StandardAuthorizer denies whatever no ACL allows, and the exchange's principal is the one super
+user. The credentials are generated on first start into ``kafka/credentials.json`` (0600) and
+put into the KRaft metadata when the storage is formatted. Every file the JVM writes is 0600.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import base64
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -20,8 +26,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from exchange.errors import ConfigurationError, KafkaUnavailable
+from exchange.home import secure_home
 from exchange.kafka.jars import KAFKA_VERSION, ensure_jars
 from exchange.kafka.probe import metadata_answers
+from exchange.kafka.security import (
+    CREDENTIALS_FILE,
+    PROPERTIES_FILE,
+    KafkaSecurity,
+    write_private,
+    write_properties_file,
+)
 
 _LOG4J2 = """status = warn
 appender.file.type = RollingFile
@@ -42,6 +56,32 @@ logger.kafka.level = INFO
 logger.apache.name = org.apache.kafka
 logger.apache.level = INFO
 """
+
+CLIENT_USER = "exchange"  # the exchange's own principal, User:exchange (super user)
+CONTROLLER_USER = "controller"  # broker <-> controller inside the JVM, User:controller
+_SCRAM = "org.apache.kafka.common.security.scram.ScramLoginModule"
+_PLAIN = "org.apache.kafka.common.security.plain.PlainLoginModule"
+# Files the JVM creates (segments, indexes, checkpoints, logs) get no group/other bits.
+_UMASK = 0o077
+
+
+@dataclass(frozen=True)
+class BrokerCredentials:
+    """Generated once per home; never logged, only written to 0600 files."""
+
+    client_password: str
+    controller_password: str
+
+    @property
+    def client_security(self) -> KafkaSecurity:
+        from pydantic import SecretStr
+
+        return KafkaSecurity(
+            protocol="SASL_PLAINTEXT",
+            sasl_mechanism="SCRAM-SHA-512",
+            username=CLIENT_USER,
+            password=SecretStr(self.client_password),
+        )
 
 
 @dataclass(frozen=True)
@@ -130,6 +170,47 @@ class LocalBroker:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
+    # -- credentials ---------------------------------------------------------------------
+    @property
+    def credentials_file(self) -> Path:
+        return self.home / CREDENTIALS_FILE
+
+    @property
+    def properties_file(self) -> Path:
+        return self.home / PROPERTIES_FILE
+
+    def credentials(self) -> BrokerCredentials | None:
+        try:
+            raw = json.loads(self.credentials_file.read_text())
+            return BrokerCredentials(str(raw["password"]), str(raw["controller_password"]))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigurationError(
+                f"unreadable Kafka credentials {self.credentials_file}: {exc}"
+            ) from None
+
+    def security(self) -> KafkaSecurity:
+        """How the exchange's own clients connect to this broker."""
+        creds = self.credentials()
+        if creds is None:
+            raise ConfigurationError(
+                f"no Kafka credentials in {self.credentials_file}: start the broker first"
+            )
+        return creds.client_security
+
+    def _create_credentials(self) -> BrokerCredentials:
+        # Hex keeps the values safe inside the StorageTool's [name=..,password=..] syntax.
+        creds = BrokerCredentials(secrets.token_hex(24), secrets.token_hex(24))
+        body = {
+            "username": CLIENT_USER,
+            "password": creds.client_password,
+            "mechanism": "SCRAM-SHA-512",
+            "controller_password": creds.controller_password,
+        }
+        write_private(self.credentials_file, json.dumps(body, indent=2))
+        return creds
+
     # -- start ---------------------------------------------------------------------------
     def start(self, *, timeout: float = 90.0) -> BrokerState:
         running = self.state()
@@ -142,24 +223,78 @@ class LocalBroker:
             )
         self._prepare_dirs()
         lib = ensure_jars(self.version)
-        broker_port, controller_port = self._choose_ports()
-        props = self._write_config(broker_port, controller_port)
-        (self.dir / "ports.json").write_text(
-            json.dumps({"broker_port": broker_port, "controller_port": controller_port})
-        )
         classpath = f"{lib}/*"
-        if not (self.dir / "data" / "meta.properties").exists():
-            self._format(java, classpath, props)
+        broker_port, controller_port = self._choose_ports()
+        write_private(
+            self.dir / "ports.json",
+            json.dumps({"broker_port": broker_port, "controller_port": controller_port}),
+        )
+        formatted = (self.dir / "data" / "meta.properties").exists()
+        creds = self.credentials()
+        if creds is None and formatted:
+            creds = self._migrate_to_sasl(java, classpath, broker_port, controller_port, timeout)
+        elif creds is None:
+            creds = self._create_credentials()
+        props = self._write_config(broker_port, controller_port, creds)
+        write_properties_file(self.home, creds.client_security)
+        if not formatted:
+            self._format(java, classpath, props, creds)
+        return self._run(java, classpath, props, broker_port, controller_port, creds, timeout)
+
+    def _run(
+        self,
+        java: str,
+        classpath: str,
+        props: Path,
+        broker_port: int,
+        controller_port: int,
+        creds: BrokerCredentials | None,
+        timeout: float,
+    ) -> BrokerState:
         proc = self._launch(java, classpath, props)
         st = BrokerState(proc.pid, broker_port, controller_port, self.version)
-        self.state_file.write_text(json.dumps(asdict(st)))
-        self._await_ready(proc, st, timeout)
+        write_private(self.state_file, json.dumps(asdict(st)))
+        security = creds.client_security if creds is not None else KafkaSecurity()
+        self._await_ready(proc, st, security, timeout)
         return st
 
-    def _prepare_dirs(self) -> None:
+    def _migrate_to_sasl(
+        self, java: str, classpath: str, broker_port: int, controller_port: int, timeout: float
+    ) -> BrokerCredentials:
+        """A home formatted before SASL: add the SCRAM user through a last plaintext start.
+
+        The metadata log only takes bootstrap credentials at format time, so the old broker is
+        started once more as it was (loopback, no auth), the user is created with the admin
+        API, and the broker is stopped; the caller then starts it with SASL and ACLs."""
+        from exchange.kafka.probe import add_scram_user
+
+        props = self._write_legacy_config(broker_port, controller_port)
+        st = self._run(java, classpath, props, broker_port, controller_port, None, timeout)
+        creds = BrokerCredentials(secrets.token_hex(24), secrets.token_hex(24))
         try:
-            (self.dir / "logs").mkdir(parents=True, exist_ok=True)
-            (self.dir / "data").mkdir(parents=True, exist_ok=True)
+            add_scram_user(st.bootstrap, CLIENT_USER, creds.client_password)
+        except KafkaUnavailable as exc:
+            raise ConfigurationError(
+                f"could not add SASL credentials to the Kafka data in {self.dir / 'data'} "
+                f"(formatted by an older exchange without SASL): {exc.message}. Remove it "
+                "to start with an empty, secured broker."
+            ) from None
+        finally:
+            self.stop()
+        body = {
+            "username": CLIENT_USER,
+            "password": creds.client_password,
+            "mechanism": "SCRAM-SHA-512",
+            "controller_password": creds.controller_password,
+        }
+        write_private(self.credentials_file, json.dumps(body, indent=2))
+        return creds
+
+    def _prepare_dirs(self) -> None:
+        secure_home(self.home)
+        try:
+            for d in (self.dir, self.dir / "logs", self.dir / "data"):
+                d.mkdir(parents=True, exist_ok=True, mode=0o700)
             probe = self.dir / ".writable"
             probe.write_text("ok")
             probe.unlink()
@@ -181,19 +316,13 @@ class LocalBroker:
             return prev
         return free_port(), free_port()
 
-    def _write_config(self, broker_port: int, controller_port: int) -> Path:
-        data = self.dir / "data"
-        lines = {
+    def _common_config(self, controller_port: int) -> dict[str, str]:
+        return {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{broker_port},"
-            f"CONTROLLER://127.0.0.1:{controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{broker_port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            "log.dirs": str(data),
+            "log.dirs": str(self.dir / "data"),
             "num.partitions": "1",
             "auto.create.topics.enable": "false",
             "offsets.topic.replication.factor": "1",
@@ -207,9 +336,54 @@ class LocalBroker:
             "log.segment.bytes": str(64 * 1024 * 1024),
             "transaction.max.timeout.ms": "900000",
         }
+
+    def _write_config(
+        self, broker_port: int, controller_port: int, creds: BrokerCredentials
+    ) -> Path:
+        client_jaas = (
+            f'{_SCRAM} required username="{CLIENT_USER}" password="{creds.client_password}";'
+        )
+        # PLAIN with one static user: SCRAM cannot guard the controller listener (its
+        # credentials live in the metadata the controller serves), and without it any local
+        # process could send admin requests (CreateAcls, AlterUserScramCredentials) there.
+        pw = creds.controller_password
+        controller_jaas = (
+            f'{_PLAIN} required username="{CONTROLLER_USER}" password="{pw}" '
+            f'user_{CONTROLLER_USER}="{pw}";'
+        )
+        lines = self._common_config(controller_port) | {
+            "listeners": f"CLIENT://127.0.0.1:{broker_port},"
+            f"CONTROLLER://127.0.0.1:{controller_port}",
+            "advertised.listeners": f"CLIENT://127.0.0.1:{broker_port}",
+            "inter.broker.listener.name": "CLIENT",
+            "listener.security.protocol.map": "CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT",
+            "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.client.sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "listener.name.client.scram-sha-512.sasl.jaas.config": client_jaas,
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": controller_jaas,
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found": "false",
+            "super.users": f"User:{CLIENT_USER};User:{CONTROLLER_USER}",
+        }
+        return self._write_props(lines)
+
+    def _write_legacy_config(self, broker_port: int, controller_port: int) -> Path:
+        """The unauthenticated configuration of homes created before SASL (migration only)."""
+        lines = self._common_config(controller_port) | {
+            "listeners": f"PLAINTEXT://127.0.0.1:{broker_port},"
+            f"CONTROLLER://127.0.0.1:{controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{broker_port}",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        }
+        return self._write_props(lines)
+
+    def _write_props(self, lines: dict[str, str]) -> Path:
         props = self.dir / "server.properties"
-        props.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
-        (self.dir / "log4j2.properties").write_text(_LOG4J2.format(logs=self.dir / "logs"))
+        write_private(props, "".join(f"{k}={v}\n" for k, v in lines.items()))
+        write_private(self.dir / "log4j2.properties", _LOG4J2.format(logs=self.dir / "logs"))
         return props
 
     def _jvm_args(self) -> list[str]:
@@ -223,26 +397,24 @@ class LocalBroker:
             f"-Dkafka.logs.dir={self.dir / 'logs'}",
         ]
 
-    def _format(self, java: str, classpath: str, props: Path) -> None:
+    def _format(self, java: str, classpath: str, props: Path, creds: BrokerCredentials) -> None:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        proc = subprocess.run(
-            [
-                java,
-                *self._jvm_args(),
-                "-cp",
-                classpath,
-                "kafka.tools.StorageTool",
-                "format",
-                "-t",
-                cluster_id,
-                "-c",
-                str(props),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
+        scram = f"SCRAM-SHA-512=[name={CLIENT_USER},password={creds.client_password}]"
+        # The password goes through a 0600 argument file, not argv (world-readable in /proc).
+        argfile = self.dir / ".format.args"
+        args = ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)]
+        write_private(argfile, "\n".join([*args, "--add-scram", scram]) + "\n")
+        try:
+            proc = subprocess.run(
+                [java, *self._jvm_args(), "-cp", classpath, f"@{argfile}"],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=120,
+                umask=_UMASK,
+            )
+        finally:
+            argfile.unlink(missing_ok=True)
         if proc.returncode != 0:
             msg = (proc.stderr or proc.stdout).strip().splitlines()
             raise ConfigurationError(
@@ -250,25 +422,33 @@ class LocalBroker:
             )
 
     def _launch(self, java: str, classpath: str, props: Path) -> subprocess.Popen[bytes]:
-        out = (self.dir / "logs" / "stdout.log").open("ab")
+        stdout = self.dir / "logs" / "stdout.log"
+        fd = os.open(stdout, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             return subprocess.Popen(
                 [java, *self._jvm_args(), "-cp", classpath, "kafka.Kafka", str(props)],
-                stdout=out,
+                stdout=fd,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C in the terminal is ours to relay, not the JVM's
+                umask=_UMASK,
             )
         finally:
-            out.close()
+            os.close(fd)
 
-    def _await_ready(self, proc: subprocess.Popen[bytes], st: BrokerState, timeout: float) -> None:
+    def _await_ready(
+        self,
+        proc: subprocess.Popen[bytes],
+        st: BrokerState,
+        security: KafkaSecurity,
+        timeout: float,
+    ) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 self.state_file.unlink(missing_ok=True)
                 raise ConfigurationError(self._crash_reason(st))
-            if metadata_answers(st.bootstrap, timeout=2.0):
+            if metadata_answers(st.bootstrap, security, timeout=2.0):
                 return
             time.sleep(0.3)
         self.stop()

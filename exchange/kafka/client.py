@@ -26,6 +26,7 @@ from kafka.errors import (
 
 from exchange.errors import Conflict, InvalidInput, KafkaUnavailable, NotFound
 from exchange.kafka.port import InRecord, OutRecord, Position, topic_config
+from exchange.kafka.security import KafkaSecurity
 
 # The value types live in the port; re-exported for callers not yet switched to it.
 __all__ = ["InRecord", "KafkaAdapter", "OutRecord", "Position", "TopicReader"]
@@ -55,8 +56,12 @@ class KafkaAdapter:
         replication: int = 1,
         request_timeout_ms: int = 15000,
         transactional_producers: int = 4,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        # Every client this adapter opens authenticates the same way (SASL/TLS or none).
+        self._auth = (security or KafkaSecurity()).kafka_python_config()
+        self._unreachable = f"Kafka at {bootstrap} is unreachable or refused our credentials"
         self.client_id = client_id
         self.replication = replication
         self.timeout_ms = request_timeout_ms
@@ -80,9 +85,10 @@ class KafkaAdapter:
                         client_id=f"{self.client_id}-admin",
                         request_timeout_ms=self.timeout_ms,
                         bootstrap_timeout_ms=self.timeout_ms,
+                        **self._auth,
                     )
                 except (KafkaError, OSError) as exc:
-                    raise KafkaUnavailable(f"Kafka at {self.bootstrap} is unreachable") from exc
+                    raise KafkaUnavailable(self._unreachable) from exc
             return self._admin
 
     def create_topic(
@@ -162,6 +168,7 @@ class KafkaAdapter:
                 retry_backoff_ms=TX_RETRY_BACKOFF_MS,
                 max_request_size=16 * 1024 * 1024,
                 **self._bounded(),
+                **self._auth,
             )
             producer.init_transactions()
         except KafkaError as exc:
@@ -293,6 +300,7 @@ class KafkaAdapter:
                     acks="all",
                     linger_ms=0,
                     **self._bounded(),
+                    **self._auth,
                 )
             return self._plain
 
@@ -314,10 +322,11 @@ class KafkaAdapter:
                 isolation_level="read_committed",
                 request_timeout_ms=max(self.timeout_ms, 31000),
                 bootstrap_timeout_ms=self.timeout_ms,
+                **self._auth,
                 **extra,
             )
         except (KafkaError, OSError) as exc:
-            raise KafkaUnavailable(f"Kafka at {self.bootstrap} is unreachable") from exc
+            raise KafkaUnavailable(self._unreachable) from exc
 
     def reader(self, topic: str) -> TopicReader:
         consumer = self._consumer(max_poll_records=2000)

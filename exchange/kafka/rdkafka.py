@@ -28,6 +28,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from exchange.errors import Conflict, ExchangeError, InvalidInput, KafkaUnavailable, NotFound
 from exchange.kafka.port import Header, InRecord, OutRecord, Position, topic_config
+from exchange.kafka.security import KafkaSecurity
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,11 @@ class RdKafkaAdapter:
         replication: int = 1,
         request_timeout_ms: int = 15000,
         transactional_producers: int = 4,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        # Every client this adapter opens authenticates the same way (SASL/TLS or none).
+        self._auth = (security or KafkaSecurity()).librdkafka_config()
         self.client_id = client_id
         self.replication = replication
         self.timeout_ms = request_timeout_ms
@@ -96,6 +100,7 @@ class RdKafkaAdapter:
             "logger": log,
             "log_level": 2,
             "error_cb": _log_error,
+            **self._auth,
             **extra,
         }
 

@@ -16,6 +16,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from exchange.client import ExchangeClient
 from tests.conftest import make_client, make_department
 from tests.support.gateway import ThreadGateway
+from tests.support.kafka import security_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
@@ -61,7 +62,8 @@ def test_serializer_roundtrip_through_kafka_with_oauth(
     payload = serializer({"name": "Ada", "born": 1815}, ctx)
     assert payload is not None and payload[0] == 0
 
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    auth = security_for(kafka_bootstrap).librdkafka_config()
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, **auth})
     producer.produce(topic, value=payload)
     assert producer.flush(30) == 0
 
@@ -78,6 +80,7 @@ def test_serializer_roundtrip_through_kafka_with_oauth(
             "bootstrap.servers": kafka_bootstrap,
             "group.id": f"g-{dept}",
             "enable.auto.commit": False,
+            **auth,
         }
     )
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])

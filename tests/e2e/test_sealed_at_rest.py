@@ -10,6 +10,7 @@ import pytest
 from exchange.client import ExchangeClient
 from exchange.kafka import open_kafka
 from tests.support.gateway import ThreadGateway
+from tests.support.kafka import security_for
 from tests.support.scenario import build, person
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
@@ -28,7 +29,7 @@ def test_no_sensitive_plaintext_in_log_segments_or_raw_consumer(
     ]
     public = [p["name"] for p in people]
 
-    kafka = open_kafka(kafka_bootstrap)
+    kafka = open_kafka(kafka_bootstrap, security=security_for(kafka_bootstrap))
     reader = kafka.reader(s.topic)
     reader.seek({})
     raw = b""

@@ -11,10 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from exchange.home import loose_paths
 from exchange.kafka import open_kafka
 from exchange.kafka.broker import pid_alive
 from exchange.kafka.port import OutRecord
+from exchange.kafka.security import embedded
 from tests.support.gateway import GatewayProcess
+from tests.support.scenario import build, person
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
 
@@ -46,10 +49,17 @@ def test_up_twice_keeps_data_and_sigterm_stops_java(tmp_path: Path) -> None:
         dept = f"d-{uuid.uuid4().hex[:6]}"
         with gw.admin() as admin:
             admin.call("POST", "/v1/departments", json={"id": dept, "name": "D", "level": "city"})
+        with gw.admin() as admin:  # a publish: SQLite -wal/-shm, keys, Kafka segments exist
+            s = build(admin, gw.url, partitions=1)
+            s.publisher.publish(s.topic, [{"key": "1", "value": person(1)}])
+            s.close()
+        assert list((home / "kafka" / "data").glob(f"{s.topic}-0/*.log"))
+        assert list(home.glob("*.db-wal"))
+        assert loose_paths(home) == []  # home 0700, every file 0600 (JVM's included)
         state = json.loads((home / "kafka" / "state.json").read_text())
         assert pid_alive(state["pid"])
         topic = f"{dept}.kept"
-        kafka = open_kafka(f"127.0.0.1:{state['broker_port']}")
+        kafka = open_kafka(f"127.0.0.1:{state['broker_port']}", security=embedded(home))
         kafka.create_topic(topic, 1)
         kafka.publish_atomically(topic, [OutRecord(b"k", b"survives restarts")])
         kafka.close()
@@ -65,7 +75,7 @@ def test_up_twice_keeps_data_and_sigterm_stops_java(tmp_path: Path) -> None:
         assert dept in ids
         state2 = json.loads((home / "kafka" / "state.json").read_text())
         assert state2["broker_port"] == state["broker_port"]  # same address for Kafka tools
-        kafka = open_kafka(f"127.0.0.1:{state2['broker_port']}")
+        kafka = open_kafka(f"127.0.0.1:{state2['broker_port']}", security=embedded(home))
         reader = kafka.reader(topic)
         reader.seek({})
         values = [r.value for _ in range(20) for r in reader.poll(timeout_ms=500)]

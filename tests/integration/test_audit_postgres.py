@@ -6,6 +6,7 @@ Kafka must receive the events in index order, so both sources verify.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from exchange.db import make_engine, migrate, session_factory
 from exchange.kafka import open_kafka
 from exchange.settings import Settings
 from tests.integration.test_registry_postgres import pg_url  # noqa: F401 - the cluster fixture
+from tests.support.kafka import security_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]
 
@@ -35,7 +37,7 @@ from exchange.settings import Settings
 
 url, home, bootstrap, topic, go, me = sys.argv[1:7]
 settings = Settings(home=Path(home), database_url=url, kafka_bootstrap=bootstrap)
-kafka = open_kafka(bootstrap, f"audit-pg-{me}")
+kafka = open_kafka(bootstrap, f"audit-pg-{me}", security=settings.kafka_security())
 log = open_log(settings, session_factory(make_engine(url)), kafka, AuditSettings(topic=topic),
                announce=False)
 while not Path(go).exists():
@@ -56,16 +58,26 @@ def test_two_processes_share_one_log(
     home, go = tmp_path / "home", tmp_path / "go"
     home.mkdir()
     topic = f"_exchange.audit.pg-{uuid.uuid4().hex[:8]}"
-    settings = Settings(home=home, database_url=pg_url, kafka_bootstrap=kafka_bootstrap)
+    security = security_for(kafka_bootstrap)
+    settings = Settings(
+        home=home,
+        database_url=pg_url,
+        kafka_bootstrap=kafka_bootstrap,
+        **security.settings_values(),
+    )
     engine = make_engine(pg_url)
     migrate(engine)
-    kafka = open_kafka(kafka_bootstrap, "audit-pg-main")
+    kafka = open_kafka(kafka_bootstrap, "audit-pg-main", security=security)
     audit = open_audit(
         settings, session_factory(engine), kafka, AuditSettings(topic=topic), announce=False
     )
     args = [pg_url, str(home), kafka_bootstrap, topic, str(go)]
     procs = [
-        subprocess.Popen([sys.executable, "-c", WORKER, *args, str(me)], stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, *args, str(me)],
+            stderr=subprocess.PIPE,
+            env={**os.environ, **security.as_env()},  # the worker's Settings read these
+        )
         for me in (0, 1)
     ]
     time.sleep(0.5)

@@ -28,6 +28,7 @@ from exchange.db import make_engine, migrate, session_factory
 from exchange.kafka import open_kafka
 from exchange.kafka.port import InRecord, OutRecord
 from exchange.settings import Settings
+from tests.support.kafka import security_for
 
 pytestmark = pytest.mark.kafka
 N = 40
@@ -56,10 +57,14 @@ def record(i: int) -> AuditRecord:
 def log(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Log]:
     home = tmp_path_factory.mktemp("audit-home")
     topic = f"_exchange.audit.test-{uuid.uuid4().hex[:8]}"
-    settings = Settings(home=home, kafka_bootstrap=kafka_bootstrap)
+    settings = Settings(
+        home=home,
+        kafka_bootstrap=kafka_bootstrap,
+        **security_for(kafka_bootstrap).settings_values(),
+    )
     engine = make_engine(settings.sqlalchemy_url)
     migrate(engine)
-    kafka = open_kafka(kafka_bootstrap, "audit-tamper-test")
+    kafka = open_kafka(kafka_bootstrap, "audit-tamper-test", security=security_for(kafka_bootstrap))
     audit = open_audit(
         settings, session_factory(engine), kafka, AuditSettings(topic=topic), announce=False
     )
@@ -83,6 +88,7 @@ def log(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 def verify(home: Path, bootstrap: str, *args: str) -> tuple[int, str]:
     env = {"EXCHANGE_KAFKA_BOOTSTRAP": bootstrap, "EXCHANGE_HOME": str(home)}
+    env |= security_for(bootstrap).as_env()
     result = CliRunner().invoke(app, ["audit", "verify", "--home", str(home), *args], env=env)
     return result.exit_code, result.output
 
@@ -202,7 +208,7 @@ KAFKA_CASES: dict[str, tuple[Callable[[list[InRecord]], list[InRecord]], int, st
 def test_kafka_tampering_is_named(case: str, log: Log, kafka_bootstrap: str) -> None:
     tamper, index, kind = KAFKA_CASES[case]
     copy = f"{log.topic}.{case}"
-    kafka = open_kafka(kafka_bootstrap, "audit-tamper-copy")
+    kafka = open_kafka(kafka_bootstrap, "audit-tamper-copy", security=security_for(kafka_bootstrap))
     try:
         kafka.ensure_topic(copy, 1)
         kafka.send_many_durably(
@@ -241,7 +247,7 @@ def test_kafka_keeps_its_own_checkpoints(log: Log, kafka_bootstrap: str, tmp_pat
     """With every checkpoint erased from the database, the topic's truncation is still found
     by the signed notes kept in Kafka beside it."""
     copy = f"{log.topic}.erased"
-    kafka = open_kafka(kafka_bootstrap, "audit-tamper-copy")
+    kafka = open_kafka(kafka_bootstrap, "audit-tamper-copy", security=security_for(kafka_bootstrap))
     try:
         reader = kafka.reader(checkpoint_topic(log.topic))
         reader.seek({})

@@ -9,14 +9,16 @@ import pytest
 
 from bench import bench_publish
 from bench.env import Bench, Broker, Gateway
+from tests.support.kafka import security_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
 def test_quick_publish_measure_is_well_formed(kafka_bootstrap: str, tmp_path: Path) -> None:
-    gateway = Gateway(tmp_path / "gw", kafka_bootstrap).start()
+    security = security_for(kafka_bootstrap)
+    gateway = Gateway(tmp_path / "gw", kafka_bootstrap, security=security).start()
     try:
-        bench = Bench(Broker(kafka_bootstrap, None), gateway, gateway.admin(), quick=True)
+        bench = Bench(Broker(kafka_bootstrap, None, security), gateway, gateway.admin(), quick=True)
         row = bench_publish.measure_publish(bench, 20, threads=2, batch=10)
     finally:
         gateway.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -46,7 +47,14 @@ def test_start_status_stop(tmp_path: Path) -> None:
     try:
         status = run_cli("kafka", "status", "--home", home)
         assert status.returncode == 0
-        assert status.stdout.split()[0] == started.stdout.strip()
+        assert status.stdout.split()[0] == started.stdout.split()[0]
+        # A client config for Kafka's Java tools, private like the credentials it holds.
+        shown = [ln for ln in status.stdout.splitlines() if ln.startswith("client.properties=")]
+        props = Path(shown[0].split("=", 1)[1])
+        assert props == Path(home) / "kafka" / "client.properties"
+        assert "security.protocol=SASL_PLAINTEXT" in props.read_text()
+        for private in (props, Path(home) / "kafka" / "credentials.json"):
+            assert stat.S_IMODE(private.stat().st_mode) == 0o600
     finally:
         assert run_cli("kafka", "stop", "--home", home).stdout.strip() == "stopped"
     assert run_cli("kafka", "status", "--home", home).returncode == 1

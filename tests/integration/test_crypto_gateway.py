@@ -14,6 +14,7 @@ from exchange.client import ExchangeClient
 from exchange.crypto.kms_memory import MemoryKms
 from exchange.kafka import open_kafka
 from tests.support.gateway import ThreadGateway
+from tests.support.kafka import security_for
 from tests.support.scenario import Scenario, build, grant, person
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
@@ -48,7 +49,9 @@ def scenario(kms_gateway: ThreadGateway, admin: ExchangeClient) -> Iterator[Scen
 
 
 def _raw_values(bootstrap: str, topic: str) -> list[bytes]:
-    adapter = open_kafka(bootstrap, f"scan-{uuid.uuid4().hex[:6]}")
+    adapter = open_kafka(
+        bootstrap, f"scan-{uuid.uuid4().hex[:6]}", security=security_for(bootstrap)
+    )
     reader = adapter.reader(topic)
     try:
         reader.seek({})

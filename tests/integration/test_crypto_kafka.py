@@ -25,6 +25,7 @@ from exchange.db import make_engine, migrate, session_factory
 from exchange.kafka import open_kafka
 from exchange.kafka.port import OutRecord
 from exchange.settings import Settings
+from tests.support.kafka import security_for
 
 pytestmark = pytest.mark.kafka
 
@@ -60,6 +61,7 @@ def _raw_values(bootstrap: str, topic: str, count: int) -> list[bytes]:
             "group.id": f"raw-{uuid.uuid4().hex[:6]}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
+            **security_for(bootstrap).librdkafka_config(),
         }
     )
     try:
@@ -118,7 +120,9 @@ def test_raw_consumer_sees_no_plaintext(kafka_bootstrap: str, tmp_path: Path) ->
         )
         out.append(OutRecord(key, wire.encode(schema_id, parsed, value)))
 
-    adapter = open_kafka(kafka_bootstrap, f"crypto-{uuid.uuid4().hex[:6]}")
+    adapter = open_kafka(
+        kafka_bootstrap, f"crypto-{uuid.uuid4().hex[:6]}", security=security_for(kafka_bootstrap)
+    )
     try:
         adapter.create_topic(topic, 1)
         adapter.publish_atomically(topic, out)

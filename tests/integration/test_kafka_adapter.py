@@ -6,13 +6,18 @@ import pytest
 
 from exchange.errors import Conflict, DependencyUnavailable
 from exchange.kafka.client import InRecord, KafkaAdapter, OutRecord, Position
+from tests.support.kafka import security_for
 
 pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture
 def adapter(kafka_bootstrap: str):  # type: ignore[no-untyped-def]
-    a = KafkaAdapter(kafka_bootstrap, client_id=f"test-{uuid.uuid4().hex[:6]}")
+    a = KafkaAdapter(
+        kafka_bootstrap,
+        security=security_for(kafka_bootstrap),
+        client_id=f"test-{uuid.uuid4().hex[:6]}",
+    )
     yield a
     a.close()
 

@@ -12,6 +12,7 @@ import pytest
 from exchange.errors import Conflict, InvalidInput, KafkaUnavailable, NotFound
 from exchange.kafka import KafkaClient, open_kafka
 from exchange.kafka.port import InRecord, KafkaPort, OutRecord, Position, TopicReaderPort
+from tests.support.kafka import security_for
 
 pytestmark = pytest.mark.kafka
 
@@ -26,7 +27,12 @@ def backend(request: pytest.FixtureRequest) -> KafkaClient:
 
 @pytest.fixture
 def kafka(kafka_bootstrap: str, backend: KafkaClient) -> Iterator[KafkaPort]:
-    k = open_kafka(kafka_bootstrap, f"contract-{uuid.uuid4().hex[:6]}", backend)
+    k = open_kafka(
+        kafka_bootstrap,
+        f"contract-{uuid.uuid4().hex[:6]}",
+        backend,
+        security=security_for(kafka_bootstrap),
+    )
     yield k
     k.close()
 

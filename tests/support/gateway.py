@@ -21,6 +21,7 @@ from exchange.client import ExchangeClient
 from exchange.crypto.kms import Kms
 from exchange.kafka.broker import free_port
 from exchange.settings import Settings
+from tests.support.kafka import security_for
 
 
 def wait_ready(
@@ -58,6 +59,7 @@ class GatewayProcess:
         env["EXCHANGE_HOME"] = str(self.home)
         if self.bootstrap:
             env["EXCHANGE_KAFKA_BOOTSTRAP"] = self.bootstrap
+            env |= security_for(self.bootstrap).as_env()
         return {**env, **self.extra_env}
 
     def start(self) -> GatewayProcess:
@@ -114,7 +116,10 @@ class ThreadGateway:
 
         self.port = free_port()
         self.home = home
-        self.settings = Settings(home=home, port=self.port, kafka_bootstrap=bootstrap, **settings)
+        kafka = security_for(bootstrap).settings_values()
+        self.settings = Settings(
+            home=home, port=self.port, kafka_bootstrap=bootstrap, **(kafka | settings)
+        )
         self.services = build_services(self.settings, bootstrap, audit=audit, kms=kms)
         ensure_admin(self.settings, self.services.identity)
         self.app = create_app(self.services)
