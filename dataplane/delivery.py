@@ -25,7 +25,7 @@ from dataplane.store import Subscription
 from exchange import wire
 from exchange.auditing import AuditRecord, AuditSink
 from exchange.crypto.sealing import sealed_fields as sealed_types
-from exchange.errors import DependencyUnavailable, ExchangeError, Forbidden, NotFound
+from exchange.errors import DependencyUnavailable, ExchangeError, Forbidden
 from exchange.kafka.port import InRecord
 
 GRANT_TTL_S = 1.0  # revocation must bite within 2 s; grants are re-read at least every second
@@ -131,11 +131,7 @@ class Deliverer:
         return acc
 
     def _latest_fields(self, entry: CatalogEntry) -> list[Any]:
-        try:
-            latest = self.schemas.version(entry.value_subject, "latest")
-        except NotFound:
-            return []
-        return list(self.schemas.by_id(latest.id).fields)
+        return list(self.schemas.latest_fields(entry.value_subject) or [])
 
     def _sealed(self, wire_id: int) -> dict[str, Any]:
         """Sealed path → original type, read from the wire (sealed) schema itself, so a

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from consent.domain import CatalogEntry, ConsentRef, Grant
 from exchange.crypto.fields import OpenedRecord
 from exchange.kafka.port import OutRecord, Position
+from schemas.classification import FieldInfo
 from schemas.registry import SchemaVersion, StoredSchema
 
 
@@ -41,6 +42,8 @@ class SchemasPort(Protocol):
     ) -> SchemaVersion: ...
 
     def usages(self, schema_id: int, *, deleted: bool = False) -> list[tuple[str, int]]: ...
+
+    def latest_fields(self, subject: str) -> list[FieldInfo] | None: ...
 
     def register(
         self,

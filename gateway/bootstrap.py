@@ -37,7 +37,6 @@ from exchange.auditing import AuditSink
 from exchange.crypto.factory import build_field_crypto
 from exchange.crypto.kms import Kms
 from exchange.db import make_engine, migrate, session_factory
-from exchange.errors import NotFound
 from exchange.home import secure_home
 from exchange.identity.external import external_verifier
 from exchange.identity.service import IdentityService
@@ -89,7 +88,10 @@ def build_services(
     registry = SchemaRegistry(sessions, sink)
     consent_settings = ConsentSettings()
     catalog = Catalog(sessions, sink)
-    lookup = _schema_fields(registry)
+
+    def lookup(entry: CatalogEntry) -> Sequence[Any] | None:
+        return registry.latest_fields(entry.value_subject)
+
     agreements = Agreements(
         sessions,
         sink,
@@ -193,21 +195,6 @@ def build_services(
         streams=StreamSlots(settings.sse_streams_per_client),
         background=background,
     )
-
-
-def _schema_fields(
-    registry: SchemaRegistry,
-) -> Callable[[CatalogEntry], Sequence[Any] | None]:
-    """The value schema's latest fields with their classification, or None if unknown."""
-
-    def lookup(entry: CatalogEntry) -> Sequence[Any] | None:
-        try:
-            version = registry.version(entry.value_subject, "latest")
-        except NotFound:
-            return None
-        return registry.by_id(version.id).fields
-
-    return lookup
 
 
 def _in_thread(fn: Callable[[], Any]) -> Callable[[], Awaitable[None]]:

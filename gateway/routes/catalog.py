@@ -53,10 +53,7 @@ def _registry_version(svc: Services, entry: CatalogEntry) -> Any | None:
 
 def registry_fields(svc: Services, entry: CatalogEntry) -> Sequence[Any] | None:
     """The value schema's fields with their classification, or None if unknown."""
-    version = _registry_version(svc, entry)
-    if version is None:
-        return None
-    return svc.registry.by_id(version.id).fields
+    return svc.registry.latest_fields(entry.value_subject)
 
 
 def _schema_text(svc: Services, entry: CatalogEntry) -> str | None:

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from exchange.db import transaction
+from exchange.errors import NotFound
 from schemas import store
 from schemas.classification import FieldInfo
 from schemas.errors import (
@@ -257,3 +258,10 @@ class Subjects(Rules):
 
     def fields(self, subject: str, version: int | str = "latest") -> list[FieldInfo]:
         return self.by_id(self.version(subject, version).id).fields
+
+    def latest_fields(self, subject: str) -> list[FieldInfo] | None:
+        """The latest version's fields with their classification; None if there is none."""
+        try:
+            return self.fields(subject)
+        except NotFound:
+            return None
