@@ -46,6 +46,9 @@ class AuditHeadRow(Base):
     pruned: Mapped[int] = mapped_column(BigInteger, default=0)
     anchor: Mapped[list[str]] = mapped_column(JSON, default=list)  # hex compact range
     anchor_last: Mapped[str] = mapped_column(String(128), default="")
+    # Offset after this log's last message in Kafka as the index knows it (None: unknown);
+    # anything of ours beyond it is a batch Kafka took but the index did not (a crash).
+    kafka_next: Mapped[int | None] = mapped_column(BigInteger, nullable=True, default=None)
 
 
 class AuditCheckpointRow(Base):

@@ -8,10 +8,12 @@ to the next waiter. Nothing returns before Kafka (acks=all) and the database bot
 events; otherwise :class:`DependencyUnavailable` is raised and the caller must not
 acknowledge its action.
 
-Known window: if the database commit fails *after* Kafka acknowledged a batch (a crash or a
-lost database between the two), those messages stay in the topic while their indexes are
-handed out again; ``verify --source kafka`` then reports the index as reordered. That is the
-truth (the topic holds an event the index lost) and needs an operator, not a silent repair.
+If the database commit fails *after* Kafka acknowledged a batch (a crash or a lost database
+between the two), those messages stay in the topic. So before handing out indexes the writer,
+under the head lock, reads the topic past the offset the head last recorded and adopts this
+log's messages that continue the chain (:mod:`audit.reconcile`); the indexes are never handed
+out twice and both ``verify --source kafka`` and ``--source db`` keep passing. In the common
+case that costs one offsets query per batch.
 """
 
 from __future__ import annotations
@@ -30,16 +32,21 @@ from audit.events import AuditEvent, from_record, now_ts
 from audit.keys import SubjectHasher
 from audit.merkle import Hasher
 from audit.models import AuditEventRow, AuditHeadRow, AuditSubjectRow
+from audit.reconcile import FIRST_WINDOW, INDEX_HEADER, LOG_HEADER, continuation, reached_known
 from exchange.auditing import AuditRecord
 from exchange.db import transaction
-from exchange.errors import ConfigurationError, DependencyUnavailable, ExchangeError
-from exchange.kafka.port import KafkaPort, OutRecord
+from exchange.errors import (
+    ConfigurationError,
+    DependencyUnavailable,
+    ExchangeError,
+    KafkaUnavailable,
+)
+from exchange.kafka.port import InRecord, KafkaPort, OutRecord, Position, TopicReaderPort
 
 log = logging.getLogger(__name__)
 
 HEAD_ID = 1
-INDEX_HEADER = "audit-index"
-LOG_HEADER = "audit-log"
+__all__ = ["HEAD_ID", "INDEX_HEADER", "LOG_HEADER", "AuditLog", "EventBus", "ensure_head"]
 
 
 class EventBus:
@@ -48,10 +55,11 @@ class EventBus:
     def __init__(self, kafka: KafkaPort | None, topic: str) -> None:
         self.kafka, self.topic = kafka, topic
         self.log_id = ""  # set from the head row: several logs may share one topic
+        self._reader: TopicReaderPort | None = None  # used by the writer only (head lock)
 
-    def send(self, events: Sequence[tuple[AuditEvent, bytes]]) -> None:
+    def send(self, events: Sequence[tuple[AuditEvent, bytes]]) -> list[Position]:
         if self.kafka is None:
-            return
+            return []
         out = [
             OutRecord(
                 key=None,
@@ -63,7 +71,40 @@ class EventBus:
             )
             for ev, entry in events
         ]
-        self.kafka.send_many_durably(self.topic, out)
+        return self.kafka.send_many_durably(self.topic, out)
+
+    def end(self) -> int | None:
+        """The offset after the (one-partition) topic's last message; None without Kafka."""
+        return None if self.kafka is None else self._topic_reader().end_offsets()[0]
+
+    def first(self) -> int:
+        """The topic's first offset still held (retention may have deleted older ones)."""
+        r = self._topic_reader()
+        r.seek({})
+        return r.positions()[0]
+
+    def read(self, start: int, stop: int, idle_ms: int = 3000) -> list[InRecord]:
+        """Every message in [start, stop); fails rather than return part of the range."""
+        r = self._topic_reader()
+        r.seek({0: start})
+        out: list[InRecord] = []
+        while r.positions()[0] < stop:
+            batch = r.poll(timeout_ms=idle_ms, max_records=2000)
+            if not batch:
+                raise KafkaUnavailable(f"could not read {self.topic} up to offset {stop}")
+            out += (m for m in batch if m.offset < stop)
+        return out
+
+    def _topic_reader(self) -> TopicReaderPort:
+        if self._reader is None:
+            assert self.kafka is not None
+            self._reader = self.kafka.reader(self.topic)
+        return self._reader
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
 
 @dataclass
@@ -152,6 +193,7 @@ class AuditLog:
     def _write(self, records: list[AuditRecord]) -> None:
         with transaction(self.sessions) as s:
             head = self._lock_head(s)
+            self._catch_up(s, head)
             ts, prev = self.clock(), head.last_hash
             events: list[tuple[AuditEvent, bytes]] = []
             rows: list[dict[str, object]] = []
@@ -169,9 +211,44 @@ class AuditLog:
             s.execute(insert(AuditEventRow), rows)
             if subject_rows:
                 s.execute(insert(AuditSubjectRow), subject_rows)
-            self.bus.send(events)
+            sent = self.bus.send(events)
             head.size += len(records)
             head.last_hash = prev
+            if sent:
+                head.kafka_next = sent[-1].offset + 1
+
+    def _catch_up(self, s: Session, head: AuditHeadRow) -> None:
+        """Adopt what Kafka holds of this log beyond the index (see :mod:`audit.reconcile`)."""
+        end = self.bus.end()
+        if end is None or (head.kafka_next is not None and head.kafka_next >= end):
+            return  # the common case: nothing past our last batch
+        messages = self._tail(head, self.bus.first(), end)
+        found = continuation(messages, self.bus.log_id, head.size, head.last_hash, self.h)
+        if found:
+            log.warning("audit index behind Kafka: adopting %d events from the topic", len(found))
+            s.execute(insert(AuditEventRow), [_row(a.event, a.entry, a.leaf) for a in found])
+            subjects = [
+                {"subject": x, "idx": a.event.index} for a in found for x in a.event.subjects
+            ]
+            if subjects:
+                s.execute(insert(AuditSubjectRow), subjects)
+            head.size += len(found)
+            head.last_hash = found[-1].leaf.hex()
+        head.kafka_next = end
+
+    def _tail(self, head: AuditHeadRow, first: int, end: int) -> list[InRecord]:
+        if head.kafka_next is not None:
+            return self.bus.read(max(first, head.kafka_next), end)
+        # Offset unknown: backwards from the end until we meet an event the index holds.
+        start, window = end, FIRST_WINDOW
+        messages: list[InRecord] = []
+        while start > first:
+            stop, start = start, max(first, start - window)
+            messages = self.bus.read(start, stop) + messages
+            if reached_known(messages, self.bus.log_id, head.size):
+                break
+            window *= 4
+        return messages
 
     def _lock_head(self, s: Session) -> AuditHeadRow:
         # An UPDATE takes the row lock on PostgreSQL and the write lock on SQLite.
