@@ -11,6 +11,10 @@ company: a lone request goes at once; followers accumulate while a commit is in 
 producer); on the 2-core bench machine one lane was fastest on both Kafka clients (fewer,
 larger transactions; bench/RESULTS.md).
 
+Members publishing under an idempotency key stage their answers (``staging``) inside the
+same open transaction, before the audit append, so a crash after commit leaves the answer
+recoverable (:mod:`dataplane.idempotency`).
+
 Failures: an audit or Kafka outage fails the whole group (503, nothing visible); anything
 else could be one member's doing, so the members are then retried one by one and a good
 request is not failed by a bad neighbour.
@@ -24,7 +28,9 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from dataplane.idempotency import Staged
 from dataplane.ports import TransactionsPort
 from exchange.auditing import AuditRecord, AuditSink
 from exchange.errors import DependencyUnavailable, ExchangeError, KafkaUnavailable
@@ -34,6 +40,14 @@ log = logging.getLogger(__name__)
 
 # Builds a member's audit event ("record.published" / "record.publish_aborted") for positions.
 EventFor = Callable[[str, list[Position]], AuditRecord]
+
+# Builds a member's staged idempotency answer from its positions.
+StageFor = Callable[[list[Position]], Staged]
+
+
+class StagingPort(Protocol):
+    def stage_many(self, staged: Sequence[Staged]) -> None: ...
+
 
 # Failures no single member causes: the group fails as one, nothing is retried.
 SHARED_FAILURES = (KafkaUnavailable, DependencyUnavailable)
@@ -45,6 +59,7 @@ class _Member:
     records: Sequence[OutRecord]
     event: EventFor
     size: int
+    stage: StageFor | None = None
     wake: threading.Event = field(default_factory=threading.Event)
     promoted: bool = False  # handed a lane: lead the next group
     done: bool = False
@@ -67,8 +82,9 @@ class GroupCommitter:
         max_records: int = 5000,
         max_bytes: int = 8 * 1024 * 1024,
         lanes: int = 1,
+        staging: StagingPort | None = None,
     ) -> None:
-        self.kafka, self.audit = kafka, audit
+        self.kafka, self.audit, self.staging = kafka, audit, staging
         self.max_records, self.max_bytes = max_records, max_bytes
         self.lanes = lanes  # groups in flight at once (each holds a transactional producer)
         self.stats = GroupStats()
@@ -76,11 +92,18 @@ class GroupCommitter:
         self._lock = threading.Lock()
         self._active = 0  # lanes held by a leader (running, or promoted and about to)
 
-    def commit(self, topic: str, records: Sequence[OutRecord], event: EventFor) -> list[Position]:
-        """Write ``records`` to ``topic`` atomically with its audit event (from ``event``);
-        returns their positions once the group holding them has committed."""
+    def commit(
+        self,
+        topic: str,
+        records: Sequence[OutRecord],
+        event: EventFor,
+        stage: StageFor | None = None,
+    ) -> list[Position]:
+        """Write ``records`` to ``topic`` atomically with its audit event (from ``event``)
+        and its staged idempotency answer (from ``stage``); returns their positions once the
+        group holding them has committed."""
         size = sum(len(r.value) + len(r.key or b"") for r in records)
-        mine = _Member(topic, records, event, size)
+        mine = _Member(topic, records, event, size, stage)
         with self._lock:
             self._queue.append(mine)
             lead = self._active < self.lanes
@@ -176,6 +199,11 @@ class GroupCommitter:
             # Durable before visible: if the audit log cannot take the events, the
             # transaction is aborted and every member gets 503 with nothing published.
             staged[:] = positions
+            answers = [m.stage(p) for m, p in zip(group, positions, strict=True) if m.stage]
+            if answers:
+                if self.staging is None:
+                    raise DependencyUnavailable("idempotency staging is not configured")
+                self.staging.stage_many(answers)
             self.audit.append_many(
                 [m.event("record.published", p) for m, p in zip(group, positions, strict=True)]
             )

@@ -50,5 +50,11 @@ class IdempotencyRow(Base):
     client_id: Mapped[str] = mapped_column(String(64))
     key: Mapped[str] = mapped_column(String(200))
     request_hash: Mapped[str] = mapped_column(String(64))
-    response: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # none_as_null: "not yet" is SQL NULL, so guards can test it with IS NULL.
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    # Tags the batch's first record (header) and guards every later change of the claim.
+    request_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # The answer, written while the Kafka transaction is still open: if a crash leaves the
+    # claim unsettled, whether that batch is visible in Kafka decides (dataplane.outcome).
+    staged: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -19,7 +19,8 @@ from consent.domain import CatalogEntry
 from dataplane.cursor import offset_ranges
 from dataplane.fields import get_path, sensitive_paths, subject_paths
 from dataplane.group_commit import GroupCommitter
-from dataplane.idempotency import IdempotencyStore
+from dataplane.idempotency import IdempotencyStore, Staged
+from dataplane.outcome import REQUEST_HEADER
 from dataplane.ports import CatalogPort, SchemasPort, SealerPort
 from exchange import wire
 from exchange.auditing import AuditRecord
@@ -128,21 +129,24 @@ class Publisher:
     ) -> tuple[dict[str, Any], bool]:
         """Publish ``batch`` atomically; with an idempotency key, a retry gets the first
         answer. Returns the answer and whether it was replayed."""
-        if idempotency_key:
-            earlier = self.idempotency.claim(who.client_id, idempotency_key, request_hash)
-            if earlier is not None:
-                return earlier, True
+        if not idempotency_key:
+            return self._publish(who, entry, batch, None), False
+        claim = self.idempotency.claim(who.client_id, idempotency_key, request_hash)
+        if claim.answer is not None:
+            return claim.answer, True
+        intent = (idempotency_key, claim.request_id)
         try:
-            result = self._publish(who, entry, batch)
+            result = self._publish(who, entry, batch, intent)
         except BaseException:
-            if idempotency_key:  # nothing was written: free the key for a retry
-                self.idempotency.release(who.client_id, idempotency_key)
+            # Nothing was written: free the key for a retry.
+            self.idempotency.release(who.client_id, idempotency_key, claim.request_id)
             raise
-        if idempotency_key:
-            self.idempotency.settle(who.client_id, idempotency_key, result)
+        self.idempotency.settle(who.client_id, idempotency_key, claim.request_id, result)
         return result, False
 
-    def _publish(self, who: Principal, entry: CatalogEntry, batch: Batch) -> dict[str, Any]:
+    def _publish(
+        self, who: Principal, entry: CatalogEntry, batch: Batch, intent: tuple[str, str] | None
+    ) -> dict[str, Any]:
         records = list(batch.records)
         if records and isinstance(records[0], FramedRecord):
             plan, values = self._decode_frames(entry, records)  # type: ignore[arg-type]
@@ -154,10 +158,15 @@ class Publisher:
             self._validate(records, plan)  # type: ignore[arg-type]
             values = [_complete(plan, r) for r in records]  # type: ignore[arg-type]
         out = [self._seal_and_encode(entry, plan, r, who) for r in values]
+        if intent is not None and out:  # lets a retry find this batch after a crash
+            first = out[0]
+            out[0] = OutRecord(
+                first.key, first.value, [*first.headers, (REQUEST_HEADER, intent[1].encode())]
+            )
         subjects = [
             str(s) for r in values for p in plan.subjects if (s := get_path(r.value, p)) is not None
         ]
-        return self._write(who, entry, plan.plain_id, out, subjects)
+        return self._write(who, entry, plan.plain_id, out, subjects, intent)
 
     # -- schema plan ---------------------------------------------------------------------
     def plan(self, plain_id: int, subject: str) -> SealedPlan:
@@ -282,6 +291,7 @@ class Publisher:
         plain_id: int,
         out: list[OutRecord],
         subjects: list[str],
+        intent: tuple[str, str] | None = None,
     ) -> dict[str, Any]:
         def event(kind: str, positions: list[Position]) -> AuditRecord:
             ranges = offset_ranges((p.partition, p.offset) for p in positions)
@@ -295,13 +305,20 @@ class Publisher:
                 outcome="ok" if kind == "record.published" else "error",
             )
 
+        def answer(positions: list[Position]) -> dict[str, Any]:
+            return {
+                "topic": entry.topic,
+                "schema_id": plain_id,
+                "offsets": [{"partition": p.partition, "offset": p.offset} for p in positions],
+            }
+
+        def stage(positions: list[Position]) -> Staged:
+            assert intent is not None
+            return Staged(who.client_id, intent[0], intent[1], answer(positions))
+
         # Shares one Kafka transaction and one audit append with concurrent requests.
-        positions = self.committer.commit(entry.topic, out, event)
-        return {
-            "topic": entry.topic,
-            "schema_id": plain_id,
-            "offsets": [{"partition": p.partition, "offset": p.offset} for p in positions],
-        }
+        positions = self.committer.commit(entry.topic, out, event, stage if intent else None)
+        return answer(positions)
 
 
 def _problems(index: int, value: Any, parsed: Any) -> list[dict[str, Any]]:

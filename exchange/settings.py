@@ -82,6 +82,11 @@ class Settings(BaseSettings):
         default=0.5, description="First webhook retry delay; doubles for each of 5 retries."
     )
     max_batch_records: int = 5000
+    idempotency_resolve_after_s: float = Field(
+        default=120.0,
+        description="An Idempotency-Key claim left unsettled this long (a crash) is resolved "
+        "from Kafka on retry; above the Kafka transaction timeout (60 s) plus a slow publish.",
+    )
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024, description="Largest publish request body (bytes)."
     )

@@ -29,6 +29,7 @@ from dataplane.group_commit import GroupCommitter
 from dataplane.hub import HubRegistry
 from dataplane.idempotency import IdempotencyStore
 from dataplane.loop import DeliveryLoop
+from dataplane.outcome import KafkaOutcomes
 from dataplane.publish import Publisher
 from dataplane.readers import ReaderPool
 from dataplane.store import SubscriptionStore
@@ -111,12 +112,17 @@ def build_services(
         log.info("re-signed %d consent artefacts of an older format", upgraded)
     crypto = build_field_crypto(settings, sessions, sink, master_key, kms=kms)
 
+    idempotency = IdempotencyStore(
+        sessions,
+        outcomes=KafkaOutcomes(kafka),
+        resolve_after_s=settings.idempotency_resolve_after_s,
+    )
     publisher = Publisher(
         schemas=registry,
         catalog=catalog,
         sealer=crypto,
-        committer=GroupCommitter(kafka, sink),
-        idempotency=IdempotencyStore(sessions),
+        committer=GroupCommitter(kafka, sink, staging=idempotency),
+        idempotency=idempotency,
     )
     subscriptions = SubscriptionStore(sessions)
     deliverer = Deliverer(

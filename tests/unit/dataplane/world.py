@@ -18,6 +18,7 @@ from consent.domain import CatalogEntry, ConsentRef, ConsentStatus, Grant
 from dataplane.delivery import Deliverer
 from dataplane.group_commit import GroupCommitter
 from dataplane.idempotency import IdempotencyStore
+from dataplane.outcome import KafkaOutcomes
 from dataplane.publish import Publisher
 from dataplane.store import Subscription
 from exchange.auditing import MemoryAuditSink
@@ -34,14 +35,24 @@ from schemas.registry import SchemaRegistry
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 
+class Crash(BaseException):
+    """The process dies here: no ``except Exception`` and no clean-up runs after it."""
+
+
 class FakeKafka:
     """The Kafka port in memory: one partition per topic, transactions all-or-nothing and one
     at a time (like a transactional producer). ``missing`` topics raise NotFound; ``delay_s``
-    keeps each transaction open that long so concurrent requests pile up behind it."""
+    keeps each transaction open that long so concurrent requests pile up behind it. Aborted
+    transactions use up their offsets, as in Kafka; ``crash_before_commit`` leaves one open
+    (holding back the last stable offset) until :meth:`time_out_open` aborts it."""
 
     def __init__(self) -> None:
         self.logs: dict[str, list[OutRecord]] = {}
+        self.at: dict[str, list[int]] = {}  # the offset of each record in ``logs``
+        self.next: dict[str, int] = {}  # the next offset, aborted transactions counted
+        self.open_from: dict[str, int] = {}  # first offset of a transaction left open
         self.fail_commit = False
+        self.crash_before_commit = False
         self.missing: set[str] = set()
         self.delay_s = 0.0
         self.transactions: list[list[str]] = []  # topics of each attempted transaction
@@ -71,22 +82,66 @@ class FakeKafka:
                 if topic in self.missing:
                     raise NotFound(f"Kafka topic {topic} does not exist")
                 pending = staged.setdefault(topic, [])
-                base = len(self.logs.get(topic, [])) + len(pending)
+                base = self.next.get(topic, 0) + len(pending)
                 positions.append([Position(0, base + i) for i in range(len(records))])
                 pending.extend(records)
+            starts = {t: self.next.get(t, 0) for t in staged}
+            for topic, records in staged.items():
+                self.next[topic] = starts[topic] + len(records)
             if before_commit is not None:
                 before_commit(positions)
+            if self.crash_before_commit:
+                self.open_from.update(starts)
+                raise Crash("gateway killed inside the transaction")
             if self.fail_commit:
                 raise KafkaUnavailable("commit failed")
             for topic, records in staged.items():
                 self.logs.setdefault(topic, []).extend(records)
+                self.at.setdefault(topic, []).extend(starts[topic] + i for i in range(len(records)))
             return positions
+
+    def time_out_open(self) -> None:
+        """The coordinator aborts the transactions a crashed producer left open."""
+        self.open_from.clear()
+
+    def reader(self, topic: str) -> FakeReader:
+        return FakeReader(self, topic)
 
     def read(self, topic: str) -> list[InRecord]:
         return [
-            InRecord(topic, 0, i, 0, r.key, r.value, list(r.headers))
-            for i, r in enumerate(self.logs.get(topic, []))
+            InRecord(topic, 0, at, 0, r.key, r.value, list(r.headers))
+            for at, r in zip(self.at.get(topic, []), self.logs.get(topic, []), strict=True)
         ]
+
+
+class FakeReader:
+    """A read_committed reader of a FakeKafka topic (partition 0)."""
+
+    def __init__(self, kafka: FakeKafka, topic: str) -> None:
+        self.kafka, self.topic, self.pos = kafka, topic, 0
+
+    def stable_end(self) -> int:
+        end = self.kafka.next.get(self.topic, 0)
+        return min(end, self.kafka.open_from.get(self.topic, end))
+
+    def end_offsets(self) -> dict[int, int]:
+        return {0: self.stable_end()}
+
+    def seek(self, offsets: dict[int, int]) -> None:
+        self.pos = offsets.get(0, 0)
+
+    def positions(self) -> dict[int, int]:
+        return {0: self.pos}
+
+    def poll(self, timeout_ms: int = 500, max_records: int = 500) -> list[InRecord]:
+        end = self.stable_end()
+        out = [r for r in self.kafka.read(self.topic) if self.pos <= r.offset < end]
+        out = out[:max_records]
+        self.pos = out[-1].offset + 1 if len(out) == max_records else end
+        return out
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass
@@ -168,12 +223,13 @@ def build_world(tmp: Path) -> World:
     crypto = build_field_crypto(settings, sessions, audit, b"k" * 32, kms=MemoryKms())
     kafka = FakeKafka()
     grants, consents = FakeGrants(), FakeConsents()
+    idempotency = IdempotencyStore(sessions, outcomes=KafkaOutcomes(kafka), clock=lambda: NOW)
     publisher = Publisher(
         schemas=registry,
         catalog=catalog,
         sealer=crypto,
-        committer=GroupCommitter(kafka, audit),
-        idempotency=IdempotencyStore(sessions),
+        committer=GroupCommitter(kafka, audit, staging=idempotency),
+        idempotency=idempotency,
     )
     deliverer = Deliverer(
         catalog=catalog,
