@@ -5,12 +5,13 @@ a conflict; a retry while the first is still running is a conflict too (it may y
 
 A crash between claim and settle must not leave the key stuck. Each claim has a request id
 (put in a header of the batch's first record) and, written while the Kafka transaction is
-still open, the answer it will give (``staged``). A retry that finds a claim older than
-``resolve_after_s`` resolves it: never staged → taken over (the owner's staging then fails
-and its transaction aborts, so the two can never both publish); staged → Kafka is asked
-(:mod:`dataplane.outcome`): committed → settled with the staged answer and replayed; aborted
-→ taken over and published; transaction still open → still in progress. Every change of a
-claim names its request id, so a late owner never overwrites its successor.
+still open, the answer it will give (``staged``). A retry that finds a staged claim asks Kafka
+(:mod:`dataplane.outcome`): committed → settled with the staged answer and replayed; aborted →
+taken over and published; transaction still open → still in progress. A claim never staged is
+taken over once older than ``resolve_after_s`` (its owner's staging then fails and its
+transaction aborts, so the two can never both publish). Every change of a claim names its
+request id, so a late owner never overwrites its successor. A publish that fails after
+staging keeps its claim (the commit may have happened): the retry learns which.
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ class IdempotencyStore:
                     raise Conflict("Idempotency-Key was used with a different request")
                 if row.response is not None:
                     return Claim(answer=dict(row.response))
-                if _aware(row.created_at) > self.clock() - self.resolve_after:
+                young = _aware(row.created_at) > self.clock() - self.resolve_after
+                if row.staged is None and young:
                     raise Conflict(IN_PROGRESS)
                 stale = (row.id, row.request_id, row.staged)
         if row is not None:
@@ -133,8 +135,14 @@ class IdempotencyStore:
             )
 
     def release(self, client_id: str, key: str, request_id: str) -> None:
+        """Free the key after a failed publish — unless it got as far as staging, when the
+        commit may have happened anyway: then the retry asks Kafka."""
         with transaction(self.sessions) as s:
-            s.execute(delete(IdempotencyRow).where(*_owned(client_id, key, request_id)))
+            s.execute(
+                delete(IdempotencyRow).where(
+                    *_owned(client_id, key, request_id), IdempotencyRow.staged.is_(None)
+                )
+            )
 
     def _resolve(
         self, client_id: str, key: str, row_id: int, old: str | None, staged: dict[str, Any] | None

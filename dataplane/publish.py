@@ -138,7 +138,7 @@ class Publisher:
         try:
             result = self._publish(who, entry, batch, intent)
         except BaseException:
-            # Nothing was written: free the key for a retry.
+            # Free the key for a retry (kept if the batch was staged: it may have committed).
             self.idempotency.release(who.client_id, idempotency_key, claim.request_id)
             raise
         self.idempotency.settle(who.client_id, idempotency_key, claim.request_id, result)
