@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ from exchange.errors import (
     ExchangeError,
     Forbidden,
     InvalidInput,
+    KafkaUnavailable,
     NotFound,
 )
 from exchange.identity.tokens import Principal
@@ -93,7 +94,9 @@ class Publisher:
         sealer: SealerPort | None,
         committer: GroupCommitter,
         idempotency: IdempotencyStore,
+        kafka_down: Callable[[], bool] = lambda: False,
     ) -> None:
+        self.kafka_down = kafka_down  # known down now: fail fast rather than wait out timeouts
         self.schemas = schemas
         self.catalog = catalog
         self.sealer = sealer
@@ -129,6 +132,8 @@ class Publisher:
     ) -> tuple[dict[str, Any], bool]:
         """Publish ``batch`` atomically; with an idempotency key, a retry gets the first
         answer. Returns the answer and whether it was replayed."""
+        if self.kafka_down():
+            raise KafkaUnavailable("Kafka is unavailable; nothing was published")
         if not idempotency_key:
             return self._publish(who, entry, batch, None), False
         claim = self.idempotency.claim(who.client_id, idempotency_key, request_hash)

@@ -14,6 +14,7 @@ from typing import Any
 
 from audit.factory import attach_service, open_log
 from audit.service import Checkpointer
+from audit.store import AuditLog
 from consent.agreements import Agreements
 from consent.catalog import Catalog
 from consent.consents import Consents
@@ -38,6 +39,7 @@ from exchange.auditing import AuditSink
 from exchange.crypto.factory import build_field_crypto
 from exchange.crypto.kms import Kms
 from exchange.db import make_engine, migrate, session_factory
+from exchange.health import HealthMonitor, database_writable
 from exchange.home import secure_home
 from exchange.identity.external import external_verifier
 from exchange.identity.service import IdentityService
@@ -112,6 +114,8 @@ def build_services(
         log.info("re-signed %d consent artefacts of an older format", upgraded)
     crypto = build_field_crypto(settings, sessions, sink, master_key, kms=kms)
 
+    # Probed in the background: /readyz answers at once, publishes fail fast while down.
+    health = HealthMonitor({"kafka": kafka.ping, "database": lambda: database_writable(engine)})
     idempotency = IdempotencyStore(
         sessions,
         outcomes=KafkaOutcomes(kafka),
@@ -123,6 +127,7 @@ def build_services(
         sealer=crypto,
         committer=GroupCommitter(kafka, sink, staging=idempotency),
         idempotency=idempotency,
+        kafka_down=lambda: health.down("kafka"),
     )
     subscriptions = SubscriptionStore(sessions)
     deliverer = Deliverer(
@@ -151,7 +156,12 @@ def build_services(
     checkpointer = Checkpointer(review.service, review.settings.checkpoint_interval_s)
 
     background = Background(
-        starts=(_in_thread(overdue.start), _in_thread(checkpointer.start), webhooks.start),
+        starts=(
+            _in_thread(health.start),
+            _in_thread(overdue.start),
+            _in_thread(checkpointer.start),
+            webhooks.start,
+        ),
         stops=(
             # reverse order of what they depend on: stop feeding work before closing clients
             webhooks.stop,
@@ -160,8 +170,10 @@ def build_services(
             _in_thread(crypto.close),
             _in_thread(hubs.close),
             _in_thread(readers.close),
+            _in_thread(sink.bus.close if isinstance(sink, AuditLog) else lambda: None),
             _in_thread(kafka.close),
             _in_thread(engine.dispose),
+            _in_thread(health.stop),
         ),
     )
     return Services(
@@ -200,6 +212,7 @@ def build_services(
         webhooks=webhooks,
         streams=StreamSlots(settings.sse_streams_per_client),
         background=background,
+        health=health,
     )
 
 

@@ -28,6 +28,7 @@ from dataplane.store import SubscriptionStore
 from dataplane.webhooks import WebhookDispatcher
 from exchange.auditing import AuditSink
 from exchange.crypto.fields import FieldCrypto
+from exchange.health import HealthMonitor
 from exchange.identity.external import ExternalVerifier
 from exchange.identity.service import IdentityService
 from exchange.identity.throttle import FailureThrottle
@@ -82,3 +83,4 @@ class Services:
     webhooks: WebhookDispatcher
     streams: StreamSlots  # per-client cap on concurrent SSE streams
     background: Background = field(default_factory=Background)
+    health: HealthMonitor | None = None  # dependency status, probed in the background
