@@ -1,0 +1,107 @@
+"""Dependencies down, gateway up: with its own broker SIGKILLed, /readyz says 503 at once and
+publishes fail fast with 503; with the control-plane SQLite database held locked by another
+process, /readyz says 503 naming the database; both recover when the dependency returns."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from exchange.kafka.broker import LocalBroker, pid_alive
+from tests.support.gateway import ThreadGateway
+from tests.support.scenario import Scenario, build, person
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
+
+FAST_S = 5.0  # "at once" for readyz, "fast" for a publish: well under the client timeouts
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[LocalBroker]:
+    b = LocalBroker(tmp_path / "broker", heap_mb=512)
+    b.start()
+    yield b
+    b.stop()
+
+
+def timed_get(url: str) -> tuple[int, dict[str, str], float]:
+    t0 = time.monotonic()
+    r = httpx.get(f"{url}/readyz", timeout=30)
+    return r.status_code, r.json(), time.monotonic() - t0
+
+
+def until(pred: object, timeout: float) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if pred():  # type: ignore[operator]
+            return time.monotonic() - t0
+        time.sleep(0.2)
+    raise AssertionError(f"not within {timeout} s")
+
+
+def publish(s: Scenario, i: int) -> tuple[int, float]:
+    t0 = time.monotonic()
+    r = s.publisher.request(
+        "POST", f"/v1/topics/{s.topic}/records", json={"records": [{"value": person(i)}]}
+    )
+    return r.status_code, time.monotonic() - t0
+
+
+def test_broker_killed_readyz_and_publish_fail_fast_then_recover(
+    tmp_path: Path, broker: LocalBroker
+) -> None:
+    st = broker.state()
+    assert st is not None
+    gw = ThreadGateway(tmp_path / "home", st.bootstrap).start()
+    try:
+        with gw.admin() as admin:
+            s = build(admin, gw.url)
+        assert publish(s, 0)[0] == 200
+        os.kill(st.pid, signal.SIGKILL)
+        until(lambda: not pid_alive(st.pid), 10)
+        killed = time.monotonic()
+        noticed = until(lambda: timed_get(gw.url)[0] == 503, 15)
+        code, body, took = timed_get(gw.url)
+        assert code == 503 and body["kafka"] == "down" and took < 1.0, (body, took)
+        codes, times = zip(*(publish(s, i) for i in range(1, 6)), strict=True)
+        assert set(codes) == {503} and max(times) < FAST_S, (codes, times)
+        print(
+            f"broker SIGKILL: readyz 503 after {noticed:.1f}s (answers in {took * 1000:.0f} ms); "
+            f"publishes while down: {len(codes)} x 503, slowest {max(times):.2f}s"
+        )
+        broker.start()
+        back = until(lambda: publish(s, 99)[0] == 200, 90)
+        assert timed_get(gw.url)[0] == 200
+        print(f"broker restarted: publishing again {back:.1f}s later "
+              f"({time.monotonic() - killed:.1f}s after the kill)")  # fmt: skip
+        s.close()
+    finally:
+        gw.stop()
+
+
+def test_locked_database_makes_readyz_503_at_once(tmp_path: Path, kafka_bootstrap: str) -> None:
+    gw = ThreadGateway(tmp_path / "home", kafka_bootstrap).start()
+    try:
+        db = sqlite3.connect(tmp_path / "home" / "exchange.db", isolation_level=None)
+        assert timed_get(gw.url)[0] == 200
+        db.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        try:
+            noticed = until(lambda: timed_get(gw.url)[0] == 503, 10)
+            code, body, took = timed_get(gw.url)
+            assert code == 503 and body["database"] == "down" and body["kafka"] == "up"
+            assert took < 1.0
+        finally:
+            db.execute("ROLLBACK")
+            db.close()
+        recovered = until(lambda: timed_get(gw.url)[0] == 200, 10)
+        print(f"database locked: readyz 503 after {noticed:.1f}s, 200 again {recovered:.1f}s "
+              "after the lock was released")  # fmt: skip
+    finally:
+        gw.stop()
