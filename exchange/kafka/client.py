@@ -18,6 +18,7 @@ from kafka.errors import (
     CorruptRecordError,
     InvalidRecordError,
     KafkaError,
+    KafkaTimeoutError,
     MessageSizeTooLargeError,
     RecordListTooLargeError,
     TopicAlreadyExistsError,
@@ -34,6 +35,20 @@ __all__ = ["InRecord", "KafkaAdapter", "OutRecord", "Position", "TopicReader"]
 log = logging.getLogger(__name__)
 
 TX_RETRY_BACKOFF_MS = 10
+
+
+def end_transaction(producer: KafkaProducer, *, commit: bool, timeout_ms: int) -> None:
+    """``commit_transaction()``/``abort_transaction()`` with a bound: kafka-python waits for
+    their result without one (a worker hung in ``abort_transaction()`` for over six minutes
+    after a broker kill). Does what those methods do, on the same transaction manager, then
+    waits at most ``timeout_ms``; on timeout the caller replaces the producer."""
+    manager = producer._transaction_manager
+    result = manager.begin_commit() if commit else manager.begin_abort()
+    producer._sender.wakeup()
+    if not result.wait(timeout_ms=timeout_ms):
+        what = "commit" if commit else "abort"
+        raise KafkaTimeoutError(f"transaction {what} did not finish within {timeout_ms} ms")
+
 
 # Record-level refusals: retrying cannot help, and they are one sender's doing, not an outage.
 _REFUSED = (
@@ -221,7 +236,7 @@ class KafkaAdapter:
                             for r in records
                         ]
                     )
-                producer.flush()
+                producer.flush(timeout=self.timeout_ms / 1000)
                 positions: list[list[Position]] = []
                 for (part_topic, _), fs in zip(parts, futures, strict=True):
                     topic = part_topic  # named in the error if this part fails
@@ -233,7 +248,7 @@ class KafkaAdapter:
                     except BaseException:
                         healthy = self._abort(producer)
                         raise
-                producer.commit_transaction()
+                end_transaction(producer, commit=True, timeout_ms=self.timeout_ms)
             except UnknownTopicOrPartitionError as exc:
                 healthy = self._abort(producer)
                 raise NotFound(f"Kafka topic {topic} does not exist") from exc
@@ -263,7 +278,7 @@ class KafkaAdapter:
     def _abort(self, producer: KafkaProducer) -> bool:
         """Abort the open transaction; False if the producer is broken (fenced, closed)."""
         try:
-            producer.abort_transaction()
+            end_transaction(producer, commit=False, timeout_ms=self.timeout_ms)
             return True
         except KafkaError:
             log.warning("aborting Kafka transaction failed; recreating producer")

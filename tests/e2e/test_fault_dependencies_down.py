@@ -54,12 +54,13 @@ def publish(s: Scenario, i: int) -> tuple[int, float]:
     return r.status_code, time.monotonic() - t0
 
 
+@pytest.mark.parametrize("client", ["librdkafka", "kafka-python"])
 def test_broker_killed_readyz_and_publish_fail_fast_then_recover(
-    tmp_path: Path, broker: LocalBroker
+    tmp_path: Path, broker: LocalBroker, client: str
 ) -> None:
     st = broker.state()
     assert st is not None
-    gw = ThreadGateway(tmp_path / "home", st.bootstrap).start()
+    gw = ThreadGateway(tmp_path / "home", st.bootstrap, kafka_client=client).start()
     try:
         with gw.admin() as admin:
             s = build(admin, gw.url)
@@ -73,7 +74,7 @@ def test_broker_killed_readyz_and_publish_fail_fast_then_recover(
         codes, times = zip(*(publish(s, i) for i in range(1, 6)), strict=True)
         assert set(codes) == {503} and max(times) < FAST_S, (codes, times)
         print(
-            f"broker SIGKILL: readyz 503 after {noticed:.1f}s (answers in {took * 1000:.0f} ms); "
+            f"{client}: broker SIGKILL: readyz 503 after {noticed:.1f}s (answers in {took * 1000:.0f} ms); "
             f"publishes while down: {len(codes)} x 503, slowest {max(times):.2f}s"
         )
         broker.start()
