@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 
@@ -236,11 +237,13 @@ class KafkaAdapter:
                             for r in records
                         ]
                     )
+                # One deadline for the flush and every acknowledgement, not one each.
+                deadline = time.monotonic() + self.timeout_ms / 1000
                 producer.flush(timeout=self.timeout_ms / 1000)
                 positions: list[list[Position]] = []
                 for (part_topic, _), fs in zip(parts, futures, strict=True):
                     topic = part_topic  # named in the error if this part fails
-                    metas = [f.get(timeout=self.timeout_ms / 1000) for f in fs]
+                    metas = [f.get(timeout=max(0.0, deadline - time.monotonic())) for f in fs]
                     positions.append([Position(m.partition, m.offset) for m in metas])
                 if before_commit is not None:
                     try:
