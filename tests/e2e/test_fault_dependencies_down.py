@@ -17,6 +17,7 @@ import pytest
 
 from exchange.kafka.broker import LocalBroker, pid_alive
 from tests.support.gateway import ThreadGateway
+from tests.support.kafka import register_security
 from tests.support.scenario import Scenario, build, person
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
@@ -29,7 +30,8 @@ INFLIGHT_BOUND_S = 50.0
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[LocalBroker]:
     b = LocalBroker(tmp_path / "broker", heap_mb=512)
-    b.start()
+    st = b.start()
+    register_security(st.bootstrap, b.security())
     yield b
     b.stop()
 

@@ -20,6 +20,7 @@ from exchange.client import ExchangeClient
 from exchange.kafka import open_kafka
 from tests.integration.test_audit_tamper import verify
 from tests.support.gateway import GatewayProcess
+from tests.support.kafka import security_for
 from tests.support.scenario import build, person
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
@@ -63,7 +64,7 @@ def flood(
 
 
 def kafka_keys(bootstrap: str, topic: str) -> Counter[str]:
-    kafka = open_kafka(bootstrap, "fault-idem-check")
+    kafka = open_kafka(bootstrap, "fault-idem-check", security=security_for(bootstrap))
     reader = kafka.reader(topic)
     try:
         reader.seek({})

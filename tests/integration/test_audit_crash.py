@@ -29,6 +29,7 @@ from exchange.kafka import open_kafka
 from exchange.kafka.port import KafkaPort
 from exchange.settings import Settings
 from tests.integration.test_audit_tamper import verify
+from tests.support.kafka import security_for
 
 pytestmark = pytest.mark.kafka
 
@@ -59,13 +60,15 @@ class FailNextCommit:
 def setup(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[Path, str, KafkaPort]]:
     home = tmp_path / "home"
     home.mkdir()
-    kafka = open_kafka(kafka_bootstrap, "audit-crash-test")
+    kafka = open_kafka(kafka_bootstrap, "audit-crash-test", security=security_for(kafka_bootstrap))
     yield home, f"_exchange.audit.crash-{uuid.uuid4().hex[:8]}", kafka
     kafka.close()
 
 
 def open_at(home: Path, topic: str, kafka: KafkaPort, bootstrap: str) -> Audit:
-    settings = Settings(home=home, kafka_bootstrap=bootstrap)
+    settings = Settings(
+        home=home, kafka_bootstrap=bootstrap, **security_for(bootstrap).settings_values()
+    )
     engine = make_engine(settings.sqlalchemy_url)
     migrate(engine)
     return open_audit(settings, session_factory(engine), kafka, AuditSettings(topic=topic))

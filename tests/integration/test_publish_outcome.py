@@ -14,6 +14,7 @@ from dataplane.outcome import REQUEST_HEADER, KafkaOutcomes, Outcome
 from exchange.kafka import KafkaClient, open_kafka
 from exchange.kafka.port import KafkaPort, OutRecord, Position
 from tests.integration.test_kafka_contract import BACKENDS
+from tests.support.kafka import security_for
 
 pytestmark = pytest.mark.kafka
 
@@ -25,7 +26,12 @@ class Abort(Exception):
 @pytest.fixture(params=BACKENDS)
 def kafka(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Iterator[KafkaPort]:
     backend: KafkaClient = request.param
-    k = open_kafka(kafka_bootstrap, f"outcome-{uuid.uuid4().hex[:6]}", backend)
+    k = open_kafka(
+        kafka_bootstrap,
+        f"outcome-{uuid.uuid4().hex[:6]}",
+        backend,
+        security=security_for(kafka_bootstrap),
+    )
     yield k
     k.close()
 

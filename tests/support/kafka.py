@@ -50,6 +50,11 @@ def security_for(bootstrap: str) -> KafkaSecurity:
     return _SECURITY.get(bootstrap, KafkaSecurity())
 
 
+def register_security(bootstrap: str, security: KafkaSecurity) -> None:
+    """For a test's own broker: gateways started on ``bootstrap`` then connect with this."""
+    _SECURITY[bootstrap] = security
+
+
 def _env_security() -> KafkaSecurity:
     """SCRAM credentials for an env-given cluster (``EXCHANGE_TEST_KAFKA_SASL_*``), if any."""
     user = os.environ.get("EXCHANGE_TEST_KAFKA_SASL_USERNAME")
