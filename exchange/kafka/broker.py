@@ -202,6 +202,10 @@ class LocalBroker:
     def _create_credentials(self) -> BrokerCredentials:
         # Hex keeps the values safe inside the StorageTool's [name=..,password=..] syntax.
         creds = BrokerCredentials(secrets.token_hex(24), secrets.token_hex(24))
+        self._save_credentials(creds)
+        return creds
+
+    def _save_credentials(self, creds: BrokerCredentials) -> None:
         body = {
             "username": CLIENT_USER,
             "password": creds.client_password,
@@ -209,7 +213,6 @@ class LocalBroker:
             "controller_password": creds.controller_password,
         }
         write_private(self.credentials_file, json.dumps(body, indent=2))
-        return creds
 
     # -- start ---------------------------------------------------------------------------
     def start(self, *, timeout: float = 90.0) -> BrokerState:
@@ -281,13 +284,7 @@ class LocalBroker:
             ) from None
         finally:
             self.stop()
-        body = {
-            "username": CLIENT_USER,
-            "password": creds.client_password,
-            "mechanism": "SCRAM-SHA-512",
-            "controller_password": creds.controller_password,
-        }
-        write_private(self.credentials_file, json.dumps(body, indent=2))
+        self._save_credentials(creds)
         return creds
 
     def _prepare_dirs(self) -> None:
