@@ -18,6 +18,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -41,9 +42,11 @@ from exchange.errors import (
     KafkaUnavailable,
     NotFound,
 )
+from exchange.identity.service import Client
+from exchange.identity.throttle import Attempt, Lockout
 from exchange.identity.tokens import InvalidToken
 from gateway.access import access
-from gateway.auth import authenticate_token, limit_principal, services
+from gateway.auth import authenticate_token, limit_principal, peer_address, services
 from gateway.container import Services
 from gateway.denials import audit_denial
 from schemas.errors import InvalidSchema, RegistryError, SchemaNotFound
@@ -199,18 +202,72 @@ def caller(request: Request, svc: Services = Depends(services)) -> Caller:
         return Caller(p.client_id, p.department, p.roles)
     if scheme.lower() == "basic":
         # Secret checks are deliberately slow: limit guessing per address before checking.
-        limiter.enforce(f"peer:{request.client.host if request.client else 'unknown'}")
+        address = peer_address(request)
+        limiter.enforce(f"peer:{address}")
         try:
             cid, sep, secret = base64.b64decode(value, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             raise InvalidToken("malformed basic credentials") from None
-        client = svc.identity.authenticate(unquote(cid), unquote(secret)) if sep else None
-        if client is None:
-            raise InvalidToken("invalid client credentials")
+        client = _basic_client(svc, unquote(cid), unquote(secret) if sep else None, address)
         request.state.basic_client = client
         limiter.enforce(f"client:{client.client_id}")
         return Caller(client.client_id, client.department, frozenset(client.roles))
     raise InvalidToken("missing credentials")
+
+
+CLIENT_ID_MAX = 64  # the longest client id the exchange issues (as /oauth/token)
+
+
+def _basic_client(svc: Services, cid: str, secret: str | None, address: str) -> Client:
+    """HTTP Basic goes through the same failure throttle as ``/oauth/token``: a registry
+    URL must not be a side door for guessing secrets without lockout."""
+    tried = cid if len(cid) <= CLIENT_ID_MAX else cid[:CLIENT_ID_MAX] + "..."
+    attempt, throttle = Attempt.of(tried or "unknown", address), svc.failure_throttle
+    wait = throttle.admit(attempt)
+    if wait > 0:
+        _audit_basic_denied(svc, tried, address, "throttled")
+        raise StarletteHTTPException(
+            429,
+            "too many failed attempts; retry later",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+    try:
+        client = svc.identity.authenticate(cid, secret) if secret is not None else None
+    except BaseException:
+        throttle.finish(attempt, None)  # the store failed: no verdict to count
+        raise
+    lockouts = throttle.finish(attempt, client is not None)
+    if client is None:
+        _audit_basic_denied(svc, tried, address, "invalid_client", lockouts)
+        raise InvalidToken("invalid client credentials")
+    return client
+
+
+def _audit_basic_denied(
+    svc: Services, actor: str, address: str, reason: str, lockouts: list[Lockout] | None = None
+) -> None:
+    common = {"endpoint": "registry", "address": address}
+    svc.audit.append_many(
+        [
+            AuditRecord(
+                "token.denied", actor=actor, outcome="denied", data={**common, "reason": reason}
+            ),
+            *(
+                AuditRecord(
+                    "token.lockout",
+                    actor=actor,
+                    outcome="denied",
+                    data={
+                        **common,
+                        "locked": lk.key,
+                        "failures": lk.failures,
+                        "seconds": lk.seconds,
+                    },
+                )
+                for lk in lockouts or []
+            ),
+        ]
+    )
 
 
 def reader(c: Caller = Depends(caller)) -> Caller:

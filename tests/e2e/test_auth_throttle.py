@@ -203,3 +203,29 @@ def test_refused_bearer_tokens_are_audited_with_the_claimed_identity(
             assert found and found[-1]["data"]["path"] == "/v1/departments"
             assert found[-1]["data"]["verified"] is False
         assert http.get(f"{gw.url}/v1/departments").status_code == 401
+
+
+def test_registry_basic_auth_meets_the_same_lockout_as_the_token_endpoint(
+    gw: ThreadGateway,
+) -> None:
+    """HTTP Basic on the registry checks a client secret too: wrong secrets lock the client
+    out there as at /oauth/token (429 + Retry-After before any hashing), audited."""
+    with gw.admin() as admin, gw.auditor() as auditor, http_from("127.0.0.5") as http:
+        make_department(admin, "registry-guessed")
+        victim = make_client(admin, gw.url, "registry-guessed", ["publisher"])
+        url = f"{gw.url}/registry/subjects"
+        wrong = [(victim.client_id, secrets.token_urlsafe(8)) for _ in range(12)]
+        replies = [http.get(url, auth=a) for a in wrong]
+        codes = [r.status_code for r in replies]
+        assert set(codes) <= {401, 429}, codes
+        # A few free failures (throttle.PAIR.free = 3), then locked: 429 before any hashing.
+        assert codes[:4] == [401] * 4 and codes.count(429) >= 3, codes
+        assert all(int(r.headers["retry-after"]) >= 1 for r in replies if r.status_code == 429)
+        denied = of_type(auditor, "token.denied", victim.client_id)
+        assert {e["data"]["endpoint"] for e in denied} == {"registry"}
+        assert {"invalid_client", "throttled"} <= {e["data"]["reason"] for e in denied}
+        assert any(
+            victim.client_id in e["data"]["locked"] and e["data"]["endpoint"] == "registry"
+            for e in events(auditor, type="token.lockout")
+        )
+        victim.close()
