@@ -41,6 +41,20 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8080
+    instance_id: str | None = Field(
+        default=None,
+        description="This gateway's slot (Kafka transactional ids); default: host name, home "
+        "and listen address hashed. Set it where the host name changes on every start; it "
+        "must be unique per running gateway and the same after a restart.",
+    )
+    kafka_transaction_timeout_ms: int = Field(
+        default=30000,
+        ge=1000,
+        le=900000,
+        description="Kafka transaction timeout: how long a transaction of a gateway that died "
+        "and is not restarted holds back read_committed delivery (a restarted one aborts "
+        "it at once).",
+    )
     public_url: str | None = Field(
         default=None, description="URL clients use to reach the gateway (token issuer)."
     )
@@ -85,7 +99,7 @@ class Settings(BaseSettings):
     idempotency_resolve_after_s: float = Field(
         default=120.0,
         description="An Idempotency-Key claim left unsettled this long (a crash) is resolved "
-        "from Kafka on retry; above the Kafka transaction timeout (60 s) plus a slow publish.",
+        "from Kafka on retry; above the Kafka transaction timeout (30 s) plus a slow publish.",
     )
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024, description="Largest publish request body (bytes)."
@@ -112,6 +126,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.resolved_home / 'exchange.db'}"
+
+    def transactional_prefix(self) -> str:
+        from exchange.kafka.transactional import slot_prefix
+
+        return slot_prefix(
+            self.instance_id, home=self.resolved_home, listen_host=self.host, port=self.port
+        )
 
     @property
     def gateway_url(self) -> str:

@@ -46,6 +46,7 @@ from exchange.identity.service import IdentityService
 from exchange.identity.throttle import FailureThrottle
 from exchange.identity.tokens import TokenService
 from exchange.kafka import open_kafka
+from exchange.kafka.transactional import Fencer, claim_slot
 from exchange.secrets_store import load_master_key
 from exchange.settings import Settings
 from gateway.container import Background, Services
@@ -69,12 +70,17 @@ def build_services(
     migrate(engine)
     sessions = session_factory(engine)
     master_key = load_master_key(settings)
+    prefix = settings.transactional_prefix()
+    slot_lock = claim_slot(settings.resolved_home, prefix)  # two gateways never share ids
     kafka = open_kafka(
         bootstrap,
         f"exchange-gw-{settings.port}",
         settings.kafka_client,
         security=settings.kafka_security(),
+        transactional_prefix=prefix,
+        transaction_timeout_ms=settings.kafka_transaction_timeout_ms,
     )
+    fencer = Fencer(kafka.fence_transactions)
     identity = IdentityService(sessions)
     tokens = TokenService(
         sessions,
@@ -157,6 +163,7 @@ def build_services(
 
     background = Background(
         starts=(
+            _in_thread(fencer.start),
             _in_thread(health.start),
             _in_thread(overdue.start),
             _in_thread(checkpointer.start),
@@ -171,7 +178,9 @@ def build_services(
             _in_thread(hubs.close),
             _in_thread(readers.close),
             _in_thread(sink.bus.close if isinstance(sink, AuditLog) else lambda: None),
+            _in_thread(fencer.stop),
             _in_thread(kafka.close),
+            _in_thread(slot_lock.close),
             _in_thread(engine.dispose),
             _in_thread(health.stop),
         ),

@@ -23,8 +23,12 @@ def open_kafka(
     replication: int = 1,
     request_timeout_ms: int = 15000,
     security: KafkaSecurity | None = None,
+    transactional_prefix: str | None = None,
+    transaction_timeout_ms: int = 30000,
 ) -> KafkaPort:
-    """``security``: how to authenticate (SASL/TLS); ``Settings.kafka_security()`` gives it."""
+    """``security``: how to authenticate (SASL/TLS); ``Settings.kafka_security()`` gives it.
+    ``transactional_prefix``: the gateway slot's stable transactional ids
+    (:mod:`exchange.kafka.transactional`); None for a throw-away client (random ids)."""
     # Imported here so that using the broker tools does not load both client libraries.
     if backend == "librdkafka":
         from exchange.kafka.rdkafka import RdKafkaAdapter
@@ -35,6 +39,8 @@ def open_kafka(
             replication=replication,
             request_timeout_ms=request_timeout_ms,
             security=security,
+            transactional_prefix=transactional_prefix,
+            transaction_timeout_ms=transaction_timeout_ms,
         )
     if backend == "kafka-python":
         from exchange.kafka.client import KafkaAdapter
@@ -45,5 +51,7 @@ def open_kafka(
             replication=replication,
             request_timeout_ms=request_timeout_ms,
             security=security,
+            transactional_prefix=transactional_prefix,
+            transaction_timeout_ms=transaction_timeout_ms,
         )
     raise ValueError(f"unknown Kafka client {backend!r}")

@@ -29,6 +29,7 @@ from kafka.errors import (
 from exchange.errors import Conflict, InvalidInput, KafkaUnavailable, NotFound
 from exchange.kafka.port import InRecord, OutRecord, Position, topic_config
 from exchange.kafka.security import KafkaSecurity
+from exchange.kafka.transactional import transactional_id
 
 # The value types live in the port; re-exported for callers not yet switched to it.
 __all__ = ["InRecord", "KafkaAdapter", "OutRecord", "Position", "TopicReader"]
@@ -73,6 +74,8 @@ class KafkaAdapter:
         request_timeout_ms: int = 15000,
         transactional_producers: int = 4,
         security: KafkaSecurity | None = None,
+        transactional_prefix: str | None = None,
+        transaction_timeout_ms: int = 30000,
     ) -> None:
         self.bootstrap = bootstrap
         # Every client this adapter opens authenticates the same way (SASL/TLS or none).
@@ -84,7 +87,12 @@ class KafkaAdapter:
         self._admin: KafkaAdminClient | None = None
         # A transaction holds its producer until commit; a small pool lets concurrent batches
         # (several publishing clients) overlap their round trips instead of queueing.
-        self._tx_idle: list[KafkaProducer] = []
+        # Stable ids (see exchange.kafka.transactional): slot n is always "<prefix>-tx<n>", so
+        # a restarted process fences the transactions its predecessor left open.
+        self._tx_prefix = transactional_prefix or f"{client_id}-{uuid.uuid4().hex[:12]}"
+        self._tx_timeout_ms = transaction_timeout_ms
+        self._tx_idle: list[tuple[int, KafkaProducer]] = []
+        self._tx_free = list(range(transactional_producers))  # slots without a producer
         self._tx_all: list[KafkaProducer] = []
         self._tx_slots = threading.BoundedSemaphore(transactional_producers)
         self._plain: KafkaProducer | None = None
@@ -168,12 +176,13 @@ class KafkaAdapter:
             return False
 
     # -- producing -----------------------------------------------------------------------
-    def _new_transactional(self) -> KafkaProducer:
+    def _new_transactional(self, slot: int) -> KafkaProducer:
         try:
             producer = KafkaProducer(
                 bootstrap_servers=self.bootstrap,
                 client_id=f"{self.client_id}-tx",
-                transactional_id=f"{self.client_id}-{uuid.uuid4()}",
+                transactional_id=transactional_id(self._tx_prefix, slot),
+                transaction_timeout_ms=self._tx_timeout_ms,
                 enable_idempotence=True,
                 acks="all",
                 linger_ms=0,
@@ -192,6 +201,47 @@ class KafkaAdapter:
         with self._lock:
             self._tx_all.append(producer)
         return producer
+
+    def _take(self) -> tuple[int, KafkaProducer]:
+        """An idle producer, else a new one on a free slot (the caller holds ``_tx_slots``)."""
+        with self._lock:
+            if self._tx_idle:
+                # Least recently used first: a producer whose last commit's markers are
+                # still being written is refused (CONCURRENT_TRANSACTIONS) and must retry.
+                return self._tx_idle.pop(0)
+            slot = self._tx_free.pop(0)
+        try:
+            return slot, self._new_transactional(slot)
+        except BaseException:
+            with self._lock:
+                self._tx_free.append(slot)
+            raise
+
+    def fence_transactions(self) -> int:
+        """Open a producer on every free slot now: ``init_transactions`` aborts whatever a
+        previous process with these ids left open, so ``read_committed`` readers go on at
+        once instead of after the transaction timeout. Returns the slots still unfenced
+        (Kafka unreachable: the caller retries)."""
+        while self._tx_slots.acquire(blocking=False):
+            try:
+                with self._lock:
+                    slot = self._tx_free.pop(0) if self._tx_free else None
+                if slot is None:
+                    break
+                try:
+                    producer = self._new_transactional(slot)
+                except BaseException as exc:
+                    with self._lock:
+                        self._tx_free.append(slot)
+                    if isinstance(exc, KafkaUnavailable):
+                        break
+                    raise
+                with self._lock:
+                    self._tx_idle.append((slot, producer))
+            finally:
+                self._tx_slots.release()
+        with self._lock:
+            return len(self._tx_free)
 
     def publish_atomically(
         self,
@@ -220,11 +270,7 @@ class KafkaAdapter:
         for name in dict.fromkeys(t for t, _ in parts):
             self._require_topic(name)
         with self._tx_slots:
-            with self._lock:
-                # Least recently used first: a producer whose last commit's markers are
-                # still being written is refused (CONCURRENT_TRANSACTIONS) and must retry.
-                producer = self._tx_idle.pop(0) if self._tx_idle else None
-            producer = producer or self._new_transactional()
+            slot, producer = self._take()
             healthy = True
             topic = parts[0][0] if parts else ""
             try:
@@ -273,9 +319,11 @@ class KafkaAdapter:
             finally:
                 with self._lock:
                     if healthy:
-                        self._tx_idle.append(producer)
-                    elif producer in self._tx_all:
-                        self._tx_all.remove(producer)
+                        self._tx_idle.append((slot, producer))
+                    else:
+                        self._tx_free.append(slot)
+                        if producer in self._tx_all:
+                            self._tx_all.remove(producer)
         return positions
 
     def _abort(self, producer: KafkaProducer) -> bool:
@@ -356,7 +404,9 @@ class KafkaAdapter:
 
     def close(self) -> None:
         with self._lock:
-            producers, self._tx_all, self._tx_idle = self._tx_all, [], []
+            producers, self._tx_all = self._tx_all, []
+            self._tx_free.extend(slot for slot, _ in self._tx_idle)
+            self._tx_idle = []
         for closable in (*producers, self._plain, self._admin):
             if closable is not None:
                 with contextlib.suppress(KafkaError):

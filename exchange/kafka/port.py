@@ -112,6 +112,10 @@ class KafkaPort(Protocol):
         positions in order (group commit: many requests share it). ``before_commit`` as
         above. A record the broker refuses raises ``InvalidInput`` (``record_refused``)."""
 
+    def fence_transactions(self) -> int:
+        """Open every transactional slot now, aborting what a previous process with the same
+        ids left open; the number of slots still unfenced (Kafka unreachable)."""
+
     def send_durably(self, topic: str, record: OutRecord) -> Position: ...
 
     def send_many_durably(self, topic: str, records: Sequence[OutRecord]) -> list[Position]:

@@ -29,6 +29,7 @@ from confluent_kafka.cimpl import NewTopic
 from exchange.errors import Conflict, ExchangeError, InvalidInput, KafkaUnavailable, NotFound
 from exchange.kafka.port import Header, InRecord, OutRecord, Position, topic_config
 from exchange.kafka.security import KafkaSecurity
+from exchange.kafka.transactional import transactional_id
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ class RdKafkaAdapter:
         request_timeout_ms: int = 15000,
         transactional_producers: int = 4,
         security: KafkaSecurity | None = None,
+        transactional_prefix: str | None = None,
+        transaction_timeout_ms: int = 30000,
     ) -> None:
         self.bootstrap = bootstrap
         # Every client this adapter opens authenticates the same way (SASL/TLS or none).
@@ -85,7 +88,12 @@ class RdKafkaAdapter:
         self.timeout_ms = request_timeout_ms
         self.timeout_s = request_timeout_ms / 1000
         self._admin: AdminClient | None = None
-        self._tx_idle: list[Producer] = []
+        # Stable ids (see exchange.kafka.transactional): slot n is always "<prefix>-tx<n>", so
+        # a restarted process fences the transactions its predecessor left open.
+        self._tx_prefix = transactional_prefix or f"{client_id}-{uuid.uuid4().hex[:12]}"
+        self._tx_timeout_ms = transaction_timeout_ms
+        self._tx_idle: list[tuple[int, Producer]] = []
+        self._tx_free = list(range(transactional_producers))  # slots without a producer
         self._tx_slots = threading.BoundedSemaphore(transactional_producers)
         self._plain: Producer | None = None
         self._known: set[str] = set()  # topics seen to exist
@@ -196,13 +204,16 @@ class RdKafkaAdapter:
             },
         )
 
-    def _new_transactional(self) -> Producer:
+    def _new_transactional(self, slot: int) -> Producer:
         producer = Producer(
             self._producer_conf(
                 "tx",
                 **{
-                    "transactional.id": f"{self.client_id}-{uuid.uuid4()}",
-                    "transaction.timeout.ms": max(60000, self.timeout_ms * 2),
+                    "transactional.id": transactional_id(self._tx_prefix, slot),
+                    "transaction.timeout.ms": self._tx_timeout_ms,
+                    # librdkafka refuses message/socket timeouts above the transaction's.
+                    "message.timeout.ms": min(self.timeout_ms, self._tx_timeout_ms),
+                    "socket.timeout.ms": min(self.timeout_ms, self._tx_timeout_ms),
                 },
             )
         )
@@ -237,10 +248,7 @@ class RdKafkaAdapter:
         for name in dict.fromkeys(t for t, _ in parts):
             self._require_topic(name)
         with self._tx_slots:
-            with self._lock:
-                # Least recently used first: its last commit has had the most time to finish.
-                producer = self._tx_idle.pop(0) if self._tx_idle else None
-            producer = producer or self._new_transactional()
+            slot, producer = self._take()
             try:
                 producer.begin_transaction()
                 positions = self._produce_and_wait(producer, parts)
@@ -253,18 +261,62 @@ class RdKafkaAdapter:
                     # A refused record: the producer is replaced, because the records of its
                     # next transaction came back purged (_PURGE_QUEUE) in the contract test.
                     _discard(producer)
-                elif healthy:
-                    self._release(producer)
+                if healthy and not isinstance(exc, InvalidInput):
+                    self._release(slot, producer)
+                else:
+                    self._free(slot)
                 if isinstance(exc, KafkaException):
                     what = ", ".join(dict.fromkeys(t for t, _ in parts))
                     raise _translate(exc, f"publishing to {what}", what) from exc
                 raise
-            self._release(producer)
+            self._release(slot, producer)
         return positions
 
-    def _release(self, producer: Producer) -> None:
+    def _take(self) -> tuple[int, Producer]:
+        """An idle producer, else a new one on a free slot (the caller holds ``_tx_slots``)."""
         with self._lock:
-            self._tx_idle.append(producer)
+            if self._tx_idle:
+                # Least recently used first: its last commit has had the most time to finish.
+                return self._tx_idle.pop(0)
+            slot = self._tx_free.pop(0)
+        try:
+            return slot, self._new_transactional(slot)
+        except BaseException:
+            self._free(slot)
+            raise
+
+    def _release(self, slot: int, producer: Producer) -> None:
+        with self._lock:
+            self._tx_idle.append((slot, producer))
+
+    def _free(self, slot: int) -> None:
+        with self._lock:
+            self._tx_free.append(slot)
+
+    def fence_transactions(self) -> int:
+        """Open a producer on every free slot now: ``init_transactions`` aborts whatever a
+        previous process with these ids left open, so ``read_committed`` readers go on at
+        once instead of after the transaction timeout. Returns the slots still unfenced
+        (Kafka unreachable: the caller retries)."""
+        # A slot busy publishing went through init_transactions already.
+        while self._tx_slots.acquire(blocking=False):
+            try:
+                with self._lock:
+                    slot = self._tx_free.pop(0) if self._tx_free else None
+                if slot is None:
+                    break
+                try:
+                    producer = self._new_transactional(slot)
+                except BaseException as exc:
+                    self._free(slot)
+                    if isinstance(exc, KafkaUnavailable):
+                        break
+                    raise
+                self._release(slot, producer)
+            finally:
+                self._tx_slots.release()
+        with self._lock:
+            return len(self._tx_free)
 
     def _abort(self, producer: Producer) -> bool:
         """Abort the open transaction; False (and the producer dropped) if that fails."""
@@ -359,10 +411,11 @@ class RdKafkaAdapter:
     def close(self) -> None:
         with self._lock:
             producers, self._tx_idle = self._tx_idle, []
+            self._tx_free.extend(slot for slot, _ in producers)
             plain, self._plain, self._admin = self._plain, None, None
         if plain is not None:
             plain.flush(self.timeout_s)
-        for p in producers:
+        for _, p in producers:
             _discard(p)
 
 

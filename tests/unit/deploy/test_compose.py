@@ -72,3 +72,11 @@ def test_the_realm_file_holds_no_secrets_and_maps_the_exchange_roles() -> None:
         assert "credentials" not in user, user["username"]
     assert {r["name"] for r in realm["roles"]["realm"]} == ALL_ROLES
     assert realm["accessTokenLifespan"] <= 300
+
+
+def test_gateway_replicas_have_stable_distinct_host_names() -> None:
+    """The host name is part of a gateway's Kafka transactional ids: two replicas sharing
+    one would fence each other; a name that changed on restart could not fence the last."""
+    services = compose()["services"]
+    names = [services[g].get("hostname") for g in ("gateway-1", "gateway-2")]
+    assert None not in names and len(set(names)) == 2

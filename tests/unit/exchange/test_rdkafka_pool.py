@@ -66,7 +66,7 @@ class FakeProducer:
 def adapter_with(producers: list[FakeProducer]) -> RdKafkaAdapter:
     a = RdKafkaAdapter("127.0.0.1:1", transactional_producers=1)
     made = iter(producers)
-    a._new_transactional = lambda: next(made)  # type: ignore[assignment,method-assign,return-value]
+    a._new_transactional = lambda slot: next(made)  # type: ignore[assignment,method-assign,return-value]
     a._known.add("t")
     return a
 
