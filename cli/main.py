@@ -1,4 +1,9 @@
-"""Entry point of the ``exchange`` command."""
+"""Entry point of the ``exchange`` command.
+
+Commands that talk to the gateway share one connection layer (``cli/connect.py``): the same
+``--profile``/``--url``/``--client-id``/``--client-secret``/``--output`` options and
+``EXCHANGE_*`` variables everywhere, tokens handled by the SDK, errors as one clear line.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,17 @@ import os
 
 import typer
 
-from cli import audit_cmd, consent_cmd, kafka_cmd, keys_cmd, schema_cmd, up_cmd
+from cli import (
+    audit_cmd,
+    consent_cmd,
+    identity_cmd,
+    kafka_cmd,
+    keys_cmd,
+    profile_cmd,
+    schema_cmd,
+    up_cmd,
+)
+from exchange import __version__
 from exchange.home import PRIVATE_UMASK
 
 app = typer.Typer(
@@ -14,16 +29,32 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-app.add_typer(kafka_cmd.app, name="kafka")
-app.add_typer(audit_cmd.app, name="audit")
+app.command("up")(up_cmd.up)
+app.command("login")(profile_cmd.login)
+app.command("logout")(profile_cmd.logout)
+app.command("whoami")(profile_cmd.whoami)
+app.add_typer(profile_cmd.profiles_app, name="profiles")
+app.add_typer(identity_cmd.departments_app, name="departments")
+app.add_typer(identity_cmd.clients_app, name="clients")
 app.add_typer(schema_cmd.app, name="schema")
+app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(keys_cmd.kms_app, name="kms")
-app.command("up")(up_cmd.up)
+app.add_typer(kafka_cmd.app, name="kafka")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"exchange {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
-def _private_files() -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit"
+    ),
+) -> None:
     """Whatever a command writes (databases, keys, exports) is the owner's alone."""
     os.umask(PRIVATE_UMASK)
 

@@ -1,119 +1,123 @@
-"""``exchange schema register|check|show``: the registry over HTTP, as any client would."""
+"""``exchange schema ...``: the registry over HTTP, as any client would.
+
+Who you are and how output looks: the shared options of ``cli/connect.py`` (the same
+``--profile``/``EXCHANGE_CLIENT_ID``/``EXCHANGE_CLIENT_SECRET`` as every other group).
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import quote
 
 import typer
 
-from cli.common import HomeOption, console, err_console, settings_for
-from exchange.client import ApiError, ExchangeClient
+from cli.connect import Session, connected
 
 app = typer.Typer(help="Register, check and show Avro schemas.", no_args_is_help=True)
 
-UrlOption = typer.Option(None, "--url", help="Gateway URL (default: from admin-credentials.json)")
-IdOption = typer.Option(None, "--client-id", help="OAuth client id (default: the admin client)")
-SecretOption = typer.Option(
-    None, "--client-secret", help="OAuth client secret", envvar="EXCHANGE_CLIENT_SECRET"
-)
+LEVELS = ("BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL",
+          "FULL_TRANSITIVE", "NONE")  # fmt: skip
 
 
-def connect(
-    url: str | None, client_id: str | None, secret: str | None, home: Path | None
-) -> ExchangeClient:
-    if url is None or client_id is None or secret is None:
-        path = settings_for(home).resolved_home / "admin-credentials.json"
-        try:
-            creds: dict[str, Any] = json.loads(path.read_text())
-        except (OSError, ValueError):
-            fail(f"no --url/--client-id/--client-secret and no readable {path}")
-        url = url or creds.get("gateway_url")
-        client_id = client_id or creds.get("client_id")
-        secret = secret or creds.get("client_secret")
-    if not url or not client_id or not secret:
-        fail("gateway URL and client credentials are required")
-    return ExchangeClient(url, client_id, secret)
+def _s(subject: str) -> str:
+    return quote(subject, safe="")  # a subject may hold "/" or any other character
 
 
-def fail(message: str) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(1)
-
-
-def call(client: ExchangeClient, method: str, path: str, **kwargs: Any) -> Any:
+def read_schema(cx: Session, file: Path) -> str:
     try:
-        return client.call(method, f"/registry{path}", **kwargs)
-    except ApiError as exc:
-        body = exc.body if isinstance(exc.body, dict) else {"message": str(exc.body)}
-        fail(f"{body.get('message', exc)} (HTTP {exc.status}, code {body.get('error_code')})")
-
-
-def read_schema(file: Path) -> str:
-    try:
-        text = file.read_text()
+        text = file.read_text(encoding="utf-8")
         json.loads(text)
-    except (OSError, ValueError) as exc:
-        fail(f"cannot read {file} as JSON: {exc}")
+    except ValueError as exc:
+        cx.fail(f"{file} is not JSON: {exc}", "an Avro schema file (.avsc) is a JSON document")
     return text
 
 
 @app.command()
-def register(
-    subject: str,
-    file: Path,
-    url: str | None = UrlOption,
-    client_id: str | None = IdOption,
-    client_secret: str | None = SecretOption,
-    home: Path | None = HomeOption,
-) -> None:
-    """Register FILE.avsc under SUBJECT; prints the schema id."""
-    body = {"schema": read_schema(file)}
-    path = f"/subjects/{quote(subject, safe='')}/versions"
-    out = call(connect(url, client_id, client_secret, home), "POST", path, json=body)
-    console.print(f"id={out['id']}", highlight=False)
+@connected()
+def register(cx: Session, subject: str, file: Path) -> None:
+    """Register FILE.avsc under SUBJECT (conventionally `<topic>-value`); prints the id."""
+    out = cx.call(
+        "POST", f"/registry/subjects/{_s(subject)}/versions", json={"schema": read_schema(cx, file)}
+    )
+    cx.emit({"subject": subject, "id": out["id"]})
 
 
 @app.command()
-def check(
-    subject: str,
-    file: Path,
-    url: str | None = UrlOption,
-    client_id: str | None = IdOption,
-    client_secret: str | None = SecretOption,
-    home: Path | None = HomeOption,
-) -> None:
+@connected()
+def check(cx: Session, subject: str, file: Path) -> None:
     """Is FILE.avsc compatible with SUBJECT's history? Exit 1 and say why if not."""
-    body = {"schema": read_schema(file)}
-    with connect(url, client_id, client_secret, home) as client:
-        path = f"/compatibility/subjects/{quote(subject, safe='')}/versions/latest"
-        out = call(client, "POST", path, json=body, params={"verbose": "true"})
+    path = f"/registry/compatibility/subjects/{_s(subject)}/versions/latest"
+    out = cx.call("POST", path, json={"schema": read_schema(cx, file)}, params={"verbose": "true"})
+    if cx.json:
+        cx.emit(out)
     if out["is_compatible"]:
-        console.print("compatible")
+        if not cx.json:
+            cx.emit("compatible")
         return
     for message in out.get("messages", []):
-        err_console.print(message, highlight=False, markup=False)
-    fail("incompatible")
+        cx.note(str(message))
+    cx.fail("incompatible with the subject's history", "the lines above say why")
 
 
 @app.command()
+@connected()
 def show(
-    subject: str,
-    version: str = typer.Argument("latest"),
-    url: str | None = UrlOption,
-    client_id: str | None = IdOption,
-    client_secret: str | None = SecretOption,
-    home: Path | None = HomeOption,
+    cx: Session, subject: str, version: str = typer.Argument("latest", help="Number or latest")
 ) -> None:
     """Print a version of SUBJECT (default: latest) and the classification of its fields."""
-    with connect(url, client_id, client_secret, home) as client:
-        name = quote(subject, safe="")  # a subject may hold "/" or any other character
-        v = call(client, "GET", f"/subjects/{name}/versions/{version}")
-        fields = call(client, "GET", f"/subjects/{name}/versions/{v['version']}/fields")
-    console.print(f"subject={v['subject']} version={v['version']} id={v['id']}", highlight=False)
-    console.print_json(v["schema"])
-    for f in fields:
-        mark = " data_subject" if f["data_subject"] else ""
-        console.print(f"  {f['path']}: {f['classification']}{mark}", highlight=False)
+    v = cx.call("GET", f"/registry/subjects/{_s(subject)}/versions/{version}")
+    fields = cx.call("GET", f"/registry/subjects/{_s(subject)}/versions/{v['version']}/fields")
+    if cx.json:
+        cx.emit({**v, "schema": json.loads(v["schema"]), "fields": fields})
+        return
+    cx.emit({"subject": v["subject"], "version": v["version"], "id": v["id"]})
+    cx.emit(fields, ("path", "classification", "data_subject"), title="fields")
+    if not fields:
+        cx.emit(json.dumps(json.loads(v["schema"]), indent=2, ensure_ascii=False))
+
+
+@app.command("list")
+@connected()
+def list_subjects(cx: Session) -> None:
+    """Subjects the caller may see."""
+    cx.emit([{"subject": s} for s in cx.call("GET", "/registry/subjects")])
+
+
+@app.command()
+@connected()
+def versions(cx: Session, subject: str) -> None:
+    """SUBJECT's version numbers."""
+    cx.emit([{"version": v} for v in cx.call("GET", f"/registry/subjects/{_s(subject)}/versions")])
+
+
+@app.command()
+@connected()
+def compatibility(
+    cx: Session,
+    subject: str | None = typer.Argument(None, help="Default: the global level"),
+    level: str | None = typer.Option(None, "--set", help="New level: " + ", ".join(LEVELS)),
+) -> None:
+    """Show (or --set) the compatibility level of SUBJECT or the registry."""
+    path = f"/registry/config/{_s(subject)}" if subject else "/registry/config"
+    out: Any
+    if level:
+        out = cx.call("PUT", path, json={"compatibility": level.upper()})
+    else:
+        out = cx.call("GET", path, params={"defaultToGlobal": "true"} if subject else None)
+    cx.emit(out)
+
+
+@app.command()
+@connected()
+def delete(
+    cx: Session,
+    subject: str,
+    version: str | None = typer.Argument(None, help="Only this version"),
+    permanent: bool = typer.Option(False, "--permanent", help="Hard delete (after a soft one)"),
+) -> None:
+    """Delete SUBJECT (or one version): soft by default, as in Confluent's registry."""
+    path = f"/registry/subjects/{_s(subject)}" + (f"/versions/{version}" if version else "")
+    out = cx.call("DELETE", path, params={"permanent": "true"} if permanent else None)
+    cx.emit({"subject": subject, "deleted": out})

@@ -3,6 +3,13 @@
 from exchange.client import ExchangeClient
 with ExchangeClient("http://127.0.0.1:8080", "civil-affairs-ab12", "secret") as c:
     c.publish("civil-affairs.births", [{"key": "k1", "value": {...}}])
+
+with ExchangeClient.from_profile("civil-publisher") as c:  # saved by `exchange login`
+    ...
+
+Errors: ``ApiError`` (the gateway answered 4xx/5xx; ``str()`` is readable, ``field_errors``
+lists a 422's per-field problems), ``AuthenticationFailed`` (the token endpoint refused the
+credentials); network failures surface as ``httpx.TransportError``.
 """
 
 from __future__ import annotations
@@ -17,10 +24,66 @@ import httpx
 
 
 class ApiError(Exception):
+    """The gateway answered with an error. ``str()`` is one readable line whatever the body's
+    shape (problem+json, OAuth error object, Confluent registry error, or plain text);
+    ``field_errors`` lists a 422's per-field problems as ``(path, reason)``."""
+
     def __init__(self, status: int, body: Any) -> None:
-        super().__init__(f"HTTP {status}: {body}")
         self.status = status
         self.body = body
+        super().__init__(f"HTTP {status}: {self.detail}")
+
+    @property
+    def code(self) -> str | None:
+        b = self.body if isinstance(self.body, dict) else {}
+        code = b.get("code") or b.get("error") or b.get("error_code")
+        return str(code) if code is not None else None
+
+    @property
+    def detail(self) -> str:
+        b = self.body
+        if isinstance(b, dict):
+            for key in ("detail", "error_description", "message", "error"):
+                if b.get(key):
+                    return str(b[key])
+            return _REASONS.get(self.status, "error")
+        text = str(b or "").strip()
+        return text[:300] if text else _REASONS.get(self.status, "error")
+
+    @property
+    def field_errors(self) -> list[tuple[str, str]]:
+        errors = self.body.get("errors") if isinstance(self.body, dict) else None
+        if not isinstance(errors, list):
+            return []
+        return [
+            (str(e.get("path", "")), str(e.get("reason", "")))
+            for e in errors
+            if isinstance(e, dict)
+        ]
+
+
+class AuthenticationFailed(ApiError):
+    """The token endpoint refused the client's credentials (wrong id or secret, disabled
+    client, or a scope beyond its roles)."""
+
+    def __init__(self, status: int, body: Any, client_id: str) -> None:
+        self.client_id = client_id
+        super().__init__(status, body)
+
+
+_REASONS = {
+    400: "bad request",
+    401: "not authenticated",
+    403: "forbidden",
+    404: "not found",
+    409: "conflict",
+    413: "request too large",
+    422: "invalid input",
+    429: "rate limited",
+    500: "internal server error",
+    502: "bad gateway",
+    503: "service unavailable",
+}
 
 
 class ExchangeClient:
@@ -44,6 +107,16 @@ class ExchangeClient:
         self._expires = 0.0
         self._lock = threading.Lock()
 
+    @classmethod
+    def from_profile(cls, name: str | None = None, **kwargs: Any) -> ExchangeClient:
+        """A client for a profile saved by ``exchange login`` (``name``, else
+        ``$EXCHANGE_PROFILE``, else the default one), with ``EXCHANGE_URL``/
+        ``EXCHANGE_CLIENT_ID``/``EXCHANGE_CLIENT_SECRET`` overriding its fields."""
+        from exchange.profiles import profile_from_env
+
+        p = profile_from_env(name)
+        return cls(p.url, p.client_id, p.client_secret, **kwargs)
+
     def __enter__(self) -> ExchangeClient:
         return self
 
@@ -62,7 +135,7 @@ class ExchangeClient:
                     data["scope"] = self.scope
                 r = self.http.post("/oauth/token", data=data, auth=(self.client_id, self._secret))
                 if r.status_code != 200:
-                    raise ApiError(r.status_code, _body(r))
+                    raise AuthenticationFailed(r.status_code, _body(r), self.client_id)
                 body = r.json()
                 self._token = body["access_token"]
                 self._expires = time.time() + int(body["expires_in"])

@@ -118,6 +118,13 @@ async def answer(request: Request, exc: ExchangeError | StarletteHTTPException) 
     return resp
 
 
+def invalid_detail(errors: list[dict[str, Any]], shown: int = 3) -> str:
+    """The 422 summary names the fields (all of them are in ``errors``)."""
+    parts = [f"{e['path'] or 'request'}: {e['reason']}" for e in errors[:shown]]
+    more = f" (and {len(errors) - shown} more)" if len(errors) > shown else ""
+    return "request body or parameters are invalid: " + "; ".join(parts) + more
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ExchangeError)
     async def _domain(request: Request, exc: ExchangeError) -> JSONResponse:
@@ -129,9 +136,7 @@ def install(app: FastAPI) -> None:
             {"path": ".".join(str(p) for p in e.get("loc", ())), "reason": e.get("msg")}
             for e in exc.errors()
         ]
-        return problem(
-            422, "invalid_request", "request body or parameters are invalid", errors=errors
-        )
+        return problem(422, "invalid_request", invalid_detail(errors), errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -34,7 +34,8 @@ INCOMPATIBLE = tuple(frozenset({Role.AUDITOR.value, w}) for w in sorted(WRITING_
 def check_roles(roles: Iterable[str]) -> list[str]:
     """Return an error message per problem (unknown role, duty conflict); empty = valid."""
     held = set(roles)
-    problems = [f"unknown role {r!r}" for r in sorted(held - ALL_ROLES)]
+    valid = ", ".join(sorted(ALL_ROLES))
+    problems = [f"unknown role {r!r} (valid roles: {valid})" for r in sorted(held - ALL_ROLES)]
     problems += [
         f"roles {' and '.join(sorted(pair))} may not be held together"
         for pair in INCOMPATIBLE

@@ -347,6 +347,7 @@ Normalize = Annotated[bool, Query()]
 DefaultToGlobal = Annotated[bool, Query(alias="defaultToGlobal")]
 Prefix = Annotated[str, Query(alias="subjectPrefix")]
 
+
 class RegistryJSON(JSONResponse):
     media_type = V1
 

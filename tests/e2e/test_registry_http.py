@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -189,17 +190,23 @@ def test_cli(gateway: ThreadGateway, admin: ExchangeClient, unique: str, tmp_pat
     v1.write_text(person())
     v2.write_text(person({"name": "age", "type": "int"}))
     runner = CliRunner()
-    out = runner.invoke(cli, ["schema", "register", s, str(v1), *creds])
+    out = runner.invoke(cli, ["schema", "register", s, str(v1), *creds, "-o", "json"])
     assert out.exit_code == 0, out.output
-    assert out.output.startswith("id=")
+    assert json.loads(out.stdout)["id"] >= 1
     bad = runner.invoke(cli, ["schema", "check", s, str(v2), *creds])
     assert bad.exit_code == 1 and "READER_FIELD_MISSING_DEFAULT_VALUE" in bad.output
     good = runner.invoke(cli, ["schema", "check", s, str(v1), *creds])
     assert good.exit_code == 0 and "compatible" in good.output
-    shown = runner.invoke(cli, ["schema", "show", s, *creds])
+    shown = runner.invoke(cli, ["schema", "show", s, *creds, "--output", "json"])
+    assert shown.exit_code == 0, shown.output
+    v = json.loads(shown.stdout)
     assert (
-        shown.exit_code == 0 and "name: sensitive" in shown.output and "version=1" in shown.output
+        v["version"] == 1
+        and {"path": "name", "classification": "sensitive"}.items()
+        <= next(f for f in v["fields"] if f["path"] == "name").items()
     )
+    table = runner.invoke(cli, ["schema", "show", s, *creds])
+    assert re.search(r"name\s+sensitive", table.stdout), table.stdout
     # defaults from $EXCHANGE_HOME/admin-credentials.json
     home = runner.invoke(cli, ["schema", "show", s, "1"], env={"EXCHANGE_HOME": str(gateway.home)})
     assert home.exit_code == 0, home.output

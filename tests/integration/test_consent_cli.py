@@ -32,9 +32,9 @@ def as_(c: ExchangeClient) -> list[str]:
 
 def cli(*args: str, home: str | None = None) -> Any:
     env = {"EXCHANGE_HOME": home} if home else {}
-    result = runner.invoke(app, list(args), env=env)
+    result = runner.invoke(app, [*args, "--output", "json"], env=env)
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)
 
 
 def test_request_approve_list_and_consent_via_cli(

@@ -66,7 +66,10 @@ def test_auditors_manage_auditor_clients_and_admins_the_rest() -> None:
 
 
 def test_unknown_roles_are_named() -> None:
-    assert check_roles(["publisher", "root"]) == ["unknown role 'root'"]
+    assert check_roles(["publisher", "root"]) == [
+        "unknown role 'root' (valid roles: admin, auditor, consent_registrar, publisher, "
+        "registry:read, registry:write, steward, subscriber)"
+    ]
 
 
 @pytest.mark.parametrize(
