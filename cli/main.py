@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from cli import audit_cmd, consent_cmd, kafka_cmd, keys_cmd, schema_cmd, up_cmd
+from cli import audit_cmd, consent_cmd, kafka_cmd, keys_cmd, node_cmd, schema_cmd, up_cmd
 from exchange.home import PRIVATE_UMASK
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(schema_cmd.app, name="schema")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(keys_cmd.kms_app, name="kms")
+app.add_typer(node_cmd.app, name="node")
 app.command("up")(up_cmd.up)
 
 
