@@ -8,8 +8,10 @@ was) the first answer again (``Idempotent-Replayed``). Only then is the batch de
 
 Answers, and what the forwarder does:
 - 200: delivered (replayed or not); next batch.
-- 400/403/404/413/415/422: the site refuses these records for good; they move to the dead
-  letters (kept, shown by ``exchange node status``) and forwarding goes on.
+- 422 ``invalid_records`` naming records (the node has no schema registry, the site judges
+  values): those records move to the dead letters, the rest is sealed again as a new batch.
+- 400/403/404/413/415/422 otherwise: the site refuses the batch for good; its records move to
+  the dead letters (kept, shown by ``exchange node status``) and forwarding goes on.
 - 409 "in progress" (an earlier attempt still running at the site), 401 (token), 429, 5xx,
   no answer at all: retried after an exponential backoff with jitter; nothing is lost.
 """
@@ -146,6 +148,12 @@ class Forwarder:
             return 0.0
         detail = _detail(answer)
         different = answer.status == 409 and "different request" in detail
+        if bad := _invalid_indexes(answer):
+            self.store.rejected_records(batch, bad, answer.status, detail)
+            self.store.set_meta(last_contact=now)
+            self._error(f"{len(bad)} records of batch {batch.id} refused by the site "
+                        f"({answer.status}): {detail}")
+            return 0.0
         if answer.status in _FOR_GOOD or different:
             self.store.rejected(batch, answer.status, detail)
             self.store.set_meta(last_contact=now)
@@ -162,6 +170,15 @@ class Forwarder:
             self.store.set_meta(last_error=text, last_error_at=time.time())
         except Exception:  # the outbox itself may be what fails
             log.warning("forwarder: cannot record the error")
+
+
+def _invalid_indexes(answer: Answer) -> set[int]:
+    """The records a 422 ``invalid_records`` names (empty: refuse the batch as a whole)."""
+    body = answer.body
+    if answer.status != 422 or not isinstance(body, dict) or body.get("code") != "invalid_records":
+        return set()
+    found = {e.get("index") for e in body.get("errors") or [] if isinstance(e, dict)}
+    return {i for i in found if isinstance(i, int)}
 
 
 def _detail(answer: Answer) -> str:

@@ -240,6 +240,29 @@ class Store:
             db.execute("DELETE FROM batches WHERE id=?", (batch.id,))
             self._bump(db, "rejected_records", batch.records)
 
+    def rejected_records(self, batch: Batch, indexes: set[int], status: int, error: str) -> None:
+        """The site refused these records of the batch (and so published none of it): they
+        go to the dead letters; the rest goes back to the outbox head, to be sealed again
+        into a new batch (new id, new Idempotency-Key: the refused request wrote nothing)."""
+        with self._write() as db:
+            seqs = [
+                r[0]
+                for r in db.execute(
+                    "SELECT seq FROM outbox WHERE seq BETWEEN ? AND ? ORDER BY seq",
+                    (batch.first_seq, batch.last_seq),
+                ).fetchall()
+            ]
+            dead = [seq for i, seq in enumerate(seqs) if i in indexes]
+            for seq in dead:
+                db.execute(
+                    "INSERT INTO dead SELECT seq, ?, topic, kind, version, payload, received_at,"
+                    " app, ?, ?, ? FROM outbox WHERE seq=?",
+                    (batch.id, status, error[:2000], time.time(), seq),
+                )
+                db.execute("DELETE FROM outbox WHERE seq=?", (seq,))
+            db.execute("DELETE FROM batches WHERE id=?", (batch.id,))
+            self._bump(db, "rejected_records", len(dead))
+
     # -- prefetched subscriptions --------------------------------------------------------
 
     def upstream_cursor(self, sub: str) -> str | None:
