@@ -17,6 +17,7 @@ from cli import (
     identity_cmd,
     kafka_cmd,
     keys_cmd,
+    node_cmd,
     profile_cmd,
     schema_cmd,
     up_cmd,
@@ -41,6 +42,7 @@ app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(keys_cmd.kms_app, name="kms")
 app.add_typer(kafka_cmd.app, name="kafka")
+app.add_typer(node_cmd.app, name="node")
 
 
 def _version(value: bool) -> None:
