@@ -16,6 +16,7 @@ from exchange.errors import ConfigurationError, KafkaUnavailable, NotFound
 from exchange.home import secure_home
 from exchange.kafka.broker import LocalBroker, port_free
 from exchange.kafka.probe import metadata_answers
+from exchange.kafka.supervisor import BrokerSupervisor
 from exchange.settings import Settings
 
 ADMIN_DEPARTMENT = "exchange-admin"
@@ -96,18 +97,20 @@ def ensure_auditor(settings: Settings, identity: object) -> Path:
     )
 
 
-def resolve_bootstrap(settings: Settings) -> tuple[str, LocalBroker | None]:
+def resolve_bootstrap(settings: Settings) -> tuple[str, LocalBroker | None, bool]:
+    """The bootstrap address, the embedded broker (None: external Kafka) and whether this
+    call started it."""
     if settings.kafka_bootstrap:
         if not metadata_answers(settings.kafka_bootstrap, settings.kafka_security(), timeout=10):
             raise KafkaUnavailable(
                 f"external Kafka at {settings.kafka_bootstrap} is unreachable or refused "
                 "the configured credentials (EXCHANGE_KAFKA_SECURITY_PROTOCOL, _SASL_*)"
             )
-        return settings.kafka_bootstrap, None
+        return settings.kafka_bootstrap, None, False
     broker = LocalBroker(settings.resolved_home)
     already = broker.state() is not None
     st = broker.start()
-    return st.bootstrap, (None if already else broker)
+    return st.bootstrap, broker, not already
 
 
 def check_home(settings: Settings) -> None:
@@ -134,9 +137,15 @@ def up(
     check_home(settings)
     if not port_free(settings.port, settings.host):
         raise ConfigurationError(f"gateway port {settings.port} is already in use")
-    bootstrap, started = resolve_bootstrap(settings)
+    bootstrap, broker, started = resolve_bootstrap(settings)
+    supervisor = None
+    if broker is not None:  # the embedded broker: restarted if it dies
+        supervisor = BrokerSupervisor(broker)
+        supervisor.start()
     try:
-        svc = build_services(settings, bootstrap)
+        svc = build_services(
+            settings, bootstrap, broker_status=supervisor.status if supervisor else None
+        )
         creds = ensure_admin(settings, svc.identity)
         app = create_app(svc)
         url = settings.gateway_url
@@ -158,6 +167,8 @@ def up(
         signal.signal(signal.SIGTERM, _stop)
         server.run()
     finally:
-        if started is not None:
-            started.stop()
+        if supervisor is not None:
+            supervisor.stop()
+        if broker is not None and started:
+            broker.stop()
         console.print("stopped")

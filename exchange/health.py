@@ -35,11 +35,15 @@ class HealthMonitor:
         self,
         probes: Mapping[str, Probe],
         *,
+        reported: Mapping[str, Callable[[], str]] | None = None,
         interval_s: float = 1.0,
         bound_s: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.probes = dict(probes)
+        # Dependencies that report their own state word (the supervised broker: "up",
+        # "restarting", "stopped", "failed"): read as they are, never probed.
+        self.reported = dict(reported or {})
         self.interval_s, self.bound_s, self.clock = interval_s, bound_s, clock
         self._states = {name: _State() for name in self.probes}
         self._lock = threading.Lock()
@@ -58,10 +62,13 @@ class HealthMonitor:
     def status(self) -> dict[str, str]:
         """Per dependency: "up", "down", or "unknown" (not answered yet)."""
         with self._lock:
-            return {name: self._word(s) for name, s in self._states.items()}
+            words = {name: self._word(s) for name, s in self._states.items()}
+        return words | {name: get() for name, get in self.reported.items()}
 
     def down(self, name: str) -> bool:
         """Known to be down now (the last answer said so, or a probe is overdue)."""
+        if name in self.reported:
+            return self.reported[name]() != "up"
         with self._lock:
             return self._word(self._states[name]) == "down"
 

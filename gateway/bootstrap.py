@@ -63,8 +63,10 @@ def build_services(
     *,
     audit: AuditSink | None = None,
     kms: Kms | None = None,
+    broker_status: Callable[[], str] | None = None,
 ) -> Services:
-    """Every service of one gateway process. ``audit``/``kms``: fakes a test controls."""
+    """Every service of one gateway process. ``audit``/``kms``: fakes a test controls;
+    ``broker_status``: the supervised embedded broker's state, shown by ``/readyz``."""
     secure_home(settings.resolved_home)  # before the databases and keys are created
     engine = make_engine(settings.sqlalchemy_url)
     migrate(engine)
@@ -121,7 +123,10 @@ def build_services(
     crypto = build_field_crypto(settings, sessions, sink, master_key, kms=kms)
 
     # Probed in the background: /readyz answers at once, publishes fail fast while down.
-    health = HealthMonitor({"kafka": kafka.ping, "database": lambda: database_writable(engine)})
+    health = HealthMonitor(
+        {"kafka": kafka.ping, "database": lambda: database_writable(engine)},
+        reported={"broker": broker_status} if broker_status is not None else None,
+    )
     idempotency = IdempotencyStore(
         sessions,
         outcomes=KafkaOutcomes(kafka),

@@ -144,6 +144,7 @@ class LocalBroker:
         self.version = version
         self.heap_mb = heap_mb
         self.requested_port = broker_port
+        self._child: subprocess.Popen[bytes] | None = None  # the broker this object started
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -215,6 +216,36 @@ class LocalBroker:
         write_private(self.credentials_file, json.dumps(body, indent=2))
 
     # -- start ---------------------------------------------------------------------------
+    def crashed(self) -> tuple[int, str] | None:
+        """(pid, how it ended) of a broker of this home that died without being stopped (its
+        state file is left behind; ``stop`` removes it); None if it runs or was stopped."""
+        try:
+            pid = int(json.loads(self.state_file.read_text())["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if pid_alive(pid):
+            return None
+        child = self._child
+        if child is None or child.pid != pid:
+            return pid, "exited"  # not ours to reap: how it ended is unknown
+        try:
+            # A killed JVM's main thread is a zombie before its other threads are gone.
+            code = child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            return pid, "exited"
+        return pid, f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+
+    def restart(self, *, timeout: float = 90.0, port_wait_s: float = 10.0) -> BrokerState:
+        """Start again on the previous ports (clients hold the old bootstrap address); a
+        port another process took meanwhile is an error, not a move."""
+        prev = self._previous_ports()
+        deadline = time.monotonic() + port_wait_s
+        while prev and not all(port_free(p) for p in prev):
+            if time.monotonic() > deadline:
+                raise KafkaUnavailable(f"cannot restart Kafka: port {prev[0]} or {prev[1]} in use")
+            time.sleep(0.2)
+        return self.start(timeout=timeout)
+
     def start(self, *, timeout: float = 90.0) -> BrokerState:
         running = self.state()
         if running is not None:
@@ -254,7 +285,7 @@ class LocalBroker:
         creds: BrokerCredentials | None,
         timeout: float,
     ) -> BrokerState:
-        proc = self._launch(java, classpath, props)
+        proc = self._child = self._launch(java, classpath, props)
         st = BrokerState(proc.pid, broker_port, controller_port, self.version)
         write_private(self.state_file, json.dumps(asdict(st)))
         security = creds.client_security if creds is not None else KafkaSecurity()
@@ -493,3 +524,4 @@ class LocalBroker:
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+

@@ -37,7 +37,7 @@ def test_up_twice_keeps_data_and_sigterm_stops_java(tmp_path: Path) -> None:
     gw = GatewayProcess(home, bootstrap=None).start()
     try:
         ready = httpx.get(f"{gw.url}/readyz").json()
-        assert ready == {"status": "ready", "kafka": "up", "database": "up"}
+        assert ready == {"status": "ready", "kafka": "up", "database": "up", "broker": "up"}
         creds_path = home / "admin-credentials.json"
         assert stat.S_IMODE(creds_path.stat().st_mode) == 0o600
         # the security officer's credential: its own 0600 file, never the admin's
