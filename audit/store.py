@@ -33,6 +33,7 @@ from audit.keys import SubjectHasher
 from audit.merkle import Hasher
 from audit.models import AuditEventRow, AuditHeadRow, AuditSubjectRow
 from audit.reconcile import FIRST_WINDOW, INDEX_HEADER, LOG_HEADER, continuation, reached_known
+from exchange import metrics
 from exchange.auditing import AuditRecord
 from exchange.db import transaction
 from exchange.errors import (
@@ -160,6 +161,7 @@ class AuditLog:
         with self._lock:
             self._queue.append(mine)
             lead, self._writing = not self._writing, True
+            metrics.AUDIT_QUEUE.inc(len(mine.records))
         if not lead:
             mine.wake.wait()  # woken when written, or when promoted to write the next batch
         if not mine.done:
@@ -171,7 +173,9 @@ class AuditLog:
         """Write everything queued as one batch, then hand the writer role to a waiter."""
         with self._lock:
             batch, self._queue = self._queue, []
-        error = self._write_batch([r for p in batch for r in p.records])
+        records = [r for p in batch for r in p.records]
+        metrics.AUDIT_QUEUE.dec(len(records))
+        error = self._write_batch(records)
         for p in batch:
             p.done, p.error = True, error
         with self._lock:
@@ -184,9 +188,11 @@ class AuditLog:
 
     def _write_batch(self, records: list[AuditRecord]) -> BaseException | None:
         try:
-            self._write(records)
+            with metrics.AUDIT_APPEND_SECONDS.time():
+                self._write(records)
             return None
         except (ExchangeError, Exception) as exc:  # any failure: not durable, fail closed
+            metrics.AUDIT_APPEND_FAILURES.inc()
             log.warning("audit append failed: %s", type(exc).__name__)
             return exc
 

@@ -12,6 +12,7 @@ import typer
 import uvicorn
 
 from cli.common import HomeOption, console, guarded, settings_for
+from exchange import logs, metrics, tracing
 from exchange.errors import ConfigurationError, KafkaUnavailable, NotFound
 from exchange.home import secure_home
 from exchange.kafka.broker import LocalBroker, port_free
@@ -134,6 +135,9 @@ def up(
     from gateway.app import build_services, create_app
 
     settings = settings_for(home, port=port, host=host)
+    logs.configure(settings.log_level, settings.log_format)
+    if settings.otlp_endpoint:
+        tracing.configure(settings.otlp_endpoint)
     check_home(settings)
     if not port_free(settings.port, settings.host):
         raise ConfigurationError(f"gateway port {settings.port} is already in use")
@@ -149,6 +153,10 @@ def up(
         creds = ensure_admin(settings, svc.identity)
         app = create_app(svc)
         url = settings.gateway_url
+        if settings.metrics_port is not None:
+            metrics.serve(settings.metrics_port, settings.metrics_host)
+            where = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
+            console.print(f"metrics   {where}", highlight=False)
         console.print(f"kafka     bootstrap={bootstrap}", highlight=False)
         console.print(f"gateway   {url}", highlight=False)
         console.print(f"docs      {url}/docs", highlight=False)
@@ -157,7 +165,12 @@ def up(
         console.print(f"auditor   {auditor} (hand to the security officer)", highlight=False)
         server = uvicorn.Server(
             uvicorn.Config(
-                app, host=settings.host, port=settings.port, log_level="warning", access_log=False
+                app,
+                host=settings.host,
+                port=settings.port,
+                log_level="warning",
+                access_log=False,  # gateway.observe writes one access line per request
+                log_config=None,  # the handlers logs.configure installed
             )
         )
 

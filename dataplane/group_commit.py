@@ -32,6 +32,7 @@ from typing import Protocol
 
 from dataplane.idempotency import Staged
 from dataplane.ports import TransactionsPort
+from exchange import tracing
 from exchange.auditing import AuditRecord, AuditSink
 from exchange.errors import DependencyUnavailable, ExchangeError, KafkaUnavailable
 from exchange.kafka.port import OutRecord, Position
@@ -204,14 +205,18 @@ class GroupCommitter:
                 if self.staging is None:
                     raise DependencyUnavailable("idempotency staging is not configured")
                 self.staging.stage_many(answers)
-            self.audit.append_many(
-                [m.event("record.published", p) for m, p in zip(group, positions, strict=True)]
-            )
+            with tracing.span("publish.audit", events=len(group)):
+                self.audit.append_many(
+                    [m.event("record.published", p) for m, p in zip(group, positions, strict=True)]
+                )
 
         try:
-            return self.kafka.publish_transaction(
-                [(m.topic, m.records) for m in group], audit_first
-            )
+            with tracing.span(
+                "publish.kafka", requests=len(group), records=sum(len(m.records) for m in group)
+            ):
+                return self.kafka.publish_transaction(
+                    [(m.topic, m.records) for m in group], audit_first
+                )
         except KafkaUnavailable:
             if staged:  # audited, then the commit failed: say so in the log too
                 with contextlib.suppress(ExchangeError):

@@ -16,9 +16,12 @@ from dataplane.delivery import Deliverer
 from dataplane.readers import ReaderPool
 from dataplane.render import Rendered
 from dataplane.store import Subscription
+from exchange import metrics, tracing
+from exchange.errors import ExchangeError
 from exchange.kafka.port import InRecord
 
 RECHECK_S = 1.0  # how often a waiting reader re-checks its agreement (revocation ≤ 2 s)
+LAG_EVERY_S = 5.0  # how often a subscription's lag in records is measured (a Kafka call)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class DeliveryLoop:
     def __init__(self, deliverer: Deliverer, readers: ReaderPool) -> None:
         self.deliverer = deliverer
         self.readers = readers
+        self._lag_measured: dict[str, float] = {}  # subscription -> monotonic time
 
     async def step(
         self,
@@ -48,20 +52,42 @@ class DeliveryLoop:
         committed from ``start`` (waiting up to ``wait_ms``), render and audit it."""
         if not self.deliverer.allowed_now(sub):  # a fresh cached "yes" needs no thread hop
             await asyncio.to_thread(self.deliverer.ensure_allowed, sub, client_id)
-        page = await asyncio.to_thread(
-            self.readers.read,
-            sub.topic,
-            start,
-            max_records=max_records,
-            wait_ms=wait_ms,
-            until=until,
-        )
+        with tracing.span("delivery.read", topic=sub.topic, channel=channel):
+            page = await asyncio.to_thread(
+                self.readers.read,
+                sub.topic,
+                start,
+                max_records=max_records,
+                wait_ms=wait_ms,
+                until=until,
+            )
         rendered = Rendered()
         if page.records:
-            rendered = await asyncio.to_thread(
-                self.deliverer.render, sub, page.records, client_id=client_id, channel=channel
-            )
+            with tracing.span("delivery.render", topic=sub.topic, records=len(page.records)):
+                rendered = await asyncio.to_thread(
+                    self.deliverer.render, sub, page.records, client_id=client_id, channel=channel
+                )
+            await self._observe(sub, page.records, page.next_offsets, len(rendered.records))
         return Step(page.records, rendered, page.next_offsets)
+
+    async def _observe(
+        self, sub: Subscription, records: list[InRecord], nxt: Offsets, delivered: int
+    ) -> None:
+        """Delivery metrics: records delivered, the newest one's age, and (every few
+        seconds) how many records the subscription is behind the topic's end."""
+        metrics.DELIVERED_RECORDS.labels(sub.id).inc(delivered)
+        newest = max(r.timestamp_ms for r in records) / 1000
+        metrics.DELIVERY_LAG_SECONDS.labels(sub.id).set(max(0.0, time.time() - newest))
+        now = time.monotonic()
+        if now - self._lag_measured.get(sub.id, 0.0) < LAG_EVERY_S:
+            return
+        self._lag_measured[sub.id] = now
+        try:
+            ends = await asyncio.to_thread(self.readers.end_offsets, sub.topic)
+        except ExchangeError:
+            return  # a metric is not worth failing a delivery for
+        behind = sum(max(0, end - nxt.get(p, 0)) for p, end in ends.items())
+        metrics.DELIVERY_LAG_RECORDS.labels(sub.id).set(behind)
 
     async def long_poll(
         self,

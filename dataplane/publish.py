@@ -22,7 +22,7 @@ from dataplane.group_commit import GroupCommitter
 from dataplane.idempotency import IdempotencyStore, Staged
 from dataplane.outcome import REQUEST_HEADER
 from dataplane.ports import CatalogPort, SchemasPort, SealerPort
-from exchange import wire
+from exchange import metrics, tracing, wire
 from exchange.auditing import AuditRecord
 from exchange.avro_validation import problems
 from exchange.crypto.sealing import completed
@@ -132,6 +132,20 @@ class Publisher:
     ) -> tuple[dict[str, Any], bool]:
         """Publish ``batch`` atomically; with an idempotency key, a retry gets the first
         answer. Returns the answer and whether it was replayed."""
+        try:
+            return self._publish_once(who, entry, batch, idempotency_key, request_hash)
+        except ExchangeError as exc:  # a fixed set of classes: a bounded label
+            metrics.PUBLISH_FAILURES.labels(type(exc).__name__).inc()
+            raise
+
+    def _publish_once(
+        self,
+        who: Principal,
+        entry: CatalogEntry,
+        batch: Batch,
+        idempotency_key: str | None,
+        request_hash: str,
+    ) -> tuple[dict[str, Any], bool]:
         if self.kafka_down():
             raise KafkaUnavailable("Kafka is unavailable; nothing was published")
         if not idempotency_key:
@@ -153,16 +167,18 @@ class Publisher:
         self, who: Principal, entry: CatalogEntry, batch: Batch, intent: tuple[str, str] | None
     ) -> dict[str, Any]:
         records = list(batch.records)
-        if records and isinstance(records[0], FramedRecord):
-            plan, values = self._decode_frames(entry, records)  # type: ignore[arg-type]
-        else:
-            plan = self.plan(
-                self.resolve_version(entry.value_subject, batch.schema_version),
-                entry.value_subject,
-            )
-            self._validate(records, plan)  # type: ignore[arg-type]
-            values = [_complete(plan, r) for r in records]  # type: ignore[arg-type]
-        out = [self._seal_and_encode(entry, plan, r, who) for r in values]
+        with tracing.span("publish.validate", topic=entry.topic, records=len(records)):
+            if records and isinstance(records[0], FramedRecord):
+                plan, values = self._decode_frames(entry, records)  # type: ignore[arg-type]
+            else:
+                plan = self.plan(
+                    self.resolve_version(entry.value_subject, batch.schema_version),
+                    entry.value_subject,
+                )
+                self._validate(records, plan)  # type: ignore[arg-type]
+                values = [_complete(plan, r) for r in records]  # type: ignore[arg-type]
+        with tracing.span("publish.seal", topic=entry.topic, records=len(values)):
+            out = [self._seal_and_encode(entry, plan, r, who) for r in values]
         if intent is not None and out:  # lets a retry find this batch after a crash
             first = out[0]
             out[0] = OutRecord(
@@ -323,6 +339,8 @@ class Publisher:
 
         # Shares one Kafka transaction and one audit append with concurrent requests.
         positions = self.committer.commit(entry.topic, out, event, stage if intent else None)
+        metrics.PUBLISH_RECORDS.labels(entry.topic).inc(len(out))
+        metrics.PUBLISH_BYTES.labels(entry.topic).inc(sum(len(r.value or b"") for r in out))
         return answer(positions)
 
 

@@ -32,6 +32,7 @@ from dataplane.egress import (
 )
 from dataplane.loop import DeliveryLoop
 from dataplane.store import Subscription, SubscriptionStore
+from exchange import metrics
 from exchange.errors import ExchangeError
 from exchange.secrets_store import unseal
 
@@ -127,6 +128,8 @@ class WebhookDispatcher:
                     task = self.tasks.get(sub.id)
                     if task is None or task.done():
                         self.tasks[sub.id] = asyncio.create_task(self._serve(sub.id))
+                live = sum(not t.done() for t in self.tasks.values())
+                metrics.STREAMS_OPEN.labels("webhook").set(live)
             except ExchangeError:
                 log.warning("webhook supervisor: control plane unavailable")
             except Exception as exc:  # never let one bad row stop every webhook
@@ -179,6 +182,7 @@ class WebhookDispatcher:
             ).encode()
             error = await self._post_with_retries(sub.webhook_url, secret, body)
             if error is not None:
+                metrics.WEBHOOK_DEAD_LETTERS.inc()
                 await asyncio.to_thread(
                     self.store.dead_letter,
                     sub.id,
@@ -202,6 +206,7 @@ class WebhookDispatcher:
             error = await self._attempt(target, secret, body)
             if error is None or error == "refused_address" or delay is None:
                 break
+            metrics.WEBHOOK_RETRIES.inc()
             await asyncio.sleep(delay)
         return error
 

@@ -18,6 +18,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from exchange import metrics
+
 log = logging.getLogger(__name__)
 
 Probe = Callable[[], bool]
@@ -94,6 +96,7 @@ class HealthMonitor:
                 if s.ok is not None and s.ok != ok:
                     log.warning("dependency %s is %s", name, "up" if ok else "down")
                 s.ok, s.started, s.answered = ok, None, self.clock()
+            metrics.DEPENDENCY_UP.labels(name).set(1 if ok else 0)
             self._stop.wait(self.interval_s)
 
 

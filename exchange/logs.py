@@ -14,10 +14,17 @@ WARNING: those records keep their message template but lose its arguments.
 
 from __future__ import annotations
 
+import contextvars
+import json
 import logging
+import sys
+import time
 import traceback
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
+
+# The id of the HTTP request being served (gateway.observe sets it); on every log record.
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 _MAX_CHAIN = 16
@@ -50,6 +57,7 @@ def _is_kafka_chatter(record: logging.LogRecord) -> bool:
 
 
 def _redact(record: logging.LogRecord) -> logging.LogRecord:
+    record.request_id = REQUEST_ID.get()
     if record.args and _is_kafka_chatter(record):
         record.args = ()  # the template stays; "%r" placeholders are printed as they are
     info = record.exc_info
@@ -76,3 +84,57 @@ def install() -> None:
 
     logging.setLogRecordFactory(factory)
     _installed = True
+
+
+# Attributes every LogRecord has: anything else on a record was passed as ``extra``.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id, extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        body: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        rid = getattr(record, "request_id", None)
+        if rid:
+            body["request_id"] = rid
+        for k, v in vars(record).items():
+            if k not in _STANDARD and not k.startswith("_"):
+                body[k] = v if isinstance(v, str | int | float | bool | None) else str(v)
+        if record.exc_text:
+            body["exc"] = record.exc_text
+        return json.dumps(body, ensure_ascii=False)
+
+
+class HumanFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        rid = getattr(record, "request_id", None)
+        return f"{line} [{rid}]" if rid else line
+
+
+LogFormat = Literal["auto", "json", "text"]
+
+
+def configure(level: str = "info", fmt: LogFormat = "auto") -> None:
+    """The process's logging: one handler on stderr, JSON unless ``text`` (or ``auto`` on a
+    terminal), every record redacted (:func:`install`)."""
+    install()
+    human = fmt == "text" or (fmt == "auto" and sys.stderr.isatty())
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(HumanFormatter() if human else JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Library chatter stays at warning; the Kafka clients log record data below it.
+    for name in ("kafka", "confluent_kafka", "uvicorn.access", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

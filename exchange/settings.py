@@ -41,6 +41,23 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8080
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Log level; info includes one access line per request."
+    )
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="JSON lines, or text; auto: text on a terminal."
+    )
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Serve Prometheus /metrics on this port."
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Address of the /metrics listener (internal only)."
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces); "
+        "tracing is off when unset. Needs the 'otel' extra.",
+    )
     instance_id: str | None = Field(
         default=None,
         description="This gateway's slot (Kafka transactional ids); default: host name, home "

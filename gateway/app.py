@@ -16,6 +16,7 @@ from gateway import errors
 from gateway.bootstrap import build_services
 from gateway.container import Services
 from gateway.limits import RequestLimits
+from gateway.observe import Observe
 from gateway.problems import API_ERRORS, OAUTH_ERRORS, REGISTRY_ERRORS
 from gateway.routes import (
     agreements,
@@ -94,6 +95,7 @@ def create_app(svc: Services) -> FastAPI:
         is_bulk=is_publish,
         refuse=refusal,
     )
+    app.add_middleware(Observe)  # outermost: request id, access log and metrics for all
     for router in ROUTERS:
         app.include_router(router, responses=_ERRORS.get(id(router), API_ERRORS))
     return app

@@ -47,6 +47,7 @@ from exchange.identity.throttle import FailureThrottle
 from exchange.identity.tokens import TokenService
 from exchange.kafka import open_kafka
 from exchange.kafka.transactional import Fencer, claim_slot
+from exchange.keyage import KeyAgeReporter
 from exchange.secrets_store import load_master_key
 from exchange.settings import Settings
 from gateway.container import Background, Services
@@ -163,6 +164,7 @@ def build_services(
             allowed_hosts=settings.webhook_allowed_hosts,
         ),
     )
+    key_ages = KeyAgeReporter(sessions, crypto.keys.policy.max_age)
     overdue = OverdueFlagger(agreements, consent_settings.agreement_overdue_check_seconds)
     checkpointer = Checkpointer(review.service, review.settings.checkpoint_interval_s)
 
@@ -170,6 +172,7 @@ def build_services(
         starts=(
             _in_thread(fencer.start),
             _in_thread(health.start),
+            _in_thread(key_ages.start),
             _in_thread(overdue.start),
             _in_thread(checkpointer.start),
             webhooks.start,
@@ -179,6 +182,7 @@ def build_services(
             webhooks.stop,
             _in_thread(checkpointer.stop),
             _in_thread(overdue.stop),
+            _in_thread(key_ages.stop),
             _in_thread(crypto.close),
             _in_thread(hubs.close),
             _in_thread(readers.close),

@@ -20,6 +20,8 @@ from fastapi import HTTPException
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from exchange import metrics
+
 WORK_PER_CLIENT = 2
 
 
@@ -49,6 +51,7 @@ class StreamSlots:
                     headers={"Retry-After": "5"},
                 )
             self._open[client_id] = held + 1
+        metrics.STREAMS_OPEN.labels("sse").inc()
         released = False
 
         def release() -> None:
@@ -57,6 +60,7 @@ class StreamSlots:
                 if released:
                     return
                 released = True
+                metrics.STREAMS_OPEN.labels("sse").dec()
                 left = self._open.get(client_id, 1) - 1
                 if left > 0:
                     self._open[client_id] = left

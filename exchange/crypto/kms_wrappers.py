@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from cachetools import TTLCache
 
+from exchange import metrics
 from exchange.crypto.kms import KekRef, Kms
 
 T = TypeVar("T")
@@ -39,6 +40,7 @@ class CachingKms:
     def unwrap(self, kek: KekRef, wrapped: bytes) -> bytes:
         with self._lock:
             hit = self._cache.get((kek, wrapped))
+        metrics.KMS_CACHE.labels("miss" if hit is None else "hit").inc()
         if hit is not None:
             return hit
         dek = self.inner.unwrap(kek, wrapped)
@@ -96,11 +98,14 @@ class MeteredKms:
             ok = True
             return result
         finally:
+            took = time.perf_counter() - start
             with self._lock:
                 s = self.metrics.ops.setdefault(op, OpStats())
                 s.calls += 1
                 s.errors += 0 if ok else 1
-                s.seconds += time.perf_counter() - start
+                s.seconds += took
+            metrics.KMS_CALLS.labels(op, "ok" if ok else "error").inc()
+            metrics.KMS_SECONDS.labels(op).observe(took)
 
     def create_kek(self, alias: str) -> KekRef:
         return self._timed("create_kek", lambda: self.inner.create_kek(alias))

@@ -19,6 +19,7 @@ from joserfc.jwk import ECKey, KeySet
 from sqlalchemy import bindparam, delete, exists, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from exchange import metrics
 from exchange.db import transaction
 from exchange.errors import DependencyUnavailable, ExchangeError
 from exchange.identity.models import ClientRow, RevokedTokenRow, SigningKeyRow
@@ -192,9 +193,17 @@ class TokenService:
             "ver": TOKEN_FORMAT,
         }
         token = jwt.encode({"alg": "ES256", "kid": kid, "typ": "at+jwt"}, claims, key)
+        metrics.TOKENS_ISSUED.inc()
         return IssuedToken(token, self.ttl, claims["scope"], claims)  # type: ignore[arg-type]
 
     def verify(self, token: str) -> Principal:
+        try:
+            return self._verify(token)
+        except InvalidToken:
+            metrics.TOKEN_REFUSALS.labels("invalid_token").inc()
+            raise
+
+    def _verify(self, token: str) -> Principal:
         try:
             decoded = jwt.decode(token, self._public_keys(), algorithms=ALGORITHMS)
         except (JoseError, ValueError) as exc:

@@ -26,6 +26,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from exchange import metrics
 from exchange.errors import Conflict, ExchangeError, InvalidInput, KafkaUnavailable, NotFound
 from exchange.kafka.port import Header, InRecord, OutRecord, Position, topic_config
 from exchange.kafka.security import KafkaSecurity
@@ -107,7 +108,7 @@ class RdKafkaAdapter:
             # Each refused reconnect would be logged at ERROR; the caller gets KafkaUnavailable.
             "logger": log,
             "log_level": 2,
-            "error_cb": _log_error,
+            "error_cb": _error_cb("consumer" if suffix == "r" else _ROLES.get(suffix, "producer")),
             **self._auth,
             **extra,
         }
@@ -419,8 +420,17 @@ class RdKafkaAdapter:
             _discard(p)
 
 
-def _log_error(err: KafkaError) -> None:
-    log.debug("librdkafka: %s", err)
+_ROLES = {"admin": "admin", "tx": "producer", "durable": "producer"}
+
+
+def _error_cb(role: str) -> Callable[[KafkaError], None]:
+    counter = metrics.KAFKA_ERRORS.labels(role)
+
+    def on_error(err: KafkaError) -> None:
+        counter.inc()
+        log.debug("librdkafka: %s", err)
+
+    return on_error
 
 
 def _discard(producer: Producer) -> None:

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from exchange import metrics
 from exchange.auditing import AuditRecord
 from exchange.errors import NotFound
 from exchange.identity.assertions import ASSERTION_TYPE, ClientAssertions
@@ -117,6 +118,7 @@ async def _audit_denied(
     client: Client | None = None,
     **data: object,
 ) -> None:
+    metrics.TOKEN_REFUSALS.labels(reason).inc()  # reasons: a fixed set of codes
     dept = client.department if client else None
     common = {"endpoint": endpoint, "address": address}
     records = [
