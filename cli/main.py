@@ -13,6 +13,7 @@ import typer
 
 from cli import (
     audit_cmd,
+    backup_cmd,
     consent_cmd,
     identity_cmd,
     kafka_cmd,
@@ -31,6 +32,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("up")(up_cmd.up)
+app.command("backup")(backup_cmd.backup)
+app.command("restore")(backup_cmd.restore)
 app.command("login")(profile_cmd.login)
 app.command("logout")(profile_cmd.logout)
 app.command("whoami")(profile_cmd.whoami)

@@ -1,0 +1,119 @@
+"""``exchange backup --to DIR`` and ``exchange restore --from DIR`` (see exchange/backup.py)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from cli.common import HomeOption, console, guarded, settings_for
+from exchange.errors import ConfigurationError
+
+PASSPHRASE_ENV = "EXCHANGE_BACKUP_PASSPHRASE"  # noqa: S105 - a variable name
+
+
+def _passphrase(confirm: bool) -> str:
+    given = os.environ.get(PASSPHRASE_ENV)
+    if given:
+        return given
+    return str(typer.prompt("Backup passphrase", hide_input=True, confirmation_prompt=confirm))
+
+
+def _audit_head(db: Path) -> tuple[int, str]:
+    from audit.sources import head, log_id
+    from exchange.db import make_engine, migrate, session_factory
+
+    engine = make_engine(f"sqlite:///{db}")
+    try:
+        migrate(engine)  # a copy of an older version's database reads like today's
+        sessions = session_factory(engine)
+        return head(sessions)[0], log_id(sessions)
+    finally:
+        engine.dispose()
+
+
+@guarded
+def backup(
+    to: Path = typer.Option(..., "--to", help="New or empty directory for the backup"),
+    home: Path | None = HomeOption,
+) -> None:
+    """Encrypted snapshot of the control plane and keys (the gateway may keep running)."""
+    from exchange.backup import create
+
+    settings = settings_for(home)
+    if settings.database_url and not settings.database_url.startswith("sqlite"):
+        raise ConfigurationError(
+            "the control plane is in PostgreSQL: back it up with pg_dump (not built in yet); "
+            "`exchange backup` covers SQLite homes"
+        )
+    manifest = create(settings.resolved_home, to, _passphrase(confirm=True), _audit_head)
+    console.print(
+        f"backup {manifest['backup_id']}: {len(manifest['files'])} files, audit log at "
+        f"{manifest['audit']['size']} events -> {to}",
+        highlight=False,
+    )
+
+
+def _topic_size(settings: object, log_id: str) -> int:
+    """Events of this audit log the Kafka topic holds (the broker of this home is started
+    for the count if it is embedded and not running)."""
+    from audit.settings import AuditSettings
+    from audit.sources import kafka_entries
+    from exchange.errors import NotFound
+    from exchange.kafka import open_kafka
+    from exchange.kafka.broker import LocalBroker
+    from exchange.settings import Settings
+
+    assert isinstance(settings, Settings)
+    started = None
+    bootstrap = settings.kafka_bootstrap
+    if not bootstrap:
+        broker = LocalBroker(settings.resolved_home)
+        running = broker.state()
+        if running is None:
+            running, started = broker.start(), broker
+        bootstrap = running.bootstrap
+    kafka = open_kafka(bootstrap, "exchange-restore", settings.kafka_client,
+                       security=settings.kafka_security())  # fmt: skip
+    try:
+        return sum(1 for _ in kafka_entries(kafka, AuditSettings().topic, log_id))
+    except NotFound:
+        return 0
+    finally:
+        kafka.close()
+        if started is not None:
+            started.stop()
+
+
+@guarded
+def restore(
+    src: Path = typer.Option(..., "--from", help="A directory written by `exchange backup`"),
+    home: Path | None = HomeOption,
+    allow_stale: bool = typer.Option(
+        False, "--allow-stale", help="Restore although the audit topic holds newer events"
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing home's files"),
+) -> None:
+    """Restore a backup onto a (fresh) home; refuses a stale one unless --allow-stale."""
+    from exchange.backup import BackupRefused, install, open_backup, stale
+
+    settings = settings_for(home)
+    manifest, contents = open_backup(src, _passphrase(confirm=False))
+    target = settings.resolved_home
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    written = install(target, contents, force=force)
+    size = _topic_size(settings, str(manifest["audit"]["log_id"]))
+    if stale(manifest, size) and not allow_stale:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise BackupRefused(
+            f"stale backup: the audit topic holds {size} events of this log, the backup knows "
+            f"{manifest['audit']['size']}; what happened after it (keys, agreements) would be "
+            "lost. Restore a newer backup, or pass --allow-stale to accept that"
+        )
+    console.print(
+        f"restored backup {manifest['backup_id']} ({manifest['created_at']}) into {target}: "
+        f"{len(written)} files; audit topic {size} events, backup {manifest['audit']['size']}",
+        highlight=False,
+    )
