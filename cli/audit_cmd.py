@@ -1,33 +1,311 @@
-"""``exchange audit verify|checkpoint|query|prune``: the security officer's tools."""
+"""``exchange audit ...``: the security officer's tools.
+
+Reads go through the gateway's audited API as an ``auditor`` client (the shared options of
+``cli/connect.py``; last resort ``$EXCHANGE_HOME/auditor-credentials.json``), so every query,
+export and verification leaves an ``audit.read`` event like any other officer read.
+
+``verify --offline`` and ``prune`` work on a home's database (and Kafka topic) directly, for
+when the gateway is down or to check the storage below it, and say so on stderr. An offline
+verification is deliberately *not* written to the log: it must not change the storage it
+examines (an event appended to a truncated log would chain onto the cut and disguise it), and
+it needs the database's own credentials or file access, which the host and database audit,
+not the exchange. ``verify-export FILE`` needs nothing but the file.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from cli.common import HomeOption, console, err_console, guarded, settings_for
-from exchange.errors import ConfigurationError, InvalidInput
+from cli.connect import AUDITOR_FILE, EXIT_USAGE, Failure, Session, connected, rendered_errors
 
 if TYPE_CHECKING:
     from audit.factory import Audit
+    from exchange.settings import Settings
 
-app = typer.Typer(help="Tamper-evident audit log: verify, checkpoint, query.", no_args_is_help=True)
+app = typer.Typer(
+    help="Tamper-evident audit log: query, export, verify, checkpoint.", no_args_is_help=True
+)
+EVENT_COLUMNS = ("index", "ts", "type", "actor", "department", "topic", "outcome")
+PAGE = 1000
 
 
-def _open(home: Path | None, topic: str | None = None, kafka: bool = False) -> Audit:
+def _filters(**values: Any) -> dict[str, Any]:
+    names = {"since": "from", "until": "to"}
+    out = {}
+    for k, v in values.items():
+        if v is not None:
+            out[names.get(k, k)] = v.isoformat() if isinstance(v, datetime) else v
+    return out
+
+
+def _pages(cx: Session, params: dict[str, Any], after: int = -1) -> Iterator[dict[str, Any]]:
+    """Every page of /v1/audit/events from ``after`` on (one audited read per page)."""
+    while True:
+        page = cx.call("GET", "/v1/audit/events", params={**params, "after": after, "limit": PAGE})
+        yield page
+        if page["next"] is None or not page["events"]:
+            return
+        after = int(page["next"])
+
+
+FilterOpts = {
+    "subject": typer.Option(None, "--subject", help="Raw data-subject id (hashed server-side)"),
+    "department": typer.Option(None, "--department"),
+    "client": typer.Option(None, "--client", help="Acting client id"),
+    "topic": typer.Option(None, "--topic"),
+    "type": typer.Option(None, "--type", help="Event type, e.g. record.published"),
+    "since": typer.Option(None, "--since", help="From this time (UTC)"),
+    "until": typer.Option(None, "--until", help="Before this time (UTC)"),
+}
+
+
+@app.command()
+@connected(AUDITOR_FILE)
+def query(
+    cx: Session,
+    subject: str | None = FilterOpts["subject"],
+    department: str | None = FilterOpts["department"],
+    client: str | None = FilterOpts["client"],
+    topic: str | None = FilterOpts["topic"],
+    type: str | None = FilterOpts["type"],
+    since: datetime | None = FilterOpts["since"],
+    until: datetime | None = FilterOpts["until"],
+    after: int = typer.Option(-1, "--after", help="Only events with a greater index (paging)"),
+    limit: int = typer.Option(100, "--limit", min=1, max=1000),
+) -> None:
+    """Search events (role auditor; the search itself is audited). -o json: with proofs."""
+    params = _filters(
+        subject=subject, department=department, client=client, topic=topic, type=type,
+        since=since, until=until,
+    )  # fmt: skip
+    page = cx.call("GET", "/v1/audit/events", params={**params, "after": after, "limit": limit})
+    if cx.json:
+        cx.emit(page)
+        return
+    cx.emit([r["event"] for r in page["events"]], EVENT_COLUMNS)
+    if page["next"] is not None:
+        cx.note(f"more: --after {page['next']}")
+
+
+@app.command()
+@connected(AUDITOR_FILE)
+def export(
+    cx: Session,
+    out: Path = typer.Option(..., "--out", help="File to write"),
+    fmt: str = typer.Option("jsonl", "--format", help="jsonl (verifiable offline) or csv"),
+    subject: str | None = FilterOpts["subject"],
+    department: str | None = FilterOpts["department"],
+    client: str | None = FilterOpts["client"],
+    topic: str | None = FilterOpts["topic"],
+    type: str | None = FilterOpts["type"],
+    since: datetime | None = FilterOpts["since"],
+    until: datetime | None = FilterOpts["until"],
+) -> None:
+    """Export matching events with inclusion proofs; check the file with `verify-export`."""
+    from audit.export import to_csv
+
+    if fmt not in ("jsonl", "csv"):
+        cx.fail("--format must be jsonl or csv", code=EXIT_USAGE)
+    params = _filters(
+        subject=subject, department=department, client=client, topic=topic, type=type,
+        since=since, until=until,
+    )  # fmt: skip
+    count, note = 0, None
+    with out.open("w", encoding="utf-8") as f, cx.progress("exporting audit events") as advance:
+        for page in _pages(cx, params):
+            if fmt == "jsonl":
+                if page["checkpoint"] != note:  # proofs below are against this checkpoint
+                    note = page["checkpoint"]
+                    header = {"checkpoint": note, "verifier_key": page["verifier_key"]}
+                    f.write(json.dumps(header) + "\n")
+                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in page["events"])
+            else:
+                text = to_csv(page["events"])
+                f.write(text if count == 0 else text.split("\n", 1)[1])
+            count += len(page["events"])
+            advance(len(page["events"]))
+    cx.emit({"file": str(out), "format": fmt, "events": count})
+
+
+@app.command("verify-export")
+def verify_export(
+    file: Path = typer.Argument(..., help="A JSONL file from `exchange audit export`"),
+    key: str | None = typer.Option(
+        None, "--key", help="Pin the verifier key (or a file holding it); default: the file's"
+    ),
+) -> None:
+    """Check an exported audit file offline: every event is proven in a signed checkpoint."""
+    from audit.offline import verify_export as check
+
+    with rendered_errors():
+        pinned = _key_text(key)
+        with file.open(encoding="utf-8") as f, Session().progress("verifying") as advance:
+            report = check(f, pinned, on_event=advance)
+        if pinned is None:
+            typer.echo("note: verifier key taken from the file; pin it with --key", err=True)
+        if not report.ok:
+            raise Failure(report.line())
+        typer.echo(report.line())
+
+
+def _key_text(key: str | None) -> str | None:
+    if key is None:
+        return None
+    path = Path(key)
+    return path.read_text().strip() if path.exists() else key
+
+
+@app.command()
+@connected(AUDITOR_FILE)
+def checkpoint(
+    cx: Session,
+    out: Path | None = typer.Option(None, "--out", help="Also write the signed note here"),
+    cached: bool = typer.Option(False, "--cached", help="The latest one, without signing now"),
+) -> None:
+    """Sign a checkpoint of the log's head now and print it (C2SP signed note)."""
+    cp = cx.call("GET", "/v1/audit/checkpoint", params={"fresh": str(not cached).lower()})
+    if out is not None:
+        out.write_text(cp["checkpoint"])
+    if cx.json:
+        cx.emit(cp)
+    else:
+        sys.stdout.write(cp["checkpoint"])
+
+
+@app.command()
+@connected(AUDITOR_FILE)
+def verify(
+    cx: Session,
+    from_checkpoint: Path | None = typer.Option(
+        None, "--from-checkpoint", help="A signed checkpoint saved earlier; the log must extend it"
+    ),
+    key: str | None = typer.Option(
+        None, "--key", help="Pin the verifier key (or a file holding it)"
+    ),
+    offline: bool = typer.Option(
+        False, "--offline", help="Read this home's storage directly, not through the gateway"
+    ),
+    source: str = typer.Option("db", "--source", help="With --offline: db (index) or kafka"),
+    topic: str | None = typer.Option(None, "--topic", help="With --offline: the audit topic"),
+) -> None:
+    """Verify the whole log: every event re-hashed into the signed tree (through the gateway,
+    audited), and consistent with --from-checkpoint. --offline: from a home's db or Kafka."""
+    trusted = from_checkpoint.read_text() if from_checkpoint else None
+    pinned = _key_text(key)
+    if offline:
+        _verify_offline(cx, source, topic, trusted, pinned)
+        return
+    if source != "db" or topic is not None:
+        cx.fail("--source and --topic go with --offline", code=EXIT_USAGE)
+    _verify_online(cx, trusted, pinned)
+
+
+def _verify_online(cx: Session, trusted: str | None, key: str | None) -> None:
+    from audit.checkpoint import BadCheckpoint, Verifier, open_note
+    from audit.merkle import hasher, verify_consistency
+    from audit.offline import verify_export as check
+    from audit.verify import StoredEntry, verify_log
+
+    head = cx.call("GET", "/v1/audit/checkpoint", params={"fresh": "true"})
+    verifier = Verifier.parse(key or head["verifier_key"])
+    try:
+        cp = open_note(head["checkpoint"], verifier)
+    except BadCheckpoint as exc:
+        cx.fail(f"the gateway's checkpoint does not verify: {exc.message}")
+    h = hasher(cp.hash)
+    lines: list[str] = []
+    entries: list[StoredEntry] = []
+    first: int | None = None
+    with cx.progress("verifying the audit log", total=cp.size) as advance:
+        for page in _pages(cx, {}):
+            lines.append(json.dumps({"checkpoint": page["checkpoint"], "verifier_key":
+                                     key or page["verifier_key"]}))  # fmt: skip
+            for r in page["events"]:
+                index = r["event"]["index"]
+                if index >= cp.size:
+                    break
+                first = index if first is None else first
+                lines.append(json.dumps(r, ensure_ascii=False))
+                entries.append(StoredEntry(r["entry"].encode()))
+                advance()
+            if page["events"] and page["events"][-1]["event"]["index"] >= cp.size - 1:
+                break
+    proofs = check(lines, key)  # each event against the checkpoint its page was proven in
+    if not proofs.ok:
+        cx.fail(proofs.line())
+    notes: list[str] = []
+    if first == 0:  # the whole log is here: recompute it, naming the first bad index
+        report = verify_log(
+            h, entries, checkpoints=[head["checkpoint"]], verifier=verifier,
+            expected_size=cp.size, trusted=[trusted] if trusted else [],
+        )  # fmt: skip
+        if not report.ok:
+            cx.fail(report.line())
+    else:
+        notes.append(f"log pruned below index {first}: each event checked by its proof")
+        if trusted:
+            old = open_note(trusted, verifier)
+            proof = cx.call(
+                "GET", "/v1/audit/proofs/consistency", params={"from": old.size, "to": cp.size}
+            )
+            hashes = [bytes.fromhex(p) for p in proof.get("proof", [])]
+            if not verify_consistency(h, old.size, cp.size, hashes, old.root, cp.root):
+                cx.fail(f"the log does not extend the trusted checkpoint of size {old.size}")
+    if key is None:
+        notes.append("verifier key from the gateway; pin it with --key")
+    result = {
+        "ok": True,
+        "events": len(entries),
+        "size": cp.size,
+        "root": cp.root.hex(),
+        "extends_trusted": bool(trusted),
+        "notes": notes,
+    }
+    if cx.json:
+        cx.emit(result)
+        return
+    for n in notes:
+        cx.note(f"note: {n}")
+    extends = ", extends the trusted checkpoint" if trusted else ""
+    typer.echo(f"ok: {cp.size} events, root {cp.root.hex()}{extends}")
+
+
+# -- offline (a home's storage, no gateway) ------------------------------------------------
+def _home_settings(cx: Session) -> Settings:
+    from exchange.settings import Settings
+
+    settings = Settings(home=cx.home) if cx.home else Settings()
+    home = settings.resolved_home
+    if settings.database_url is None and not (home / "exchange.db").exists():
+        cx.fail(
+            f"no exchange home at {home} (looked for {home / 'exchange.db'})",
+            "pass --home DIR or set EXCHANGE_HOME; or drop --offline to verify through the gateway",
+            EXIT_USAGE,
+        )
+    return settings
+
+
+def _open(cx: Session, topic: str | None = None, kafka: bool = False) -> Audit:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from audit.factory import open_audit
     from audit.settings import AuditSettings
     from exchange.db import make_engine, migrate, session_factory
     from exchange.kafka import open_kafka
 
-    settings = settings_for(home)
-    engine = make_engine(settings.sqlalchemy_url)
-    migrate(engine)
+    settings = _home_settings(cx)
+    try:
+        engine = make_engine(settings.sqlalchemy_url)
+        migrate(engine)
+    except SQLAlchemyError as exc:
+        cx.fail(f"cannot open the database of {settings.resolved_home}: {exc.__class__.__name__}")
     a = AuditSettings()
     if topic:
         a = a.model_copy(update={"topic": topic})
@@ -42,11 +320,10 @@ def _open(home: Path | None, topic: str | None = None, kafka: bool = False) -> A
     return audit
 
 
-def _bootstrap(settings: object) -> str:
+def _bootstrap(settings: Settings) -> str:
+    from exchange.errors import ConfigurationError
     from exchange.kafka.broker import LocalBroker
-    from exchange.settings import Settings
 
-    assert isinstance(settings, Settings)
     if settings.kafka_bootstrap:
         return settings.kafka_bootstrap
     state = LocalBroker(settings.resolved_home).state()
@@ -55,94 +332,30 @@ def _bootstrap(settings: object) -> str:
     return state.bootstrap
 
 
-def _read_key(key: str | None) -> object:
-    from audit.checkpoint import Verifier
-
-    if key is None:
-        return None
-    path = Path(key)
-    return Verifier.parse(path.read_text() if path.exists() else key)
-
-
-@app.command()
-@guarded
-def verify(
-    home: Path | None = HomeOption,
-    source: str = typer.Option("db", "--source", help="db (the index) or kafka (the topic)"),
-    from_checkpoint: Path | None = typer.Option(
-        None, "--from-checkpoint", help="A signed checkpoint saved earlier; the log must extend it"
-    ),
-    key: str | None = typer.Option(
-        None, "--key", help="Verifier key (or a file holding it); default: this home's"
-    ),
-    topic: str | None = typer.Option(None, "--topic", help="Audit topic (default from settings)"),
+def _verify_offline(
+    cx: Session, source: str, topic: str | None, trusted: str | None, key: str | None
 ) -> None:
-    """Recompute the Merkle tree from stored events; name the first tampered index."""
     from audit.checkpoint import Verifier
 
     if source not in ("db", "kafka"):
-        raise InvalidInput("--source must be db or kafka")
-    audit = _open(home, topic, kafka=source == "kafka")
-    trusted = [from_checkpoint.read_text()] if from_checkpoint else []
-    verifier = _read_key(key)
-    assert verifier is None or isinstance(verifier, Verifier)
-    report = audit.service.verify(source, trusted, verifier)
+        cx.fail("--source must be db or kafka", code=EXIT_USAGE)
+    audit = _open(cx, topic, kafka=source == "kafka")
+    verifier = Verifier.parse(key) if key else None
+    where = f"Kafka topic {audit.settings.topic}" if source == "kafka" else "the database"
+    cx.note(f"offline: reading {where} of this home directly, not through the gateway")
+    with cx.progress("verifying (offline)"):
+        report = audit.service.verify(source, [trusted] if trusted else [], verifier)
     for n in report.notes:
-        console.print(f"note: {n}", highlight=False)
+        cx.note(f"note: {n}")
     if not report.ok:
-        err_console.print(report.line(), highlight=False)
-        raise typer.Exit(1)
-    console.print(report.line(), highlight=False)
+        cx.fail(report.line())
+    typer.echo(report.line())
 
 
 @app.command()
-@guarded
-def checkpoint(
-    home: Path | None = HomeOption,
-    out: Path | None = typer.Option(None, "--out", help="Also write the signed note here"),
-) -> None:
-    """Sign a checkpoint of the current log now and print it (C2SP signed note)."""
-    cp = _open(home).service.checkpoint()
-    if out is not None:
-        out.write_text(cp.note)
-    sys.stdout.write(cp.note)
-
-
-@app.command()
-@guarded
-def query(
-    home: Path | None = HomeOption,
-    subject: str | None = typer.Option(None, help="Raw data-subject id (hashed, never stored)"),
-    department: str | None = None,
-    client: str | None = typer.Option(None, help="Acting client id"),
-    topic: str | None = None,
-    type: str | None = typer.Option(None, "--type", help="Event type, e.g. token.issued"),
-    since: datetime | None = typer.Option(None, help="From this time (UTC)"),
-    until: datetime | None = typer.Option(None, help="Before this time (UTC)"),
-    after: int = typer.Option(-1, help="Only events with a greater index (paging)"),
-    limit: int = typer.Option(100, help="At most this many events"),
-    fmt: str = typer.Option("jsonl", "--format", help="jsonl or csv (with proofs)"),
-) -> None:
-    """Print matching events with inclusion proofs against one signed checkpoint."""
-    from audit.export import to_csv, to_jsonl
-    from audit.service import Filters
-
-    svc = _open(home).service
-    f = Filters(since, until, department, client, topic, type, subject)
-    cp, rows = svc.with_proofs(svc.query(f, after, limit))
-    verifier = svc.signer.verifier.encode()
-    if fmt == "csv":
-        sys.stdout.write(to_csv(rows))
-        err_console.print(json.dumps({"checkpoint": cp.note, "verifier_key": verifier}))
-    elif fmt == "jsonl":
-        sys.stdout.writelines(to_jsonl(cp.note, verifier, rows))
-    else:
-        raise InvalidInput("--format must be jsonl or csv")
-
-
-@app.command()
-@guarded
-def prune(home: Path | None = HomeOption) -> None:
-    """Drop indexed events older than the retention; checkpoints and an anchor stay."""
-    first = _open(home).service.prune()
-    console.print(f"log now starts at index {first}", highlight=False)
+@connected(AUDITOR_FILE)
+def prune(cx: Session) -> None:
+    """Offline maintenance: drop indexed events past the retention (checkpoints and an anchor
+    stay) in this home's database."""
+    first = _open(cx).service.prune()
+    cx.emit({"log_starts_at": first})

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
-from exchange.errors import ExchangeError
-from exchange.settings import Settings
+if TYPE_CHECKING:  # imported when used: commands that never need settings start faster
+    from exchange.settings import Settings
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -22,6 +22,8 @@ HomeOption = typer.Option(
 
 
 def settings_for(home: Path | None, **overrides: Any) -> Settings:
+    from exchange.settings import Settings
+
     values = {k: v for k, v in overrides.items() if v is not None}
     if home is not None:
         values["home"] = home
@@ -30,12 +32,11 @@ def settings_for(home: Path | None, **overrides: Any) -> Settings:
 
 @contextmanager
 def one_line_errors() -> Iterator[None]:
-    """Turn our errors into one clear line on stderr and exit code 1."""
-    try:
+    """Expected failures as one clear line on stderr (``cli.connect``), never a traceback."""
+    from cli.connect import rendered_errors
+
+    with rendered_errors():
         yield
-    except ExchangeError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
-        raise typer.Exit(1) from None
 
 
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -7,9 +7,6 @@ from pathlib import Path
 import typer
 
 from cli.common import HomeOption, console, guarded, settings_for
-from exchange.kafka.broker import LocalBroker
-from exchange.kafka.jars import ensure_jars
-from exchange.kafka.security import write_properties_file
 
 app = typer.Typer(help="Manage the embedded single-node Kafka broker.", no_args_is_help=True)
 
@@ -21,6 +18,8 @@ def start(
     port: int | None = typer.Option(None, help="Broker port (default: a free one)"),
 ) -> None:
     """Start the broker in the background and print its bootstrap address."""
+    from exchange.kafka.broker import LocalBroker
+
     s = settings_for(home)
     broker = LocalBroker(s.resolved_home, broker_port=port)
     st = broker.start()
@@ -32,6 +31,8 @@ def start(
 @guarded
 def stop(home: Path | None = HomeOption) -> None:
     """Stop the broker of this home (clean shutdown)."""
+    from exchange.kafka.broker import LocalBroker
+
     s = settings_for(home)
     stopped = LocalBroker(s.resolved_home).stop()
     console.print("stopped" if stopped else "not running")
@@ -44,6 +45,9 @@ def status(home: Path | None = HomeOption) -> None:
 
     Point Kafka's Java tools at the file, e.g.
     ``kafka-console-consumer.sh --bootstrap-server ADDR --consumer.config FILE --topic T``."""
+    from exchange.kafka.broker import LocalBroker
+    from exchange.kafka.security import write_properties_file
+
     s = settings_for(home)
     broker = LocalBroker(s.resolved_home)
     st = broker.state()
@@ -59,4 +63,6 @@ def status(home: Path | None = HomeOption) -> None:
 @guarded
 def fetch() -> None:
     """Fetch the broker jars into the cache (done by ``make install``)."""
+    from exchange.kafka.jars import ensure_jars
+
     console.print(f"kafka jars in {ensure_jars()}", highlight=False)

@@ -1,8 +1,11 @@
-"""``exchange keys list|rotate|shred|rotate-kek`` and ``exchange kms init``.
+"""``exchange keys list|rotate|shred|rotate-kek`` and ``exchange kms init|metrics``.
 
-They work on this home's database and KMS directly (the gateway need not run) and append
-their audit events to the audit log's index. A running gateway notices a shred made here
-within its key-cache TTL (60 s); ``POST /v1/keys/shred`` takes effect on that instance at once.
+By default they call the gateway (``/v1/keys``, ``/v1/kms``) as an admin or the owner's
+steward, with the shared options of ``cli/connect.py``. ``--offline`` works on a home's
+database and KMS directly instead (the gateway need not run; ``rotate --due`` and ``kms init``
+are always offline) and appends their audit events to the audit log's index with actor
+``cli``. A running gateway notices an offline shred within its key-cache TTL (60 s); a shred
+through the gateway takes effect on that instance at once.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from cli.common import HomeOption, console, guarded, settings_for
+from cli.connect import Session, connected
 from exchange.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -22,6 +26,10 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Data-encryption keys: list, rotate, shred.", no_args_is_help=True)
 kms_app = typer.Typer(help="The KMS holding department KEKs.", no_args_is_help=True)
 ACTOR = "cli"
+KEY_COLUMNS = ("topic", "field", "version", "state", "cipher", "kek", "created_at", "dek_id")
+OfflineOpt = typer.Option(
+    False, "--offline", help="Work on this home's database and KMS directly (no gateway)"
+)
 
 
 def _open(home: Path | None) -> FieldCrypto:
@@ -39,21 +47,24 @@ def _open(home: Path | None) -> FieldCrypto:
     return build_field_crypto(settings, sessions, audit, load_master_key(settings))
 
 
-def _table(keys: list[KeyInfo]) -> None:
-    """Tab-separated (scriptable, never truncated); no key material exists to print."""
-    console.print("topic\tfield\tversion\tstate\tcipher\tkek\tcreated\tdek_id", highlight=False)
-    for k in keys:
-        row = (
-            k.topic,
-            k.field,
-            str(k.version),
-            k.state,
-            k.cipher,
-            k.kek,
-            k.created_at.isoformat(timespec="seconds"),
-            k.dek_id,
-        )
-        console.print("\t".join(row), highlight=False, markup=False)
+def _table(cx: Session, keys: list[KeyInfo]) -> None:
+    """No key material exists to print: ids, versions, states."""
+    cx.emit(
+        [
+            {
+                "topic": k.topic,
+                "field": k.field,
+                "version": k.version,
+                "state": k.state,
+                "cipher": k.cipher,
+                "kek": k.kek,
+                "created_at": k.created_at.isoformat(timespec="seconds"),
+                "dek_id": k.dek_id,
+            }
+            for k in keys
+        ],
+        KEY_COLUMNS,
+    )
 
 
 def _when(text: str | None) -> datetime | None:
@@ -67,50 +78,62 @@ def _when(text: str | None) -> datetime | None:
 
 
 @app.command("list")
-@guarded
+@connected()
 def list_(
+    cx: Session,
     topic: str | None = typer.Option(None, "--topic", help="Only this topic"),
-    home: Path | None = HomeOption,
+    offline: bool = OfflineOpt,
 ) -> None:
     """Every DEK version (never key material): topic, field, version, state, KEK."""
-    crypto = _open(home)
+    if not offline:
+        cx.emit(cx.call("GET", "/v1/keys", params={"topic": topic} if topic else None), KEY_COLUMNS)
+        return
+    crypto = _open(cx.home)
     try:
-        _table(crypto.keys.list_keys(topic))
+        _table(cx, crypto.keys.list_keys(topic))
     finally:
         crypto.close()
 
 
 @app.command()
-@guarded
+@connected()
 def rotate(
+    cx: Session,
     topic: str | None = typer.Option(None, "--topic", help="Rotate this topic's keys now"),
     field: str | None = typer.Option(None, "--field", help="One field path; default all"),
-    due: bool = typer.Option(False, "--due", help="Rotate every key the age/count policy says"),
-    home: Path | None = HomeOption,
+    due: bool = typer.Option(
+        False, "--due", help="Offline: rotate every key the age/count policy says"
+    ),
+    offline: bool = OfflineOpt,
 ) -> None:
     """New DEK versions; data under older versions stays readable."""
     if (topic is None) == (not due):
         raise InvalidInput("give either --topic (rotate now) or --due (apply the policy)")
-    crypto = _open(home)
+    if not offline and not due:
+        body = {"topic": topic, "field": field}
+        cx.emit(cx.call("POST", "/v1/keys/rotate", json=body), KEY_COLUMNS)
+        return
+    crypto = _open(cx.home)
     try:
         if topic is not None:
-            _table(crypto.keys.rotate(topic, field, actor=ACTOR))
+            _table(cx, crypto.keys.rotate(topic, field, actor=ACTOR))
         else:
-            _table(crypto.keys.rotate_due(actor=ACTOR))
+            _table(cx, crypto.keys.rotate_due(actor=ACTOR))
     finally:
         crypto.close()
 
 
 @app.command()
-@guarded
+@connected()
 def shred(
+    cx: Session,
     topic: str = typer.Option(..., "--topic"),
     field: str | None = typer.Option(None, "--field"),
     before: str | None = typer.Option(
         None, "--before", help="Only versions created before (ISO date, UTC if no zone)"
     ),
     yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation"),
-    home: Path | None = HomeOption,
+    offline: bool = OfflineOpt,
 ) -> None:
     """Destroy DEK versions: records under them become permanently unreadable (redacted)."""
     cutoff = _when(before)
@@ -119,26 +142,42 @@ def shred(
     )
     if not yes:
         typer.confirm(f"Permanently destroy the keys of {what}?", abort=True)
-    crypto = _open(home)
+    if not offline:
+        body = {"topic": topic, "field": field, "before": cutoff.isoformat() if cutoff else None}
+        n = int(cx.call("POST", "/v1/keys/shred", json=body)["shredded"])
+        cx.emit({"topic": topic, "field": field, "shredded": n})
+        return
+    crypto = _open(cx.home)
     try:
         n = crypto.keys.shred(topic, field, cutoff, actor=ACTOR)
     finally:
         crypto.close()
-    console.print(f"shredded {n} key version(s) of {what}", highlight=False)
+    cx.emit(f"shredded {n} key version(s) of {what}")
 
 
 @app.command("rotate-kek")
-@guarded
+@connected()
 def rotate_kek(
-    department: str = typer.Option(..., "--department"), home: Path | None = HomeOption
+    cx: Session, department: str = typer.Option(..., "--department"), offline: bool = OfflineOpt
 ) -> None:
     """New KEK version for a department; its DEKs are re-wrapped (Kafka data untouched)."""
-    crypto = _open(home)
+    if not offline:
+        cx.emit(cx.call("POST", f"/v1/kms/keks/{department}/rotate"))
+        return
+    crypto = _open(cx.home)
     try:
         n = crypto.keys.rotate_kek(department, actor=ACTOR)
     finally:
         crypto.close()
-    console.print(f"re-wrapped {n} DEK version(s) under the new KEK of {department}")
+    cx.emit(f"re-wrapped {n} DEK version(s) under the new KEK of {department}")
+
+
+@kms_app.command()
+@connected()
+def metrics(cx: Session) -> None:
+    """Counts and seconds per KMS operation (admin; no key material)."""
+    snap = cx.call("GET", "/v1/kms/metrics")
+    cx.emit([{"operation": op, **vals} for op, vals in snap.items()] if not cx.json else snap)
 
 
 @kms_app.command()

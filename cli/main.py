@@ -15,6 +15,7 @@ from cli import (
     audit_cmd,
     backup_cmd,
     consent_cmd,
+    data_cmd,
     identity_cmd,
     kafka_cmd,
     keys_cmd,
@@ -41,6 +42,11 @@ app.add_typer(profile_cmd.profiles_app, name="profiles")
 app.add_typer(identity_cmd.departments_app, name="departments")
 app.add_typer(identity_cmd.clients_app, name="clients")
 app.add_typer(schema_cmd.app, name="schema")
+app.add_typer(data_cmd.topics_app, name="topics")
+app.command("publish")(data_cmd.publish_command)
+app.add_typer(data_cmd.subscribe_app, name="subscribe")
+app.add_typer(data_cmd.subscribe_app, name="subscriptions", hidden=True)
+app.command("tail")(data_cmd.tail_command)
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(keys_cmd.kms_app, name="kms")

@@ -7,18 +7,18 @@ import os
 import signal
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
-import uvicorn
 
 from cli.common import HomeOption, console, guarded, settings_for
 from exchange import logs, metrics, tracing
 from exchange.errors import ConfigurationError, KafkaUnavailable, NotFound
 from exchange.home import secure_home
-from exchange.kafka.broker import LocalBroker, port_free
-from exchange.kafka.probe import metadata_answers
-from exchange.kafka.supervisor import BrokerSupervisor
-from exchange.settings import Settings
+
+if TYPE_CHECKING:  # imported when used: `exchange --help` and friends start fast
+    from exchange.kafka.broker import LocalBroker
+    from exchange.settings import Settings
 
 ADMIN_DEPARTMENT = "exchange-admin"
 ADMIN_CLIENT = "exchange-admin"
@@ -101,6 +101,9 @@ def ensure_auditor(settings: Settings, identity: object) -> Path:
 def resolve_bootstrap(settings: Settings) -> tuple[str, LocalBroker | None, bool]:
     """The bootstrap address, the embedded broker (None: external Kafka) and whether this
     call started it."""
+    from exchange.kafka.broker import LocalBroker
+    from exchange.kafka.probe import metadata_answers
+
     if settings.kafka_bootstrap:
         if not metadata_answers(settings.kafka_bootstrap, settings.kafka_security(), timeout=10):
             raise KafkaUnavailable(
@@ -132,6 +135,10 @@ def up(
     host: str | None = typer.Option(None, "--host", help="Bind address"),
 ) -> None:
     """Start the whole system on this machine and print where to reach it."""
+    import uvicorn
+
+    from exchange.kafka.broker import port_free
+    from exchange.kafka.supervisor import BrokerSupervisor
     from gateway.app import build_services, create_app
 
     settings = settings_for(home, port=port, host=host)

@@ -55,11 +55,15 @@ class ApiError(Exception):
         errors = self.body.get("errors") if isinstance(self.body, dict) else None
         if not isinstance(errors, list):
             return []
-        return [
-            (str(e.get("path", "")), str(e.get("reason", "")))
-            for e in errors
-            if isinstance(e, dict)
-        ]
+        out = []
+        for e in errors:
+            if not isinstance(e, dict):
+                continue
+            path = str(e.get("path") or "")
+            if "index" in e:  # a publish batch: which record, then where in it
+                path = f"record {e['index']}" + (f" {path}" if path else "")
+            out.append((path, str(e.get("reason", ""))))
+        return out
 
 
 class AuthenticationFailed(ApiError):

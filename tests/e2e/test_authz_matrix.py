@@ -32,6 +32,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
 Cell = tuple[str, str, str]  # method, route, caller
 
+
 def routes(app: Any) -> Iterator[tuple[str, str, Access | None]]:
     for route in app_routes(app.routes):
         methods = sorted(getattr(route, "methods", None) or ["GET"])

@@ -3,7 +3,6 @@ writers, fail-closed appends, pruning that keeps the log verifiable, CLI query/c
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +15,6 @@ from typer.testing import CliRunner
 
 from audit.events import now_ts
 from audit.factory import Audit, open_audit
-from audit.keys import SubjectHasher
 from audit.merkle import SHA256
 from audit.models import AuditEventRow
 from audit.offline import verify_exported
@@ -131,33 +129,25 @@ def cli_home(home: Path) -> Iterator[Path]:
     yield home
 
 
-def test_cli_query_and_checkpoint(cli_home: Path, tmp_path: Path) -> None:
+def test_cli_offline_verify_is_labelled_and_read_only(cli_home: Path, tmp_path: Path) -> None:
+    """Through the gateway is the default (tests/e2e/test_cli_journey.py); --offline reads the
+    home's storage directly, says so, and writes nothing into the log it examines."""
     runner = CliRunner()
     env = {"EXCHANGE_HOME": str(cli_home)}
     out = tmp_path / "cp.txt"
-    r = runner.invoke(
-        app, ["audit", "checkpoint", "--home", str(cli_home), "--out", str(out)], env=env
-    )
-    assert r.exit_code == 0, r.output
-    assert out.read_text().splitlines()[1] == "12"
-    r = runner.invoke(
-        app, ["audit", "query", "--home", str(cli_home), "--subject", "person-1"], env=env
-    )
-    assert r.exit_code == 0, r.output
-    head, *lines = [json.loads(x) for x in r.stdout.splitlines()]
-    assert [x["event"]["data"]["i"] for x in lines] == [1, 5, 9]
-    for x in lines:
-        assert verify_exported(
-            x["entry"], x["event"]["index"], x["proof"], head["checkpoint"], head["verifier_key"]
-        )
-    hashed = SubjectHasher(b"")  # a different key gives different hashes: raw ids not stored
-    assert all(hashed("person-1") not in x["event"]["subjects"] for x in lines)
+    out.write_text(index_only(cli_home).service.checkpoint().note)
     r = runner.invoke(
         app,
-        ["audit", "verify", "--home", str(cli_home), "--from-checkpoint", str(out)],
+        ["audit", "verify", "--offline", "--home", str(cli_home), "--from-checkpoint", str(out)],
         env=env,
     )
-    assert r.exit_code == 0 and "ok: 12 events" in r.output, r.output
+    assert r.exit_code == 0 and "ok: 12 events" in r.stdout, r.output
+    assert "offline: reading the database of this home directly" in r.stderr
+    assert len(index_only(cli_home).service.query(Filters(), limit=1000)) == 12
+    nowhere = tmp_path / "not-a-home"
+    r = runner.invoke(app, ["audit", "verify", "--offline", "--home", str(nowhere)], env=env)
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert f"no exchange home at {nowhere} (looked for {nowhere / 'exchange.db'})" in r.stderr
 
 
 def test_sm3_log_verifies_and_its_hash_is_fixed_for_life(home: Path) -> None:

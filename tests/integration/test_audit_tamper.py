@@ -89,7 +89,9 @@ def log(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def verify(home: Path, bootstrap: str, *args: str) -> tuple[int, str]:
     env = {"EXCHANGE_KAFKA_BOOTSTRAP": bootstrap, "EXCHANGE_HOME": str(home)}
     env |= security_for(bootstrap).as_env()
-    result = CliRunner().invoke(app, ["audit", "verify", "--home", str(home), *args], env=env)
+    result = CliRunner().invoke(
+        app, ["audit", "verify", "--offline", "--home", str(home), *args], env=env
+    )
     return result.exit_code, result.output
 
 

@@ -1,0 +1,284 @@
+"""The whole journey with the ``exchange`` command only, as separate processes against a real
+gateway (``exchange up`` on the test broker): login, departments, clients, schema, topic,
+publish, agreement, tail/subscribe, audit — plus the examples and the failure messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.gateway import GatewayProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+@dataclass
+class World:
+    gateway: GatewayProcess
+    config: Path  # XDG_CONFIG_HOME of the "user"
+    owner: str
+    consumer: str
+    topic: str
+    agreement: str
+    granted: list[str]
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
+        env |= {"PYTHONPATH": str(ROOT), "XDG_CONFIG_HOME": str(self.config), "COLUMNS": "200"}
+        return env | extra
+
+    def run(
+        self, *args: str, ok: bool = True, input: str | None = None, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run(
+            [sys.executable, "-m", "cli.main", *args],
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            input=input,
+            cwd=self.config,  # not the repo: no ./.exchange to fall back on by accident
+        )
+        assert "Traceback" not in r.stderr + r.stdout, r.stderr
+        if ok:
+            assert r.returncode == 0, f"{args}: {r.stderr}"
+        return r
+
+    def json(self, *args: str, **env: str) -> Any:
+        return json.loads(self.run(*args, "--output", "json", **env).stdout)
+
+
+@pytest.fixture(scope="module")
+def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    home = tmp_path_factory.mktemp("cli-home")
+    gw = GatewayProcess(home, kafka_bootstrap).start()
+    tag = uuid.uuid4().hex[:6]
+    w = World(gw, tmp_path_factory.mktemp("cli-user"), f"health-{tag}", f"civil-{tag}",
+              f"health-{tag}.births", "", [])  # fmt: skip
+    try:
+        _set_up(w)
+        yield w
+    finally:
+        gw.stop()
+
+
+def _set_up(w: World) -> None:
+    """The journey's first half; each step is one command a new user would type."""
+    creds = str(w.gateway.home / "admin-credentials.json")
+    login = w.json("login", "--profile", "admin", "--credentials", creds)
+    assert "admin" in login["roles"] and login["default"] is True
+    cfg = w.config / "exchange" / "profiles.toml"
+    assert cfg.stat().st_mode & 0o777 == 0o600 and "admin" in w.run("profiles", "list").stdout
+    w.run("departments", "create", w.owner, "--name", "Health", "--level", "city")
+    w.run("departments", "create", w.consumer, "--name", "Civil Affairs", "--level", "county")
+    assert {w.owner, w.consumer} <= {d["id"] for d in w.json("departments", "list")}
+    w.run("clients", "create", w.owner, "--name", "births app", "--role", "publisher",
+          "--role", "steward", "--role", "registry:write", "--save-profile", "health")  # fmt: skip
+    made = w.json("clients", "create", w.consumer, "--name", "benefits",
+                  "--role", "subscriber", "--save-profile", "civil")  # fmt: skip
+    assert "client_secret" not in made and made["profile"] == "civil"
+    assert "s3cret" not in cfg.read_text()
+    w.run("topics", "create", w.topic, "--schema", str(EXAMPLES / "births.avsc"),
+          "--title", "Births", "--profile", "health")  # fmt: skip
+    fields = w.json("schema", "show", f"{w.topic}-value", "--profile", "health")["fields"]
+    mother = next(f for f in fields if f["path"] == "mother_id")
+    assert (mother["classification"], mother["data_subject"]) == ("sensitive", True)
+    sent = w.json("publish", w.topic, str(EXAMPLES / "births.jsonl"), "--key", "birth_id",
+                  "--profile", "health", "--idempotency-key", "births-1")  # fmt: skip
+    assert sent["records"] == 3
+    until = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    asked = w.json("agreements", "request", "--topic", w.topic, "--field", "birth_id",
+                   "--field", "hospital", "--field", "mother_id", "--purpose", "child benefit",
+                   "--valid-until", until, "--profile", "civil")  # fmt: skip
+    w.granted = ["birth_id", "hospital"]
+    done = w.json("agreements", "approve", asked["id"], "--field", "birth_id", "--field",
+                  "hospital", "--profile", "health")  # fmt: skip
+    assert done["status"] == "approved" and done["granted_fields"] == w.granted
+    w.agreement = asked["id"]
+
+
+def test_subscriber_sees_only_granted_fields(world: World) -> None:
+    tailed = world.run("tail", world.topic, "--from", "earliest", "--count", "3", "-o", "json",
+                       "--profile", "civil")  # fmt: skip
+    records = [json.loads(line) for line in tailed.stdout.splitlines()]
+    assert sorted(r["value"]["birth_id"] for r in records) == ["B-0001", "B-0002", "B-0003"]
+    assert all(
+        {k for k, v in r["value"].items() if v is not None} <= set(world.granted) for r in records
+    )
+    assert "Example Mother" not in tailed.stdout
+    sub = world.json("subscribe", "create", world.topic, "--profile", "civil")["id"]
+    page = world.run("subscribe", "pull", sub, "--max", "2", "-o", "json", "--profile", "civil")
+    first_two = {json.loads(x)["value"]["birth_id"] for x in page.stdout.splitlines()}
+    assert len(first_two) == 2
+    human = world.run("subscribe", "pull", sub, "--profile", "civil")  # the third, committed
+    (third,) = {"B-0001", "B-0002", "B-0003"} - first_two
+    assert third in human.stdout and "1 record(s)" in human.stderr
+    out = world.config / "replay.jsonl"
+    world.run("subscribe", "replay", sub, "--out", str(out), "--profile", "civil")
+    assert len(out.read_text().splitlines()) == 3
+    world.run("subscribe", "close", sub, "--profile", "civil")
+
+
+def test_tail_follows_live_and_stops_cleanly_on_ctrl_c(world: World) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "tail", world.topic, "--profile", "civil"],
+        env=world.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=world.config,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None and proc.stdout is not None
+        assert "following" in proc.stderr.readline()  # subscribed at the end: live only
+        time.sleep(1.0)  # let the stream connect before the record is published
+        value = json.loads((EXAMPLES / "births.jsonl").read_text().splitlines()[0])
+        value["birth_id"] = "B-LIVE"
+        world.run("publish", world.topic, "--value", json.dumps(value), "--profile", "health")
+        line = proc.stdout.readline()
+        assert "B-LIVE" in line and "Example Mother" not in line
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in err and "stopped after 1 record" in err
+    subs = world.json("subscribe", "list", "--profile", "civil")
+    assert all(s["status"] != "active" or s["topic"] != world.topic for s in subs), subs
+
+
+def test_examples_run_against_the_gateway(world: World) -> None:
+    health = world.json("whoami", "--profile", "health")
+    civil_env = _profile_env(world, "civil")
+    health_env = _profile_env(world, "health")
+    assert health["department"] == world.owner and "publisher" in health["roles"]
+    other = world.config / "more.jsonl"
+    rows = [json.loads(x) for x in (EXAMPLES / "births.jsonl").read_text().splitlines()]
+    other.write_text("".join(json.dumps(r | {"birth_id": r["birth_id"] + "-py"}) + "\n"
+                             for r in rows))  # fmt: skip
+    pub = _script(world, [sys.executable, str(EXAMPLES / "publisher.py"), world.topic,
+                          str(other)], EXCHANGE_PROFILE="health")  # fmt: skip
+    assert "published 3 record(s)" in pub
+    sub = _script(world, [sys.executable, str(EXAMPLES / "subscriber.py"), world.topic, "3"],
+                  **civil_env)  # fmt: skip
+    got = [json.loads(x)["value"] for x in sub.splitlines()]
+    assert len(got) == 3 and all(set(v) <= {*world.granted} or v.get("mother_name") is None
+                                 for v in got)  # fmt: skip
+    assert all(v["birth_id"].startswith("B-") and v.get("mother_id") is None for v in got)
+    sh = EXAMPLES / "curl_client.sh"
+    curl = rows[0] | {"birth_id": "B-curl"}
+    (world.config / "curl.jsonl").write_text(json.dumps(curl) + "\n")
+    out = _script(world, ["sh", str(sh), "publish", world.topic,
+                          str(world.config / "curl.jsonl")], **health_env)  # fmt: skip
+    assert json.loads(out)["records"] == 1
+    read = _script(world, ["sh", str(sh), "read", world.topic, "10"], **civil_env)
+    values = [json.loads(x) for x in read.splitlines()]
+    assert "B-curl" in {v["birth_id"] for v in values}
+    assert all(v.get("mother_name") is None for v in values)
+
+
+def _profile_env(world: World, name: str) -> dict[str, str]:
+    from exchange.profiles import ProfileStore
+
+    p = ProfileStore.load(world.config / "exchange" / "profiles.toml").get(name)
+    return {
+        "EXCHANGE_URL": p.url,
+        "EXCHANGE_CLIENT_ID": p.client_id,
+        "EXCHANGE_CLIENT_SECRET": p.client_secret,
+    }
+
+
+def _script(world: World, argv: list[str], **env: str) -> str:
+    r = subprocess.run(
+        argv, env=world.env(**env), capture_output=True, text=True, timeout=120, check=False
+    )
+    assert r.returncode == 0, r.stderr + r.stdout
+    return r.stdout
+
+
+def test_audit_through_the_gateway_and_offline_export_check(world: World) -> None:
+    officer = ["--home", str(world.gateway.home)]  # its auditor-credentials.json
+    before = world.json("audit", "query", "--type", "audit.read", "--limit", "1000", *officer)
+    published = world.json("audit", "query", "--topic", world.topic, "--type",
+                           "record.published", *officer)  # fmt: skip
+    assert len(published["events"]) >= 2 and published["checkpoint"].startswith("exchange")
+    table = world.run("audit", "query", "--topic", world.topic, *officer)
+    assert "record.published" in table.stdout and "agreement" in table.stdout
+    after = world.json("audit", "query", "--type", "audit.read", "--limit", "1000", *officer)
+    reads = [e["event"]["data"] for e in after["events"]][len(before["events"]) :]
+    assert {
+        "what": "events",
+        "topic": world.topic,
+        "type": "record.published",
+        "format": "json",
+    }.items() <= reads[0].items()  # the CLI's read left its trace
+    export = world.config / "audit.jsonl"
+    done = world.json("audit", "export", "--out", str(export), *officer)
+    assert done["events"] > 10
+    key = json.loads(export.read_text().splitlines()[0])["verifier_key"]
+    ok = world.run("audit", "verify-export", str(export), "--key", key)
+    assert ok.stdout.startswith(f"ok: {done['events']} events")
+    lines = export.read_text().splitlines()
+    row = json.loads(lines[5])
+    row["event"]["actor"] = "someone-else"
+    lines[5] = json.dumps(row)
+    forged = world.config / "forged.jsonl"
+    forged.write_text("\n".join(lines) + "\n")
+    bad = world.run("audit", "verify-export", str(forged), ok=False)
+    assert bad.returncode == 1
+    assert f"event {row['event']['index']}: the event differs from its signed entry" in bad.stderr
+    cp = world.config / "cp.txt"
+    world.run("audit", "checkpoint", "--out", str(cp), *officer)
+    world.run("departments", "list", "--profile", "admin")  # the log grows past the checkpoint
+    verified = world.run("audit", "verify", "--from-checkpoint", str(cp), "--key", key, *officer)
+    assert verified.stdout.startswith("ok: ")
+    assert "extends the trusted checkpoint" in verified.stdout
+    admin = world.run("audit", "query", "--profile", "admin", ok=False)  # admins may not read
+    assert admin.returncode == 1 and "HTTP 403" in admin.stderr
+
+
+def test_failures_say_what_to_do(world: World) -> None:
+    bad_level = world.run("departments", "create", "x-dept", "--name", "X", "--level", "state",
+                          ok=False)  # fmt: skip
+    assert bad_level.returncode == 1
+    assert "body.level:" in bad_level.stderr and "'county'" in bad_level.stderr
+    role = world.run("clients", "create", world.owner, "--name", "x", "--role", "root", ok=False)
+    assert "unknown role 'root' (valid roles: admin, auditor" in role.stderr
+    cid = world.json("whoami", "--profile", "health")["client_id"]
+    wrong = world.run("whoami", "--url", world.gateway.url, "--client-id", cid,
+                      "--client-secret", "not-the-secret", ok=False)  # fmt: skip
+    assert wrong.returncode == 4
+    assert f"refused the credentials of client '{cid}'" in wrong.stderr
+    assert "wrong client id or secret" in wrong.stderr and "None" not in wrong.stderr
+    unknown = world.run("topics", "list", "--profile", "nobody", ok=False)
+    assert unknown.returncode == 2 and "known: admin, civil, health" in unknown.stderr
+    bad_record = world.run("publish", world.topic, "--value", '{"birth_id": 1}',
+                           "--profile", "health", ok=False)  # fmt: skip
+    assert bad_record.returncode == 1 and "record 0" in bad_record.stderr
+    env_only = world.run("topics", "show", world.topic, **_profile_env(world, "civil"))
+    assert world.topic in env_only.stdout
+    denied = world.run("topics", "create", f"{world.consumer}.x", "--profile", "civil", ok=False)
+    assert "HTTP 403" in denied.stderr and "exchange whoami" in denied.stderr
+    down = world.run("departments", "list", "--url", "http://127.0.0.1:9", "--profile",
+                     "admin", ok=False)  # fmt: skip
+    assert down.returncode == 3 and "cannot reach the gateway at http://127.0.0.1:9" in down.stderr
+
+
+def test_keys_through_the_gateway(world: World) -> None:
+    keys = world.json("keys", "list", "--topic", world.topic, "--profile", "health")
+    assert {k["field"] for k in keys} >= {"mother_id", "mother_name", "diagnosis"}
+    assert all("key" not in k for k in keys)  # ids and versions, never key material
+    rotated = world.json("keys", "rotate", "--topic", world.topic, "--field", "diagnosis",
+                         "--profile", "health")  # fmt: skip
+    assert max(k["version"] for k in rotated if k["field"] == "diagnosis") == 2
