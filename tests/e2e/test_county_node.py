@@ -175,6 +175,35 @@ def test_node_killed_mid_forward_then_restarted_delivers_exactly_once(
         node.close()
 
 
+def test_answers_lost_in_a_blackholed_link_are_learnt_on_retry(
+    s: Scenario, link: LinkProxy, tmp_path: Path
+) -> None:
+    """A link that loses packets instead of refusing: requests and answers vanish mid-way,
+    the node times out and retries the same batch; the site answers each batch once."""
+    total = 1_000
+    tag = uuid.uuid4().hex[:8]
+    node = NodeProcess(
+        tmp_path / "node", link.url(), creds(s.publisher), topics=[s.topic], batch_records=50,
+        backoff_base_s=0.1, backoff_max_s=1.0, request_timeout_s=3.0,
+    ).start()
+    link.delay(0.05)  # a batch is in flight most of the time
+    try:
+        assert node.publish(s.topic, records(0, total, tag)).status_code == 202
+        deadline = time.monotonic() + 60
+        while node.status()["forwarded_records"] < 200:
+            assert time.monotonic() < deadline, node.log()
+            time.sleep(0.05)
+        link.cut(mode="blackhole")
+        time.sleep(4)  # longer than the node's request timeout
+        assert node.status()["last_error"] is not None
+        link.restore()
+        link.delay(0)
+        node.wait_drained()
+        assert_exactly_once_in_order(collect(s, tag, total), total, tag)
+    finally:
+        node.close()
+
+
 def test_a_retry_after_a_lost_answer_learns_the_outcome(
     s: Scenario, link: LinkProxy, tmp_path: Path
 ) -> None:
