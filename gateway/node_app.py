@@ -12,33 +12,39 @@ A full disk or outbox quota answers ``507 outbox_full`` and stores nothing.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import re
 import struct
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from types import SimpleNamespace
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
-from dataplane.idempotency import request_digest
 from exchange import logs
 from exchange.errors import ExchangeError
-from exchange.identity.tokens import InvalidToken
-from gateway import errors
 from gateway.access import ANY, PUBLIC, access
-from gateway.app import is_publish
 from gateway.limits import RequestLimits
-from gateway.routes.topics import AVRO_CONTENT_TYPE, _decoded, _frames, _json_body
+from gateway.problem import (
+    UNCARRIABLE,
+    Unauthenticated,
+    problem,
+    response_for,
+    validation_problem,
+)
+from gateway.publish_body import AVRO_CONTENT_TYPE, decoded, frames, json_body
 from node.errors import OutboxFull
 from node.service import Node, metrics_text
 
+_PUBLISH = re.compile(r"^/v1/topics/[^/]+/records/?$")
 _U32 = struct.Struct(">I")
 _NO_KEY = 0xFFFFFFFF
 
@@ -57,10 +63,10 @@ def local_app(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise InvalidToken("missing bearer token", code="missing_token")
+        raise Unauthenticated("missing bearer token", code="missing_token")
     app = _node(request).tokens.app_for(token.strip())
     if app is None:
-        raise InvalidToken("invalid token")
+        raise Unauthenticated("invalid token")
     return app
 
 
@@ -84,7 +90,7 @@ def create_node_app(node: Node) -> FastAPI:
         RequestLimits,
         max_bytes=1024 * 1024,
         bulk_max_bytes=node.config.max_request_bytes,
-        is_bulk=is_publish,
+        is_bulk=_is_publish,
         refuse=_refusal,
     )
 
@@ -105,16 +111,15 @@ def create_node_app(node: Node) -> FastAPI:
     ) -> JSONResponse:
         node.check_topic(topic)  # before the body is read, as at the gateway
         raw = await request.body()
-        limits = SimpleNamespace(max_body_bytes=node.config.max_request_bytes)
-        decoded = _decoded(raw, request.headers.get("content-encoding", ""), limits)
-        if isinstance(decoded, JSONResponse):
-            return decoded
+        body = decoded(
+            raw, request.headers.get("content-encoding", ""), node.config.max_request_bytes
+        )
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype == AVRO_CONTENT_TYPE:
             kind, version = "avro", "null"
-            payloads = [_frame(f.key, f.value) for f in _frames(decoded)]
+            payloads = [_frame(k, v) for k, v in frames(body)]
         else:
-            parsed = _json_body(decoded)
+            parsed = json_body(body)
             kind, version = "json", json.dumps(parsed.schema_version)
             payloads = [
                 json.dumps(
@@ -124,7 +129,7 @@ def create_node_app(node: Node) -> FastAPI:
                 for r in parsed.records
             ]
         if len(payloads) > node.config.max_batch_records:
-            return errors.problem(
+            return problem(
                 413,
                 "batch_too_large",
                 f"batch has {len(payloads)} records; "
@@ -134,7 +139,7 @@ def create_node_app(node: Node) -> FastAPI:
             lambda: node.publish(
                 who, topic, kind, version, payloads,
                 idempotency_key=idempotency_key,
-                request_hash=request_digest(decoded, topic),
+                request_hash=hashlib.sha256(topic.encode() + b"\0" + body).hexdigest(),
             )
         )
         return JSONResponse(
@@ -188,23 +193,36 @@ def _frame(key: bytes | None, value: bytes) -> bytes:
     return head + _U32.pack(len(value)) + value
 
 
+def _is_publish(scope: Scope) -> bool:
+    return scope.get("method") == "POST" and bool(_PUBLISH.match(scope.get("path", "")))
+
+
 def _refusal(scope: Scope, exc: Exception) -> JSONResponse:
-    return errors.response_for(exc)
+    return response_for(exc)
 
 
 def _install_errors(app: FastAPI) -> None:
     """The gateway's problem+json answers (without its audit log: a node has none); the
     outbox being full is 507 (nothing stored, retry later)."""
-    errors.install(app)
 
     @app.exception_handler(ExchangeError)
     async def _domain(_: Request, exc: ExchangeError) -> JSONResponse:
         if isinstance(exc, OutboxFull):
-            resp = errors.problem(507, exc.code, exc.message)
+            resp = problem(507, exc.code, exc.message)
             resp.headers["Retry-After"] = "60"
             return resp
-        return errors.response_for(exc)
+        return response_for(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return errors.response_for(exc)
+        return response_for(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return validation_problem(list(exc.errors()))
+
+    async def _uncarriable(_: Request, exc: Exception) -> JSONResponse:
+        return response_for(exc)
+
+    for cls in UNCARRIABLE:
+        app.add_exception_handler(cls, _uncarriable)

@@ -39,6 +39,7 @@ READING: dict[str, Any] = {
     ],
 }
 KEYS = 50
+RSS_CAP = 150 * 2**20  # issue 16: whatever the backlog
 
 
 @pytest.fixture(scope="module")
@@ -129,11 +130,13 @@ def test_records_published_across_an_uplink_cut_arrive_exactly_once_in_order(
             assert status_during["backlog_records"] > 0
             assert status_during["last_error"] is not None
             assert status_during["oldest_record_age_s"] > 0
+            assert status_during["rss_bytes"] <= RSS_CAP  # the backlog is on disk, not in RAM
             cutter.join()
         st = node.wait_drained(timeout=600 if LONG else 120)
         assert st["forwarded_records"] == total
         assert st["dead_letters"] == 0
         assert st["last_contact_age_s"] is not None
+        assert st["rss_bytes"] <= RSS_CAP
         got = collect(s, tag, total, timeout=600 if LONG else 120)
         assert_exactly_once_in_order(got, total, tag)
         cli = node.status_cli()
@@ -168,6 +171,35 @@ def test_node_killed_mid_forward_then_restarted_delivers_exactly_once(
         node.wait_drained()
         got = collect(s, tag, total)
         assert_exactly_once_in_order(got, total, tag)
+    finally:
+        node.close()
+
+
+def test_answers_lost_in_a_blackholed_link_are_learnt_on_retry(
+    s: Scenario, link: LinkProxy, tmp_path: Path
+) -> None:
+    """A link that loses packets instead of refusing: requests and answers vanish mid-way,
+    the node times out and retries the same batch; the site answers each batch once."""
+    total = 1_000
+    tag = uuid.uuid4().hex[:8]
+    node = NodeProcess(
+        tmp_path / "node", link.url(), creds(s.publisher), topics=[s.topic], batch_records=50,
+        backoff_base_s=0.1, backoff_max_s=1.0, request_timeout_s=3.0,
+    ).start()
+    link.delay(0.05)  # a batch is in flight most of the time
+    try:
+        assert node.publish(s.topic, records(0, total, tag)).status_code == 202
+        deadline = time.monotonic() + 60
+        while node.status()["forwarded_records"] < 200:
+            assert time.monotonic() < deadline, node.log()
+            time.sleep(0.05)
+        link.cut(mode="blackhole")
+        time.sleep(4)  # longer than the node's request timeout
+        assert node.status()["last_error"] is not None
+        link.restore()
+        link.delay(0)
+        node.wait_drained()
+        assert_exactly_once_in_order(collect(s, tag, total), total, tag)
     finally:
         node.close()
 

@@ -80,3 +80,15 @@ def test_gateway_replicas_have_stable_distinct_host_names() -> None:
     services = compose()["services"]
     names = [services[g].get("hostname") for g in ("gateway-1", "gateway-2")]
     assert None not in names and len(set(names)) == 2
+
+
+def test_county_node_forwards_to_the_gateway_with_credentials_from_a_file() -> None:
+    doc = compose()
+    node = doc["services"]["county-node"]
+    script = node["command"][0]
+    assert "exchange node init" in script and "exchange node run" in script
+    assert "/run/secrets/county-credentials" in script
+    assert node["environment"]["EXCHANGE_NODE_GATEWAY"] == "http://lb:8080"
+    assert not any("SECRET" in k for k in node["environment"])  # the secret is a file
+    assert "county-credentials" in doc["secrets"]
+    assert "healthcheck" in node and "kafka" not in node.get("depends_on", {})
