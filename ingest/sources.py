@@ -14,6 +14,7 @@ import csv
 import hashlib
 import io
 import json
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,23 +51,25 @@ def detect_encoding(sample: bytes, complete: bool) -> str:
     """A Python codec name for ``sample`` (the file's first bytes; ``complete`` if all of it).
 
     BOMs first (UTF-8, UTF-16), UTF-16 without BOM by its zero bytes, then a strict try of
-    UTF-8 and GB18030 (a superset of GBK and GB2312), then charset-normalizer's guess.
+    UTF-8 and GB18030 (a superset of GBK and GB2312), then UTF-8 with a few broken sequences
+    (their rows are rejected), then charset-normalizer's guess.
     """
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
     head = sample[:4096]
-    if len(head) >= 4 and b"\0" in head:
+    if b"\0" in head:
         even, odd = head[0::2].count(0), head[1::2].count(0)
-        if odd > len(head) // 4 and even == 0:
-            return "utf-16-le"
-        if even > len(head) // 4 and odd == 0:
-            return "utf-16-be"
+        for codec, ok in (("utf-16-le", even == 0), ("utf-16-be", odd == 0)):
+            if ok and _decodes(sample[: len(sample) // 2 * 2], codec, complete):
+                return codec
         raise SourceError("the file is binary, not text: export it as CSV first")
     for codec in ("utf-8", "gb18030"):
         if _decodes(sample, codec, complete):
             return codec
+    if _mostly_utf8(sample):
+        return "utf-8"
     from charset_normalizer import from_bytes
 
     best = from_bytes(sample).best()
@@ -76,6 +79,14 @@ def detect_encoding(sample: bytes, complete: bool) -> str:
             "save it as UTF-8"
         )
     return str(best.encoding)
+
+
+def _mostly_utf8(sample: bytes) -> bool:
+    """UTF-8 with at most a few broken sequences (those rows are rejected): text in another
+    encoding read as UTF-8 breaks at nearly every non-ASCII character."""
+    text = sample.decode("utf-8", errors="replace")
+    broken = text.count("\ufffd") - sample.count("\ufffd".encode())
+    return broken <= max(4, len(sample) // 1000)
 
 
 def _decodes(sample: bytes, codec: str, complete: bool) -> bool:
@@ -259,12 +270,8 @@ class XlsxSource:
 
         try:
             wb = load_workbook(self.path, read_only=True, data_only=True)
-        except (InvalidFileException, OSError, KeyError, ValueError) as exc:
+        except (InvalidFileException, zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
             raise SourceError(f"{self.path} is not a readable .xlsx workbook: {exc}") from None
-        import zipfile
-
-        if isinstance(wb, zipfile.BadZipFile):  # pragma: no cover - openpyxl raises instead
-            raise SourceError(f"{self.path} is not a .xlsx workbook")
         names = list(wb.sheetnames)
         name = self.sheet or names[0]
         if name not in names:
@@ -338,7 +345,7 @@ class SqlSource:
         self._text = text
         try:
             with self.engine.connect() as conn:
-                result = conn.execute(self._select(None, limit=0))
+                result = conn.execute(self._select(None, limit=0, ordered=False))
                 self.columns = list(result.keys())
         except exc.SQLAlchemyError as e:
             raise SourceError(f"{self.safe_url}: {_sql_error(e)}") from None
@@ -347,7 +354,7 @@ class SqlSource:
         what = f"table {table}" if table else "query"
         self.description = f"{self.safe_url} {what}"
 
-    def _select(self, watermark: Any, limit: int | None = None) -> Any:
+    def _select(self, watermark: Any, limit: int | None = None, ordered: bool = True) -> Any:
         from sqlalchemy import column, literal_column, select, table
 
         if self.table is not None:
@@ -356,7 +363,7 @@ class SqlSource:
         else:
             src = self._text(self.query or "").columns().subquery("src")
         stmt: Any = select(literal_column("*")).select_from(src)
-        if self.order_column is not None:
+        if self.order_column is not None and ordered:
             col: Any = column(self.order_column)
             if watermark is not None:
                 stmt = stmt.where(col > watermark)
