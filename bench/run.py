@@ -29,6 +29,7 @@ MEASURES: list[tuple[str, bool]] = [
     ("bench_latency", True),
     ("bench_fanout", True),
     ("bench_port", True),  # the Kafka port per backend (no gateway involved)
+    ("bench_import", True),  # exchange import vs the gateway's publish rate
     ("bench_encryption", False),  # owned by the crypto engineer
     ("bench_audit", False),  # owned by the audit engineer
 ]
