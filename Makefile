@@ -38,7 +38,8 @@ keycloak-dist: $(TEST_STAMP)
 	@echo "==> Keycloak distribution for the tests (Maven Central, cached in ~/.cache/exchange)"
 	@$(PY) -c "from tests.support.keycloak import ensure_dist; ensure_dist()"
 
-# Debian packages the tests use: SoftHSM2 (PKCS#11 KMS contract tests), PostgreSQL (multi-gateway).
+# Debian packages the tests use: SoftHSM2 (PKCS#11 KMS contract tests), PostgreSQL (multi-gateway),
+# jq (the README tutorial, run by tests/e2e/test_tutorial.py).
 system-deps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
