@@ -83,7 +83,16 @@ def import_(
         workers=workers,
         restart=restart,
     )
-    _report(_run(importer, cx.json), cx.json)
+    try:
+        summary = _run(importer, cx.json)
+    except KeyboardInterrupt:
+        cx.fail(
+            "interrupted",
+            f"what was confirmed is in {importer.checkpoint_path}: rerun the same command to "
+            "continue without duplicates",
+            130,
+        )
+    _report(summary, cx.json)
 
 
 def _table(m: Mapping) -> Table:
