@@ -39,7 +39,7 @@ keycloak-dist: $(TEST_STAMP)
 	@$(PY) -c "from tests.support.keycloak import ensure_dist; ensure_dist()"
 
 # Debian packages the tests use: SoftHSM2 (PKCS#11 KMS contract tests), PostgreSQL (multi-gateway),
-# jq (the README tutorial, run by tests/e2e/test_tutorial.py).
+# curl and jq (the examples and the README tutorial, run by the e2e tests).
 system-deps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
