@@ -58,7 +58,7 @@ test-fast: install-test
 	$(VENV)/bin/pytest -q tests/unit
 
 lint: install-test
-	$(VENV)/bin/ruff check exchange schemas dataplane gateway consent audit cli node ingest tests bench examples
+	$(VENV)/bin/ruff check exchange schemas dataplane gateway consent audit cli node ingest tests bench
 	$(VENV)/bin/mypy
 
 bench: install-test
