@@ -14,7 +14,7 @@ from typing import Any
 
 from fastavro import parse_schema, schemaless_writer
 
-from ingest.infer import _BOOL, parse_date, parse_timestamp, to_decimal
+from ingest.infer import BOOLEANS, parse_date, parse_timestamp, to_decimal
 from ingest.mapping import FieldSpec, Mapping
 
 _INT32 = (-(2**31), 2**31 - 1)
@@ -68,8 +68,8 @@ def _boolean(v: Any) -> bool:
     if isinstance(v, bool):
         return v
     s = str(v).strip()
-    if s in _BOOL:
-        return _BOOL[s]
+    if s in BOOLEANS:
+        return BOOLEANS[s]
     if s in ("1", "0"):
         return s == "1"
     raise BadValue("not true/false")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -90,7 +91,14 @@ def unique_names(headers: Sequence[str]) -> list[str]:
 _INT = re.compile(r"^[+-]?(0|[1-9]\d{0,17})$")
 _FIXED = re.compile(r"^[+-]?\d+\.(\d+)$")
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
-_BOOL = {"true": True, "false": False, "TRUE": True, "FALSE": False, "True": True, "False": False}
+BOOLEANS = {
+    "true": True,
+    "false": False,
+    "TRUE": True,
+    "FALSE": False,
+    "True": True,
+    "False": False,
+}
 _DATE = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})$|^(\d{4})年(\d{1,2})月(\d{1,2})日$")
 _TS = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(\.\d{1,6})?)?"
@@ -138,7 +146,7 @@ def value_type(v: Any) -> str | None:
     if not isinstance(v, str):
         return "string"
     s = v.strip()
-    if s in _BOOL:
+    if s in BOOLEANS:
         return "boolean"
     if _INT.match(s):
         return "long"
@@ -227,8 +235,6 @@ def propose(
 
 
 def _mark_subject(fields: list[FieldSpec]) -> list[FieldSpec]:
-    from dataclasses import replace
-
     for kind in detect.SUBJECT_PREFERENCE:
         for i, f in enumerate(fields):
             if f.detected == kind.value:
@@ -242,8 +248,6 @@ def align(proposal: Mapping, latest: dict[str, Any]) -> Mapping:
     classification (the registry refuses a downgrade anyway), new columns become optional
     fields with a null default, fields the source lacks are kept if they have a default.
     Raises SourceError when the result could not be a compatible version."""
-    from dataclasses import replace
-
     old = {f["name"]: f for f in latest.get("fields", [])}
     fields: list[FieldSpec] = []
     for f in proposal.fields:
@@ -269,8 +273,6 @@ def align(proposal: Mapping, latest: dict[str, Any]) -> Mapping:
 
 
 def _from_schema(f: FieldSpec, prior: dict[str, Any]) -> FieldSpec:
-    from dataclasses import replace
-
     t = prior["type"]
     nullable = isinstance(t, list) and "null" in t
     if isinstance(t, list):
