@@ -14,7 +14,7 @@ from typing import Any
 
 from fastavro import parse_schema, schemaless_writer
 
-from ingest.infer import BOOLEANS, parse_date, parse_timestamp, to_decimal
+from ingest.infer import BOOLEANS, is_empty, parse_date, parse_timestamp, to_decimal
 from ingest.mapping import FieldSpec, Mapping
 
 _INT32 = (-(2**31), 2**31 - 1)
@@ -148,7 +148,7 @@ def converter(f: FieldSpec) -> Callable[[Any], Any]:
     column = f.column
 
     def conv(v: Any) -> Any:
-        if v is None or (isinstance(v, str) and not v.strip() and f.type != "string") or v == "":
+        if v is None or v == "" or (f.type != "string" and is_empty(v)):
             if required:
                 raise BadValue(f"column {column!r} is empty but required")
             return None

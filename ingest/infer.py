@@ -127,9 +127,18 @@ def parse_timestamp(s: str) -> datetime | None:
         return None
 
 
+# What exports write for "no value"; in a column of numbers, dates or booleans they are null
+# (a text column keeps them as text).
+NULL_MARKERS = frozenset({"null", "NULL", "Null", "N/A", "n/a", "NA", "-", "--", "—", "无", "空"})
+
+
+def is_empty(v: Any) -> bool:
+    return v is None or (isinstance(v, str) and (not v.strip() or v.strip() in NULL_MARKERS))
+
+
 def value_type(v: Any) -> str | None:
-    """The narrowest type of one value (None for an empty one)."""
-    if v is None or (isinstance(v, str) and not v.strip()):
+    """The narrowest type of one value (None for an empty one or a null marker)."""
+    if is_empty(v):
         return None
     if isinstance(v, bool):
         return "boolean"

@@ -38,6 +38,8 @@ def test_field_names_are_valid_avro_and_unique() -> None:
     [
         (["1", "22", "-3"], ("long", False, None, None)),
         (["1", "", "3"], ("long", True, None, None)),
+        (["1", "N/A", "无", "-", "3"], ("long", True, None, None)),  # null markers
+        (["无", "有"], ("string", True, None, None)),
         (["0571", "0572"], ("string", False, None, None)),  # leading zeros are codes
         (["12.50", "3.1", "7"], ("decimal", False, 18, 2)),
         (["1e3", "2.5"], ("double", False, None, None)),
@@ -174,3 +176,4 @@ def test_converters(ftype: str, raw: Any, value: Any) -> None:
     else:
         assert conv(raw) == value
     assert conv("") is None
+    assert conv("N/A") == ("N/A" if ftype == "string" else None)  # text keeps its markers
