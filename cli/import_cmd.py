@@ -147,10 +147,10 @@ def _confirm(m: Mapping, path: Path | None, yes: bool, quiet: bool) -> Mapping |
 
 def _edit(m: Mapping, answer: str) -> Mapping:
     if "=" in answer:
-        name, _, value = answer.partition("=")
+        name, _, value = (part.strip() for part in answer.partition("="))
         if value not in CLASSIFICATIONS:
             raise SourceError(f"classification must be one of {', '.join(CLASSIFICATIONS)}")
-        return m.with_field(name.strip(), classification=value.strip())
+        return m.with_field(name, classification=value)
     if answer.endswith(("+subject", "-subject")):
         return m.with_field(answer[:-8].strip(), data_subject=answer.endswith("+subject"))
     raise SourceError("say y, n, FIELD=CLASSIFICATION or FIELD+subject")

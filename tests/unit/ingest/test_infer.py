@@ -177,3 +177,19 @@ def test_converters(ftype: str, raw: Any, value: Any) -> None:
         assert conv(raw) == value
     assert conv("") is None
     assert conv("N/A") == ("N/A" if ftype == "string" else None)  # text keeps its markers
+
+
+def test_prompt_edits_of_the_proposal() -> None:
+    from cli.import_cmd import _edit
+
+    m = infer.propose("civil.residents", HEADER, [row(i) for i in range(5)], None)
+    m = _edit(m, "birth_date = secret")
+    m = _edit(m, "mobile+subject")
+    m = _edit(m, "id_number-subject")
+    by = {f.name: f for f in m.fields}
+    assert by["birth_date"].classification == "secret"
+    assert by["mobile"].data_subject and not by["id_number"].data_subject
+    with pytest.raises(SourceError, match="classification must be one of"):
+        _edit(m, "name=confidential")
+    with pytest.raises(SourceError, match="no field 'nope'"):
+        _edit(m, "nope=public")
