@@ -38,7 +38,8 @@ keycloak-dist: $(TEST_STAMP)
 	@echo "==> Keycloak distribution for the tests (Maven Central, cached in ~/.cache/exchange)"
 	@$(PY) -c "from tests.support.keycloak import ensure_dist; ensure_dist()"
 
-# Debian packages the tests use: SoftHSM2 (PKCS#11 KMS contract tests), PostgreSQL (multi-gateway).
+# Debian packages the tests use: SoftHSM2 (PKCS#11 KMS contract tests), PostgreSQL (multi-gateway),
+# curl and jq (the examples and the README tutorial, run by the e2e tests).
 system-deps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -57,7 +58,7 @@ test-fast: install-test
 	$(VENV)/bin/pytest -q tests/unit
 
 lint: install-test
-	$(VENV)/bin/ruff check exchange schemas dataplane gateway consent audit cli node tests bench
+	$(VENV)/bin/ruff check exchange schemas dataplane gateway consent audit cli node ingest tests bench
 	$(VENV)/bin/mypy
 
 bench: install-test

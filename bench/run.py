@@ -30,6 +30,7 @@ MEASURES: list[tuple[str, bool]] = [
     ("bench_fanout", True),
     ("bench_port", True),  # the Kafka port per backend (no gateway involved)
     ("bench_node", True),  # county node catch-up and RSS
+    ("bench_import", True),  # exchange import vs the gateway's publish rate
     ("bench_encryption", False),  # owned by the crypto engineer
     ("bench_audit", False),  # owned by the audit engineer
 ]

@@ -17,6 +17,7 @@ from cli import (
     consent_cmd,
     data_cmd,
     identity_cmd,
+    import_cmd,
     kafka_cmd,
     keys_cmd,
     node_cmd,
@@ -52,6 +53,7 @@ app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(keys_cmd.kms_app, name="kms")
 app.add_typer(kafka_cmd.app, name="kafka")
 app.add_typer(node_cmd.app, name="node")
+app.command("import")(import_cmd.import_)
 
 
 def _version(value: bool) -> None:

@@ -250,14 +250,18 @@ class Publisher:
         values: list[NewRecord] = []
         plain_ids: set[int] = set()
         found: list[dict[str, Any]] = []
+        checked: dict[int, Any] = {}  # schema id → stored schema, looked up once per batch
         for i, r in enumerate(records):
             try:
                 schema_id, body = wire.unframe(r.value)
-                stored = self.schemas.by_id(schema_id)
-                if not self._belongs(entry.value_subject, schema_id):
-                    raise InvalidInput(
-                        f"schema id {schema_id} is not a version of {entry.value_subject}"
-                    )
+                stored = checked.get(schema_id)
+                if stored is None:
+                    stored = self.schemas.by_id(schema_id)
+                    if not self._belongs(entry.value_subject, schema_id):
+                        raise InvalidInput(
+                            f"schema id {schema_id} is not a version of {entry.value_subject}"
+                        )
+                    checked[schema_id] = stored
                 value = wire.decode_body(stored.parsed, body)
             except (ExchangeError, ValueError, EOFError, IndexError) as exc:
                 found.append({"index": i, "path": "", "reason": _reason(exc)})
