@@ -40,6 +40,10 @@ class Caller:
     client_id: str = ""
     secret: str = ""
     token: str = ""
+    session: str = ""  # a console session holding the same principal as the token
+    csrf: str = ""  # the CSRF token of that session (or of PRE_COOKIE when anonymous)
+    mint: Callable[[], str] | None = None  # a fresh session (for requests that end theirs)
+    csrf_of: Callable[[str], str] | None = None  # the CSRF token bound to a session
 
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -56,6 +60,8 @@ class Req:
     data: dict[str, str] | None = None
     params: dict[str, Any] = field(default_factory=dict)
     basic: bool = False  # authenticate with client credentials instead of the bearer token
+    console: bool = False  # a console page: the session cookie (and a CSRF token on POST)
+    fresh_session: bool = False  # the request ends its session: use a throwaway one
 
 
 @dataclass
@@ -189,12 +195,19 @@ def _subscribe_when_granted(w: World) -> str:
             time.sleep(0.2)
 
 
+PRE_COOKIE = "matrix-anonymous-browser"  # the anonymous caller's pre-session CSRF anchor
+
+
 def callers(
     w: World,
     admin: ExchangeClient,
     auditor: ExchangeClient,
     roles_of: Callable[[str], frozenset[str]],
+    session_for: Callable[[str], str],
+    csrf_for: Callable[[str], str],
 ) -> list[Caller]:
+    """``session_for(token)``: a console session of the token's principal (the browser a
+    person with these roles would have); ``csrf_for(anchor)``: the forms' CSRF token."""
     out = [Caller("anonymous", None, frozenset())]
     for label in ("own", "other"):
         for role in DEPT_ROLES:
@@ -206,6 +219,12 @@ def callers(
         if c.client_id:
             with ExchangeClient(w.url, c.client_id, c.secret) as sdk:
                 c.token = sdk.token()
+            c.session = session_for(c.token)
+            c.csrf = csrf_for(c.session)
+            c.mint = lambda token=c.token: session_for(token)
+            c.csrf_of = csrf_for
+        else:
+            c.csrf = csrf_for(PRE_COOKIE)
     return out
 
 
@@ -475,11 +494,59 @@ def _api_routes() -> dict[tuple[str, str], Builder]:
     }
 
 
-REQUESTS: dict[tuple[str, str], Builder] = {**_subject_routes(), **_api_routes()}
+def _console_routes() -> dict[tuple[str, str], Builder]:
+    """Console pages (cookie sessions) and the authorization-code grant's pages."""
+
+    def page(url: str, **params: Any) -> Builder:
+        return lambda w: Req("GET", url, params=params, console=True)
+
+    def post(url: str, fresh: bool = False, **data: str) -> Builder:
+        return lambda w: Req("POST", url, data=data, console=True, fresh_session=fresh)
+
+    return {
+        ("GET", "/oauth/authorize"): page("/oauth/authorize", response_type="code"),
+        ("POST", "/oauth/authorize"): post("/oauth/authorize", login="nobody", password="x"),
+        ("POST", "/oauth/authorize/second-factor"): post("/oauth/authorize/second-factor"),
+        ("GET", "/console"): page("/console"),
+        ("GET", "/console/static/{name:path}"): page("/console/static/console.css"),
+        ("GET", "/console/lang/{lang}"): page("/console/lang/en"),
+        ("GET", "/console/sign-in"): page("/console/sign-in"),
+        ("GET", "/console/callback"): page("/console/callback", code="x", state="y"),
+        ("POST", "/console/sign-out"): post("/console/sign-out", fresh=True),
+        ("POST", "/console/sign-out-everywhere"): post("/console/sign-out-everywhere", fresh=True),
+    }
+
+
+REQUESTS: dict[tuple[str, str], Builder] = {
+    **_subject_routes(),
+    **_api_routes(),
+    **_console_routes(),
+}
+
+
+def send_console(http: httpx.Client, caller: Caller, req: Req) -> int:
+    """A browser's request: the session cookie, the CSRF token in a POSTed form. Being sent
+    to sign in counts as 401 (the page's answer to "no valid credentials")."""
+    session, csrf = caller.session, caller.csrf
+    if req.fresh_session and caller.mint is not None and caller.csrf_of is not None:
+        session = caller.mint()
+        csrf = caller.csrf_of(session)
+    cookies = {"exchange_session": session} if session else {"exchange_pre": PRE_COOKIE}
+    data = dict(req.data or {})
+    if req.method == "POST":
+        data["csrf"] = csrf
+    http.cookies.clear()
+    r = http.request(req.method, req.url, params=req.params, data=data or None, cookies=cookies)
+    location = r.headers.get("location", "")
+    if r.status_code in (302, 303) and location.startswith("/console/sign-in"):
+        return 401
+    return r.status_code
 
 
 def send(http: httpx.Client, caller: Caller, req: Req) -> int:
     """The status only; a stream is closed as soon as its head arrives."""
+    if req.console:
+        return send_console(http, caller, req)
     headers = {} if req.basic else caller.auth()
     auth = caller.basic() if req.basic else None
     with http.stream(
