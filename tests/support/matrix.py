@@ -491,6 +491,14 @@ def _api_routes() -> dict[tuple[str, str], Builder]:
             "GET", "/v1/audit/proofs/consistency", params={"first": 1, "second": 1}
         ),
         ("GET", "/v1/audit/events"): lambda w: Req("GET", "/v1/audit/events", params={"limit": 1}),
+        ("GET", "/v1/audit/events/{index}"): lambda w: Req("GET", "/v1/audit/events/0"),
+        ("POST", "/v1/audit/subjects/search"): lambda w: Req(
+            "POST", "/v1/audit/subjects/search", json={"subject": "330100000000000001", "limit": 1}
+        ),
+        ("GET", "/v1/audit/checkpoints"): lambda w: Req(
+            "GET", "/v1/audit/checkpoints", params={"limit": 2}
+        ),
+        ("GET", "/v1/audit/activity"): lambda w: Req("GET", "/v1/audit/activity"),
     }
 
 
