@@ -16,6 +16,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from audit.events import AuditEvent
 from audit.export import to_csv, to_jsonl
 from audit.queries import Filters, Window, utc
 from audit.service import AuditService
@@ -34,7 +35,7 @@ def _service(svc: Services = Depends(services)) -> AuditService:
     return svc.audit_review
 
 
-async def _audited(
+async def record_read(
     svc: Services, who: Principal, what: str, subject: str | None = None, **data: Any
 ) -> None:
     """Record the officer's read first: no record, no answer (fail closed)."""
@@ -58,7 +59,7 @@ async def checkpoint(
     svc: Services = Depends(services),
     service: AuditService = Depends(_service),
 ) -> dict[str, Any]:
-    await _audited(svc, who, "checkpoint")
+    await record_read(svc, who, "checkpoint")
     cp = await run_in_threadpool(service.latest_checkpoint)
     if cp is None or fresh:
         cp = await run_in_threadpool(service.checkpoint)
@@ -80,7 +81,7 @@ async def inclusion(
     svc: Services = Depends(services),
     service: AuditService = Depends(_service),
 ) -> dict[str, Any]:
-    await _audited(svc, who, "inclusion_proof", index=index, size=size)
+    await record_read(svc, who, "inclusion_proof", index=index, size=size)
     if size is None:
         size = (await run_in_threadpool(service.covering_checkpoint, index + 1)).size
     return await run_in_threadpool(service.inclusion, index, size)
@@ -95,7 +96,7 @@ async def consistency(
     svc: Services = Depends(services),
     service: AuditService = Depends(_service),
 ) -> dict[str, Any]:
-    await _audited(svc, who, "consistency_proof", first=first, second=second)
+    await record_read(svc, who, "consistency_proof", first=first, second=second)
     return await run_in_threadpool(service.consistency, first, second)
 
 
@@ -119,15 +120,13 @@ def _only(*names: str) -> Callable[[Request], None]:
     return check
 
 
-def _answer(
-    service: AuditService, found: list[Any], limit: int, format: Format, stem: str
-) -> Response | dict[str, Any]:
-    """One page of events with their proofs against one checkpoint, as JSON or an export."""
+def export_file(
+    service: AuditService, found: list[AuditEvent], limit: int, format: str, stem: str
+) -> Response:
+    """A page of events with their proofs against one checkpoint, as a JSONL or CSV file."""
     cp, rows = service.with_proofs(found)
     key = service.signer.verifier.encode()
     nxt = found[-1].index if len(found) == limit else None
-    if format == "json":
-        return {"events": rows, "next": nxt, "checkpoint": cp.note, "verifier_key": key}
     headers = {
         "Content-Disposition": f'attachment; filename="{stem}.{format}"',
         "X-Audit-Next": str(nxt) if nxt is not None else "",
@@ -139,6 +138,18 @@ def _answer(
     headers["X-Audit-Checkpoint"] = base64.b64encode(cp.note.encode()).decode()
     headers["X-Audit-Verifier-Key"] = key
     return Response(to_csv(rows), media_type="text/csv", headers=headers)
+
+
+def answer(
+    service: AuditService, found: list[AuditEvent], limit: int, format: Format, stem: str
+) -> Response | dict[str, Any]:
+    """One page of events with their proofs against one checkpoint, as JSON or a file."""
+    if format != "json":
+        return export_file(service, found, limit, format, stem)
+    cp, rows = service.with_proofs(found)
+    nxt = found[-1].index if len(found) == limit else None
+    key = service.signer.verifier.encode()
+    return {"events": rows, "next": nxt, "checkpoint": cp.note, "verifier_key": key}
 
 
 @router.get(
@@ -171,7 +182,7 @@ async def events(
     service: AuditService = Depends(_service),
 ) -> Response | dict[str, Any]:
     f = Filters(since, until, department, client, topic, type, subject, outcome)
-    await _audited(
+    await record_read(
         svc,
         who,
         "events",
@@ -187,7 +198,7 @@ async def events(
         format=format,
     )
     found = await run_in_threadpool(service.query, f, after, limit)
-    return await run_in_threadpool(_answer, service, found, limit, format, "audit-events")
+    return await run_in_threadpool(answer, service, found, limit, format, "audit-events")
 
 
 class SubjectSearch(BaseModel):
@@ -212,13 +223,11 @@ async def subject_search(
     svc: Services = Depends(services),
     service: AuditService = Depends(_service),
 ) -> Response | dict[str, Any]:
-    await _audited(svc, who, "subject_search", subject=body.subject, format=body.format)
+    await record_read(svc, who, "subject_search", subject=body.subject, format=body.format)
     found = await run_in_threadpool(
         service.query, Filters(subject=body.subject), body.after, body.limit
     )
-    return await run_in_threadpool(
-        _answer, service, found, body.limit, body.format, "audit-subject"
-    )
+    return await run_in_threadpool(answer, service, found, body.limit, body.format, "audit-subject")
 
 
 @router.get("/events/{index}", summary="One event with its inclusion proof and checkpoint")
@@ -230,7 +239,7 @@ async def event(
     svc: Services = Depends(services),
     service: AuditService = Depends(_service),
 ) -> dict[str, Any]:
-    await _audited(svc, who, "event", index=index)
+    await record_read(svc, who, "event", index=index)
     cp, row = await run_in_threadpool(service.event, index)
     return {**row, "checkpoint": cp.note, "verifier_key": service.signer.verifier.encode()}
 
@@ -245,7 +254,7 @@ async def checkpoints(
     svc: Services = Depends(services),
     service: AuditService = Depends(_service),
 ) -> dict[str, Any]:
-    await _audited(svc, who, "checkpoints", before=before)
+    await record_read(svc, who, "checkpoints", before=before)
     links = await run_in_threadpool(service.checkpoint_history, limit, before)
     return {
         "checkpoints": [link.to_json() for link in links],
@@ -270,5 +279,5 @@ async def activity(
     end = utc(until) if until else datetime.now(UTC)
     start = utc(since) if since else end - timedelta(days=1)
     w = Window(start, end, bucket)
-    await _audited(svc, who, "activity", department=department, bucket=bucket)
+    await record_read(svc, who, "activity", department=department, bucket=bucket)
     return await run_in_threadpool(service.activity, w, department)
