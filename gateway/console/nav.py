@@ -10,6 +10,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 ANYONE: frozenset[str] = frozenset()  # any signed-in person
+_STEWARD = frozenset({"steward"})
+_AUDITOR = frozenset({"auditor"})
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,12 @@ NAV: list[NavItem] = [
     ),
     NavItem("/console/admin/topics", "nav.admin.topics", frozenset({"admin"}), "nav.group.admin"),
     NavItem("/console/admin/keys", "nav.admin.keys", frozenset({"admin"}), "nav.group.admin"),
+    NavItem("/console/steward", "nav.steward.inbox", _STEWARD, "nav.group.steward"),
+    NavItem("/console/audit", "nav.audit.events", _AUDITOR, "nav.group.audit"),
+    NavItem("/console/audit/subjects", "nav.audit.subjects", _AUDITOR, "nav.group.audit"),
+    NavItem("/console/audit/checkpoints", "nav.audit.checkpoints", _AUDITOR, "nav.group.audit"),
+    NavItem("/console/audit/activity", "nav.audit.activity", _AUDITOR, "nav.group.audit"),
+    NavItem("/console/audit/key", "nav.audit.key", _AUDITOR, "nav.group.audit"),
     NavItem("/console/dev/catalog", "nav.dev.catalog", ANYONE, "nav.group.dev"),
     NavItem(
         "/console/dev/compatibility",

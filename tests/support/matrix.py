@@ -522,6 +522,46 @@ def _console_routes() -> dict[tuple[str, str], Builder]:
         ("GET", "/console/callback"): page("/console/callback", code="x", state="y"),
         ("POST", "/console/sign-out"): post("/console/sign-out", fresh=True),
         ("POST", "/console/sign-out-everywhere"): post("/console/sign-out-everywhere", fresh=True),
+        **_steward_pages(),
+        **_audit_pages(),
+    }
+
+
+def _steward_pages() -> dict[tuple[str, str], Builder]:
+    st = "/console/steward/{dept}"
+    return {
+        ("GET", "/console/steward"): lambda w: Req("GET", "/console/steward", console=True),
+        ("GET", st): lambda w: Req("GET", f"/console/steward/{w.own}", console=True),
+        ("GET", st + "/consumers"): lambda w: Req(
+            "GET", f"/console/steward/{w.own}/consumers", console=True
+        ),
+        ("GET", st + "/agreements/{agreement_id}"): lambda w: Req(
+            "GET", f"/console/steward/{w.own}/agreements/{w.agreement}", console=True
+        ),
+        ("POST", st + "/agreements/{agreement_id}/{action}"): lambda w: Req(
+            "POST",
+            f"/console/steward/{w.own}/agreements/{w.agreement}/approve",
+            data={"fields": "name"},
+            console=True,
+        ),
+    }
+
+
+def _audit_pages() -> dict[tuple[str, str], Builder]:
+    def page(url: str, **params: Any) -> Builder:
+        return lambda w: Req("GET", url, params=params, console=True)
+
+    return {
+        ("GET", "/console/audit"): page("/console/audit", limit="1"),
+        ("GET", "/console/audit/events/{index}"): page("/console/audit/events/0"),
+        ("GET", "/console/audit/subjects"): page("/console/audit/subjects"),
+        ("POST", "/console/audit/subjects"): lambda w: Req(
+            "POST", "/console/audit/subjects", data={"subject": "330100000000000001"}, console=True
+        ),
+        ("GET", "/console/audit/export"): page("/console/audit/export", format="csv"),
+        ("GET", "/console/audit/checkpoints"): page("/console/audit/checkpoints"),
+        ("GET", "/console/audit/activity"): page("/console/audit/activity"),
+        ("GET", "/console/audit/key"): page("/console/audit/key"),
     }
 
 
@@ -536,7 +576,9 @@ def send_console(http: httpx.Client, caller: Caller, req: Req) -> int:
     """A browser's request: the session cookie, the CSRF token in a POSTed form. Being sent
     to sign in counts as 401 (the page's answer to "no valid credentials")."""
     session, csrf = caller.session, caller.csrf
-    if req.fresh_session and caller.mint is not None and caller.csrf_of is not None:
+    if caller.mint is not None and caller.csrf_of is not None:
+        # A fresh session per request: "sign out everywhere" ends every session of the
+        # principal, and the routes called after it must still find a live one.
         session = caller.mint()
         csrf = caller.csrf_of(session)
     cookies = {"exchange_session": session} if session else {"exchange_pre": PRE_COOKIE}

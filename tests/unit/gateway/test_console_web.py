@@ -35,7 +35,10 @@ def test_catalogs_agree_and_cover_every_template_key() -> None:
     used: set[str] = set()
     for path in TEMPLATES.rglob("*.html"):
         used |= set(re.findall(r"""\bt\(["']([a-z0-9_.-]+)["']""", path.read_text()))
-    assert used <= set(en), sorted(used - set(en))
+    # t("a.b." ~ value) picks one of a family of keys: at least one must exist.
+    families = {k for k in used if k.endswith(".")}
+    assert all(any(k.startswith(f) for k in en) for f in families), families
+    assert used - families <= set(en), sorted(used - families - set(en))
     for key, text in en.items():  # placeholders match across languages
         assert set(re.findall(r"{(\w+)}", text)) == set(re.findall(r"{(\w+)}", zh[key])), key
 
@@ -44,7 +47,8 @@ def test_no_inline_script_or_style_in_templates() -> None:
     assert "script-src 'self'" in CSP and "unsafe-inline" not in CSP
     for path in TEMPLATES.rglob("*.html"):
         text = path.read_text()
-        assert not re.search(r"<script(?![^>]*\bsrc=)", text), path
+        # Only scripts from files; data for them may travel in non-executed JSON blocks.
+        assert not re.search(r"<script(?![^>]*\b(src=|type=\"application/json\"))", text), path
         assert not re.search(r"\son[a-z]+=|\sstyle=|<style", text), path
     assert ENV.autoescape  # type: ignore[truthy-function]
 
