@@ -20,14 +20,16 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from audit.database import AUDIT_DB
 from audit.keys import VERIFIER_FILE
 from audit.service import Filters
+from consent.models import AgreementRow
 from exchange.client import ApiError, ExchangeClient
 from tests.support.console import (
     TABLET,
@@ -236,6 +238,19 @@ def test_steward_suspends_resumes_and_rejects_with_a_reason(
             "valid_until": "2099-01-01T00:00:00Z",
         },
     )
+    # Past its response deadline, it is highlighted in the inbox, most urgent first.
+    with gateway.services.sessions.begin() as db:
+        db.execute(
+            update(AgreementRow)
+            .where(AgreementRow.id == ask["id"])
+            .values(respond_by=datetime.now(UTC) - timedelta(days=2))
+        )
+    page.goto(f"/console/steward/{s.owner}")
+    late = page.locator("tbody tr").first
+    assert "overdue" in (late.get_attribute("class") or "")
+    assert world.second in late.inner_text() and "Overdue" in late.inner_text()
+    assert not axe_check(page)
+    screenshot(page, "steward-inbox-overdue")
     base = f"/console/steward/{s.owner}/agreements/{ask['id']}"
     r = page.request.post(f"{base}/reject", form={"csrf": csrf(page), "reason": " "})
     assert r.status == 422
@@ -388,6 +403,20 @@ def test_officer_browses_filters_checkpoints_and_charts(
         page.click("a[href*='format=jsonl']")
     lines = dl.value.path().read_text().splitlines()
     assert len(lines) == len(outcomes) + 1  # the checkpoint line, then one per event
+
+    for bad in (
+        "/console/audit?from=yesterday",
+        "/console/audit?from=2026-11-30T10:00&to=2026-11-30T09:00",
+        "/console/audit?type=schema*",
+        "/console/audit?after=x",
+        "/console/audit/events/-1",
+        "/console/audit/events/99999999999",
+        "/console/audit/export?format=xml",
+        "/console/audit/checkpoints?before=abc",
+        "/console/audit/activity?range=1y",
+    ):
+        status = page.request.get(bad).status
+        assert 400 <= status < 500, (bad, status)
 
     gateway.services.audit_review.checkpoint()
     page.goto("/console/audit/checkpoints")

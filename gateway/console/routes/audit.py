@@ -161,8 +161,9 @@ async def browser(
 ) -> Response:
     q = request.query_params
     values = {k: q.get(k, "") for k in ("from", "to", "tz", "denied", *_TEXT)}
+    recent = not any(values.values()) and "after" not in q  # a bare visit: the last day
     try:
-        f = filters_from(q)
+        f = Filters(since=datetime.now(UTC) - timedelta(days=1)) if recent else filters_from(q)
         after, limit = _after(q.get("after")), _limit(q.get("limit"))
     except ExchangeError as exc:
         return _page(
@@ -181,6 +182,7 @@ async def browser(
         types=TYPES,
         events=[e.to_json() for e in found],
         searched=True,
+        recent=recent,
         next_url=f"/console/audit?{urlencode({**query, 'after': nxt})}" if nxt is not None else "",
         export_url=f"/console/audit/export?{urlencode({**query, 'after': after})}",
     )
