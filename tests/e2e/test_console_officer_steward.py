@@ -424,7 +424,7 @@ def test_officer_browses_filters_checkpoints_and_charts(
     assert page.get_attribute("#chain-summary", "data-state") == "ok"
     pages_of(page, "audit-checkpoints")
 
-    page.goto("/console/audit/activity")
+    page.goto("/console/audit/activity?range=1h")
     ready(page)
     assert page.locator("#chart-events svg polyline").count() >= 1
     assert s.consumer in page.inner_text("table")

@@ -33,7 +33,7 @@ export function lines(data, key, otherLabel, noneLabel) {
 function niceMax(n) {
   if (n <= 5) return 5;
   const mag = 10 ** Math.floor(Math.log10(n));
-  for (const step of [1, 2, 2.5, 5, 10]) if (step * mag >= n) return step * mag;
+  for (const step of [1, 2, 5, 10]) if (step * mag >= n) return step * mag;
   return 10 * mag;
 }
 
