@@ -6,7 +6,9 @@ PIP := $(PY) -m pip
 HASH := $(shell cat pyproject.toml | sha1sum | cut -c1-12)
 RUN_STAMP := $(VENV)/.installed-run-$(HASH)
 TEST_STAMP := $(VENV)/.installed-test-$(HASH)
-DEBS := softhsm2 postgresql curl jq
+# fonts-wqy-microhei: CJK glyphs for the console screenshots taken by the browser tests
+# curl, jq: the plain-HTTP example client (examples/) the tests run
+DEBS := softhsm2 postgresql chromium fonts-wqy-microhei curl jq
 
 .PHONY: install install-test up test test-fast lint bench bench-quick system-deps kafka-jars keycloak-dist clean
 

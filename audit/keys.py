@@ -58,3 +58,10 @@ class SubjectHasher:
 
     def __call__(self, subject: str) -> str:
         return hmac.new(self._key, subject.encode(), hashlib.sha256).hexdigest()
+
+
+def fingerprint(verifier_key: str) -> str:
+    """A short form of the checkpoint verifier key to compare by eye (the console shows the
+    same for the key it pinned): the first 128 bits of SHA-256 of the key text, in groups."""
+    digest = hashlib.sha256(verifier_key.strip().encode()).hexdigest()[:32]
+    return " ".join(digest[i : i + 4] for i in range(0, 32, 4))

@@ -9,16 +9,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from audit import sources
 from audit.checkpoint import Checkpoint, Signer, Verifier
 from audit.events import AuditEvent, decode
+from audit.history import Link, chain
 from audit.keys import SubjectHasher
 from audit.merkle import MerkleTree, decompose
 from audit.models import AuditCheckpointRow, AuditEventRow, AuditHeadRow, AuditSubjectRow
+from audit.queries import Filters, Window, activity, select_activity, select_events, ts_text
 from audit.settings import AuditSettings, checkpoint_topic
 from audit.store import HEAD_ID, LOG_HEADER, AuditLog
 from audit.verify import Report, verify_log
@@ -29,17 +31,7 @@ from exchange.kafka.port import KafkaPort, OutRecord
 log = logging.getLogger(__name__)
 
 MAX_PAGE = 1000
-
-
-@dataclass(frozen=True)
-class Filters:
-    since: datetime | None = None
-    until: datetime | None = None
-    department: str | None = None
-    client: str | None = None
-    topic: str | None = None
-    type: str | None = None
-    subject: str | None = None  # raw id: hashed here, never stored or logged
+__all__ = ["MAX_PAGE", "AuditService", "Checkpointer", "Filters", "SignedCheckpoint"]
 
 
 @dataclass(frozen=True)
@@ -170,31 +162,9 @@ class AuditService:
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}")
         with transaction(self.sessions) as s:
-            rows = s.scalars(self._select(f).where(AuditEventRow.idx > after).limit(limit))
+            q = select_events(f, self.subjects).where(AuditEventRow.idx > after)
+            rows = s.scalars(q.limit(limit))
             return [decode(r.entry) for r in rows]
-
-    def _select(self, f: Filters) -> Select[AuditEventRow]:
-        q = select(AuditEventRow).order_by(AuditEventRow.idx)
-        if f.since is not None:
-            q = q.where(AuditEventRow.ts >= _ts(f.since))
-        if f.until is not None:
-            q = q.where(AuditEventRow.ts < _ts(f.until))
-        for column, value in (
-            (AuditEventRow.department, f.department),
-            (AuditEventRow.actor, f.client),
-            (AuditEventRow.topic, f.topic),
-            (AuditEventRow.type, f.type),
-        ):
-            if value is not None:
-                q = q.where(column == value)
-        if f.subject is not None:
-            hashed = self.subjects(f.subject)
-            q = q.where(
-                AuditEventRow.idx.in_(
-                    select(AuditSubjectRow.idx).where(AuditSubjectRow.subject == hashed)
-                )
-            )
-        return q
 
     def with_proofs(
         self, events: list[AuditEvent]
@@ -215,6 +185,35 @@ class AuditService:
                 for e in events
             ]
         return cp, out
+
+    def event(self, index: int) -> tuple[SignedCheckpoint, dict[str, Any]]:
+        """One event with its inclusion proof against the latest checkpoint covering it."""
+        with transaction(self.sessions) as s:
+            row = s.get(AuditEventRow, index)
+            if row is None:
+                raise NotFound(f"no audit event {index} (never written, or pruned)")
+            ev = decode(row.entry)
+        cp, rows = self.with_proofs([ev])
+        return cp, rows[0]
+
+    def activity(self, w: Window, department: str | None = None) -> dict[str, Any]:
+        """Events and denials per department per time bucket."""
+        with transaction(self.sessions) as s:
+            rows = [tuple(r) for r in s.execute(select_activity(w, department))]
+        return activity(w, rows)
+
+    def checkpoint_history(self, limit: int = 50, before: int | None = None) -> list[Link]:
+        """Signed checkpoints, newest first, each checked against its predecessor."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}")
+        with transaction(self.sessions) as s:
+            q = select(AuditCheckpointRow).order_by(AuditCheckpointRow.size.desc())
+            if before is not None:
+                q = q.where(AuditCheckpointRow.size < before)
+            rows = list(s.scalars(q.limit(limit + 1)))
+            notes = [(r.size, r.note, r.created_at) for r in rows]
+            tree = self.tree(s)
+            return chain(notes, self.signer.verifier, self.h, tree.consistency_proof)[:limit]
 
     # -- verification and retention ------------------------------------------------------------
     def verify(
@@ -261,7 +260,7 @@ class AuditService:
             tree = self.tree(s)
             old = s.scalars(
                 select(AuditEventRow.idx)
-                .where(AuditEventRow.ts < _ts(cutoff), AuditEventRow.idx < latest.size)
+                .where(AuditEventRow.ts < ts_text(cutoff), AuditEventRow.idx < latest.size)
                 .order_by(AuditEventRow.idx.desc())
                 .limit(1)
             ).first()
@@ -312,9 +311,5 @@ class Checkpointer:
         self._thread.join(timeout=10)
 
 
-def _ts(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def _now() -> str:
-    return _ts(datetime.now(UTC))
+    return ts_text(datetime.now(UTC))

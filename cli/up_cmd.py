@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from audit.keys import fingerprint
 from cli.common import HomeOption, console, guarded, settings_for
 from exchange import logs, metrics, tracing
 from exchange.errors import ConfigurationError, KafkaUnavailable, NotFound
@@ -170,6 +171,10 @@ def up(
         console.print(f"admin     {creds}", highlight=False)
         auditor = settings.resolved_home / AUDITOR_FILE
         console.print(f"auditor   {auditor} (hand to the security officer)", highlight=False)
+        # Officers pin this key in the console (it checks proofs in the browser against it).
+        key = svc.audit_review.signer.verifier.encode()
+        console.print(f"audit key {key}", highlight=False)
+        console.print(f"          fingerprint {fingerprint(key)}", highlight=False)
         server = uvicorn.Server(
             uvicorn.Config(
                 app,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -91,6 +92,19 @@ class SubscriptionStore:
                 select(SubscriptionRow)
                 .where(SubscriptionRow.consumer == consumer)
                 .order_by(SubscriptionRow.created_at)
+            )
+            return [_sub(r) for r in rows]
+
+    def on_topics(self, topics: Iterable[str]) -> list[Subscription]:
+        """Open subscriptions to these topics (an owner's view of who reads its data)."""
+        names = sorted(set(topics))
+        if not names:
+            return []
+        with transaction(self.sessions) as s:
+            rows = s.scalars(
+                select(SubscriptionRow)
+                .where(SubscriptionRow.topic.in_(names), SubscriptionRow.status != "closed")
+                .order_by(SubscriptionRow.consumer, SubscriptionRow.created_at)
             )
             return [_sub(r) for r in rows]
 

@@ -95,6 +95,16 @@ class Settings(BaseSettings):
         default="dept", description="Claim (or dotted path) holding the department id."
     )
     token_leeway_seconds: int = Field(default=30, description="Clock skew allowed on exp/nbf.")
+    console_idle_seconds: int = Field(
+        default=1800, ge=10, description="A console session ends after this long unused."
+    )
+    console_session_seconds: int = Field(
+        default=8 * 3600, ge=60, description="A console session ends this long after sign-in."
+    )
+    oidc_console_client_id: str | None = Field(
+        default=None,
+        description="With an external issuer: its public client the console signs in through.",
+    )
     rate_limit_per_second: float = Field(default=2000.0, description="Per-client token refill.")
     rate_limit_burst: int = Field(default=4000, description="Per-client bucket size.")
     webhook_allowed_hosts: list[str] | None = Field(

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from exchange import logs
-from gateway import errors
+from gateway import console, errors
 from gateway.bootstrap import build_services
 from gateway.container import Services
 from gateway.limits import RequestLimits
@@ -98,6 +98,7 @@ def create_app(svc: Services) -> FastAPI:
     app.add_middleware(Observe)  # outermost: request id, access log and metrics for all
     for router in ROUTERS:
         app.include_router(router, responses=_ERRORS.get(id(router), API_ERRORS))
+    console.install(app)
     return app
 
 

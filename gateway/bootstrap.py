@@ -41,8 +41,11 @@ from exchange.crypto.kms import Kms
 from exchange.db import make_engine, migrate, session_factory
 from exchange.health import HealthMonitor, database_writable
 from exchange.home import secure_home
+from exchange.identity.authcodes import AuthCodes
 from exchange.identity.external import external_verifier
+from exchange.identity.people import People
 from exchange.identity.service import IdentityService
+from exchange.identity.sessions import ConsoleSessions
 from exchange.identity.throttle import FailureThrottle
 from exchange.identity.tokens import TokenService
 from exchange.kafka import open_kafka
@@ -212,6 +215,13 @@ def build_services(
         ),
         rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         failure_throttle=FailureThrottle(),
+        people=People(sessions, master_key),
+        console_sessions=ConsoleSessions(
+            sessions,
+            idle_s=settings.console_idle_seconds,
+            absolute_s=settings.console_session_seconds,
+        ),
+        auth_codes=AuthCodes(sessions),
         audit=sink,
         audit_review=review.service,
         registry=registry,

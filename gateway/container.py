@@ -29,8 +29,11 @@ from dataplane.webhooks import WebhookDispatcher
 from exchange.auditing import AuditSink
 from exchange.crypto.fields import FieldCrypto
 from exchange.health import HealthMonitor
+from exchange.identity.authcodes import AuthCodes
 from exchange.identity.external import ExternalVerifier
+from exchange.identity.people import People
 from exchange.identity.service import IdentityService
+from exchange.identity.sessions import ConsoleSessions
 from exchange.identity.throttle import FailureThrottle
 from exchange.identity.tokens import TokenService
 from exchange.kafka.port import KafkaPort
@@ -61,7 +64,10 @@ class Services:
     tokens: TokenService
     external: ExternalVerifier | None
     rate_limiter: RateLimiter
-    failure_throttle: FailureThrottle  # failed client authentications (oauth routes)
+    failure_throttle: FailureThrottle  # failed client and person authentications
+    people: People  # staff who sign in to the console
+    console_sessions: ConsoleSessions
+    auth_codes: AuthCodes  # authorization-code grant (PKCE) for first-party public clients
     # the tamper-evident log: every package appends; officers review through audit_review
     audit: AuditSink
     audit_review: AuditService

@@ -66,3 +66,49 @@ class UsedAssertionRow(Base):
     client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     jti: Mapped[str] = mapped_column(String(200), primary_key=True)
     expires_at: Mapped[int] = mapped_column(Integer, index=True)
+
+
+class PersonRow(Base):
+    """A person of a department who signs in to the console (not a machine client)."""
+
+    __tablename__ = "people"
+    login: Mapped[str] = mapped_column(String(64), primary_key=True)
+    department_id: Mapped[str] = mapped_column(ForeignKey("departments.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(300))
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    # The TOTP secret sealed with the master key; pending until the first code confirms it.
+    totp_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    totp_confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    totp_last_step: Mapped[int] = mapped_column(Integer, default=0)  # replay guard
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ConsoleSessionRow(Base):
+    """A signed-in browser. Only the hash of the cookie value is stored."""
+
+    __tablename__ = "console_sessions"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    login: Mapped[str] = mapped_column(String(200), index=True)  # person, or oidc subject
+    principal_id: Mapped[str] = mapped_column(String(200))
+    department: Mapped[str] = mapped_column(String(64))
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    issuer: Mapped[str] = mapped_column(String(300))
+    external: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[int] = mapped_column(Integer)
+    last_seen: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[int] = mapped_column(Integer, index=True)  # absolute limit
+
+
+class AuthCodeRow(Base):
+    """An authorization code (RFC 6749 §4.1) awaiting redemption with its PKCE verifier."""
+
+    __tablename__ = "auth_codes"
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    redirect_uri: Mapped[str] = mapped_column(String(500))
+    challenge: Mapped[str] = mapped_column(String(128))
+    login: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(500))
+    expires_at: Mapped[int] = mapped_column(Integer, index=True)

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from exchange import metrics
 from exchange.db import transaction
 from exchange.errors import DependencyUnavailable, ExchangeError
-from exchange.identity.models import ClientRow, RevokedTokenRow, SigningKeyRow
+from exchange.identity.models import ClientRow, PersonRow, RevokedTokenRow, SigningKeyRow
 from exchange.identity.service import Client
 from exchange.secrets_store import seal, unseal
 
@@ -38,6 +38,13 @@ _LIVE = select(
     ClientRow.disabled,
     exists().where(RevokedTokenRow.jti == bindparam("jti")).label("revoked"),
 ).where(ClientRow.client_id == bindparam("client_id"))
+
+
+_PERSON_LIVE = select(
+    PersonRow.disabled,
+    exists().where(RevokedTokenRow.jti == bindparam("jti")).label("revoked"),
+).where(PersonRow.login == bindparam("login"))
+PERSON_PREFIX = "person:"  # a person's principal id (client ids never contain ':')
 
 
 class InvalidToken(ExchangeError):
@@ -177,14 +184,27 @@ class TokenService:
     # -- tokens --------------------------------------------------------------------------
     def issue(self, client: Client, scope: list[str] | None) -> IssuedToken:
         granted = sorted(set(client.roles) if not scope else set(scope) & set(client.roles))
+        return self._issue(client.client_id, client.client_id, client.department, granted, {})
+
+    def issue_person(
+        self, login: str, department: str, roles: list[str], client_id: str
+    ) -> IssuedToken:
+        """A token for a signed-in person, obtained through the public client ``client_id``."""
+        extra = {"person": True}
+        return self._issue(login, client_id, department, sorted(roles), extra)
+
+    def _issue(
+        self, sub: str, client_id: str, dept: str, granted: list[str], extra: dict[str, Any]
+    ) -> IssuedToken:
         kid, key = self._signing_key()
         now = int(time.time())
-        claims = {
+        claims: dict[str, Any] = {
+            **extra,
             "iss": self.issuer,
-            "sub": client.client_id,
+            "sub": sub,
             "aud": self.audience,
-            "client_id": client.client_id,
-            "dept": client.department,
+            "client_id": client_id,
+            "dept": dept,
             "scope": " ".join(granted),
             "iat": now,
             "nbf": now,
@@ -226,14 +246,19 @@ class TokenService:
             registry.validate(claims)
         except JoseError as exc:
             raise InvalidToken(f"token rejected: {exc.error}") from exc
-        self._check_live(str(claims["jti"]), str(claims.get("client_id", "")))
+        person = claims.get("person") is True
+        if person:
+            self._check_person_live(str(claims["jti"]), str(claims["sub"]))
+        else:
+            self._check_live(str(claims["jti"]), str(claims.get("client_id", "")))
         return Principal(
-            client_id=str(claims["client_id"]),
+            client_id=PERSON_PREFIX + str(claims["sub"]) if person else str(claims["client_id"]),
             department=str(claims["dept"]),
             roles=frozenset(str(claims.get("scope", "")).split()),
             token_id=str(claims["jti"]),
             issuer=self.issuer,
             expires_at=int(claims["exp"]),
+            subject=str(claims["sub"]) if person else "",
         )
 
     def revoke(self, token: str) -> None:
@@ -255,6 +280,14 @@ class TokenService:
             row = s.execute(_LIVE, {"jti": jti, "client_id": client_id}).first()
         if row is None or row.disabled:
             raise InvalidToken("the token's client is disabled")
+        if row.revoked:
+            raise InvalidToken("token has been revoked")
+
+    def _check_person_live(self, jti: str, login: str) -> None:
+        with transaction(self.sessions) as s:
+            row = s.execute(_PERSON_LIVE, {"jti": jti, "login": login}).first()
+        if row is None or row.disabled:
+            raise InvalidToken("the token's person is disabled")
         if row.revoked:
             raise InvalidToken("token has been revoked")
 

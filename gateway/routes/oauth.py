@@ -25,6 +25,7 @@ from exchange.identity.tokens import InvalidToken, Principal
 from gateway.access import CLIENT, PUBLIC, access
 from gateway.auth import limit_peer, peer_address, require, services
 from gateway.container import Services
+from gateway.routes.authorize import code_grant
 
 router = APIRouter(tags=["oauth"])
 # Client authentication runs scrypt: limit callers per address before it does.
@@ -180,7 +181,7 @@ async def authenticated_client(
 
 @router.post(
     "/oauth/token",
-    summary="Client-credentials grant (RFC 6749 §4.4)",
+    summary="Client-credentials grant (RFC 6749 §4.4); authorization code + PKCE for people",
     dependencies=_peer_limited,
 )
 @access(CLIENT)
@@ -192,8 +193,14 @@ async def token(
     client_secret: Annotated[str | None, Form()] = None,
     client_assertion_type: Annotated[str | None, Form()] = None,
     client_assertion: Annotated[str | None, Form()] = None,
+    code: Annotated[str | None, Form()] = None,
+    redirect_uri: Annotated[str | None, Form()] = None,
+    code_verifier: Annotated[str | None, Form()] = None,
     svc: Services = Depends(services),
 ) -> JSONResponse:
+    if grant_type == "authorization_code" and not client_secret and not client_assertion:
+        # A first-party public client: PKCE stands in for the client's authentication.
+        return await code_grant(request, svc, code, redirect_uri, client_id, code_verifier)
     client = await authenticated_client(
         request, svc, "token", client_id, client_secret, client_assertion_type, client_assertion
     )
@@ -204,7 +211,9 @@ async def token(
         await _audit_denied(
             svc, "token", client.client_id, address, "unsupported_grant_type", client=client
         )
-        return oauth_error("unsupported_grant_type", "only client_credentials is supported")
+        return oauth_error(
+            "unsupported_grant_type", "clients use client_credentials (public clients: code)"
+        )
     requested = scope.split() if scope else None
     if requested and not set(requested) <= set(client.roles):
         await _audit_denied(
@@ -254,15 +263,18 @@ async def metadata(svc: Services = Depends(services)) -> dict[str, Any]:
     base = svc.tokens.issuer
     return {
         "issuer": base,
+        "authorization_endpoint": f"{base}/oauth/authorize",
         "token_endpoint": f"{base}/oauth/token",
         "jwks_uri": f"{base}/oauth/jwks",
         "revocation_endpoint": f"{base}/oauth/revoke",
         "introspection_endpoint": f"{base}/oauth/introspect",
-        "grant_types_supported": ["client_credentials"],
+        "grant_types_supported": ["client_credentials", "authorization_code"],
+        "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": [
             "client_secret_basic",
             "client_secret_post",
             "private_key_jwt",
+            "none",
         ],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "introspection_endpoint_auth_methods_supported": [
@@ -271,7 +283,7 @@ async def metadata(svc: Services = Depends(services)) -> dict[str, Any]:
         ],
         "token_endpoint_auth_signing_alg_values_supported": sorted(ALLOWED_ALGORITHMS),
         "scopes_supported": sorted(ALL_ROLES),
-        "response_types_supported": ["token"],
+        "response_types_supported": ["code"],
     }
 
 

@@ -25,6 +25,8 @@ from fastapi.routing import APIRoute
 from audit.service import Filters
 from exchange.client import ExchangeClient
 from gateway.access import CLIENT, Access, app_routes, declared
+from gateway.console import csrf
+from gateway.console.session import principal_of
 from tests.support.gateway import ThreadGateway
 from tests.support.matrix import REQUESTS, Caller, World, build_world, callers, send
 
@@ -43,6 +45,21 @@ def routes(app: Any) -> Iterator[tuple[str, str, Access | None]]:
             if path == "/registry/{rest:path}" and method != "GET":
                 continue  # one method of the catch-all is enough
             yield method, path, declared(app, route)
+
+
+def console_session(gateway: ThreadGateway, token: str) -> str:
+    """The console session a person holding the token's roles would have after signing in."""
+    p = gateway.services.tokens.verify(token)
+    session = gateway.services.console_sessions.create(
+        login=p.client_id,
+        principal_id=p.client_id,
+        department=p.department,
+        roles=p.roles,
+        issuer=p.issuer,
+    )
+    info = gateway.services.console_sessions.lookup(session)
+    assert info is not None and principal_of(info).roles == p.roles
+    return session
 
 
 def outcome(status: int, decl: Access) -> str:
@@ -75,8 +92,15 @@ def test_route_by_caller_matrix(
     world: World,
 ) -> None:
     since = datetime.now(UTC)
-    identity = gateway.services.identity
-    who = callers(world, admin, security_officer, lambda c: frozenset(identity.get_client(c).roles))
+    svc = gateway.services
+    who = callers(
+        world,
+        admin,
+        security_officer,
+        lambda c: frozenset(svc.identity.get_client(c).roles),
+        lambda token: console_session(gateway, token),
+        lambda anchor: csrf.token(svc.master_key, anchor),
+    )
     wrong: dict[Cell, str] = {}
     denied: list[tuple[Cell, Caller, int, str]] = []
     with httpx.Client(base_url=gateway.url, timeout=30) as http:

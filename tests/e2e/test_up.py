@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from audit.keys import VERIFIER_FILE, fingerprint
 from exchange.home import loose_paths
 from exchange.kafka import open_kafka
 from exchange.kafka.broker import pid_alive
@@ -66,6 +67,10 @@ def test_up_twice_keeps_data_and_sigterm_stops_java(tmp_path: Path) -> None:
     finally:
         gw.stop()
     assert java_pids_for(home) == []
+    # The checkpoint key officers pin in the console, printed for them to copy.
+    key = (home / VERIFIER_FILE).read_text().strip()
+    printed = (home / "gateway.log").read_text()
+    assert f"audit key {key}" in printed and f"fingerprint {fingerprint(key)}" in printed
     assert not pid_alive(state["pid"])
 
     gw2 = GatewayProcess(home, bootstrap=None, port=gw.port).start()

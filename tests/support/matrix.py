@@ -40,6 +40,10 @@ class Caller:
     client_id: str = ""
     secret: str = ""
     token: str = ""
+    session: str = ""  # a console session holding the same principal as the token
+    csrf: str = ""  # the CSRF token of that session (or of PRE_COOKIE when anonymous)
+    mint: Callable[[], str] | None = None  # a fresh session (for requests that end theirs)
+    csrf_of: Callable[[str], str] | None = None  # the CSRF token bound to a session
 
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -56,6 +60,8 @@ class Req:
     data: dict[str, str] | None = None
     params: dict[str, Any] = field(default_factory=dict)
     basic: bool = False  # authenticate with client credentials instead of the bearer token
+    console: bool = False  # a console page: the session cookie (and a CSRF token on POST)
+    fresh_session: bool = False  # the request ends its session: use a throwaway one
 
 
 @dataclass
@@ -189,12 +195,19 @@ def _subscribe_when_granted(w: World) -> str:
             time.sleep(0.2)
 
 
+PRE_COOKIE = "matrix-anonymous-browser"  # the anonymous caller's pre-session CSRF anchor
+
+
 def callers(
     w: World,
     admin: ExchangeClient,
     auditor: ExchangeClient,
     roles_of: Callable[[str], frozenset[str]],
+    session_for: Callable[[str], str],
+    csrf_for: Callable[[str], str],
 ) -> list[Caller]:
+    """``session_for(token)``: a console session of the token's principal (the browser a
+    person with these roles would have); ``csrf_for(anchor)``: the forms' CSRF token."""
     out = [Caller("anonymous", None, frozenset())]
     for label in ("own", "other"):
         for role in DEPT_ROLES:
@@ -206,6 +219,12 @@ def callers(
         if c.client_id:
             with ExchangeClient(w.url, c.client_id, c.secret) as sdk:
                 c.token = sdk.token()
+            c.session = session_for(c.token)
+            c.csrf = csrf_for(c.session)
+            c.mint = lambda token=c.token: session_for(token)
+            c.csrf_of = csrf_for
+        else:
+            c.csrf = csrf_for(PRE_COOKIE)
     return out
 
 
@@ -472,14 +491,112 @@ def _api_routes() -> dict[tuple[str, str], Builder]:
             "GET", "/v1/audit/proofs/consistency", params={"first": 1, "second": 1}
         ),
         ("GET", "/v1/audit/events"): lambda w: Req("GET", "/v1/audit/events", params={"limit": 1}),
+        ("GET", "/v1/audit/events/{index}"): lambda w: Req("GET", "/v1/audit/events/0"),
+        ("POST", "/v1/audit/subjects/search"): lambda w: Req(
+            "POST", "/v1/audit/subjects/search", json={"subject": "330100000000000001", "limit": 1}
+        ),
+        ("GET", "/v1/audit/checkpoints"): lambda w: Req(
+            "GET", "/v1/audit/checkpoints", params={"limit": 2}
+        ),
+        ("GET", "/v1/audit/activity"): lambda w: Req("GET", "/v1/audit/activity"),
     }
 
 
-REQUESTS: dict[tuple[str, str], Builder] = {**_subject_routes(), **_api_routes()}
+def _console_routes() -> dict[tuple[str, str], Builder]:
+    """Console pages (cookie sessions) and the authorization-code grant's pages."""
+
+    def page(url: str, **params: Any) -> Builder:
+        return lambda w: Req("GET", url, params=params, console=True)
+
+    def post(url: str, fresh: bool = False, **data: str) -> Builder:
+        return lambda w: Req("POST", url, data=data, console=True, fresh_session=fresh)
+
+    return {
+        ("GET", "/oauth/authorize"): page("/oauth/authorize", response_type="code"),
+        ("POST", "/oauth/authorize"): post("/oauth/authorize", login="nobody", password="x"),
+        ("POST", "/oauth/authorize/second-factor"): post("/oauth/authorize/second-factor"),
+        ("GET", "/console"): page("/console"),
+        ("GET", "/console/static/{name:path}"): page("/console/static/console.css"),
+        ("GET", "/console/lang/{lang}"): page("/console/lang/en"),
+        ("GET", "/console/sign-in"): page("/console/sign-in"),
+        ("GET", "/console/callback"): page("/console/callback", code="x", state="y"),
+        ("POST", "/console/sign-out"): post("/console/sign-out", fresh=True),
+        ("POST", "/console/sign-out-everywhere"): post("/console/sign-out-everywhere", fresh=True),
+        **_steward_pages(),
+        **_audit_pages(),
+    }
+
+
+def _steward_pages() -> dict[tuple[str, str], Builder]:
+    st = "/console/steward/{dept}"
+    return {
+        ("GET", "/console/steward"): lambda w: Req("GET", "/console/steward", console=True),
+        ("GET", st): lambda w: Req("GET", f"/console/steward/{w.own}", console=True),
+        ("GET", st + "/consumers"): lambda w: Req(
+            "GET", f"/console/steward/{w.own}/consumers", console=True
+        ),
+        ("GET", st + "/agreements/{agreement_id}"): lambda w: Req(
+            "GET", f"/console/steward/{w.own}/agreements/{w.agreement}", console=True
+        ),
+        ("POST", st + "/agreements/{agreement_id}/{action}"): lambda w: Req(
+            "POST",
+            f"/console/steward/{w.own}/agreements/{w.agreement}/approve",
+            data={"fields": "name"},
+            console=True,
+        ),
+    }
+
+
+def _audit_pages() -> dict[tuple[str, str], Builder]:
+    def page(url: str, **params: Any) -> Builder:
+        return lambda w: Req("GET", url, params=params, console=True)
+
+    return {
+        ("GET", "/console/audit"): page("/console/audit", limit="1"),
+        ("GET", "/console/audit/events/{index}"): page("/console/audit/events/0"),
+        ("GET", "/console/audit/subjects"): page("/console/audit/subjects"),
+        ("POST", "/console/audit/subjects"): lambda w: Req(
+            "POST", "/console/audit/subjects", data={"subject": "330100000000000001"}, console=True
+        ),
+        ("GET", "/console/audit/export"): page("/console/audit/export", format="csv"),
+        ("GET", "/console/audit/checkpoints"): page("/console/audit/checkpoints"),
+        ("GET", "/console/audit/activity"): page("/console/audit/activity"),
+        ("GET", "/console/audit/key"): page("/console/audit/key"),
+    }
+
+
+REQUESTS: dict[tuple[str, str], Builder] = {
+    **_subject_routes(),
+    **_api_routes(),
+    **_console_routes(),
+}
+
+
+def send_console(http: httpx.Client, caller: Caller, req: Req) -> int:
+    """A browser's request: the session cookie, the CSRF token in a POSTed form. Being sent
+    to sign in counts as 401 (the page's answer to "no valid credentials")."""
+    session, csrf = caller.session, caller.csrf
+    if caller.mint is not None and caller.csrf_of is not None:
+        # A fresh session per request: "sign out everywhere" ends every session of the
+        # principal, and the routes called after it must still find a live one.
+        session = caller.mint()
+        csrf = caller.csrf_of(session)
+    cookies = {"exchange_session": session} if session else {"exchange_pre": PRE_COOKIE}
+    data = dict(req.data or {})
+    if req.method == "POST":
+        data["csrf"] = csrf
+    http.cookies.clear()
+    r = http.request(req.method, req.url, params=req.params, data=data or None, cookies=cookies)
+    location = r.headers.get("location", "")
+    if r.status_code in (302, 303) and location.startswith("/console/sign-in"):
+        return 401
+    return r.status_code
 
 
 def send(http: httpx.Client, caller: Caller, req: Req) -> int:
     """The status only; a stream is closed as soon as its head arrives."""
+    if req.console:
+        return send_console(http, caller, req)
     headers = {} if req.basic else caller.auth()
     auth = caller.basic() if req.basic else None
     with http.stream(
