@@ -214,7 +214,7 @@ class TokenService:
         }
         token = jwt.encode({"alg": "ES256", "kid": kid, "typ": "at+jwt"}, claims, key)
         metrics.TOKENS_ISSUED.inc()
-        return IssuedToken(token, self.ttl, claims["scope"], claims)  # type: ignore[arg-type]
+        return IssuedToken(token, self.ttl, claims["scope"], claims)
 
     def verify(self, token: str) -> Principal:
         try:
