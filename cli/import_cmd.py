@@ -42,10 +42,10 @@ def import_(
     ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Accept the proposed mapping"),
     reject_file: Path | None = typer.Option(
-        None, "--reject-file", help="CSV of rejected rows: number, reason (SOURCE.rejects.csv)"
+        None, "--reject-file", help="Rejected rows, CSV: number, reason (SOURCE.TOPIC.rejects.csv)"
     ),
     checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", help="Checkpoint file (default: SOURCE.import.json)"
+        None, "--checkpoint", help="Checkpoint file (default: SOURCE.TOPIC.import.json)"
     ),
     batch_size: int = typer.Option(1000, "--batch-size", min=1, max=5000),
     workers: int = typer.Option(4, "--workers", min=1, max=16, help="Batches in flight"),
@@ -71,7 +71,8 @@ def import_(
     if mapping_file is not None and not mapping_file.exists():
         mapping.save(mapping_file)
     schema_id = ready(api, p, mapping, share_type)
-    base = Path(topic) if "://" in source else Path(source)
+    # Named after source and topic: one file imported into two topics keeps two checkpoints.
+    base = Path(topic) if "://" in source else Path(f"{source}.{topic}")
     importer = Importer(
         api,
         src,

@@ -56,7 +56,7 @@ def test_killed_import_resumes_every_row_exactly_once(
     topic = f"{depts.owner}.residents"
     env = cli_env(gateway, depts.importer)
     args = import_cmd(str(src), "--topic", topic, "--yes", "--batch-size", "20", "-o", "json")
-    checkpoint = tmp_path / "residents.csv.import.json"
+    checkpoint = tmp_path / f"residents.csv.{topic}.import.json"
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     done = 0
