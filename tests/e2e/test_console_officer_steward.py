@@ -459,3 +459,21 @@ def test_an_admin_is_refused_on_every_audit_url(
         Filters(since=since, type="authz.denied", client=f"person:{world.admin.login}"), -1, 50
     )
     assert len(refused) == len(gets) + 1
+
+
+def test_steward_revokes_after_confirming(world: World, steward_page: Any) -> None:
+    """Last: revoking asks first (a dialog), then the consumer's subscription is refused."""
+    s, page = world.s, steward_page
+    page.goto(f"/console/steward/{s.owner}/agreements/{world.agreement}")
+    page.once("dialog", lambda d: d.dismiss())
+    page.click("form[action$='/revoke'] button")
+    assert s.steward.call("GET", f"/v1/agreements/{world.agreement}")["status"] == "approved"
+    page.once("dialog", lambda d: d.accept())
+    page.click("form[action$='/revoke'] button")
+    page.wait_for_url("**?done=revoke")
+    assert s.steward.call("GET", f"/v1/agreements/{world.agreement}")["status"] == "revoked"
+    page.goto(f"/console/steward/{s.owner}/consumers")
+    assert s.consumer not in page.inner_text("main")
+    with pytest.raises(ApiError) as refused:
+        subscribe_soon(s, within=0)
+    assert refused.value.status == 403
