@@ -275,7 +275,8 @@ async def export(
         return _page(
             request, "audit/events.html", 422, values=values, types=TYPES, error=exc.message
         )
-    await record_read(svc, me, "console.export", format=fmt)
+    shown = {k: q[k] for k in ("from", "to", "denied", *_TEXT) if q.get(k)}
+    await record_read(svc, me, "console.export", format=fmt, after=after, **shown)
     found = await run_in_threadpool(_review(svc).query, f, after, MAX_PAGE)
     return await run_in_threadpool(export_file, _review(svc), found, MAX_PAGE, fmt, "audit-events")
 
