@@ -140,7 +140,10 @@ def _proof_block(svc: Services, cp_note: str, rows: list[dict[str, Any]]) -> dic
 
 
 def _page(request: Request, template: str, status: int = 200, **values: Any) -> Response:
-    """A page with the texts its script shows in the page's language."""
+    """A page with the texts its script shows in the page's language (and the department
+    names the filter fields suggest)."""
+    svc: Services = request.app.state.services
+    values.setdefault("departments", sorted(d.id for d in svc.identity.list_departments()))
     texts = i18n.catalog(i18n.language(request))
     messages = {
         k.removeprefix("audit.js."): v for k, v in texts.items() if k.startswith("audit.js.")
