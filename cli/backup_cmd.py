@@ -37,9 +37,13 @@ def _audit_head(db: Path) -> tuple[int, str]:
 def backup(
     to: Path = typer.Option(..., "--to", help="New or empty directory for the backup"),
     home: Path | None = HomeOption,
+    shares: int = typer.Option(
+        0, "--shares", help="Split a random recovery key into N Shamir shares (no passphrase)"
+    ),
+    threshold: int = typer.Option(0, "--threshold", help="Shares needed to restore (k of N)"),
 ) -> None:
     """Encrypted snapshot of the control plane and keys (the gateway may keep running)."""
-    from exchange.backup import create
+    from exchange.backup import Protection, create
 
     settings = settings_for(home)
     if settings.database_url and not settings.database_url.startswith("sqlite"):
@@ -47,7 +51,19 @@ def backup(
             "the control plane is in PostgreSQL: back it up with pg_dump (not built in yet); "
             "`exchange backup` covers SQLite homes"
         )
-    manifest = create(settings.resolved_home, to, _passphrase(confirm=True), _audit_head)
+    if shares or threshold:
+        protection = Protection(shares=shares, threshold=threshold)
+    else:
+        protection = Protection(passphrase=_passphrase(confirm=True))
+    manifest, handed = create(settings.resolved_home, to, protection, _audit_head)
+    if handed:
+        console.print(
+            f"recovery key split into {shares} shares, any {threshold} restore this backup; "
+            "hand one to each custodian (they are shown once and stored nowhere):",
+            highlight=False,
+        )
+        for share in handed:
+            console.print(f"  {share}", highlight=False)
     console.print(
         f"backup {manifest['backup_id']}: {len(manifest['files'])} files, audit log at "
         f"{manifest['audit']['size']} events -> {to}",
@@ -94,12 +110,18 @@ def restore(
         False, "--allow-stale", help="Restore although the audit topic holds newer events"
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing home's files"),
+    share: list[str] = typer.Option(
+        [], "--share", help="A recovery share (repeat for each; for a split-key backup)"
+    ),
 ) -> None:
     """Restore a backup onto a (fresh) home; refuses a stale one unless --allow-stale."""
-    from exchange.backup import BackupRefused, install, open_backup, stale
+    from exchange.backup import BackupRefused, install, open_backup, read_manifest, stale
 
     settings = settings_for(home)
-    manifest, contents = open_backup(src, _passphrase(confirm=False))
+    if read_manifest(src)["kdf"]["name"] == "shamir":
+        manifest, contents = open_backup(src, shares=share)
+    else:
+        manifest, contents = open_backup(src, passphrase=_passphrase(confirm=False))
     target = settings.resolved_home
     target.mkdir(mode=0o700, parents=True, exist_ok=True)
     written = install(target, contents, force=force)

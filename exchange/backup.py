@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from exchange import shamir
 from exchange.errors import ConfigurationError, ExchangeError, InvalidInput
 
 FORMAT = 1
@@ -70,9 +71,22 @@ class Keys:
 
 
 def derive(passphrase: str, salt: bytes, n: int, r: int, p: int) -> Keys:
-    seed = Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode())
+    return keys_from(Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode()))
+
+
+def keys_from(seed: bytes) -> Keys:
     both = HKDF(hashes.SHA256(), 64, salt=None, info=b"exchange-backup-v1").derive(seed)
     return Keys(both[:32], both[32:])
+
+
+@dataclass(frozen=True)
+class Protection:
+    """How the backup key is held: a passphrase, or a random recovery key split into
+    ``shares`` Shamir shares of which ``threshold`` recover it (no one person holds it)."""
+
+    passphrase: str | None = None
+    shares: int = 0
+    threshold: int = 0
 
 
 def _items(home: Path) -> list[str]:
@@ -106,19 +120,30 @@ def _blob_name(name: str) -> str:
 
 
 def create(
-    home: Path, dest: Path, passphrase: str, audit_head: Callable[[Path], tuple[int, str]]
-) -> dict[str, Any]:
+    home: Path, dest: Path, protection: Protection, audit_head: Callable[[Path], tuple[int, str]]
+) -> tuple[dict[str, Any], list[str]]:
     """Write an encrypted backup of ``home`` into the empty or new directory ``dest``;
-    ``audit_head`` reads (size, log id) from the copied audit database."""
-    if len(passphrase) < MIN_PASSPHRASE:
-        raise InvalidInput(f"the backup passphrase must have at least {MIN_PASSPHRASE} characters")
+    ``audit_head`` reads (size, log id) from the copied audit database. Returns the manifest
+    and, for a split recovery key, the shares to hand out (they are not stored anywhere)."""
+    salt, backup_id = secrets.token_bytes(16), uuid.uuid4().hex
+    handed: list[str] = []
+    if protection.passphrase is not None:
+        if len(protection.passphrase) < MIN_PASSPHRASE:
+            raise InvalidInput(
+                f"the backup passphrase must have at least {MIN_PASSPHRASE} characters"
+            )
+        keys = derive(protection.passphrase, salt, **SCRYPT)
+        kdf: dict[str, Any] = {"name": "scrypt", **SCRYPT, "salt": base64.b64encode(salt).decode()}
+    else:
+        seed = secrets.token_bytes(32)
+        handed = [s.encode() for s in shamir.split(seed, protection.shares, protection.threshold)]
+        keys = keys_from(seed)
+        kdf = {"name": "shamir", "shares": protection.shares, "threshold": protection.threshold}
     if not (home / "exchange.db").is_file():
         raise ConfigurationError(f"no exchange home at {home} (no exchange.db)")
     dest.mkdir(mode=0o700, parents=True, exist_ok=True)
     if any(dest.iterdir()):
         raise ConfigurationError(f"backup directory {dest} is not empty")
-    salt, backup_id = secrets.token_bytes(16), uuid.uuid4().hex
-    keys = derive(passphrase, salt, **SCRYPT)
     contents = {db: _sqlite_copy(home / db) for db in DATABASES if (home / db).is_file()}
     contents |= {name: (home / name).read_bytes() for name in _items(home)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,7 +160,7 @@ def create(
         "format": FORMAT,
         "backup_id": backup_id,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "kdf": {"name": "scrypt", **SCRYPT, "salt": base64.b64encode(salt).decode()},
+        "kdf": kdf,
         "cipher": "AES-256-GCM",
         "audit": {"log_id": log_id, "size": audit_size},
         "files": files,
@@ -143,25 +168,49 @@ def create(
     raw = json.dumps(manifest, indent=2, sort_keys=True).encode()
     _write_private(dest / "manifest.json", raw)
     _write_private(dest / "manifest.mac", hmac.new(keys.mac, raw, "sha256").hexdigest().encode())
+    return manifest, handed
+
+
+def read_manifest(src: Path) -> dict[str, Any]:
+    try:
+        manifest: dict[str, Any] = json.loads((src / "manifest.json").read_bytes())
+        manifest["kdf"]["name"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BackupRefused(f"{src} is not a readable exchange backup") from exc
+    if manifest.get("format") != FORMAT or manifest["kdf"]["name"] not in ("scrypt", "shamir"):
+        raise BackupRefused(f"{src}: unsupported backup format")
     return manifest
 
 
-def open_backup(src: Path, passphrase: str) -> tuple[dict[str, Any], dict[str, bytes]]:
+def _keys(kdf: dict[str, Any], passphrase: str | None, shares: list[str]) -> Keys:
+    try:
+        if kdf["name"] == "shamir":
+            return keys_from(shamir.combine([shamir.Share.decode(s) for s in shares]))
+        n, r, p = int(kdf["n"]), int(kdf["r"]), int(kdf["p"])
+        if n > 2**20 or passphrase is None:
+            raise BackupRefused("this backup needs its passphrase")
+        return derive(passphrase, base64.b64decode(kdf["salt"]), n, r, p)
+    except InvalidInput as exc:
+        raise BackupRefused(f"cannot recover the backup key: {exc.message}") from exc
+    except (KeyError, ValueError, TypeError) as exc:
+        raise BackupRefused("unreadable key parameters in the backup manifest") from exc
+
+
+def open_backup(
+    src: Path, passphrase: str | None = None, shares: list[str] | None = None
+) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The manifest and every file's plaintext, each checked; BackupRefused otherwise."""
+    manifest = read_manifest(src)
     try:
         raw = (src / "manifest.json").read_bytes()
         mac = (src / "manifest.mac").read_bytes().strip()
-        manifest: dict[str, Any] = json.loads(raw)
-        kdf = manifest["kdf"]
-        salt = base64.b64decode(kdf["salt"])
-        n, r, p = int(kdf["n"]), int(kdf["r"]), int(kdf["p"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except OSError as exc:
         raise BackupRefused(f"{src} is not a readable exchange backup") from exc
-    if manifest.get("format") != FORMAT or kdf.get("name") != "scrypt" or n > 2**20:
-        raise BackupRefused(f"{src}: unsupported backup format")
-    keys = derive(passphrase, salt, n, r, p)
+    keys = _keys(manifest["kdf"], passphrase, shares or [])
     if not hmac.compare_digest(hmac.new(keys.mac, raw, "sha256").hexdigest().encode(), mac):
-        raise BackupRefused("wrong passphrase, or the backup manifest was altered")
+        raise BackupRefused(
+            "wrong passphrase or recovery shares, or the backup manifest was altered"
+        )
     out: dict[str, bytes] = {}
     for f in manifest["files"]:
         name = str(f["name"])

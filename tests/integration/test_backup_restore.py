@@ -6,6 +6,7 @@ files or manifest, and a stale backup are refused with a clear line."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -97,3 +98,19 @@ def test_backup_wipe_restore_decrypts_and_verifies(tmp_path: Path, kafka_bootstr
     assert not (home / "exchange.db").exists()
     code, out = cli(home, kafka_bootstrap, "restore", "--from", str(b1), "--allow-stale")
     assert code == 0, out
+
+    # A recovery key split 2-of-3 instead of a passphrase: no one custodian can restore.
+    b2, home2 = tmp_path / "backup-split", tmp_path / "home2"
+    code, out = cli(home, kafka_bootstrap, "backup", "--to", str(b2), "--shares", "3",
+                    "--threshold", "2", passphrase="")  # fmt: skip
+    assert code == 0, out
+    shares = re.findall(r"exs1-\S+", out)
+    assert len(shares) == 3 and not any(s in p.read_text(errors="ignore")
+                                        for s in shares for p in b2.iterdir())  # fmt: skip
+    code, out = cli(home2, kafka_bootstrap, "restore", "--from", str(b2), "--share", shares[0])
+    assert code == 1 and "too few recovery shares: 1 given, 2 needed" in out, out
+    # (--allow-stale: this home was itself restored from the stale backup above)
+    code, out = cli(home2, kafka_bootstrap, "restore", "--from", str(b2), "--allow-stale",
+                    "--share", shares[2], "--share", shares[0])  # fmt: skip
+    assert code == 0, out
+    assert (home2 / "master.key").read_bytes() == (home / "master.key").read_bytes()
