@@ -128,7 +128,11 @@ def build_services(
 
     # Probed in the background: /readyz answers at once, publishes fail fast while down.
     health = HealthMonitor(
-        {"kafka": kafka.ping, "database": lambda: database_writable(engine)},
+        {
+            "kafka": kafka.ping,
+            "database": lambda: database_writable(engine),
+            "kms": crypto.keys.kms.ping,  # the provider itself: a cache would hide it
+        },
         reported={"broker": broker_status} if broker_status is not None else None,
     )
     idempotency = IdempotencyStore(

@@ -103,10 +103,10 @@ class BrokerSupervisor:
                 what = f"Kafka broker restart failed: {exc.message}"
                 delay = min(delay * 2, self.backoff_max_s)
                 continue
-            self.restarts += 1
-            self.state, self.reason = UP, None
             log.warning(
                 "Kafka broker restarted (pid %d, %s) in %.1fs; restarts so far: %d",
-                st.pid, st.bootstrap, self.clock() - t0, self.restarts,
+                st.pid, st.bootstrap, self.clock() - t0, self.restarts + 1,
             )  # fmt: skip
+            self.restarts += 1  # after the log line: observers see both or neither
+            self.state, self.reason = UP, None
             return

@@ -38,7 +38,13 @@ def test_up_twice_keeps_data_and_sigterm_stops_java(tmp_path: Path) -> None:
     gw = GatewayProcess(home, bootstrap=None).start()
     try:
         ready = httpx.get(f"{gw.url}/readyz").json()
-        assert ready == {"status": "ready", "kafka": "up", "database": "up", "broker": "up"}
+        assert ready == {
+            "status": "ready",
+            "kafka": "up",
+            "database": "up",
+            "kms": "up",
+            "broker": "up",
+        }
         creds_path = home / "admin-credentials.json"
         assert stat.S_IMODE(creds_path.stat().st_mode) == 0o600
         # the security officer's credential: its own 0600 file, never the admin's
