@@ -26,6 +26,7 @@ from kafka.errors import (
     UnknownTopicOrPartitionError,
 )
 
+from exchange import metrics
 from exchange.errors import Conflict, InvalidInput, KafkaUnavailable, NotFound
 from exchange.kafka.port import InRecord, OutRecord, Position, topic_config
 from exchange.kafka.security import KafkaSecurity
@@ -112,6 +113,7 @@ class KafkaAdapter:
                         **self._auth,
                     )
                 except (KafkaError, OSError) as exc:
+                    metrics.KAFKA_ERRORS.labels("admin").inc()
                     raise KafkaUnavailable(self._unreachable) from exc
             return self._admin
 
@@ -129,6 +131,7 @@ class KafkaAdapter:
         except TopicAlreadyExistsError as exc:
             raise Conflict(f"Kafka topic {name} already exists") from exc
         except KafkaError as exc:
+            metrics.KAFKA_ERRORS.labels("admin").inc()
             raise KafkaUnavailable(f"creating topic {name} failed: {exc}") from exc
 
     def ensure_topic(
@@ -162,6 +165,7 @@ class KafkaAdapter:
         try:
             return list(self.admin().list_topics())
         except KafkaError as exc:
+            metrics.KAFKA_ERRORS.labels("admin").inc()
             raise KafkaUnavailable("listing topics failed") from exc
 
     def ping(self) -> bool:
@@ -197,6 +201,7 @@ class KafkaAdapter:
             )
             producer.init_transactions()
         except KafkaError as exc:
+            metrics.KAFKA_ERRORS.labels("producer").inc()
             raise KafkaUnavailable("Kafka transactional producer unavailable") from exc
         with self._lock:
             self._tx_all.append(producer)
@@ -315,6 +320,7 @@ class KafkaAdapter:
                 ) from exc
             except KafkaError as exc:
                 healthy = self._abort(producer)
+                metrics.KAFKA_ERRORS.labels("producer").inc()
                 raise KafkaUnavailable(f"publishing to {topic} failed: {exc}") from exc
             finally:
                 with self._lock:
@@ -353,6 +359,7 @@ class KafkaAdapter:
             producer.flush(timeout=self.timeout_ms / 1000)
             metas = [f.get(timeout=self.timeout_ms / 1000) for f in futures]
         except KafkaError as exc:
+            metrics.KAFKA_ERRORS.labels("producer").inc()
             raise KafkaUnavailable(f"durable write to {topic} failed: {exc}") from exc
         return [Position(m.partition, m.offset) for m in metas]
 
@@ -392,6 +399,7 @@ class KafkaAdapter:
                 **extra,
             )
         except (KafkaError, OSError) as exc:
+            metrics.KAFKA_ERRORS.labels("consumer").inc()
             raise KafkaUnavailable(self._unreachable) from exc
 
     def reader(self, topic: str) -> TopicReader:
@@ -423,6 +431,7 @@ class TopicReader:
         try:
             parts = consumer.partitions_for_topic(topic)
         except KafkaError as exc:
+            metrics.KAFKA_ERRORS.labels("consumer").inc()
             raise KafkaUnavailable(f"reading {topic} failed: {exc}") from exc
         if not parts:
             raise NotFound(f"Kafka topic {topic} does not exist")
@@ -458,6 +467,7 @@ class TopicReader:
         try:
             batches = self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
         except KafkaError as exc:
+            metrics.KAFKA_ERRORS.labels("consumer").inc()
             raise KafkaUnavailable(f"reading {self.topic} failed: {exc}") from exc
         out: list[InRecord] = []
         for tp, msgs in batches.items():
