@@ -111,19 +111,23 @@ def test_kms_outage_fails_fast_then_recovers_losing_nothing(
                 during.append(key)
             i += 1
 
+    flooded = threading.Event()  # the flood has stopped: ``acked`` is final
+
     def drain() -> None:
-        while not stop.is_set() or set(acked) - set(seen):
+        deadline = float("inf")
+        while not flooded.is_set() or set(acked) - set(seen):
+            if flooded.is_set():
+                deadline = min(deadline, time.monotonic() + 60)
+                if time.monotonic() > deadline:
+                    return
             page = s.subscriber.poll(sub, wait_ms=500)
             seen.update(r["key"] for r in page["records"])
             if page["records"]:
                 s.subscriber.commit(sub, page["cursor"])
-            if stop.is_set() and time.monotonic() > drain_until:
-                return
 
-    drain_until = float("inf")
-    threads = [threading.Thread(target=flood), threading.Thread(target=drain)]
-    for t in threads:
-        t.start()
+    flooder, drainer = threading.Thread(target=flood), threading.Thread(target=drain)
+    flooder.start()
+    drainer.start()
     try:
         until(lambda: len(acked) >= 20, 60)
         switch.off.set()
@@ -143,10 +147,10 @@ def test_kms_outage_fails_fast_then_recovers_losing_nothing(
         assert r.status_code == 200, r.text
         time.sleep(1.0)
     finally:
-        drain_until = time.monotonic() + 60
         stop.set()
-        for t in threads:
-            t.join(90)
+        flooder.join(60)
+        flooded.set()
+        drainer.join(90)
     retried = {k: publish(s, k) for k in refused}  # every key ends with an answer
     stuck = [k for k, code in retried.items() if code != 200]
     s.close()
