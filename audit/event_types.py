@@ -1,0 +1,60 @@
+"""Every audit event type the exchange emits, with what it records.
+
+``docs/reference.md`` is generated from this table (``python -m gateway.reference``), and
+``tests/unit/audit/test_event_types.py`` fails when code emits a type missing here (or this
+lists one nothing emits), so the documentation cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+EVENT_TYPES: dict[str, str] = {
+    "access.denied": "a request refused by the gateway (401/403/404 on a protected route)",
+    "admin.client_created": "an admin (or auditor, for auditors) created an OAuth client",
+    "admin.client_disabled": "a client was disabled: its tokens stop working",
+    "admin.client_enabled": "a disabled client was enabled again",
+    "admin.client_key_set": "a public key was registered for private_key_jwt sign-in",
+    "admin.client_roles_set": "a client's roles were replaced",
+    "admin.client_rotated": "a client's secret was rotated",
+    "admin.department_created": "a department was created",
+    "admin.signing_key_rotated": "the token signing key was rotated",
+    "agreement.approved": "the owner's steward approved a request (possibly narrowed)",
+    "agreement.overdue": "a pending request passed its response deadline",
+    "agreement.rejected": "the owner's steward rejected a request",
+    "agreement.requested": "a subscriber department asked for access to a topic's fields",
+    "agreement.resumed": "a suspended agreement was resumed",
+    "agreement.revoked": "an agreement was revoked for good",
+    "agreement.suspended": "an agreement was suspended",
+    "audit.read": "an auditor read the log (query, export, checkpoint, proof): the read itself",
+    "auth.denied": "a bearer token was missing, invalid, expired or revoked",
+    "authz.denied": "an authenticated caller lacked the role or scope for the action",
+    "catalog.created": "a catalog entry was made for a new topic",
+    "catalog.deleted": "a catalog entry was removed",
+    "consent.denied": "a consent registrar's change was refused",
+    "consent.manager_designated": "an admin let a department record consents for an owner",
+    "consent.manager_withdrawn": "a consent-manager designation was withdrawn",
+    "consent.paused": "a data subject's consent was paused",
+    "consent.recorded": "a data subject's consent was recorded (signed artefact issued)",
+    "consent.resumed": "a paused consent was resumed",
+    "consent.revoked": "a data subject's consent was revoked",
+    "delivery.denied": "a subscription read was refused by policy (no active agreement)",
+    "kek.created": "a department's key-encryption key was created in the KMS",
+    "kek.rotated": "a department's KEK was rotated and its DEKs re-wrapped",
+    "key.created": "a data-encryption key version was created for a topic field",
+    "key.rotated": "a new DEK version was made; older data stays readable",
+    "key.shredded": "DEK versions were destroyed: data under them is unreadable for good",
+    "record.publish_aborted": "a publish batch failed after being accepted (nothing written)",
+    "record.published": "a batch of records was written to a topic (subjects hashed)",
+    "records.delivered": "records were delivered to a subscriber (pull, stream or webhook)",
+    "records.withheld": "records were skipped for a subscriber by policy (e.g. no consent)",
+    "registry.denied": "a schema registry request was refused",
+    "schema.config_changed": "a subject's (or the registry's) compatibility level changed",
+    "schema.deleted": "a schema version or subject was deleted",
+    "schema.mode_changed": "the registry's (or a subject's) mode changed",
+    "schema.registered": "a schema version was registered under a subject",
+    "subscription.created": "a subscription was created under an agreement",
+    "system.started": "a gateway started and opened the log",
+    "token.denied": "a client failed to authenticate at the token endpoint",
+    "token.issued": "an access token was issued (its id, never the token)",
+    "topic.created": "a topic was created (catalog entry and Kafka topic)",
+    "token.lockout": "repeated failed sign-ins locked a client or address out for a while",
+}
