@@ -44,15 +44,34 @@ def _record_literals(trees: list[ast.AST]) -> set[str]:
     return out
 
 
+# Calls whose string arguments look like event types but are not: tracing span names, and the
+# ``what`` of an ``audit.read`` event (gateway.routes.audit.record_read).
+NOT_TYPES = frozenset({"span", "record_read"})
+
+
+def _excluded(trees: list[ast.AST]) -> set[int]:
+    out: set[int] = set()
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "id", getattr(node.func, "attr", None))
+                if name in NOT_TYPES:
+                    out.update(id(a) for a in node.args)
+    return out
+
+
 @functools.cache
 def _scan() -> tuple[set[str], set[str]]:
     trees = _trees()
+    skip = _excluded(trees)
     direct = _record_literals(trees)
     prefixes = {t.split(".")[0] for t in [*EVENT_TYPES, *direct]}
     literals: set[str] = set(direct)
     templates: set[str] = set()
     for tree in trees:
         for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 v = node.value
                 if SHAPE.match(v) and not FILES.search(v) and v.split(".")[0] in prefixes:
