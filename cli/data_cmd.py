@@ -291,8 +291,13 @@ def subscribe_replay(
     subscription: str,
     start: str = typer.Option("earliest", "--from", help="earliest, an ISO time or a cursor"),
     out: Path | None = typer.Option(None, "--out", help="Write JSON Lines here (else stdout)"),
+    idle: float = typer.Option(
+        5.0, "--idle", min=0.1, max=30, help="The end: no new record for this many seconds"
+    ),
 ) -> None:
-    """Seek to --from, then read (and commit) everything up to the end, as JSON Lines."""
+    """Seek to --from, then read (and commit) everything up to the end, as JSON Lines.
+
+    The end is when the gateway has nothing more to give for --idle seconds (a long poll)."""
     client = cx.client()
     cx.call("POST", f"/v1/subscriptions/{_p(subscription)}/seek", json={"start": start})
     sink = out.open("w", encoding="utf-8") if out else sys.stdout
@@ -300,7 +305,7 @@ def subscribe_replay(
     try:
         with cx.progress(f"replaying {subscription}") as advance:
             while True:
-                page = client.poll(subscription, max=1000, wait_ms=500)
+                page = client.poll(subscription, max=1000, wait_ms=int(idle * 1000))
                 for r in page["records"]:
                     sink.write(json.dumps(r, ensure_ascii=False) + "\n")
                 if not page["records"]:

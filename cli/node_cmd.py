@@ -11,8 +11,9 @@ import typer
 from cli.common import console, guarded
 from node.config import Credentials, NodeConfig, NodeHome
 
-app = typer.Typer(help="County node: local outbox forwarded to the league site.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="County node: local outbox forwarded to the league site.", no_args_is_help=True
+)
 
 NodeHomeOption = typer.Option(
     None, "--home", help="Node directory (default: $EXCHANGE_NODE_HOME or ./.exchange-node)"
@@ -28,7 +29,8 @@ def _home(home: Path | None) -> NodeHome:
 def init(
     gateway: str = typer.Option(..., "--gateway", help="The league site's gateway URL"),
     credentials: Path = typer.Option(
-        ..., "--credentials",
+        ...,
+        "--credentials",
         help="JSON file with the department's client_id and client_secret (copied, 0600)",
     ),
     topic: list[str] = typer.Option([], "--topic", help="A topic local apps may publish to"),
@@ -89,10 +91,11 @@ def run(
     from node.service import Node
 
     node = Node(_home(home).home)
-    console.print(f"node {node.config.node_id} on http://{host}:{port} → "
-                  f"{node.config.gateway_url}", highlight=False)
-    uvicorn.run(create_node_app(node), host=host, port=port, log_level="warning",
-                access_log=False)
+    console.print(
+        f"node {node.config.node_id} on http://{host}:{port} → {node.config.gateway_url}",
+        highlight=False,
+    )
+    uvicorn.run(create_node_app(node), host=host, port=port, log_level="warning", access_log=False)
 
 
 @app.command("status")
@@ -115,11 +118,24 @@ def status(
         print(json.dumps(st, indent=2))
         return
     for key in (
-        "node", "gateway", "backlog_records", "backlog_bytes", "oldest_record_age_s",
-        "last_contact", "last_contact_age_s", "last_error", "last_error_at",
-        "forwarded_records", "replayed_batches", "dead_letters", "rejected_records",
+        "node",
+        "gateway",
+        "backlog_records",
+        "backlog_bytes",
+        "oldest_record_age_s",
+        "last_contact",
+        "last_contact_age_s",
+        "last_error",
+        "last_error_at",
+        "forwarded_records",
+        "replayed_batches",
+        "dead_letters",
+        "rejected_records",
     ):
         console.print(f"{key:22} {st[key]}", highlight=False)
     for sub, s in st["subscriptions"].items():
-        console.print(f"subscription {sub}: {s['local_backlog']} held locally, "
-                      f"{s['prefetched_records']} pulled ahead", highlight=False)
+        console.print(
+            f"subscription {sub}: {s['local_backlog']} held locally, "
+            f"{s['prefetched_records']} pulled ahead",
+            highlight=False,
+        )

@@ -132,12 +132,15 @@ def create_node_app(node: Node) -> FastAPI:
             return problem(
                 413,
                 "batch_too_large",
-                f"batch has {len(payloads)} records; "
-                f"the limit is {node.config.max_batch_records}",
+                f"batch has {len(payloads)} records; the limit is {node.config.max_batch_records}",
             )
         answer, replayed = await run_in_threadpool(
             lambda: node.publish(
-                who, topic, kind, version, payloads,
+                who,
+                topic,
+                kind,
+                version,
+                payloads,
                 idempotency_key=idempotency_key,
                 request_hash=hashlib.sha256(topic.encode() + b"\0" + body).hexdigest(),
             )

@@ -44,8 +44,7 @@ RSS_CAP = 150 * 2**20  # issue 16: whatever the backlog
 
 @pytest.fixture(scope="module")
 def s(gateway: ThreadGateway, admin: ExchangeClient) -> Iterator[Scenario]:
-    scenario = build(admin, gateway.url, share_type="unconditional", schema=READING,
-                     partitions=3)
+    scenario = build(admin, gateway.url, share_type="unconditional", schema=READING, partitions=3)
     yield scenario
     scenario.close()
 
@@ -63,8 +62,10 @@ def creds(c: ExchangeClient) -> Credentials:
 def records(start: int, count: int, tag: str) -> list[dict[str, Any]]:
     """Record i goes to key i % KEYS with that key's sequence number i // KEYS."""
     return [
-        {"key": f"{tag}-{i % KEYS}", "value": {"station": f"{tag}-{i % KEYS}", "n": i // KEYS,
-                                              "note": "x" * 40}}
+        {
+            "key": f"{tag}-{i % KEYS}",
+            "value": {"station": f"{tag}-{i % KEYS}", "n": i // KEYS, "note": "x" * 40},
+        }
         for i in range(start, start + count)
     ]
 
@@ -98,8 +99,14 @@ def assert_exactly_once_in_order(got: list[tuple[str, int]], total: int, tag: st
 
 def start_node(tmp_path: Path, link: LinkProxy, s: Scenario, **config: Any) -> NodeProcess:
     node = NodeProcess(
-        tmp_path / "node", link.url(), creds(s.publisher), topics=[s.topic],
-        backoff_base_s=0.1, backoff_max_s=1.0, request_timeout_s=10.0, **config,
+        tmp_path / "node",
+        link.url(),
+        creds(s.publisher),
+        topics=[s.topic],
+        backoff_base_s=0.1,
+        backoff_max_s=1.0,
+        request_timeout_s=10.0,
+        **config,
     )
     return node.start()
 
@@ -120,8 +127,9 @@ def test_records_published_across_an_uplink_cut_arrive_exactly_once_in_order(
                 cut_started = time.monotonic()
             if start == restore_at:
                 # the cut lasts cut_s however fast the node takes records
-                cutter = threading.Timer(max(0.0, cut_s - (time.monotonic() - cut_started)),
-                                         link.restore)
+                cutter = threading.Timer(
+                    max(0.0, cut_s - (time.monotonic() - cut_started)), link.restore
+                )
                 cutter.start()
             r = node.publish(s.topic, records(start, per_request, tag))
             assert r.status_code == 202, r.text
@@ -214,20 +222,30 @@ def test_a_retry_after_a_lost_answer_learns_the_outcome(
     from node.uplink import Uplink
 
     tag = uuid.uuid4().hex[:8]
-    node = NodeProcess(tmp_path / "node", link.url(), creds(s.publisher), topics=[s.topic],
-                       batch_records=100)
+    node = NodeProcess(
+        tmp_path / "node", link.url(), creds(s.publisher), topics=[s.topic], batch_records=100
+    )
     local = Node(node.home)  # the node's own parts, in this process; not started
     try:
-        local.store.append("app", s.topic, "json", '"latest"',
-                           [json.dumps(r).encode() for r in records(0, 100, tag)],
-                           idempotency_key=None, request_hash="", node_id="")
+        local.store.append(
+            "app",
+            s.topic,
+            "json",
+            '"latest"',
+            [json.dumps(r).encode() for r in records(0, 100, tag)],
+            idempotency_key=None,
+            request_hash="",
+            node_id="",
+        )
         batch = local.store.next_batch(100, 1 << 22)
         assert batch is not None
         body, ctype = body_of(batch, local.store.payloads(batch))
         import gzip
 
         first = Uplink(link.url(), creds(s.publisher), timeout=10).publish(
-            s.topic, gzip.compress(body, mtime=0), ctype,
+            s.topic,
+            gzip.compress(body, mtime=0),
+            ctype,
             idempotency_key(local.config.node_id, batch),
         )
         assert first.status == 200  # published; the node "crashes" before recording it
@@ -248,8 +266,14 @@ def test_subscription_pulled_ahead_is_served_while_the_link_is_cut(
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     sub = s.subscriber.subscribe(s.topic, start="latest")
-    node = NodeProcess(tmp_path / "node", link.url(), creds(s.subscriber),
-                       subscriptions=[sub], backoff_base_s=0.1, backoff_max_s=1.0).start()
+    node = NodeProcess(
+        tmp_path / "node",
+        link.url(),
+        creds(s.subscriber),
+        subscriptions=[sub],
+        backoff_base_s=0.1,
+        backoff_max_s=1.0,
+    ).start()
     try:
         time.sleep(0.5)  # the subscription's "latest" is fixed at its first poll
         s.publisher.publish(s.topic, records(0, 300, tag))
@@ -269,8 +293,7 @@ def test_subscription_pulled_ahead_is_served_while_the_link_is_cut(
         keyed = [(r["key"], r["value"]["n"]) for r in got]
         assert_exactly_once_in_order(keyed, 300, tag)
         node.http.post(f"/v1/subscriptions/{sub}/commit", json={"cursor": rest["cursor"]})
-        empty = node.http.get(f"/v1/subscriptions/{sub}/records",
-                              params={"wait_ms": 200}).json()
+        empty = node.http.get(f"/v1/subscriptions/{sub}/records", params={"wait_ms": 200}).json()
         assert empty["records"] == []
         # the site link is down: the node says so and keeps serving
         assert node.status()["subscriptions"][sub]["local_backlog"] == 0

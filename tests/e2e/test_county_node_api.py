@@ -42,9 +42,12 @@ def node(
     s: Scenario, gateway: ThreadGateway, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[NodeProcess]:
     n = NodeProcess(
-        tmp_path_factory.mktemp("node") / "home", gateway.url,
+        tmp_path_factory.mktemp("node") / "home",
+        gateway.url,
         Credentials(client_id=s.publisher.client_id, client_secret=s.publisher._secret),
-        topics=[s.topic], backoff_base_s=0.1, backoff_max_s=1.0,
+        topics=[s.topic],
+        backoff_base_s=0.1,
+        backoff_max_s=1.0,
     ).start()
     yield n
     n.close()
@@ -72,8 +75,11 @@ BAD: list[tuple[str, bytes, dict[str, str]]] = [
     ("truncated avro", frame(b"k", b"\x00\x00\x00\x00\x01abc")[:-2], AVRO),
     ("empty avro", b"", AVRO),
     ("bad gzip", b"\x1f\x8bnot really", {**JSON, "Content-Encoding": "gzip"}),
-    ("zip bomb", gzip.compress(b'{"records":[' + b" " * (17 * 1024 * 1024) + b"]}"),
-     {**JSON, "Content-Encoding": "gzip"}),
+    (
+        "zip bomb",
+        gzip.compress(b'{"records":[' + b" " * (17 * 1024 * 1024) + b"]}"),
+        {**JSON, "Content-Encoding": "gzip"},
+    ),
     ("unknown encoding", ONE, {**JSON, "Content-Encoding": "br"}),
     ("key too long", ONE, {**JSON, "Idempotency-Key": "k" * 201}),
 ]
@@ -83,8 +89,9 @@ BAD: list[tuple[str, bytes, dict[str, str]]] = [
 def test_bad_input_gets_the_gateways_answer_and_stores_nothing(
     s: Scenario, node: NodeProcess, case: str, body: bytes, headers: dict[str, str]
 ) -> None:
-    at_site = s.publisher.request("POST", f"/v1/topics/{s.topic}/records", content=body,
-                                  headers=headers)
+    at_site = s.publisher.request(
+        "POST", f"/v1/topics/{s.topic}/records", content=body, headers=headers
+    )
     before = node.status()
     at_node = node.http.post(f"/v1/topics/{s.topic}/records", content=body, headers=headers)
     assert 400 <= at_site.status_code < 500, at_site.text
@@ -122,8 +129,10 @@ def test_callers_without_a_node_token_and_unknown_topics_are_refused(
     assert wrong.status_code == 401 and wrong.json()["code"] == "invalid_token"
     # an exchange OAuth token is not a node token
     site_token = s.publisher.token()
-    assert httpx.post(url, json=body, headers={"Authorization": f"Bearer {site_token}"}
-                      ).status_code == 401
+    assert (
+        httpx.post(url, json=body, headers={"Authorization": f"Bearer {site_token}"}).status_code
+        == 401
+    )
     unknown = node.publish("nobody.nothing", records(0, 1, "x"))
     assert unknown.status_code == 404
 

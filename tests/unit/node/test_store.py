@@ -22,12 +22,22 @@ def store(tmp_path: Path, **kw: object) -> Store:
     return Store(tmp_path / "outbox.db", max_bytes=int(kw.pop("max_bytes", 1 << 24)), **kw)  # type: ignore[arg-type]
 
 
-def put(st: Store, topic: str, n: int, *, kind: str = "json", key: str | None = None,
-        size: int = 10) -> dict[str, object]:
-    payloads = [json.dumps({"key": str(i), "value": {"pad": "x" * size}}).encode()
-                for i in range(n)]
-    answer, _ = st.append("app", topic, kind, '"latest"', payloads, idempotency_key=key,
-                          request_hash=f"h{n}{topic}", node_id="node1")
+def put(
+    st: Store, topic: str, n: int, *, kind: str = "json", key: str | None = None, size: int = 10
+) -> dict[str, object]:
+    payloads = [
+        json.dumps({"key": str(i), "value": {"pad": "x" * size}}).encode() for i in range(n)
+    ]
+    answer, _ = st.append(
+        "app",
+        topic,
+        kind,
+        '"latest"',
+        payloads,
+        idempotency_key=key,
+        request_hash=f"h{n}{topic}",
+        node_id="node1",
+    )
     return answer
 
 
@@ -94,12 +104,28 @@ def test_quota_refuses_a_whole_request_and_keeps_what_was_stored(tmp_path: Path)
 def test_local_idempotency_key_replays_and_refuses_another_body(tmp_path: Path) -> None:
     st = store(tmp_path)
     first = put(st, "a.x", 2, key="k1")
-    again, replayed = st.append("app", "a.x", "json", '"latest"', [b"{}"] * 2,
-                                idempotency_key="k1", request_hash="h2a.x", node_id="node1")
+    again, replayed = st.append(
+        "app",
+        "a.x",
+        "json",
+        '"latest"',
+        [b"{}"] * 2,
+        idempotency_key="k1",
+        request_hash="h2a.x",
+        node_id="node1",
+    )
     assert replayed and again == first
     with pytest.raises(Conflict):
-        st.append("app", "a.x", "json", '"latest"', [b"{}"], idempotency_key="k1",
-                  request_hash="other", node_id="node1")
+        st.append(
+            "app",
+            "a.x",
+            "json",
+            '"latest"',
+            [b"{}"],
+            idempotency_key="k1",
+            request_hash="other",
+            node_id="node1",
+        )
     assert st.backlog().records == 2
 
 
@@ -112,8 +138,7 @@ def test_rejected_records_go_to_dead_letters_and_the_rest_is_resealed(tmp_path: 
     again = st.next_batch(100, 1 << 20)
     assert again is not None and again.id != batch.id and again.records == 3
     assert [json.loads(p)["key"] for p in st.payloads(again)] == ["0", "2", "4"]
-    assert [d["sequence"] for d in st.dead_letters()] == [batch.first_seq + 1,
-                                                          batch.first_seq + 3]
+    assert [d["sequence"] for d in st.dead_letters()] == [batch.first_seq + 1, batch.first_seq + 3]
 
 
 def test_inbox_page_commit_and_cursor(tmp_path: Path) -> None:
