@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 import struct
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -177,3 +178,31 @@ def test_every_node_route_refuses_callers_without_a_token(node: NodeProcess) -> 
     finally:
         local.uplink.close()
         local.prefetcher.uplink.close()
+
+
+def test_avro_frames_published_at_the_node_arrive_at_the_site(
+    s: Scenario, node: NodeProcess
+) -> None:
+    from tests.support.avro_publish import AVRO as AVRO_TYPE
+    from tests.support.avro_publish import frames
+
+    tag = uuid.uuid4().hex[:6]
+    sid = int(s.publisher.call("GET", f"/registry/subjects/{s.subject}/versions/latest")["id"])
+    values = [(r["key"], r["value"]) for r in records(0, 20, tag)]
+    body = frames(sid, READING, values)
+    r = node.http.post(f"/v1/topics/{s.topic}/records", content=body,
+                       headers={"Content-Type": AVRO_TYPE})
+    assert r.status_code == 202, r.text
+    assert r.json()["records"] == 20
+    before = node.status()["dead_letters"]
+    node.wait_drained()
+    assert node.status()["dead_letters"] == before
+    sub = s.subscriber.subscribe(s.topic, start="earliest")
+    got: list[tuple[str, int]] = []
+    deadline = time.monotonic() + 60
+    while len(got) < 20 and time.monotonic() < deadline:
+        page = s.subscriber.poll(sub, max=5000, wait_ms=500)
+        got += [(x["key"], x["value"]["n"]) for x in page["records"]
+                if x["value"]["station"].startswith(f"{tag}-")]
+        s.subscriber.commit(sub, page["cursor"])
+    assert sorted(got) == sorted((k, v["n"]) for k, v in values)
