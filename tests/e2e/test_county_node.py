@@ -111,6 +111,7 @@ def start_node(tmp_path: Path, link: LinkProxy, s: Scenario, **config: Any) -> N
     return node.start()
 
 
+@pytest.mark.timeout(1800 if LONG else 300)
 def test_records_published_across_an_uplink_cut_arrive_exactly_once_in_order(
     s: Scenario, link: LinkProxy, tmp_path: Path
 ) -> None:
