@@ -128,12 +128,13 @@ class _Pipe:
                 await bucket.take(len(piece))
                 if self.proxy._blackhole:
                     break
-                writer.write(piece)
-                await writer.drain()
+                # counted before the write: a peer that has the bytes sees them counted
                 if up:
                     self.proxy.stats.bytes_up += len(piece)
                 else:
                     self.proxy.stats.bytes_down += len(piece)
+                writer.write(piece)
+                await writer.drain()
 
     def abort(self, *, graceful: bool = False) -> None:
         for _, writer in (self.client, self.server):
