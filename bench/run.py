@@ -33,6 +33,7 @@ MEASURES: list[tuple[str, bool]] = [
     ("bench_import", True),  # exchange import vs the gateway's publish rate
     ("bench_encryption", False),  # owned by the crypto engineer
     ("bench_audit", False),  # owned by the audit engineer
+    ("bench_federation", False),  # two brokers and MirrorMaker 2 of its own
 ]
 
 

@@ -332,6 +332,19 @@ def _bootstrap(settings: Settings) -> str:
     return state.bootstrap
 
 
+def _witnessed(cx: Session) -> list[str]:
+    """Checkpoints of ours that other sites cosigned, their witness signatures checked: the
+    log must match them too (README, "Sites and federation")."""
+    from audit.witnessing import checked_notes
+    from exchange.errors import ExchangeError
+    from exchange.federation.sites import Federation
+
+    try:
+        return checked_notes(Federation(_home_settings(cx).resolved_home))[0]
+    except ExchangeError as exc:
+        cx.fail(exc.message)
+
+
 def _verify_offline(
     cx: Session, source: str, topic: str | None, trusted: str | None, key: str | None
 ) -> None:
@@ -343,10 +356,15 @@ def _verify_offline(
     verifier = Verifier.parse(key) if key else None
     where = f"Kafka topic {audit.settings.topic}" if source == "kafka" else "the database"
     cx.note(f"offline: reading {where} of this home directly, not through the gateway")
+    witnessed = _witnessed(cx)
     with cx.progress("verifying (offline)"):
-        report = audit.service.verify(source, [trusted] if trusted else [], verifier)
+        report = audit.service.verify(
+            source, [*([trusted] if trusted else []), *witnessed], verifier
+        )
     for n in report.notes:
         cx.note(f"note: {n}")
+    if witnessed:
+        cx.note(f"note: held to {len(witnessed)} checkpoint(s) cosigned by other sites")
     if not report.ok:
         cx.fail(report.line())
     typer.echo(report.line())

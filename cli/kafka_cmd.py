@@ -62,7 +62,8 @@ def status(home: Path | None = HomeOption) -> None:
 @app.command()
 @guarded
 def fetch() -> None:
-    """Fetch the broker jars into the cache (done by ``make install``)."""
-    from exchange.kafka.jars import ensure_jars
+    """Fetch the broker and MirrorMaker 2 jars into the cache (done by ``make install``)."""
+    from exchange.kafka.jars import ensure_jars, ensure_mirror_jars
 
     console.print(f"kafka jars in {ensure_jars()}", highlight=False)
+    console.print(f"mirrormaker jars in {ensure_mirror_jars()}", highlight=False)

@@ -16,6 +16,7 @@ from cli import (
     backup_cmd,
     consent_cmd,
     data_cmd,
+    federation_cmd,
     identity_cmd,
     import_cmd,
     kafka_cmd,
@@ -53,6 +54,7 @@ app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(keys_cmd.kms_app, name="kms")
 app.add_typer(kafka_cmd.app, name="kafka")
 app.add_typer(node_cmd.app, name="node")
+app.add_typer(federation_cmd.app, name="federation")
 app.command("import")(import_cmd.import_)
 
 

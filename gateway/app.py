@@ -23,6 +23,7 @@ from gateway.routes import (
     audit,
     catalog,
     consents,
+    federation,
     health,
     identity,
     keys,
@@ -44,6 +45,7 @@ ROUTERS = (
     topics.router,
     subscriptions.router,
     audit.router,
+    federation.router,
 )
 _PUBLISH = re.compile(r"^/v1/topics/[^/]+/records/?$")
 

@@ -42,20 +42,52 @@ def lib_dir(version: str = KAFKA_VERSION) -> Path:
     return cache_root() / f"kafka-{version}" / "lib"
 
 
+# MirrorMaker 2 (Kafka Connect's mirror connectors and their runtime) of the same release, in
+# a directory of its own: connect-runtime brings Jetty/Jersey the broker does not need.
+_MIRROR_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>exchange.local</groupId><artifactId>mirror-runtime</artifactId>
+  <version>1</version><packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>connect-mirror</artifactId>
+      <version>{kafka}</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>connect-mirror-client</artifactId>
+      <version>{kafka}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId>
+      <version>{log4j}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId>
+      <version>{log4j}</version></dependency>
+  </dependencies>
+</project>
+"""
+
+
+def mirror_lib_dir(version: str = KAFKA_VERSION) -> Path:
+    return cache_root() / f"kafka-{version}" / "mirror"
+
+
+def ensure_mirror_jars(version: str = KAFKA_VERSION) -> Path:
+    """Return the directory of MirrorMaker 2 jars (connect-mirror of the broker's release)."""
+    return _ensure(mirror_lib_dir(version), _MIRROR_POM, "connect-mirror-*.jar", version)
+
+
 def ensure_jars(version: str = KAFKA_VERSION) -> Path:
     """Return the directory of broker jars, fetching them with Maven once."""
-    target = lib_dir(version)
+    return _ensure(lib_dir(version), _POM, "kafka_2.13-*.jar", version)
+
+
+def _ensure(target: Path, pom_text: str, marker: str, version: str) -> Path:
     if (target / ".complete").exists():
         return target
     mvn = shutil.which("mvn")
     if mvn is None:
         raise ConfigurationError("Maven (mvn) is not installed: cannot fetch the Kafka jars")
-    staging = target.with_name("lib.partial")
+    staging = target.with_name(f"{target.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     with tempfile.TemporaryDirectory() as tmp:
         pom = Path(tmp) / "pom.xml"
-        pom.write_text(_POM.format(kafka=version, log4j=LOG4J_VERSION))
+        pom.write_text(pom_text.format(kafka=version, log4j=LOG4J_VERSION))
         proc = subprocess.run(
             [
                 mvn,
@@ -71,9 +103,9 @@ def ensure_jars(version: str = KAFKA_VERSION) -> Path:
             text=True,
             check=False,
         )
-    if proc.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
+    if proc.returncode != 0 or not any(staging.glob(marker)):
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
-        raise ConfigurationError("fetching Kafka jars with Maven failed: " + " | ".join(tail))
+        raise ConfigurationError(f"fetching {marker} with Maven failed: " + " | ".join(tail))
     (staging / ".complete").write_text(version)
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)

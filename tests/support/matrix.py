@@ -438,6 +438,13 @@ def _api_routes() -> dict[tuple[str, str], Builder]:
         ("POST", cn + "/pause"): lambda w: Req("POST", f"/v1/consents/{w.consent}/pause"),
         ("POST", cn + "/resume"): lambda w: Req("POST", f"/v1/consents/{w.consent}/resume"),
         ("GET", "/v1/keys"): lambda w: Req("GET", "/v1/keys", params={"topic": w.topic}),
+        # Not shared / not mirrored at the matrix gateway: an allowed caller gets 404.
+        ("POST", "/v1/federation/keys"): lambda w: Req(
+            "POST", "/v1/federation/keys", json={"topic": w.topic, "keys": []}
+        ),
+        ("GET", "/v1/federation/topics/{topic}/records"): lambda w: Req(
+            "GET", f"/v1/federation/topics/{w.topic}/records"
+        ),
         ("POST", "/v1/keys/rotate"): lambda w: Req(
             "POST", "/v1/keys/rotate", json={"topic": w.topic, "field": "income"}
         ),

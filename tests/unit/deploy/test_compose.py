@@ -92,3 +92,17 @@ def test_county_node_forwards_to_the_gateway_with_credentials_from_a_file() -> N
     assert not any("SECRET" in k for k in node["environment"])  # the secret is a file
     assert "county-credentials" in doc["secrets"]
     assert "healthcheck" in node and "kafka" not in node.get("depends_on", {})
+
+
+def test_a_two_site_layout_with_mirrormaker_of_the_broker_release() -> None:
+    services = compose()["services"]
+    two = {n for n, s in services.items() if "two-sites" in s.get("profiles", [])}
+    assert two == {"league-kafka", "league-gateway", "region-mirror"}
+    assert services["league-gateway"]["environment"]["EXCHANGE_KAFKA_BOOTSTRAP"] == (
+        "league-kafka:9092"
+    )
+    mirror = services["region-mirror"]
+    assert mirror["image"] == services["kafka"]["image"]
+    assert mirror["command"][-2:] == ["--clusters", "region"]
+    assert ":?" in services["league-gateway"]["environment"]["EXCHANGE_MASTER_KEY"]
+    assert services["league-gateway"]["hostname"] == "league-gateway"  # stable transactional ids

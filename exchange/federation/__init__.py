@@ -1,0 +1,1 @@
+"""Sites and federation: identity, known sites, shared topics, MirrorMaker supervision."""

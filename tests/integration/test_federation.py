@@ -1,0 +1,469 @@
+"""Two sites on one machine, MirrorMaker 2 between them (issue 16, "Sites and federation").
+
+The owner site ("league") is the session broker with the session gateway; the remote site
+("region") is a second embedded broker with its own home and gateway, which reaches the
+league's gateway through a LinkProxy (the site link that tests cut). The two-site world is
+built once for the module: brokers, gateways and the MirrorMaker JVM are what cost time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from exchange.client import ExchangeClient
+from exchange.federation.link import SiteLink
+from exchange.federation.sites import Federation
+from exchange.kafka.broker import LocalBroker, pid_alive
+from exchange.kafka.client import KafkaAdapter
+from exchange.kafka.port import InRecord
+from exchange.kafka.security import KafkaSecurity
+from tests.conftest import make_client, make_department
+from tests.support.gateway import ThreadGateway
+from tests.support.kafka import register_security, security_for
+from tests.support.linkproxy import LinkProxy
+from tests.support.scenario import Scenario, build, person
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(home: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
+    full = base | {"EXCHANGE_HOME": str(home), "PYTHONPATH": str(ROOT)} | (env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli.main", "federation", *args],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+@dataclass
+class TwoSites:
+    league_home: Path
+    league_env: dict[str, str]
+    league_bootstrap: str
+    region_home: Path
+    region_bootstrap: str
+    region_security: KafkaSecurity
+    scenario: Scenario
+    grant: dict[str, Any]
+    region_gateway: ThreadGateway | None = None
+    link: LinkProxy | None = None
+    reader: ExchangeClient | None = None  # a subscriber of the region department
+    agreement: str = ""
+
+    def league(self, *args: str) -> str:
+        return cli(self.league_home, *args, env=self.league_env)
+
+    def region(self, *args: str) -> str:
+        return cli(self.region_home, *args)
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "cli.main", "federation", "status", "--json"],
+                env={k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
+                | {"EXCHANGE_HOME": str(self.region_home), "PYTHONPATH": str(ROOT)},
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            ).stdout
+        )
+        return out
+
+
+def read_all(bootstrap: str, security: KafkaSecurity, topic: str, want: int) -> list[InRecord]:
+    adapter = KafkaAdapter(bootstrap, client_id="test-federation", security=security)
+    try:
+        reader = adapter.reader(topic)
+        try:
+            reader.seek({})
+            got: list[InRecord] = []
+            deadline = time.monotonic() + 90
+            while len(got) < want and time.monotonic() < deadline:
+                got += reader.poll(timeout_ms=500)
+            return got
+        finally:
+            reader.close()
+    finally:
+        adapter.close()
+
+
+def by_partition(records: list[InRecord]) -> dict[int, list[tuple[bytes | None, bytes]]]:
+    out: dict[int, list[tuple[bytes | None, bytes]]] = {}
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        out.setdefault(r.partition, []).append((r.key, r.value))
+    return out
+
+
+def wait_topic(bootstrap: str, security: KafkaSecurity, topic: str, timeout: float = 90) -> None:
+    adapter = KafkaAdapter(bootstrap, client_id="test-federation", security=security)
+    try:
+        deadline = time.monotonic() + timeout
+        while topic not in adapter.list_topics():
+            assert time.monotonic() < deadline, f"{topic} never appeared at the region"
+            time.sleep(0.5)
+    finally:
+        adapter.close()
+
+
+@pytest.fixture(scope="module")
+def sites(
+    gateway: ThreadGateway, admin: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TwoSites]:
+    s = build(admin, gateway.url)
+    league_bootstrap = gateway.settings.kafka_bootstrap
+    assert league_bootstrap is not None
+    league_env = {"EXCHANGE_KAFKA_BOOTSTRAP": league_bootstrap} | security_for(
+        league_bootstrap
+    ).as_env()
+    region_home = tmp_path_factory.mktemp("region")
+    broker = LocalBroker(region_home, heap_mb=384)
+    st = broker.start()
+    register_security(st.bootstrap, broker.security())
+    world = TwoSites(
+        gateway.home,
+        league_env,
+        league_bootstrap,
+        region_home,
+        st.bootstrap,
+        broker.security(),
+        s,
+        {},
+    )
+    link = LinkProxy("127.0.0.1", gateway.port)
+    region_gw: ThreadGateway | None = None
+    try:
+        link.start()
+        league_id = world.league("init", "league").strip()
+        region_id = world.region("init", "region").strip()
+        world.league("sites", "add", "region", "http://127.0.0.1:1", region_id)
+        world.region("sites", "add", "league", link.url(), league_id)
+        grant_file = tmp_path_factory.mktemp("grant") / "grant.json"
+        world.league("share", s.topic, "--to", "region", "--grant-file", str(grant_file))
+        world.grant = json.loads(grant_file.read_text())
+        world.region("accept", s.topic, "--from", "league", "--grant-file", str(grant_file))
+        world.region("start")
+        region_gw = ThreadGateway(region_home, st.bootstrap).start()
+        world.region_gateway, world.link = region_gw, link
+        world.reader, world.agreement = link_region_department(world, admin, gateway)
+        yield world
+    finally:
+        cli(region_home, "stop")
+        if region_gw is not None:
+            region_gw.stop()
+        link.stop()
+        broker.stop()
+        s.close()
+
+
+def link_region_department(
+    world: TwoSites, league_admin: ExchangeClient, league: ThreadGateway
+) -> tuple[ExchangeClient, str]:
+    """Region department ``dept``: a department at both sites; at the league its client holds
+    the region site's key (private_key_jwt); it asks the league for an agreement over the
+    site link and the league's steward approves it."""
+    assert world.region_gateway is not None
+    dept = f"rhealth-{world.scenario.topic.split('.')[0][-6:]}"
+    make_department(league_admin, dept)
+    owner_side = make_client(league_admin, league.url, dept, ["subscriber", "registry:read"])
+    jwk = json.loads(world.region("identity", "--jwk"))
+    league_admin.call(
+        "PUT", f"/v1/departments/{dept}/clients/{owner_side.client_id}/jwk", json={"jwk": jwk}
+    )
+    owner_side.close()
+    world.region("link", dept, "--site", "league", "--client-id", owner_side.client_id)
+    with world.region_gateway.admin() as region_admin:
+        make_department(region_admin, dept)
+        reader = make_client(region_admin, world.region_gateway.url, dept, ["subscriber"])
+    site_link = SiteLink(
+        world.link.url() if world.link else league.url,
+        owner_side.client_id,
+        Federation(world.region_home).private_key(),
+    )
+    try:
+        ag = site_link.call(
+            "POST",
+            "/v1/agreements",
+            json={
+                "topic": world.scenario.topic,
+                "fields": ["name", "citizen_id"],
+                "purpose": "regional health statistics",
+                "legal_basis": "Regulation on government data sharing, art. 12",
+                "valid_from": "2020-01-01T00:00:00Z",
+                "valid_until": "2099-01-01T00:00:00Z",
+            },
+        )
+    finally:
+        site_link.close()
+    world.scenario.steward.call("POST", f"/v1/agreements/{ag['id']}/approve", json={})
+    return reader, str(ag["id"])
+
+
+def remote_read(world: TwoSites) -> dict[str, dict[str, Any]]:
+    """Every mirrored record the region serves, by key (partition by partition)."""
+    assert world.reader is not None
+    out: dict[str, dict[str, Any]] = {}
+    partition, partitions = 0, 1
+    while partition < partitions:
+        body = world.reader.call(
+            "GET",
+            f"/v1/federation/topics/{world.scenario.topic}/records",
+            params={"partition": partition, "offset": 0, "limit": 500},
+        )
+        partitions = max(1, body["partitions"])
+        for r in body["records"]:
+            out[r["key"]] = r
+        partition += 1
+    return out
+
+
+def remote_until(
+    world: TwoSites, key: str, ok: Any, timeout: float = 60
+) -> tuple[float, dict[str, Any]]:
+    """Read until the record ``key`` is there and ``ok(record)``; seconds taken, record."""
+    start = time.monotonic()
+    while True:
+        got = remote_read(world).get(key)
+        if got is not None and ok(got):
+            return time.monotonic() - start, got
+        assert time.monotonic() - start < timeout, got
+        time.sleep(0.2)
+
+
+def test_a_shared_topic_arrives_at_the_region_byte_for_byte_and_sealed(sites: TwoSites) -> None:
+    s = sites.scenario
+    people = [person(i) for i in range(20)]
+    s.publisher.publish(s.topic, [{"key": f"k{i}", "value": p} for i, p in enumerate(people)])
+    league_sec = security_for(sites.league_bootstrap)
+    wait_topic(sites.region_bootstrap, sites.region_security, s.topic)
+    remote = read_all(sites.region_bootstrap, sites.region_security, s.topic, 20)
+    local = read_all(sites.league_bootstrap, league_sec, s.topic, 20)
+    assert len(remote) == 20
+    # per partition, the same bytes in the same order (offsets differ: no markers there)
+    assert by_partition(remote) == by_partition(local)
+    raw = b"".join(r.value for r in remote)
+    for p in people:  # sealed fields are ciphertext on the remote cluster
+        assert p["citizen_id"].encode() not in raw
+        assert p["phone"].encode() not in raw
+    assert people[0]["name"].encode() in raw  # public fields are plain Avro: the check can fail
+
+
+def test_status_shows_running_and_lag_drains_to_zero(sites: TwoSites) -> None:
+    deadline = time.monotonic() + 180  # each `status` is a CLI run: slow on a loaded machine
+    while True:
+        st = sites.status()
+        lags = [t["lag"] for t in st["topics"]]
+        if st["state"] == "running" and lags == [0]:
+            break
+        assert time.monotonic() < deadline, st
+        time.sleep(1)
+    assert st["topics"][0]["topic"] == sites.scenario.topic
+    assert st["topics"][0]["from"] == "league"
+
+
+def test_the_mirror_user_reads_only_the_shared_topic(sites: TwoSites) -> None:
+    g = sites.grant
+    mirror = KafkaSecurity(
+        "SASL_PLAINTEXT", "SCRAM-SHA-512", g["username"], SecretStr(g["password"])
+    )
+    adapter = KafkaAdapter(sites.league_bootstrap, client_id="test-mirror-user", security=mirror)
+    try:
+        visible = adapter.list_topics()
+    finally:
+        adapter.close()
+    assert sites.scenario.topic in visible
+    assert not [t for t in visible if t != sites.scenario.topic], visible
+
+
+def test_a_killed_mirrormaker_is_restarted_and_replication_resumes(sites: TwoSites) -> None:
+    before = sites.status()
+    assert before["state"] == "running" and before["mm2_pid"]
+    os.kill(before["mm2_pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 180
+    while True:
+        st = sites.status()
+        if st["restarts"] >= before["restarts"] + 1 and st["state"] == "running":
+            break
+        assert time.monotonic() < deadline, st
+        time.sleep(0.5)
+    assert st["mm2_pid"] != before["mm2_pid"] and pid_alive(st["mm2_pid"])
+    s = sites.scenario
+    s.publisher.publish(s.topic, [{"key": "after", "value": person(99)}])
+    remote = read_all(sites.region_bootstrap, sites.region_security, s.topic, 21)
+    assert b"after" in {r.key for r in remote}
+
+
+def test_the_share_is_audited_at_both_sites(sites: TwoSites) -> None:
+    league = audit_types(sites.league_home)
+    region = audit_types(sites.region_home)
+    assert {"federation.site_initialised", "federation.site_added", "federation.shared"} <= league
+    assert {"federation.site_initialised", "federation.site_added", "federation.accepted"} <= region
+
+
+def audit_types(home: Path) -> set[str]:
+    import sqlite3
+
+    with sqlite3.connect(home / "audit.db") as db:
+        rows = db.execute("select type from audit_events").fetchall()
+    return {str(r[0]) for r in rows}
+
+
+# -- keys and policy stay with the owner ----------------------------------------------------
+def test_a_region_subscriber_gets_only_the_fields_the_owner_grants(sites: TwoSites) -> None:
+    s = sites.scenario
+    s.publisher.publish(s.topic, [{"key": f"g{i}", "value": person(100 + i)} for i in range(3)])
+    for i in range(3):
+        _, r = remote_until(sites, f"g{i}", lambda r: True)
+        p, v = person(100 + i), r["value"]
+        # granted sealed field opened with the key the owner released; unsealed fields as is
+        assert v["citizen_id"] == p["citizen_id"]
+        assert v["name"] == p["name"] and v["district"] == p["district"]
+        assert "phone" not in v and "income" not in v and "street" not in v["address"]
+        assert r["withheld"]["phone"] == "not_granted"
+        assert r["withheld"]["income"] == "not_granted"
+    assert "federation.keys_released" in audit_types(sites.league_home)
+    assert "federation.delivered" in audit_types(sites.region_home)
+
+
+def test_the_owner_unreachable_withholds_sealed_fields_and_public_ones_flow(
+    sites: TwoSites,
+) -> None:
+    assert sites.link is not None
+    s = sites.scenario
+    sites.link.cut()
+    try:
+        s.publisher.publish(s.topic, [{"key": "cut", "value": person(200)}])
+        _, during = remote_until(sites, "cut", lambda r: "citizen_id" not in r["value"])
+        assert during["value"]["name"] == person(200)["name"]  # public fields keep flowing
+        assert during["withheld"]["citizen_id"] == "owner_unreachable"
+        assert during["withheld"]["phone"] == "owner_unreachable"
+    finally:
+        sites.link.restore()
+    _, after = remote_until(sites, "cut", lambda r: r["value"].get("citizen_id") is not None)
+    assert after["value"]["citizen_id"] == person(200)["citizen_id"]
+    assert "citizen_id" not in after["withheld"]
+
+
+def test_a_revocation_at_the_owner_stops_remote_sealed_fields_within_5s(
+    sites: TwoSites,
+) -> None:
+    s = sites.scenario
+    s.publisher.publish(s.topic, [{"key": "rev", "value": person(300)}])
+    remote_until(sites, "rev", lambda r: r["value"].get("citizen_id") is not None)
+    revoked = time.monotonic()
+    s.steward.call(
+        "POST", f"/v1/agreements/{sites.agreement}/revoke", json={"reason": "purpose ended"}
+    )
+    _, got = remote_until(sites, "rev", lambda r: "citizen_id" not in r["value"], timeout=30)
+    assert time.monotonic() - revoked < 5.0
+    assert got["withheld"]["citizen_id"] == "not_granted"
+    assert got["value"]["name"] == person(300)["name"]
+
+
+# -- cross-site witnessing ------------------------------------------------------------------
+def run_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        env=base | {"EXCHANGE_HOME": str(home), "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def copy_home(src: Path, dst: Path) -> None:
+    """A consistent copy of a live home's databases and files (not its broker data)."""
+    import shutil
+    import sqlite3
+
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("kafka", "*.db", "*.db-*"))
+    for name in ("exchange.db", "audit.db"):
+        with sqlite3.connect(src / name) as a, sqlite3.connect(dst / name) as b:
+            a.backup(b)
+
+
+def truncate_log(home: Path, keep: int) -> None:
+    """What an operator holding the site's own keys could do: cut the log's tail and every
+    checkpoint past it, so that what is left is consistent with itself."""
+    import sqlite3
+
+    with sqlite3.connect(home / "audit.db") as db:
+        row = db.execute("select leaf_hash from audit_events where idx = ?", (keep - 1,))
+        (last,) = row.fetchone()
+        db.execute("delete from audit_events where idx >= ?", (keep,))
+        db.execute("delete from audit_subjects where idx >= ?", (keep,))
+        db.execute("delete from audit_checkpoints where size > ?", (keep,))
+        db.execute("update audit_head set size = ?, last_hash = ?", (keep, bytes(last).hex()))
+
+
+def sign_checkpoint(home: Path) -> None:
+    """Sign a checkpoint of a home's log offline, with the home's own key."""
+    from audit.factory import open_audit
+    from exchange.db import make_engine, session_factory
+    from exchange.settings import Settings
+
+    settings = Settings(home=home)
+    engine = make_engine(settings.sqlalchemy_url)
+    try:
+        open_audit(settings, session_factory(engine), None, announce=False).service.checkpoint()
+    finally:
+        engine.dispose()
+
+
+def test_a_history_rewritten_at_one_site_is_caught_by_the_other_sites_witness(
+    sites: TwoSites, tmp_path: Path
+) -> None:
+    region = sites.region_home
+    assert sites.region_gateway is not None
+    note = tmp_path / "region-checkpoint.note"
+    with sites.region_gateway.auditor() as officer:
+        cp = officer.call("GET", "/v1/audit/checkpoint", params={"fresh": "true"})
+    note.write_text(cp["checkpoint"])
+    audit_key = sites.region("identity", "--audit-key").strip()
+    region_key = sites.region("identity").split()[1]
+    sites.league(
+        "sites", "add", "region", "http://127.0.0.1:1", region_key, "--audit-key", audit_key
+    )
+    cosigned = tmp_path / "cosigned.note"
+    sites.league("witness", str(note), "--site", "region", "--out", str(cosigned))
+    assert "\u2014 league " in cosigned.read_text()
+    sites.region("witnessed", "add", str(cosigned))
+    assert "witnessed by league" in sites.region("witnessed", "list")
+    ok = run_cli(region, "audit", "verify", "--offline")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "cosigned by other sites" in ok.stdout + ok.stderr
+
+    size = int(note.read_text().split("\n")[1])
+    rogue = tmp_path / "rogue"
+    copy_home(region, rogue)
+    truncate_log(rogue, size - 3)
+    sign_checkpoint(rogue)  # re-signed with the site's own key
+    hidden = rogue.parent / "kept-aside"
+    (rogue / "federation" / "cosigned").rename(hidden)
+    alone = run_cli(rogue, "audit", "verify", "--offline")
+    assert alone.returncode == 0, alone.stdout + alone.stderr  # invisible without a witness
+    hidden.rename(rogue / "federation" / "cosigned")
+    caught = run_cli(rogue, "audit", "verify", "--offline")
+    assert caught.returncode == 1
+    assert "TAMPERED" in caught.stderr + caught.stdout
