@@ -99,6 +99,43 @@ def ensure_auditor(settings: Settings, identity: object) -> Path:
     )
 
 
+# The first people of the console, one per duty (an admin cannot create an auditor person).
+CONSOLE_PEOPLE = (
+    ("admin", ADMIN_DEPARTMENT, ["admin", "registry:read", "registry:write"], "console-admin.json"),
+    ("security-officer", AUDIT_DEPARTMENT, ["auditor"], "console-auditor.json"),
+)
+
+
+def ensure_console_people(settings: Settings, people: object) -> list[Path]:
+    """First start: the console's first admin and security officer, each with a random
+    password in a 0600 file (they enrol their TOTP at the first sign-in). Later starts leave
+    them alone: a deleted file is not re-created, a changed password is not reset."""
+    import secrets
+
+    from exchange.identity.people import People
+    from exchange.identity.service import SYSTEM
+
+    assert isinstance(people, People)
+    written = []
+    for login, dept, roles, file in CONSOLE_PEOPLE:
+        path = settings.resolved_home / file
+        if not people.exists(login):
+            password = secrets.token_urlsafe(18)
+            people.create(dept, login, login.replace("-", " ").title(), password, roles, by=SYSTEM)
+            body = {
+                "login": login,
+                "password": password,
+                "console": f"{settings.gateway_url}/console",
+            }
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(body, f, indent=2)
+            os.replace(tmp, path)
+        written.append(path)
+    return written
+
+
 def resolve_bootstrap(settings: Settings) -> tuple[str, LocalBroker | None, bool]:
     """The bootstrap address, the embedded broker (None: external Kafka) and whether this
     call started it."""
@@ -159,6 +196,7 @@ def up(
             settings, bootstrap, broker_status=supervisor.status if supervisor else None
         )
         creds = ensure_admin(settings, svc.identity)
+        admin_person, officer_person = ensure_console_people(settings, svc.people)
         app = create_app(svc)
         url = settings.gateway_url
         if settings.metrics_port is not None:
@@ -175,6 +213,12 @@ def up(
         key = svc.audit_review.signer.verifier.encode()
         console.print(f"audit key {key}", highlight=False)
         console.print(f"          fingerprint {fingerprint(key)}", highlight=False)
+        console.print(f"console   {url}/console", highlight=False)
+        console.print(
+            f"          first sign-in: login 'admin', password in {admin_person} "
+            f"(security officer: {officer_person}); both enrol a TOTP app on first sign-in",
+            highlight=False,
+        )
         server = uvicorn.Server(
             uvicorn.Config(
                 app,

@@ -6,8 +6,9 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from dataplane.cursor import Offsets
@@ -183,6 +184,33 @@ class SubscriptionStore:
                     created_at=datetime.now(UTC),
                 )
             )
+
+    def overview(self, limit: int = 200) -> list[dict[str, Any]]:
+        """Active subscriptions with their committed cursor and dead-letter count (health)."""
+        dead = (
+            select(DeadLetterRow.subscription_id, func.count().label("n"))
+            .group_by(DeadLetterRow.subscription_id)
+            .subquery()
+        )
+        q = (
+            select(SubscriptionRow, dead.c.n)
+            .outerjoin(dead, dead.c.subscription_id == SubscriptionRow.id)
+            .where(SubscriptionRow.status == "active")
+            .order_by(SubscriptionRow.topic, SubscriptionRow.id)
+            .limit(limit)
+        )
+        with transaction(self.sessions) as s:
+            return [
+                {
+                    "id": row.id,
+                    "topic": row.topic,
+                    "consumer": row.consumer,
+                    "cursor": dict(row.cursor),
+                    "webhook": row.webhook_url is not None,
+                    "dead_letters": int(n or 0),
+                }
+                for row, n in s.execute(q)
+            ]
 
     def dead_letters(self, sub_id: str) -> list[dict[str, object]]:
         with transaction(self.sessions) as s:

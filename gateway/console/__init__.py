@@ -36,13 +36,22 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from gateway.console.routes import audit, home, signin, steward
+from gateway.console.routes import admin, audit, developer, home, people, signin, steward
 from gateway.console.session import ConsoleRefused, SignInRequired
 from gateway.console.web import redirect, render
 from gateway.denials import audit_denial
 from gateway.routes import authorize
 
-ROUTERS = (authorize.router, home.router, signin.router, audit.router, steward.router)
+ROUTERS = (
+    authorize.router,
+    home.router,
+    signin.router,
+    audit.router,
+    steward.router,
+    admin.router,
+    people.router,
+    developer.router,
+)
 
 
 def install(app: FastAPI) -> None:

@@ -17,12 +17,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from exchange.auditing import AuditRecord
+from exchange.errors import DependencyUnavailable, ExchangeError
 from exchange.identity.sessions import SessionInfo
 from exchange.identity.tokens import Principal
 from gateway.auth import limit_principal, peer_address, services
 from gateway.console import csrf
 from gateway.console.web import SESSION_COOKIE, csrf_anchor
 from gateway.container import Services
+from gateway.denials import audit_denial
+from gateway.errors import status_for
 
 
 class SignInRequired(Exception):
@@ -77,6 +80,15 @@ async def console_principal(request: Request, svc: Services = Depends(services))
     limit_principal(svc, p)
     request.state.principal = p
     return p
+
+
+async def refused(request: Request, exc: ExchangeError) -> int:
+    """The status for a use case's refusal shown as a page, recorded as the API records it
+    (``gateway.denials``: once, unless the use case recorded its own richer event)."""
+    status = status_for(exc)
+    if not await audit_denial(request, status, exc.code):
+        raise DependencyUnavailable("the audit log is unavailable; retry later")
+    return status
 
 
 def route_path(request: Request) -> str:

@@ -4,15 +4,19 @@ origin)."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from exchange.errors import DependencyUnavailable
 from exchange.identity.sessions import SessionInfo
+from exchange.secrets_store import seal, unseal
 from gateway.console import csrf, i18n
 from gateway.console.nav import visible
 
@@ -99,7 +103,20 @@ def context(request: Request) -> dict[str, Any]:
         "me": me,
         "nav": visible(me.roles) if me else [],
         "path": request.url.path,
+        "here": here(request),
     }
+
+
+def here(request: Request) -> str:
+    """Where the language switch returns to: this page, or after a form (a POST cannot be
+    fetched again) the page the form was on."""
+    if request.method == "GET":
+        query = f"?{request.url.query}" if request.url.query else ""
+        return safe_next(request.url.path + query)
+    parts = urlsplit(request.headers.get("referer", ""))
+    if parts.netloc and parts.netloc != request.headers.get("host"):
+        return "/console"
+    return safe_next(parts.path + (f"?{parts.query}" if parts.query else ""))
 
 
 def render(request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:
@@ -111,6 +128,8 @@ def render(request: Request, template: str, status: int = 200, **values: Any) ->
 
 
 def finish(request: Request, response: Response) -> None:
+    if getattr(request.state, "flash_taken", False):
+        response.delete_cookie(FLASH_COOKIE, path="/console")
     new_pre = getattr(request.state, "new_pre", None)
     if new_pre:
         set_cookie(request, response, csrf.PRE_COOKIE, new_pre, samesite="strict")
@@ -128,3 +147,31 @@ def safe_next(target: str | None) -> str:
     if not target or not target.startswith("/console") or "//" in target or "\\" in target:
         return "/console"
     return target
+
+
+FLASH_COOKIE = "exchange_flash"
+
+
+def flash(request: Request, response: Response, values: dict[str, str]) -> None:
+    """Something to show once on the next page (a new secret): sealed with the master key,
+    read and deleted by :func:`take_flash`, gone after a minute whatever happens."""
+    key = request.app.state.services.master_key
+    sealed = seal(key, json.dumps(values).encode(), "console-flash").hex()
+    set_cookie(
+        request, response, FLASH_COOKIE, sealed, max_age=60, path="/console", samesite="strict"
+    )
+
+
+def take_flash(request: Request) -> dict[str, str]:
+    raw = request.cookies.get(FLASH_COOKIE)
+    if not raw:
+        return {}
+    request.state.flash_taken = True
+    try:
+        opened = unseal(
+            request.app.state.services.master_key, bytes.fromhex(raw[:8192]), "console-flash"
+        )
+        values: dict[str, str] = json.loads(opened)
+    except (ValueError, DependencyUnavailable):
+        return {}
+    return values

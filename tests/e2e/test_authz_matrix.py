@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -47,11 +48,11 @@ def routes(app: Any) -> Iterator[tuple[str, str, Access | None]]:
             yield method, path, declared(app, route)
 
 
-def console_session(gateway: ThreadGateway, token: str) -> str:
+def console_session(gateway: ThreadGateway, token: str, throwaway: bool = False) -> str:
     """The console session a person holding the token's roles would have after signing in."""
     p = gateway.services.tokens.verify(token)
     session = gateway.services.console_sessions.create(
-        login=p.client_id,
+        login=f"{p.client_id}#{uuid.uuid4().hex[:8]}" if throwaway else p.client_id,
         principal_id=p.client_id,
         department=p.department,
         roles=p.roles,
@@ -98,7 +99,7 @@ def test_route_by_caller_matrix(
         admin,
         security_officer,
         lambda c: frozenset(svc.identity.get_client(c).roles),
-        lambda token: console_session(gateway, token),
+        lambda token, throwaway: console_session(gateway, token, throwaway),
         lambda anchor: csrf.token(svc.master_key, anchor),
     )
     wrong: dict[Cell, str] = {}

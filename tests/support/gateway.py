@@ -111,7 +111,7 @@ class ThreadGateway:
         **settings: Any,
     ) -> None:
         """``audit``/``kms``: fakes the test controls (see gateway.bootstrap)."""
-        from cli.up_cmd import ensure_admin
+        from cli.up_cmd import ensure_admin, ensure_console_people
         from gateway.app import build_services, create_app
 
         self.port = free_port()
@@ -122,6 +122,7 @@ class ThreadGateway:
         )
         self.services = build_services(self.settings, bootstrap, audit=audit, kms=kms)
         ensure_admin(self.settings, self.services.identity)
+        ensure_console_people(self.settings, self.services.people)
         self.app = create_app(self.services)
         self.server = uvicorn.Server(
             uvicorn.Config(

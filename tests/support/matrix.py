@@ -203,11 +203,12 @@ def callers(
     admin: ExchangeClient,
     auditor: ExchangeClient,
     roles_of: Callable[[str], frozenset[str]],
-    session_for: Callable[[str], str],
+    session_for: Callable[[str, bool], str],
     csrf_for: Callable[[str], str],
 ) -> list[Caller]:
-    """``session_for(token)``: a console session of the token's principal (the browser a
-    person with these roles would have); ``csrf_for(anchor)``: the forms' CSRF token."""
+    """``session_for(token, throwaway)``: a console session of the token's principal (the
+    browser a person with these roles would have; a throwaway one under another login, so
+    "sign out everywhere" ends only it); ``csrf_for(anchor)``: the forms' CSRF token."""
     out = [Caller("anonymous", None, frozenset())]
     for label in ("own", "other"):
         for role in DEPT_ROLES:
@@ -219,9 +220,9 @@ def callers(
         if c.client_id:
             with ExchangeClient(w.url, c.client_id, c.secret) as sdk:
                 c.token = sdk.token()
-            c.session = session_for(c.token)
+            c.session = session_for(c.token, False)
             c.csrf = csrf_for(c.session)
-            c.mint = lambda token=c.token: session_for(token)
+            c.mint = lambda token=c.token: session_for(token, True)
             c.csrf_of = csrf_for
         else:
             c.csrf = csrf_for(PRE_COOKIE)
@@ -518,6 +519,15 @@ def _console_routes() -> dict[tuple[str, str], Builder]:
     def post(url: str, fresh: bool = False, **data: str) -> Builder:
         return lambda w: Req("POST", url, data=data, console=True, fresh_session=fresh)
 
+    def form(url: Callable[[World], str], data: Callable[[World], dict[str, str]]) -> Builder:
+        return lambda w: Req("POST", url(w), data=data(w), console=True)
+
+    def tag() -> str:
+        return uuid.uuid4().hex[:8]
+
+    adm, dev = "/console/admin", "/console/dev"
+    dept_clients = "/console/admin/departments/{dept}/clients"
+
     return {
         ("GET", "/oauth/authorize"): page("/oauth/authorize", response_type="code"),
         ("POST", "/oauth/authorize"): post("/oauth/authorize", login="nobody", password="x"),
@@ -529,6 +539,70 @@ def _console_routes() -> dict[tuple[str, str], Builder]:
         ("GET", "/console/callback"): page("/console/callback", code="x", state="y"),
         ("POST", "/console/sign-out"): post("/console/sign-out", fresh=True),
         ("POST", "/console/sign-out-everywhere"): post("/console/sign-out-everywhere", fresh=True),
+        ("GET", f"{adm}/departments"): page(f"{adm}/departments"),
+        ("POST", f"{adm}/departments"): form(
+            lambda w: f"{adm}/departments",
+            lambda w: {"id": f"mx-{tag()}", "name": "Matrix", "level": "county", "parent": w.own},
+        ),
+        ("GET", f"{adm}/departments/{{dept}}"): lambda w: Req(
+            "GET", f"{adm}/departments/{w.own}", console=True
+        ),
+        ("POST", dept_clients): form(
+            lambda w: f"{adm}/departments/{w.own}/clients",
+            lambda w: {"name": "matrix", "roles": "publisher"},
+        ),
+        ("POST", dept_clients + "/{client_id}/rotate"): form(
+            lambda w: f"{adm}/departments/{w.own}/clients/{w.spare_client}/rotate", lambda w: {}
+        ),
+        ("POST", dept_clients + "/{client_id}/{action}"): form(
+            lambda w: f"{adm}/departments/{w.own}/clients/{w.spare_client}/enable", lambda w: {}
+        ),
+        ("GET", f"{adm}/topics"): page(f"{adm}/topics"),
+        ("POST", f"{adm}/topics"): form(
+            lambda w: f"{adm}/topics",
+            lambda w: {
+                "name": f"{w.own}.c{tag()}",
+                "owner": w.own,
+                "value_subject": w.subject,
+                "partitions": "1",
+            },
+        ),
+        ("GET", f"{adm}/keys"): page(f"{adm}/keys"),
+        ("POST", f"{adm}/keys/signing/rotate"): post(f"{adm}/keys/signing/rotate"),
+        ("GET", f"{adm}/health"): page(f"{adm}/health"),
+        ("GET", f"{adm}/people"): page(f"{adm}/people"),
+        ("POST", f"{adm}/people"): form(
+            lambda w: f"{adm}/people",
+            lambda w: {
+                "login": f"mx{tag()}",
+                "name": "M",
+                "department": w.own,
+                "roles": "publisher",
+            },
+        ),
+        ("POST", f"{adm}/people/{{login}}/{{action}}"): post(
+            f"{adm}/people/admin/enable"
+        ),  # the bootstrap admin person
+        ("GET", f"{dev}/catalog"): page(f"{dev}/catalog", q="mx"),
+        ("GET", f"{dev}/catalog/{{topic}}"): lambda w: Req(
+            "GET", f"{dev}/catalog/{w.topic}", console=True
+        ),
+        ("GET", f"{dev}/asyncapi"): page(f"{dev}/asyncapi"),
+        ("GET", f"{dev}/schemas/{{subject}}"): lambda w: Req(
+            "GET", f"{dev}/schemas/{w.subject}", console=True
+        ),
+        ("GET", f"{dev}/compatibility"): page(f"{dev}/compatibility"),
+        ("POST", f"{dev}/schemas/{{subject}}/check"): form(
+            lambda w: f"{dev}/schemas/{w.subject}/check", lambda w: {"schema": _schema()}
+        ),
+        ("POST", f"{dev}/schemas/{{subject}}/register"): form(
+            lambda w: f"{dev}/schemas/{w.subject}/register", lambda w: {"schema": _schema()}
+        ),
+        ("GET", f"{dev}/try"): page(f"{dev}/try"),
+        ("POST", f"{dev}/try"): form(
+            lambda w: f"{dev}/try",
+            lambda w: {"topic": w.topic, "record": json.dumps(person(4))},
+        ),
         **_steward_pages(),
         **_audit_pages(),
     }

@@ -1,0 +1,144 @@
+"""People accounts: create (the first password shown once), reset the second factor,
+disable and enable. Admins manage people, auditors manage auditor people — the same
+separation of duties as for clients (:func:`exchange.identity.roles.may_manage`). A disabled
+person, or one whose second factor was reset, is signed out everywhere at once."""
+
+from __future__ import annotations
+
+import secrets
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.responses import Response
+
+from exchange.auditing import AuditRecord
+from exchange.errors import ExchangeError, Forbidden
+from exchange.identity.roles import ALL_ROLES
+from exchange.identity.tokens import Principal
+from gateway.access import access
+from gateway.auth import services
+from gateway.console.routes.admin import text
+from gateway.console.session import checked_form, console_require, refused, route_path
+from gateway.console.web import flash, redirect, render, take_flash
+from gateway.container import Services
+
+router = APIRouter(prefix="/console/admin/people", include_in_schema=False)
+managers = console_require("admin", "auditor")
+
+
+async def _audit(
+    svc: Services, me: Principal, kind: str, outcome: str = "ok", **data: object
+) -> None:
+    record = AuditRecord(
+        kind, actor=me.client_id, department=me.department, outcome=outcome, data=dict(data)
+    )
+    await run_in_threadpool(svc.audit.append, record)
+
+
+async def _page(
+    request: Request,
+    svc: Services,
+    dept: str | None,
+    status: int = 200,
+    error: str | None = None,
+) -> Response:
+    people = await run_in_threadpool(svc.people.list, dept or None)
+    departments = await run_in_threadpool(svc.identity.list_departments)
+    return render(
+        request,
+        "admin/people.html",
+        status,
+        people=people,
+        departments=departments,
+        roles=sorted(ALL_ROLES),
+        dept=dept or "",
+        shown=take_flash(request),
+        error=error,
+    )
+
+
+@router.get("")
+@access("admin", "auditor")
+async def people(
+    request: Request,
+    dept: str = "",
+    _: Principal = Depends(managers),
+    svc: Services = Depends(services),
+) -> Response:
+    return await _page(request, svc, dept[:64] or None)
+
+
+async def _refused(
+    request: Request, svc: Services, me: Principal, exc: ExchangeError, action: str, login: str
+) -> Response:
+    if isinstance(exc, Forbidden):
+        request.state.denial_audited = True
+        await _audit(
+            svc,
+            me,
+            "authz.denied",
+            "denied",
+            method=request.method,
+            route=route_path(request),
+            action=action,
+            person=login,
+            reason=exc.code,
+        )
+    return await _page(request, svc, None, await refused(request, exc), exc.message)
+
+
+# Declared for admins: auditors pass the role check but manage only auditor people (as the
+# API's client management, gateway/routes/identity.py).
+@router.post("")
+@access("admin")
+async def create_person(
+    request: Request,
+    me: Principal = Depends(managers),
+    form: FormData = Depends(checked_form),
+    svc: Services = Depends(services),
+) -> Response:
+    login, dept = text(form, "login", 64).lower(), text(form, "department", 64)
+    roles = [r for r in form.getlist("roles") if isinstance(r, str)][:20]
+    password = secrets.token_urlsafe(15)  # handed over once; the person keeps it
+
+    def create() -> object:
+        return svc.people.create(dept, login, text(form, "name"), password, roles, by=me.roles)
+
+    try:
+        await run_in_threadpool(create)
+    except ExchangeError as exc:
+        return await _refused(request, svc, me, exc, "person_created", login)
+    await _audit(svc, me, "admin.person_created", person=login, person_department=dept, roles=roles)
+    response = redirect(request, "/console/admin/people")
+    flash(request, response, {"login": login, "password": password})
+    return response
+
+
+@router.post("/{login}/{action}")
+@access("admin")
+async def change_person(
+    login: str,
+    action: str,
+    request: Request,
+    me: Principal = Depends(managers),
+    _: FormData = Depends(checked_form),
+    svc: Services = Depends(services),
+) -> Response:
+    changes = {
+        "disable": lambda: svc.people.set_disabled(login, True, by=me.roles),
+        "enable": lambda: svc.people.set_disabled(login, False, by=me.roles),
+        "reset-totp": lambda: svc.people.reset_totp(login, by=me.roles),
+    }
+    change = changes.get(action)
+    if change is None:
+        return render(request, "error.html", 404, message="error.not_found")
+    try:
+        await run_in_threadpool(change)
+    except ExchangeError as exc:
+        return await _refused(request, svc, me, exc, f"person_{action}", login)
+    ended = 0
+    if action != "enable":
+        ended = await run_in_threadpool(svc.console_sessions.end_all, login)
+    await _audit(svc, me, f"admin.person_{action.replace('-', '_')}", person=login, sessions=ended)
+    return redirect(request, "/console/admin/people")
