@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from exchange import logs
-from gateway import console, errors
+from gateway import console, docs, errors
 from gateway.bootstrap import build_services
 from gateway.container import Services
 from gateway.limits import RequestLimits
@@ -86,6 +86,8 @@ def create_app(svc: Services) -> FastAPI:
         "under sharing agreements, with field-level encryption and a "
         "tamper-evident audit log.",
         lifespan=lifespan,
+        docs_url=None,  # gateway.docs serves its own, with local assets
+        redoc_url=None,
     )
     logs.install()  # before anything can log a request's data inside a traceback
     app.state.services = svc
@@ -101,6 +103,7 @@ def create_app(svc: Services) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router, responses=_ERRORS.get(id(router), API_ERRORS))
     console.install(app)
+    docs.install(app)
     return app
 
 

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from exchange.client import ExchangeClient
@@ -203,3 +204,28 @@ def test_pages_refuse_other_roles(gateway: ThreadGateway, browser: Any, home_dep
         assert response is not None and response.status == 403, path
     nav = page.inner_text("nav.side")
     assert "Catalog" in nav and "System health" not in nav  # the menu shows what opens
+
+
+def test_docs_work_offline_with_an_authorize_button(gateway: ThreadGateway, browser: Any) -> None:
+    """/docs loads nothing from another host, runs under the CSP, and offers OAuth2 sign-in:
+    the authorization code with PKCE (people) and client credentials (machines)."""
+    # The document is built on first use (seconds on a loaded machine): not the UI's problem.
+    assert httpx.get(f"{gateway.url}/openapi.json", timeout=120).status_code == 200
+    page = new_page(browser, gateway.url, "en")
+    hosts: set[str] = set()
+    page.on("request", lambda r: hosts.add(r.url.split("/")[2]))
+    page.goto("/docs")
+    page.wait_for_selector("button.authorize", timeout=90_000)
+    assert hosts == {gateway.url.split("/")[2]}, hosts
+    assert not page.csp.violations, page.csp.violations
+    html = page.content()
+    assert "cdn" not in html.lower() and "jsdelivr" not in html.lower()
+    page.click("button.authorize")
+    dialog = page.inner_text(".modal-ux")
+    assert "authorizationCode" in dialog and "clientCredentials" in dialog
+    spec = page.evaluate("() => fetch('/openapi.json').then(r => r.json())")
+    flows = spec["components"]["securitySchemes"]["oauth2"]["flows"]
+    assert flows["authorizationCode"]["authorizationUrl"] == "/oauth/authorize"
+    publish = spec["paths"]["/v1/topics/{topic}/records"]["post"]
+    assert publish["security"] == [{"oauth2": ["publisher"]}]
+    assert "security" not in spec["paths"]["/healthz"]["get"]

@@ -333,7 +333,7 @@ def _api_routes() -> dict[tuple[str, str], Builder]:
         ("GET", "/openapi.json"): lambda w: Req("GET", "/openapi.json"),
         ("GET", "/docs"): lambda w: Req("GET", "/docs"),
         ("GET", "/docs/oauth2-redirect"): lambda w: Req("GET", "/docs/oauth2-redirect"),
-        ("GET", "/redoc"): lambda w: Req("GET", "/redoc"),
+        ("GET", "/docs/assets/{name}"): lambda w: Req("GET", "/docs/assets/swagger-ui.css"),
         ("POST", "/oauth/token"): lambda w: Req("POST", "/oauth/token", data=form, basic=True),
         ("GET", "/oauth/jwks"): lambda w: Req("GET", "/oauth/jwks"),
         ("GET", "/.well-known/oauth-authorization-server"): lambda w: Req(
