@@ -489,9 +489,18 @@ class RdTopicReader:
             raise _translate(exc, f"seeking in {self.topic}", self.topic) from exc
 
     def seek(self, offsets: dict[int, int]) -> None:
+        if self._assigned and self._continues(offsets):
+            return  # keep the records already fetched: a pooled reader's next page
         missing = [p for p in self.partitions if p not in offsets]
         starts = {p: low for p, (low, _) in self._watermarks(missing).items()}
         self._go({p: offsets[p] if p in offsets else starts[p] for p in self.partitions})
+
+    def _continues(self, offsets: dict[int, int]) -> bool:
+        """Is every partition asked for exactly where this reader stands? Then re-assigning
+        would only throw away what librdkafka has prefetched from there."""
+        if set(offsets) != set(self.partitions):
+            return False
+        return self.positions() == {p: offsets[p] for p in self.partitions}
 
     def seek_to_end(self) -> None:
         self._go(self.end_offsets())
