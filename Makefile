@@ -54,7 +54,7 @@ up: install
 	$(VENV)/bin/exchange up
 
 test: install-test system-deps keycloak-dist
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=40
 
 test-fast: install-test
 	$(VENV)/bin/pytest -q tests/unit
