@@ -9,10 +9,12 @@ answers at once and publishes fail fast instead of waiting out client timeouts.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -100,9 +102,16 @@ class HealthMonitor:
             self._stop.wait(self.interval_s)
 
 
+# Below this much free space on its filesystem a SQLite control plane counts as down: a
+# publish (idempotency claim, audit index, journal) needs a few pages, and taking the write
+# lock alone writes nothing, so a full disk would otherwise read as healthy.
+SQLITE_MIN_FREE_BYTES = 1 << 20
+
+
 def database_writable(engine: Engine, wait_s: float = 1.0) -> bool:
     """Whether a write could start now. On SQLite this takes the write lock (and lets it go),
-    so a database another process holds locked reads as down, not just one that is gone."""
+    so a database another process holds locked reads as down, not just one that is gone; and
+    a database whose disk is (nearly) full reads as down too."""
     try:
         with engine.connect() as conn:
             if engine.dialect.name != "sqlite":
@@ -114,6 +123,20 @@ def database_writable(engine: Engine, wait_s: float = 1.0) -> bool:
                 conn.exec_driver_sql("ROLLBACK")
             finally:
                 conn.exec_driver_sql("PRAGMA busy_timeout=30000")  # the pool's setting
-        return True
+        return _sqlite_has_room(engine)
     except SQLAlchemyError:
         return False
+
+
+def _sqlite_has_room(engine: Engine) -> bool:
+    path = engine.url.database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return True  # in memory (tests) or a URI form: no file system to measure
+    try:
+        free = shutil.disk_usage(Path(path).resolve().parent).free
+    except OSError:
+        return False
+    if free < SQLITE_MIN_FREE_BYTES:
+        log.debug("control-plane database disk has %d bytes free", free)
+        return False
+    return True

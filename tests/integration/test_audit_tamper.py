@@ -86,8 +86,10 @@ def log(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     kafka.close()
 
 
-def verify(home: Path, bootstrap: str, *args: str) -> tuple[int, str]:
-    env = {"EXCHANGE_KAFKA_BOOTSTRAP": bootstrap, "EXCHANGE_HOME": str(home)}
+def verify(
+    home: Path, bootstrap: str, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    env = {"EXCHANGE_KAFKA_BOOTSTRAP": bootstrap, "EXCHANGE_HOME": str(home), **(env or {})}
     env |= security_for(bootstrap).as_env()
     result = CliRunner().invoke(
         app, ["audit", "verify", "--offline", "--home", str(home), *args], env=env

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
-from exchange.health import HealthMonitor
+import pytest
+
+from exchange import health
+from exchange.db import make_engine
+from exchange.health import HealthMonitor, database_writable
 
 
 def wait_for(cond: object, timeout: float = 3.0) -> bool:
@@ -51,3 +56,17 @@ def test_status_follows_the_probes_and_a_hung_probe_is_down_within_the_bound() -
         assert wait_for(lambda: m.status()["kafka"] == "up")
     finally:
         m.stop()
+
+
+def test_a_sqlite_database_on_a_full_disk_is_not_writable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'cp.db'}")
+    try:
+        assert database_writable(engine)  # the test machine's disk has room
+        # Taking the write lock writes nothing, so only the free space can tell: demand more
+        # than any disk here has (the e2e test fills a real tmpfs: test_fault_disk_full).
+        monkeypatch.setattr(health, "SQLITE_MIN_FREE_BYTES", 1 << 62)
+        assert not database_writable(engine)
+    finally:
+        engine.dispose()
