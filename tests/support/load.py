@@ -130,7 +130,7 @@ class Load:
                         headers={"Idempotency-Key": key},
                         timeout=60,
                     )
-                    status = f"{r.status_code} {_code(r)}"
+                    status = f"{r.status_code} {_code(r)}".strip()
                 except httpx.HTTPError as exc:
                     r, status = None, type(exc).__name__
                 with self._lock:
