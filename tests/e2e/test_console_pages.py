@@ -121,7 +121,12 @@ def test_admin_onboards_a_county_and_its_first_client(
 def test_developer_sees_why_a_schema_is_incompatible(
     gateway: ThreadGateway, browser: Any, home_dept: str, admin: ExchangeClient
 ) -> None:
-    dev = person(gateway, home_dept, f"dev-{uuid.uuid4().hex[:6]}", ["registry:write", "publisher"])
+    dev = person(
+        gateway,
+        home_dept,
+        f"dev-{uuid.uuid4().hex[:6]}",
+        ["registry:write", "publisher", "subscriber"],
+    )
     subject = f"{home_dept}.residents-value"
     page = new_page(browser, gateway.url, "en")
     sign_in(page, dev)
@@ -166,7 +171,13 @@ def test_developer_sees_why_a_schema_is_incompatible(
     admin.call(
         "POST",
         "/v1/topics",
-        json={"name": topic, "owner": home_dept, "partitions": 1, "value_subject": subject},
+        json={
+            "name": topic,
+            "owner": home_dept,
+            "partitions": 1,
+            "value_subject": subject,
+            "share_type": "unconditional",  # its public fields reach the test subscription
+        },
     )
     page.goto(f"/console/dev/catalog?q={home_dept}")
     page.click(f"a[href='/console/dev/catalog/{topic}']")
@@ -176,6 +187,10 @@ def test_developer_sees_why_a_schema_is_incompatible(
     both_languages(page, "dev-catalog")
 
     page.goto("/console/dev/try")
+    page.select_option("#topic", topic)
+    with page.expect_navigation():  # a test subscription of the department, from the latest
+        page.click("#subscribe")
+    sub = page.get_attribute("#test-subscription", "data-sub")
     page.select_option("#topic", topic)
     page.fill("#record", json.dumps({"name": "only a name"}))
     page.click("form[action='/console/dev/try'] button")
@@ -192,6 +207,16 @@ def test_developer_sees_why_a_schema_is_incompatible(
     page.fill("#record", json.dumps(record))
     page.click("form[action='/console/dev/try'] button")
     assert "offset" in page.inner_text("#published-offsets")
+    # The sample arrives on the test subscription as the department receives it: the public
+    # name, never the sensitive citizen id or the secret income (no agreement grants them).
+    page.wait_for_selector("#arrived li:has-text('Resident 9')", timeout=60_000)
+    arrived = page.inner_text("#arrived")
+    assert "330100000000000009" not in arrived and "income" not in arrived, arrived
+    assert page.get_attribute("#test-subscription", "data-sub") == sub
+    with page.expect_navigation():  # the same subscription is reused
+        page.click("#subscribe")
+    assert page.get_attribute("#test-subscription", "data-sub") == sub
+    page.wait_for_selector("#arrived li:has-text('Resident 9')", timeout=60_000)  # replayed
     both_languages(page, "dev-try")
 
 

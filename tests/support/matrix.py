@@ -603,6 +603,12 @@ def _console_routes() -> dict[tuple[str, str], Builder]:
             lambda w: f"{dev}/try",
             lambda w: {"topic": w.topic, "record": json.dumps(person(4))},
         ),
+        ("POST", f"{dev}/try/subscribe"): form(
+            lambda w: f"{dev}/try/subscribe", lambda w: {"topic": w.peer_topic}
+        ),
+        ("GET", f"{dev}/try/subscriptions/{{sub_id}}/records"): lambda w: Req(
+            "GET", f"{dev}/try/subscriptions/{w.subscription}/records", console=True
+        ),
         **_steward_pages(),
         **_audit_pages(),
     }

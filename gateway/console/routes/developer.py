@@ -1,7 +1,8 @@
 """Developer pages: the catalog (topics, owners, share types, schemas with classification
 badges, AsyncAPI), a subject's version history with a diff, a compatibility check of a
 pasted candidate with its classification and sealing rules, registration, and publishing a
-sample record. Reads and writes go through the registry and catalog services with the same
+sample record and watching it arrive on a test subscription of the person's department.
+Reads and writes go through the registry and catalog services with the same
 checks as the API (the registry's own ``writer`` check for registering)."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
@@ -32,6 +34,7 @@ from gateway.console.web import flash, redirect, render, take_flash
 from gateway.container import Services
 from gateway.routes import catalog as catalog_routes
 from gateway.routes import registry as registry_routes
+from gateway.routes import subscriptions as subscription_routes
 from schemas.classification import downgrades, field_infos
 from schemas.sealing_rules import SEALED_CLASSES
 
@@ -39,6 +42,7 @@ router = APIRouter(prefix="/console/dev", include_in_schema=False)
 READ_ROLES = ("registry:read", "registry:write", "admin")  # as the registry's read routes
 readers = console_require(*READ_ROLES)
 publishers = console_require("publisher")
+subscribers = console_require("subscriber")
 MAX_SCHEMA = 64 * 1024
 
 
@@ -268,24 +272,48 @@ async def register(
     return response
 
 
-# -- publishing a sample ------------------------------------------------------------------
+# -- publishing a sample and watching it arrive -------------------------------------------
 async def _try_page(
     request: Request,
     svc: Services,
     me: Principal,
     status: int = 200,
+    sub: str = "",
     **values: Any,
 ) -> Response:
-    own = await run_in_threadpool(lambda: svc.catalog.search(None, me.department, None))
-    return render(request, "dev/try.html", status, topics=own, **values)
+    def load() -> tuple[list[CatalogEntry], str]:
+        own = svc.catalog.search(None, me.department, None)
+        # Only a subscription of the person's department is shown (the records endpoint
+        # checks again); anything else is silently dropped from the page.
+        try:
+            mine = svc.subscriptions.get(sub, me.department) if sub else None
+        except ExchangeError:
+            mine = None
+        return own, mine.topic if mine is not None and mine.status == "active" else ""
+
+    own, sub_topic = await run_in_threadpool(load)
+    return render(
+        request,
+        "dev/try.html",
+        status,
+        topics=own,
+        sub=sub if sub_topic else "",
+        sub_topic=sub_topic,
+        can_subscribe=me.has("subscriber"),
+        **values,
+    )
 
 
 @router.get("/try")
 @access("publisher")
 async def try_page(
-    request: Request, me: Principal = Depends(publishers), svc: Services = Depends(services)
+    request: Request,
+    topic: str = "",
+    sub: str = "",
+    me: Principal = Depends(publishers),
+    svc: Services = Depends(services),
 ) -> Response:
-    return await _try_page(request, svc, me, topic="", record="")
+    return await _try_page(request, svc, me, sub=sub[:64], topic=topic[:255], record="")
 
 
 @router.post("/try")
@@ -297,6 +325,7 @@ async def try_publish(
     svc: Services = Depends(services),
 ) -> Response:
     topic, record = text(form, "topic", 255), text(form, "record", MAX_SCHEMA)
+    sub = text(form, "sub", 64)
     publisher = svc.publisher
 
     def run() -> Any:
@@ -305,14 +334,66 @@ async def try_publish(
         result, _ = publisher.publish(me, entry, Batch([NewRecord(None, value, {})]))
         return result
 
+    page: dict[str, Any] = {"topic": topic, "record": record, "sub": sub}
     try:
         result = await run_in_threadpool(run)
     except ValueError as exc:
-        return await _try_page(request, svc, me, 422, topic=topic, record=record, error=str(exc))
+        return await _try_page(request, svc, me, 422, error=str(exc), **page)
     except ExchangeError as exc:
         error = exc.message + "".join(
             f"; {e.get('path', '')}: {e.get('reason', '')}" for e in exc.details.get("errors", [])
         )
         status = await refused(request, exc)
-        return await _try_page(request, svc, me, status, topic=topic, record=record, error=error)
-    return await _try_page(request, svc, me, topic=topic, record=record, published=result)
+        return await _try_page(request, svc, me, status, error=error, **page)
+    return await _try_page(request, svc, me, published=result, **page)
+
+
+@router.post("/try/subscribe")
+@access("own:subscriber")
+async def try_subscribe(
+    request: Request,
+    me: Principal = Depends(subscribers),
+    form: FormData = Depends(checked_form),
+    svc: Services = Depends(services),
+) -> Response:
+    """A test subscription of the person's department on ``topic``, from the latest offset:
+    the person's own open pull subscription on it is reused, otherwise one is created by the
+    API's own route (same agreement check, same audit record)."""
+    topic = text(form, "topic", 255)
+
+    def existing() -> str | None:
+        for s in svc.subscriptions.for_consumer(me.department):
+            if (
+                s.topic == topic
+                and s.client_id == me.client_id
+                and s.status == "active"
+                and s.webhook_url is None
+                and s.fields is None
+            ):
+                return s.id
+        return None
+
+    sub_id = await run_in_threadpool(existing)
+    if sub_id is None:
+        body = subscription_routes.SubscriptionIn(topic=topic, start="latest")
+        try:
+            sub_id = (await subscription_routes.create(body, me, svc)).id
+        except ExchangeError as exc:
+            status = await refused(request, exc)
+            return await _try_page(
+                request, svc, me, status, topic=topic, record="", error=exc.message
+            )
+    return redirect(request, f"/console/dev/try?{urlencode({'topic': topic, 'sub': sub_id})}")
+
+
+@router.get("/try/subscriptions/{sub_id}/records")
+@access("own:subscriber")
+async def try_records(
+    sub_id: str,
+    cursor: str = "",
+    me: Principal = Depends(subscribers),
+    svc: Services = Depends(services),
+) -> JSONResponse:
+    """One page of the test subscription through the API's pull route (a second's wait at
+    most; the browser keeps the cursor, nothing is committed)."""
+    return await subscription_routes.records(sub_id, 50, 1000, cursor[:4096] or None, me, svc)
