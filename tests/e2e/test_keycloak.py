@@ -17,7 +17,9 @@ import httpx
 import pytest
 from joserfc import jws
 
+from audit.service import Filters
 from tests.conftest import make_client, make_department
+from tests.support.console import launch, new_page
 from tests.support.gateway import ThreadGateway
 from tests.support.keycloak import Keycloak, KeycloakAdmin
 from tests.support.scenario import PERSON_SCHEMA, person
@@ -81,6 +83,7 @@ def trusting(
         oidc_issuer=keycloak.issuer,
         oidc_audience="exchange",
         oidc_allow_http=True,
+        oidc_console_client_id="exchange-console",  # the console signs people in there
         token_leeway_seconds=LEEWAY,
     ).start()
 
@@ -263,6 +266,30 @@ def test_keycloak_key_rotation_is_picked_up_without_a_restart(
     assert verifier.fetch_attempts == attempts + 1
     # The refetched key set no longer holds the removed key: its tokens stop verifying.
     assert call(gw, before, "GET", "/v1/departments").status_code == 401
+
+
+def test_a_person_signs_in_to_the_console_at_keycloak(
+    keycloak: Keycloak, gw: ThreadGateway, user_password: str
+) -> None:
+    """Authorization code + PKCE S256 with the realm's public console client: the person
+    types the password on Keycloak's own login page and lands in the console with the
+    department and roles the API's claim mapping gives their token."""
+    with launch() as browser:
+        page = new_page(browser, gw.url, "en")
+        page.goto("/console/dev/catalog")  # no session: sent to Keycloak to sign in
+        page.wait_for_url(f"{keycloak.issuer}/protocol/openid-connect/auth**")
+        assert "code_challenge_method=S256" in page.url
+        page.fill("#username", USER)
+        page.fill("#password", user_password)
+        page.click("#kc-login")
+        page.wait_for_url(f"{gw.url}/console/dev/catalog**")
+        assert "health" in page.inner_text("header")  # the dept claim
+        assert "Catalog" in page.inner_text("nav.side")
+        # subscriber + registry:read from Keycloak's realm roles: no administrator page
+        response = page.goto("/console/admin/departments")
+        assert response is not None and response.status == 403
+    sessions = gw.services.audit_review.query(Filters(type="console.signin"), -1, 1000)
+    assert any(e.department == "health" for e in sessions)
 
 
 def test_keycloak_stopped_means_503_for_its_tokens_and_own_tokens_still_work(
