@@ -128,6 +128,15 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def new_cluster_id() -> str:
+    """A random Kafka cluster id. Like Kafka's own ``Uuid.randomUuid()``, never one that starts
+    with "-": the storage tool would read it as an option (``-t -x...`` fails to format)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 class LocalBroker:
     """Start, find and stop the embedded broker of one exchange home."""
 
@@ -426,7 +435,7 @@ class LocalBroker:
         ]
 
     def _format(self, java: str, classpath: str, props: Path, creds: BrokerCredentials) -> None:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         scram = f"SCRAM-SHA-512=[name={CLIENT_USER},password={creds.client_password}]"
         # The password goes through a 0600 argument file, not argv (world-readable in /proc).
         argfile = self.dir / ".format.args"
