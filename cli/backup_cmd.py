@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import typer
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session, sessionmaker
 
 from cli.common import HomeOption, console, guarded, settings_for
 from exchange.errors import ConfigurationError
@@ -21,16 +23,25 @@ def _passphrase(confirm: bool) -> str:
 
 
 def _audit_head(db: Path) -> tuple[int, str]:
-    from audit.sources import head, log_id
     from exchange.db import make_engine, migrate, session_factory
 
     engine = make_engine(f"sqlite:///{db}")
     try:
         migrate(engine)  # a copy of an older version's database reads like today's
-        sessions = session_factory(engine)
-        return head(sessions)[0], log_id(sessions)
+        return _head_of(session_factory(engine))
     finally:
         engine.dispose()
+
+
+def _head_of(sessions: sessionmaker[Session]) -> tuple[int, str]:
+    from audit.sources import head, log_id
+
+    return head(sessions)[0], log_id(sessions)
+
+
+def _audit_head_pg(conn: Connection) -> tuple[int, str]:
+    """Read inside the dump's snapshot transaction (the session joins it, commits nothing)."""
+    return _head_of(sessionmaker(bind=conn, expire_on_commit=False))
 
 
 @guarded
@@ -44,18 +55,20 @@ def backup(
 ) -> None:
     """Encrypted snapshot of the control plane and keys (the gateway may keep running)."""
     from exchange.backup import Protection, create
+    from exchange.pgbackup import is_postgres
 
     settings = settings_for(home)
-    if settings.database_url and not settings.database_url.startswith("sqlite"):
-        raise ConfigurationError(
-            "the control plane is in PostgreSQL: back it up with pg_dump (not built in yet); "
-            "`exchange backup` covers SQLite homes"
-        )
+    url = settings.database_url
+    if url and not url.startswith("sqlite") and not is_postgres(url):
+        raise ConfigurationError("`exchange backup` covers SQLite and PostgreSQL control planes")
     if shares or threshold:
         protection = Protection(shares=shares, threshold=threshold)
     else:
         protection = Protection(passphrase=_passphrase(confirm=True))
-    manifest, handed = create(settings.resolved_home, to, protection, _audit_head)
+    postgres = (url, _audit_head_pg) if url and is_postgres(url) else None
+    manifest, handed = create(
+        settings.resolved_home, to, protection, _audit_head, postgres=postgres
+    )
     if handed:
         console.print(
             f"recovery key split into {shares} shares, any {threshold} restore this backup; "
@@ -115,6 +128,7 @@ def restore(
     ),
 ) -> None:
     """Restore a backup onto a (fresh) home; refuses a stale one unless --allow-stale."""
+    from exchange import pgbackup
     from exchange.backup import BackupRefused, install, open_backup, read_manifest, stale
 
     settings = settings_for(home)
@@ -122,18 +136,36 @@ def restore(
         manifest, contents = open_backup(src, shares=share)
     else:
         manifest, contents = open_backup(src, passphrase=_passphrase(confirm=False))
+    url = settings.database_url
+    dumped = contents.pop(pgbackup.DUMP, None)
+    if (dumped is not None) != pgbackup.is_postgres(url):
+        raise BackupRefused(
+            f"this backup holds a {manifest.get('control_plane', 'sqlite')} control plane and "
+            f"the target's is {'postgresql' if pgbackup.is_postgres(url) else 'sqlite'}: set "
+            "EXCHANGE_DATABASE_URL to match"
+        )
+    if url and dumped is not None and not force and pgbackup.user_tables(url):
+        raise BackupRefused(
+            "the target PostgreSQL database is not empty: restore into a new database, or "
+            "pass --force to replace what the backup holds"
+        )
     target = settings.resolved_home
     target.mkdir(mode=0o700, parents=True, exist_ok=True)
     written = install(target, contents, force=force)
     size = _topic_size(settings, str(manifest["audit"]["log_id"]))
-    if stale(manifest, size) and not allow_stale:
+    try:
+        if stale(manifest, size) and not allow_stale:
+            raise BackupRefused(
+                f"stale backup: the audit topic holds {size} events of this log, the backup "
+                f"knows {manifest['audit']['size']}; what happened after it (keys, agreements) "
+                "would be lost. Restore a newer backup, or pass --allow-stale to accept that"
+            )
+        if url and dumped is not None:
+            pgbackup.restore(url, dumped)  # one transaction: all or nothing
+    except Exception:
         for path in written:
             path.unlink(missing_ok=True)
-        raise BackupRefused(
-            f"stale backup: the audit topic holds {size} events of this log, the backup knows "
-            f"{manifest['audit']['size']}; what happened after it (keys, agreements) would be "
-            "lost. Restore a newer backup, or pass --allow-stale to accept that"
-        )
+        raise
     console.print(
         f"restored backup {manifest['backup_id']} ({manifest['created_at']}) into {target}: "
         f"{len(written)} files; audit topic {size} events, backup {manifest['audit']['size']}",

@@ -37,8 +37,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+from sqlalchemy import Connection
 
-from exchange import shamir
+from exchange import pgbackup, shamir
 from exchange.errors import ConfigurationError, ExchangeError, InvalidInput
 
 FORMAT = 1
@@ -120,11 +121,18 @@ def _blob_name(name: str) -> str:
 
 
 def create(
-    home: Path, dest: Path, protection: Protection, audit_head: Callable[[Path], tuple[int, str]]
+    home: Path,
+    dest: Path,
+    protection: Protection,
+    audit_head: Callable[[Path], tuple[int, str]],
+    *,
+    postgres: tuple[str, Callable[[Connection], tuple[int, str]]] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """Write an encrypted backup of ``home`` into the empty or new directory ``dest``;
-    ``audit_head`` reads (size, log id) from the copied audit database. Returns the manifest
-    and, for a split recovery key, the shares to hand out (they are not stored anywhere)."""
+    ``audit_head`` reads (size, log id) from the copied audit database. ``postgres``: the
+    control plane's URL and the same reader on a connection, for a PostgreSQL control plane
+    (``pg_dump`` instead of the SQLite files). Returns the manifest and, for a split recovery
+    key, the shares to hand out (they are not stored anywhere)."""
     salt, backup_id = secrets.token_bytes(16), uuid.uuid4().hex
     handed: list[str] = []
     if protection.passphrase is not None:
@@ -139,17 +147,23 @@ def create(
         handed = [s.encode() for s in shamir.split(seed, protection.shares, protection.threshold)]
         keys = keys_from(seed)
         kdf = {"name": "shamir", "shares": protection.shares, "threshold": protection.threshold}
-    if not (home / "exchange.db").is_file():
-        raise ConfigurationError(f"no exchange home at {home} (no exchange.db)")
+    marker = "master.key" if postgres else "exchange.db"
+    if not (home / marker).is_file():
+        raise ConfigurationError(f"no exchange home at {home} (no {marker})")
     dest.mkdir(mode=0o700, parents=True, exist_ok=True)
     if any(dest.iterdir()):
         raise ConfigurationError(f"backup directory {dest} is not empty")
-    contents = {db: _sqlite_copy(home / db) for db in DATABASES if (home / db).is_file()}
+    if postgres:
+        dumped, (audit_size, log_id) = pgbackup.dump(*postgres)
+        contents = {pgbackup.DUMP: dumped}
+    else:
+        contents = {db: _sqlite_copy(home / db) for db in DATABASES if (home / db).is_file()}
     contents |= {name: (home / name).read_bytes() for name in _items(home)}
-    with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / "audit.db"
-        copy.write_bytes(contents.get("audit.db", contents["exchange.db"]))
-        audit_size, log_id = audit_head(copy)
+    if not postgres:
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / "audit.db"
+            copy.write_bytes(contents.get("audit.db", contents["exchange.db"]))
+            audit_size, log_id = audit_head(copy)
     files = []
     for name, data in contents.items():
         nonce = secrets.token_bytes(12)
@@ -163,6 +177,7 @@ def create(
         "kdf": kdf,
         "cipher": "AES-256-GCM",
         "audit": {"log_id": log_id, "size": audit_size},
+        "control_plane": "postgresql" if postgres else "sqlite",
         "files": files,
     }
     raw = json.dumps(manifest, indent=2, sort_keys=True).encode()
