@@ -86,6 +86,7 @@ def test_pg_dump_backup_drop_database_restore(
 
     code, out = cli(home, kafka_bootstrap, db, "restore", "--from", str(b1))
     assert code == 0, out
+    assert audit_size(db) == manifest["audit"]["size"]  # the dump and manifest: one snapshot
     gw2 = ThreadGateway(home, kafka_bootstrap, database_url=db).start()
     try:
         with ExchangeClient(gw2.url, sub_id, sub_secret) as reader:
@@ -99,3 +100,21 @@ def test_pg_dump_backup_drop_database_restore(
     code, out = verify(home, kafka_bootstrap, "--source", "kafka",
                        env={"EXCHANGE_DATABASE_URL": db})  # fmt: skip
     assert code == 0, out
+
+    # Over a database that has moved on (the restored gateway audited a subscription):
+    # --force replaces it (pg_restore --clean), --allow-stale accepts losing those events.
+    assert audit_size(db) > manifest["audit"]["size"]
+    code, out = cli(home, kafka_bootstrap, db, "restore", "--from", str(b1), "--force")
+    assert code == 1 and "stale backup" in out, out
+    code, out = cli(home, kafka_bootstrap, db, "restore", "--from", str(b1), "--force",
+                    "--allow-stale")  # fmt: skip
+    assert code == 0, out
+    assert audit_size(db) == manifest["audit"]["size"]
+
+
+def audit_size(db: str) -> int:
+    engine = create_engine(db, poolclass=NullPool)
+    with engine.connect() as c:
+        size = int(c.execute(text("SELECT size FROM audit_head")).scalar_one())
+    engine.dispose()
+    return size
