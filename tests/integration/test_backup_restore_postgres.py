@@ -50,8 +50,15 @@ def test_pg_dump_backup_drop_database_restore(
     kafka_bootstrap: str,
     pg_url: str,  # noqa: F811
 ) -> None:
-    db = make_url(pg_url).set(database="exchange_bk").render_as_string(hide_password=False)
-    admin_sql(pg_url, "DROP DATABASE IF EXISTS exchange_bk", "CREATE DATABASE exchange_bk")
+    # The gateway's role logs in with a password (scram): pg_dump/pg_restore must get it
+    # through PGPASSWORD, since they run with --no-password.
+    require_password(pg_url, "bk")
+    db = (
+        make_url(pg_url)
+        .set(username="bk", password="s3cret pass@", database="exchange_bk")
+        .render_as_string(hide_password=False)
+    )
+    admin_sql(pg_url, "DROP DATABASE IF EXISTS exchange_bk", "CREATE DATABASE exchange_bk OWNER bk")
     home, b1 = tmp_path / "home", tmp_path / "backup"
     gw = ThreadGateway(home, kafka_bootstrap, database_url=db).start()
     with gw.admin() as admin:
@@ -62,7 +69,7 @@ def test_pg_dump_backup_drop_database_restore(
     sub_id, sub_secret = s.subscriber.client_id, s.subscriber._secret
     try:
         code, out = cli(home, kafka_bootstrap, db, "backup", "--to", str(b1))  # online
-        assert code == 0, out
+        assert code == 0 and "s3cret" not in out, out
     finally:
         s.close()
         gw.stop()
@@ -74,7 +81,8 @@ def test_pg_dump_backup_drop_database_restore(
 
     # The machine and the database are lost; Kafka (the broker's concern) survives.
     shutil.rmtree(home)
-    admin_sql(pg_url, "DROP DATABASE exchange_bk WITH (FORCE)", "CREATE DATABASE exchange_bk")
+    admin_sql(pg_url, "DROP DATABASE exchange_bk WITH (FORCE)",
+              "CREATE DATABASE exchange_bk OWNER bk")  # fmt: skip
     admin_sql(db, "CREATE TABLE squatter (id int)")
     code, out = cli(home, kafka_bootstrap, db, "restore", "--from", str(b1))
     assert code == 1 and "database is not empty" in out, out
@@ -118,3 +126,17 @@ def audit_size(db: str) -> int:
         size = int(c.execute(text("SELECT size FROM audit_head")).scalar_one())
     engine.dispose()
     return size
+
+
+def require_password(server: str, role: str) -> None:
+    """A role ``role`` whose TCP logins need its password (an hba line ahead of trust)."""
+    admin_sql(
+        server,
+        f"DROP ROLE IF EXISTS {role}",
+        f"CREATE ROLE {role} LOGIN PASSWORD 's3cret pass@'",
+        "CREATE TEMP TABLE hba AS SELECT 'host all {role} 127.0.0.1/32 scram-sha-256' AS line "
+        "UNION ALL SELECT unnest(string_to_array(pg_read_file(current_setting('hba_file')), "
+        "E'\\n'))".replace("{role}", role),
+        "DO $$ BEGIN EXECUTE format('COPY hba TO %L', current_setting('hba_file')); END $$",
+        "SELECT pg_reload_conf()",
+    )
