@@ -151,7 +151,7 @@ def restore(
         )
     target = settings.resolved_home
     target.mkdir(mode=0o700, parents=True, exist_ok=True)
-    written = install(target, contents, force=force)
+    installed = install(target, contents, force=force)
     size = _topic_size(settings, str(manifest["audit"]["log_id"]))
     try:
         if stale(manifest, size) and not allow_stale:
@@ -162,12 +162,13 @@ def restore(
             )
         if url and dumped is not None:
             pgbackup.restore(url, dumped)  # one transaction: all or nothing
-    except Exception:
-        for path in written:
-            path.unlink(missing_ok=True)
+    except BaseException:
+        installed.rollback()  # the home is as it was before, keys included
         raise
+    installed.commit()
     console.print(
         f"restored backup {manifest['backup_id']} ({manifest['created_at']}) into {target}: "
-        f"{len(written)} files; audit topic {size} events, backup {manifest['audit']['size']}",
+        f"{len(installed.written)} files; audit topic {size} events, "
+        f"backup {manifest['audit']['size']}",
         highlight=False,
     )

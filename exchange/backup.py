@@ -27,7 +27,7 @@ import sqlite3
 import tempfile
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -244,22 +244,51 @@ def open_backup(
     return manifest, out
 
 
-def install(home: Path, contents: dict[str, bytes], *, force: bool = False) -> list[Path]:
-    """Write the restored files into ``home`` (0700 directories, 0600 files)."""
+@dataclass
+class Installed:
+    """Files a restore wrote, and the previous files it set aside (``--force``) so a refused
+    restore puts the home back exactly as it was instead of leaving it without its keys."""
+
+    written: list[Path] = field(default_factory=list)
+    saved: list[tuple[Path, Path]] = field(default_factory=list)  # (original, set aside at)
+
+    def rollback(self) -> None:
+        for path in self.written:
+            path.unlink(missing_ok=True)
+        for original, kept in reversed(self.saved):
+            os.replace(kept, original)
+
+    def commit(self) -> None:
+        for _, kept in self.saved:
+            kept.unlink(missing_ok=True)
+
+
+def install(home: Path, contents: dict[str, bytes], *, force: bool = False) -> Installed:
+    """Write the restored files into ``home`` (0700 directories, 0600 files); existing files
+    (``force``) are set aside until :meth:`Installed.commit` or :meth:`Installed.rollback`."""
     if not force and any((home / n).exists() for n in ("exchange.db", "master.key")):
         raise BackupRefused(
             f"{home} already holds an exchange (exchange.db or master.key): restore onto a "
             "fresh home, or pass --force to overwrite it"
         )
-    written = []
-    for name, data in contents.items():
-        path = home / name
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for stale in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-            stale.unlink(missing_ok=True)  # a WAL of another database must not be replayed
-        _write_private(path, data)
-        written.append(path)
-    return written
+    done = Installed()
+    try:
+        for name, data in contents.items():
+            path = home / name
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # A WAL of another database must not be replayed into the restored one.
+            wal, shm = path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
+            for old in (path, wal, shm):
+                if old.exists():
+                    kept = old.with_name(old.name + ".pre-restore")
+                    os.replace(old, kept)
+                    done.saved.append((old, kept))
+            _write_private(path, data)
+            done.written.append(path)
+    except BaseException:
+        done.rollback()
+        raise
+    return done
 
 
 def stale(manifest: dict[str, Any], topic_size: int) -> bool:

@@ -98,6 +98,18 @@ def test_backup_wipe_restore_decrypts_and_verifies(tmp_path: Path, kafka_bootstr
     assert not (home / "exchange.db").exists()
     code, out = cli(home, kafka_bootstrap, "restore", "--from", str(b1), "--allow-stale")
     assert code == 0, out
+    # --force over a live home, refused as stale: the home keeps its own files, byte for byte
+    # (a refused restore must never leave a home without its master key).
+    (home / "master.key").write_bytes(b"this home's own key")
+    before = {p: p.read_bytes() for p in home.rglob("*") if p.is_file()}
+    code, out = cli(home, kafka_bootstrap, "restore", "--from", str(b1), "--force")
+    assert code == 1 and "stale backup" in out, out
+    assert {p: p.read_bytes() for p in home.rglob("*") if p.is_file()} == before
+    code, out = cli(home, kafka_bootstrap, "restore", "--from", str(b1), "--force",
+                    "--allow-stale")  # fmt: skip
+    assert code == 0, out
+    assert (home / "master.key").read_bytes() != b"this home's own key"
+    assert not list(home.rglob("*.pre-restore"))
 
     # A recovery key split 2-of-3 instead of a passphrase: no one custodian can restore.
     b2, home2 = tmp_path / "backup-split", tmp_path / "home2"
