@@ -17,7 +17,6 @@ from typing import Any
 
 from confluent_kafka import (
     Consumer,
-    IsolationLevel,
     KafkaError,
     KafkaException,
     Message,
@@ -25,7 +24,6 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
-from confluent_kafka.admin._listoffsets import OffsetSpec
 from confluent_kafka.cimpl import NewTopic
 
 from exchange import metrics
@@ -58,9 +56,6 @@ def _translate(exc: BaseException, what: str, topic: str | None = None) -> Excha
         )
     return KafkaUnavailable(f"{what} failed: {exc}")
 
-
-_EARLIEST = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
-_LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 
 _TRANSIENT = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE})
 
@@ -409,7 +404,7 @@ class RdKafkaAdapter:
             )
         )
         try:
-            return RdTopicReader(consumer, topic, self.timeout_s, self.admin)
+            return RdTopicReader(consumer, topic, self.timeout_s)
         except BaseException:
             consumer.close()
             raise
@@ -448,20 +443,10 @@ def _discard(producer: Producer) -> None:
 class RdTopicReader:
     """A group-less reader of one topic: partitions assigned at explicit offsets."""
 
-    def __init__(
-        self,
-        consumer: Consumer,
-        topic: str,
-        timeout_s: float,
-        admin: Callable[[], AdminClient] | None = None,
-    ) -> None:
+    def __init__(self, consumer: Consumer, topic: str, timeout_s: float) -> None:
         self.consumer = consumer
         self.topic = topic
         self.timeout_s = timeout_s
-        # Offsets are asked through the admin client's own connection: on the consumer's,
-        # the question queues behind its background fetch (a long poll of up to
-        # fetch.wait.max.ms), which made every audit append wait ~50 ms for its end offset.
-        self._admin = admin
         try:
             meta = consumer.list_topics(topic=topic, timeout=timeout_s).topics.get(topic)
         except KafkaException as exc:
@@ -489,18 +474,9 @@ class RdTopicReader:
             raise _translate(exc, f"seeking in {self.topic}", self.topic) from exc
 
     def seek(self, offsets: dict[int, int]) -> None:
-        if self._assigned and self._continues(offsets):
-            return  # keep the records already fetched: a pooled reader's next page
         missing = [p for p in self.partitions if p not in offsets]
         starts = {p: low for p, (low, _) in self._watermarks(missing).items()}
         self._go({p: offsets[p] if p in offsets else starts[p] for p in self.partitions})
-
-    def _continues(self, offsets: dict[int, int]) -> bool:
-        """Is every partition asked for exactly where this reader stands? Then re-assigning
-        would only throw away what librdkafka has prefetched from there."""
-        if set(offsets) != set(self.partitions):
-            return False
-        return self.positions() == {p: offsets[p] for p in self.partitions}
 
     def seek_to_end(self) -> None:
         self._go(self.end_offsets())
@@ -508,10 +484,6 @@ class RdTopicReader:
     def _watermarks(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
         """(log start, last stable offset) per partition: the client asks with its
         read_committed isolation."""
-        if self._admin is not None and partitions:
-            low = self._listed(partitions, _EARLIEST)
-            high = self._listed(partitions, _LATEST)
-            return {p: (low[p], high[p]) for p in partitions}
         deadline = time.monotonic() + self.timeout_s
         while True:
             try:
@@ -529,29 +501,7 @@ class RdTopicReader:
                 time.sleep(0.1)
 
     def end_offsets(self) -> dict[int, int]:
-        if self._admin is not None:
-            return self._listed(self.partitions, _LATEST)
         return {p: high for p, (_, high) in self._watermarks(self.partitions).items()}
-
-    def _listed(self, partitions: list[int], spec: OffsetSpec) -> dict[int, int]:
-        """One ListOffsets round trip on the admin client (read_committed: the latest
-        offset is the last stable one), retried while a new topic's leader settles."""
-        assert self._admin is not None
-        admin = self._admin()
-        wanted = {TopicPartition(self.topic, p): spec for p in partitions}
-        deadline = time.monotonic() + self.timeout_s
-        while True:
-            try:
-                futures = admin.list_offsets(
-                    wanted,
-                    isolation_level=IsolationLevel.READ_COMMITTED,
-                    request_timeout=self.timeout_s,
-                )
-                return {tp.partition: f.result().offset for tp, f in futures.items()}
-            except KafkaException as exc:
-                if not _transient(exc) or time.monotonic() >= deadline:
-                    raise _translate(exc, f"offsets of {self.topic}", self.topic) from exc
-                time.sleep(0.1)
 
     def offsets_for_time(self, timestamp_ms: int) -> dict[int, int]:
         wanted = [TopicPartition(self.topic, p, timestamp_ms) for p in self.partitions]

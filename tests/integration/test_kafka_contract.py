@@ -324,37 +324,3 @@ def test_reads_resumed_at_positions_never_repeat_a_record(kafka: KafkaPort) -> N
     finally:
         reader.close()
     assert sorted(seen) == sorted((p.partition, p.offset) for p in sent)
-
-
-def test_a_reader_asked_to_go_on_where_it_stands_skips_markers_and_aborted_records(
-    kafka: KafkaPort,
-) -> None:
-    """A pooled reader serving the next page of the same cursor keeps what it has prefetched
-    (no re-assignment): across commit markers and an aborted transaction it still hands out
-    every committed record once, in order; a cursor elsewhere still moves it."""
-    name = f"test.contract-{uuid.uuid4().hex[:8]}"
-    kafka.create_topic(name, 1)
-    kafka.publish_atomically(name, records(3, "a"))
-
-    def refuse(_: list[Position]) -> None:
-        raise InvalidInput("aborted on purpose")
-
-    with pytest.raises(InvalidInput):
-        kafka.publish_atomically(name, records(3, "x"), refuse)
-    kafka.publish_atomically(name, records(3, "b"))
-    reader = kafka.reader(name)
-    got: list[bytes] = []
-    cursor: dict[int, int] = {0: 0}
-    try:
-        for _ in range(20):
-            reader.seek(cursor)
-            got += [r.value for r in reader.poll(timeout_ms=700, max_records=2)]
-            cursor = reader.positions()
-            if len(got) >= 6:
-                break
-        assert got == [b"a0", b"a1", b"a2", b"b0", b"b1", b"b2"]
-        reader.seek({0: 1})  # elsewhere: re-read from there
-        again = [r.value for r in read_all(reader, 5)]
-        assert again == [b"a1", b"a2", b"b0", b"b1", b"b2"]
-    finally:
-        reader.close()
