@@ -50,16 +50,25 @@ def _bootstrap(s: Settings) -> str:
 
 
 def _audit(s: Settings, record: AuditRecord) -> None:
-    """Append to this site's audit log (its index; the gateway publishes it on)."""
+    """Append to this site's audit log: its index AND its Kafka audit topic, like the gateway.
+    An index-only append while the site runs left the topic without the event, and
+    `exchange audit verify --source kafka` then cried "TAMPERED: deleted" (a false alarm).
+    No Kafka, no decision: the command fails before anything changes in the log."""
     from audit.factory import open_log
+    from cli.audit_cmd import _bootstrap
     from exchange.db import make_engine, migrate, session_factory
+    from exchange.kafka import open_kafka
 
+    kafka = open_kafka(
+        _bootstrap(s), "exchange-federation-cli", s.kafka_client, security=s.kafka_security()
+    )
     engine = make_engine(s.sqlalchemy_url)
     try:
         migrate(engine)
-        open_log(s, session_factory(engine), None, announce=False).append(record)
+        open_log(s, session_factory(engine), kafka, announce=False).append(record)
     finally:
         engine.dispose()
+        kafka.close()
 
 
 @app.command()
