@@ -30,7 +30,7 @@ from exchange import metrics
 from exchange.errors import Conflict, InvalidInput, KafkaUnavailable, NotFound
 from exchange.kafka.port import InRecord, OutRecord, Position, topic_config
 from exchange.kafka.security import KafkaSecurity
-from exchange.kafka.transactional import transactional_id
+from exchange.kafka.transactional import SlotPool, transactional_id
 
 # The value types live in the port; re-exported for callers not yet switched to it.
 __all__ = ["InRecord", "KafkaAdapter", "OutRecord", "Position", "TopicReader"]
@@ -62,7 +62,7 @@ _REFUSED = (
 )
 
 
-class KafkaAdapter:
+class KafkaAdapter(SlotPool[KafkaProducer]):
     """The kafka-python implementation of :class:`~exchange.kafka.port.KafkaPort`: one per
     process, a lazily created admin client and a small pool of transactional producers."""
 
@@ -221,32 +221,6 @@ class KafkaAdapter:
             with self._lock:
                 self._tx_free.append(slot)
             raise
-
-    def fence_transactions(self) -> int:
-        """Open a producer on every free slot now: ``init_transactions`` aborts whatever a
-        previous process with these ids left open, so ``read_committed`` readers go on at
-        once instead of after the transaction timeout. Returns the slots still unfenced
-        (Kafka unreachable: the caller retries)."""
-        while self._tx_slots.acquire(blocking=False):
-            try:
-                with self._lock:
-                    slot = self._tx_free.pop(0) if self._tx_free else None
-                if slot is None:
-                    break
-                try:
-                    producer = self._new_transactional(slot)
-                except BaseException as exc:
-                    with self._lock:
-                        self._tx_free.append(slot)
-                    if isinstance(exc, KafkaUnavailable):
-                        break
-                    raise
-                with self._lock:
-                    self._tx_idle.append((slot, producer))
-            finally:
-                self._tx_slots.release()
-        with self._lock:
-            return len(self._tx_free)
 
     def publish_atomically(
         self,

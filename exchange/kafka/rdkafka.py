@@ -30,7 +30,7 @@ from exchange import metrics
 from exchange.errors import Conflict, ExchangeError, InvalidInput, KafkaUnavailable, NotFound
 from exchange.kafka.port import Header, InRecord, OutRecord, Position, topic_config
 from exchange.kafka.security import KafkaSecurity
-from exchange.kafka.transactional import transactional_id
+from exchange.kafka.transactional import SlotPool, transactional_id
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def _transient(exc: KafkaException) -> bool:
     return err is not None and (err.code() in _TRANSIENT or err.retriable())
 
 
-class RdKafkaAdapter:
+class RdKafkaAdapter(SlotPool[Producer]):
     """One per process: an admin client, a durable producer, and a small pool of
     transactional producers (a transaction holds its producer until commit)."""
 
@@ -293,31 +293,6 @@ class RdKafkaAdapter:
     def _free(self, slot: int) -> None:
         with self._lock:
             self._tx_free.append(slot)
-
-    def fence_transactions(self) -> int:
-        """Open a producer on every free slot now: ``init_transactions`` aborts whatever a
-        previous process with these ids left open, so ``read_committed`` readers go on at
-        once instead of after the transaction timeout. Returns the slots still unfenced
-        (Kafka unreachable: the caller retries)."""
-        # A slot busy publishing went through init_transactions already.
-        while self._tx_slots.acquire(blocking=False):
-            try:
-                with self._lock:
-                    slot = self._tx_free.pop(0) if self._tx_free else None
-                if slot is None:
-                    break
-                try:
-                    producer = self._new_transactional(slot)
-                except BaseException as exc:
-                    self._free(slot)
-                    if isinstance(exc, KafkaUnavailable):
-                        break
-                    raise
-                self._release(slot, producer)
-            finally:
-                self._tx_slots.release()
-        with self._lock:
-            return len(self._tx_free)
 
     def _abort(self, producer: Producer) -> bool:
         """Abort the open transaction; False (and the producer dropped) if that fails."""

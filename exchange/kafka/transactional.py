@@ -27,9 +27,9 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Generic, TypeVar
 
-from exchange.errors import ConfigurationError
+from exchange.errors import ConfigurationError, KafkaUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,50 @@ def claim_slot(home: Path, prefix: str) -> IO[str]:
     f.write(f"pid {os.getpid()}\n")
     f.flush()
     return f
+
+
+P = TypeVar("P")
+
+
+class SlotPool(Generic[P]):
+    """The transactional-producer slots both Kafka adapters keep (``_tx_slots`` bounds the
+    producers in use, ``_tx_free`` are slots without a producer, ``_tx_idle`` slots with one);
+    this part is the fencing, the same whichever client library makes the producer."""
+
+    _lock: threading.Lock
+    _tx_slots: threading.BoundedSemaphore
+    _tx_free: list[int]
+    _tx_idle: list[tuple[int, P]]
+
+    def _new_transactional(self, slot: int) -> P:
+        raise NotImplementedError
+
+    def fence_transactions(self) -> int:
+        """Open a producer on every free slot now: ``init_transactions`` aborts whatever a
+        previous process with these ids left open, so ``read_committed`` readers go on at
+        once instead of after the transaction timeout. Returns the slots still unfenced
+        (Kafka unreachable: the caller retries)."""
+        # A slot busy publishing went through init_transactions already.
+        while self._tx_slots.acquire(blocking=False):
+            try:
+                with self._lock:
+                    slot = self._tx_free.pop(0) if self._tx_free else None
+                if slot is None:
+                    break
+                try:
+                    producer = self._new_transactional(slot)
+                except BaseException as exc:
+                    with self._lock:
+                        self._tx_free.append(slot)
+                    if isinstance(exc, KafkaUnavailable):
+                        break
+                    raise
+                with self._lock:
+                    self._tx_idle.append((slot, producer))
+            finally:
+                self._tx_slots.release()
+        with self._lock:
+            return len(self._tx_free)
 
 
 class Fencer:
