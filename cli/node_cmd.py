@@ -95,7 +95,14 @@ def run(
         f"node {node.config.node_id} on http://{host}:{port} → {node.config.gateway_url}",
         highlight=False,
     )
-    uvicorn.run(create_node_app(node), host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        create_node_app(node),
+        host=host,
+        port=port,
+        timeout_keep_alive=75,  # longer than clients' pool expiry: no reset on reuse
+        log_level="warning",
+        access_log=False,
+    )
 
 
 @app.command("status")

@@ -224,6 +224,7 @@ def up(
                 app,
                 host=settings.host,
                 port=settings.port,
+                timeout_keep_alive=int(settings.keep_alive_s),
                 log_level="warning",
                 access_log=False,  # gateway.observe writes one access line per request
                 log_config=None,  # the handlers logs.configure installed

@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8080
+    keep_alive_s: float = Field(
+        default=75.0,
+        gt=0,
+        description="Idle keep-alive of HTTP connections (s). Longer than clients' pool expiry "
+        "(httpx 5 s, most proxies 60 s) so a client never reuses a connection the gateway is "
+        "closing at that instant (the request would fail with 'connection reset').",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level; info includes one access line per request."
     )

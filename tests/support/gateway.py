@@ -126,7 +126,12 @@ class ThreadGateway:
         self.app = create_app(self.services)
         self.server = uvicorn.Server(
             uvicorn.Config(
-                self.app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False
+                self.app,
+                host="127.0.0.1",
+                port=self.port,
+                timeout_keep_alive=int(self.settings.keep_alive_s),
+                log_level="warning",
+                access_log=False,
             )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
