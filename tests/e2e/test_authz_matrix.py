@@ -30,6 +30,7 @@ from gateway.console import csrf
 from gateway.console.session import principal_of
 from tests.support.gateway import ThreadGateway
 from tests.support.matrix import REQUESTS, Caller, World, build_world, callers, send
+from tests.support.writes import WriteSpy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
@@ -104,25 +105,62 @@ def test_route_by_caller_matrix(
     )
     wrong: dict[Cell, str] = {}
     denied: list[tuple[Cell, Caller, int, str]] = []
-    with httpx.Client(base_url=gateway.url, timeout=30) as http:
+    refused_ids: dict[str, Cell] = {}  # request id -> the refused cell it was
+    allowed_ids: set[str] = set()
+    n = 0
+    with httpx.Client(base_url=gateway.url, timeout=30) as http, WriteSpy(
+        svc.engine, svc.kafka
+    ) as spy:
         for method, path, decl in routes(gateway.app):
             assert decl is not None
             build = REQUESTS[(method, path)]
             for caller in who:
                 req = build(world)
-                status = send(http, caller, req)
+                n += 1
+                rid = spy.cell = f"matrix-{n}"
+                status = send(http, caller, req, rid)
+                spy.cell = None
                 cell = (method, path, caller.name)
                 assert status < 500, f"{cell}: {status}"
                 want = decl.expect(caller.relation, caller.roles)  # type: ignore[arg-type]
                 got = outcome(status, decl)
                 if got != want:
                     wrong[cell] = f"declared {want}, got {status}"
-                elif got != "allow" and CLIENT not in decl.allowed:
-                    denied.append((cell, caller, status, req.url))
+                elif got != "allow":
+                    refused_ids[rid] = cell
+                    if CLIENT not in decl.allowed:
+                        denied.append((cell, caller, status, req.url))
+                else:
+                    allowed_ids.add(rid)
     assert not wrong, "answers that contradict the declarations:\n" + "\n".join(
         f"  {m} {p} as {c}: {v}" for (m, p, c), v in sorted(wrong.items())
     )
     assert_denials_audited(gateway, since, denied)
+    assert_refusals_wrote_nothing(spy, refused_ids, allowed_ids)
+
+
+# What a refusal may write: its own audit event (the log and its index), nothing else.
+REFUSAL_MAY_WRITE = {"audit_events", "audit_head", "audit_checkpoints", "audit_subjects"}
+
+
+def assert_refusals_wrote_nothing(
+    spy: WriteSpy, refused: dict[str, Cell], allowed: set[str]
+) -> None:
+    """No refused request changed the control plane or put a record in Kafka. The observer
+    must also have seen the allowed requests write (else it saw nothing at all)."""
+    wrote = {
+        refused[rid]: tables - REFUSAL_MAY_WRITE
+        for rid in refused
+        if (tables := spy.tables_written_by(rid)) - REFUSAL_MAY_WRITE
+    }
+    published = sorted({(refused[c], t) for c, t in spy.kafka_writes if c in refused})
+    assert not wrote and not published, (
+        "refused requests that wrote anyway:\n"
+        + "\n".join(f"  {m} {p} as {c}: tables {sorted(t)}" for (m, p, c), t in wrote.items())
+        + "\n".join(f"  {m} {p} as {c}: Kafka topic {t}" for (m, p, c), t in published)
+    )
+    assert any(spy.tables_written_by(rid) - REFUSAL_MAY_WRITE for rid in allowed)
+    assert any(c in allowed for c, _ in spy.kafka_writes), "no publish was observed"
 
 
 # Where a refusal is recorded: by the bearer check (auth.denied, 401), the role check and

@@ -659,7 +659,9 @@ REQUESTS: dict[tuple[str, str], Builder] = {
 }
 
 
-def send_console(http: httpx.Client, caller: Caller, req: Req) -> int:
+def send_console(
+    http: httpx.Client, caller: Caller, req: Req, request_id: str | None = None
+) -> int:
     """A browser's request: the session cookie, the CSRF token in a POSTed form. Being sent
     to sign in counts as 401 (the page's answer to "no valid credentials")."""
     session, csrf = caller.session, caller.csrf
@@ -673,18 +675,28 @@ def send_console(http: httpx.Client, caller: Caller, req: Req) -> int:
     if req.method == "POST":
         data["csrf"] = csrf
     http.cookies.clear()
-    r = http.request(req.method, req.url, params=req.params, data=data or None, cookies=cookies)
+    r = http.request(
+        req.method,
+        req.url,
+        params=req.params,
+        data=data or None,
+        cookies=cookies,
+        headers={"X-Request-ID": request_id} if request_id else None,
+    )
     location = r.headers.get("location", "")
     if r.status_code in (302, 303) and location.startswith("/console/sign-in"):
         return 401
     return r.status_code
 
 
-def send(http: httpx.Client, caller: Caller, req: Req) -> int:
-    """The status only; a stream is closed as soon as its head arrives."""
+def send(http: httpx.Client, caller: Caller, req: Req, request_id: str | None = None) -> int:
+    """The status only; a stream is closed as soon as its head arrives. ``request_id`` is
+    sent as ``X-Request-ID`` (what the gateway then does is attributed to it)."""
     if req.console:
-        return send_console(http, caller, req)
+        return send_console(http, caller, req, request_id)
     headers = {} if req.basic else caller.auth()
+    if request_id:
+        headers["X-Request-ID"] = request_id
     auth = caller.basic() if req.basic else None
     with http.stream(
         req.method,
