@@ -108,9 +108,10 @@ def test_route_by_caller_matrix(
     refused_ids: dict[str, Cell] = {}  # request id -> the refused cell it was
     allowed_ids: set[str] = set()
     n = 0
-    with httpx.Client(base_url=gateway.url, timeout=30) as http, WriteSpy(
-        svc.engine, svc.kafka
-    ) as spy:
+    with (
+        httpx.Client(base_url=gateway.url, timeout=30) as http,
+        WriteSpy(svc.engine, svc.kafka) as spy,
+    ):
         for method, path, decl in routes(gateway.app):
             assert decl is not None
             build = REQUESTS[(method, path)]
