@@ -326,6 +326,10 @@ def status(
                     lag = None
             topics.append({"topic": topic, "from": flow.source.alias, "lag": lag})
     witnesses = _witness_status(fed)
+    witnessing = [  # the sites whose logs we cosign
+        {"site": site, "size": w.get("size"), "at": w.get("at")}
+        for site, w in sorted(fed.witnessed().items())
+    ]
     body = {
         "state": st.state if st else "stopped",
         "supervisor_pid": st.supervisor_pid if st else None,
@@ -333,6 +337,7 @@ def status(
         "restarts": st.restarts if st else 0,
         "topics": topics,
         "witnesses": witnesses,
+        "witnessing": witnessing,
     }
     if as_json:
         console.print(json.dumps(body), highlight=False, soft_wrap=True)
@@ -351,6 +356,11 @@ def status(
             console.print(
                 f"witness {w['site']}\tlast cosigned={w['at'] or '-'} ({ago})"
                 f"\tsize={w['size']}{err}",
+                highlight=False,
+            )
+        for c in witnessing:
+            console.print(
+                f"we witness {c['site']}\tup to size {c['size']}\tlast {c['at']}",
                 highlight=False,
             )
     if st is None:
