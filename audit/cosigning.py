@@ -171,12 +171,12 @@ class WitnessScheduler:
         attempt = time.time()
         try:
             size, note = self._cosigned_by(site)
+            path, _ = store(self.fed, note, self.service.signer.verifier)
         except _Refused as r:
             return self._failed(site, attempt, r.text, refused=r)
         except ExchangeError as exc:
             log.warning("witness %s: %s", site.name, exc.message)
             return self._failed(site, attempt, exc.message)
-        path, _ = store(self.fed, note, self.service.signer.verifier)
         root = split(note)[0].split("\n")[2]
         now = time.time()
         self.fed.update_witness(
