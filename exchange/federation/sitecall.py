@@ -122,7 +122,7 @@ def verify(
         c.get("aud") != audience and "aud",
         c.get("htm") != method and "htm",
         c.get("htu") != path and "htu",
-        not hmac.compare_digest(str(c.get("bh", "")), body_hash(body)) and "bh",
+        not hmac.compare_digest(str(c.get("bh", "")).encode(), body_hash(body).encode()) and "bh",
         not isinstance(c.get("exp"), int) and "exp",
         not isinstance(c.get("iat"), int) and "iat",
     ]
