@@ -48,6 +48,9 @@ EVENT_TYPES: dict[str, str] = {
     "console.signout_everywhere": "every console session of an account was signed out",
     "delivery.denied": "a subscription read was refused by policy (no active agreement)",
     "federation.accepted": "our admin accepted a topic another site shared with us",
+    "federation.cosign_refused": "a site refused to cosign our checkpoint (alarm: it contradicts "
+    "what that site cosigned before)",
+    "federation.cosigned": "another site cosigned our audit checkpoint (scheduled witnessing)",
     "federation.cosigned_stored": "a checkpoint of ours cosigned by another site was kept",
     "federation.delivered": "mirrored records served to a department of ours (fields, owner up)",
     "federation.keys_released": "the owner released data keys of a shared topic to a remote dept",
@@ -56,6 +59,8 @@ EVENT_TYPES: dict[str, str] = {
     "federation.site_added": "a site became known by name, URL and identity key",
     "federation.site_initialised": "this site's identity key pair was created",
     "federation.unshared": "the owner stopped sharing a topic with a site (mirror access gone)",
+    "federation.witness_refused": "we refused to cosign a site's checkpoint (alarm: rollback, "
+    "fork or failed consistency proof)",
     "federation.witnessed": "we cosigned another site's audit checkpoint",
     "kek.created": "a department's key-encryption key was created in the KMS",
     "kek.rotated": "a department's KEK was rotated and its DEKs re-wrapped",

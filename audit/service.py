@@ -217,7 +217,11 @@ class AuditService:
 
     # -- verification and retention ------------------------------------------------------------
     def verify(
-        self, source: str = "db", trusted: list[str] | None = None, verifier: Verifier | None = None
+        self,
+        source: str = "db",
+        trusted: list[str] | None = None,
+        verifier: Verifier | None = None,
+        labels: dict[int, str] | None = None,
     ) -> Report:
         size, anchor = sources.head(self.sessions)
         notes = sources.checkpoint_notes(self.sessions)
@@ -244,6 +248,7 @@ class AuditService:
             anchor=anchor,
             expected_size=expected,
             trusted=trusted or [],
+            labels=labels,
         )
 
     def prune(self, now: datetime | None = None) -> int:

@@ -18,7 +18,7 @@ older checkpoints of a pruned log are checked through the pruning anchor.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,10 +84,19 @@ def _view_of(ev: dict[str, Any]) -> dict[str, Any]:
     return {**{k: ev[k] for k in keys}, "subjects": sorted(ev["subjects"])}
 
 
+def _tag(size: int, labels: Mapping[int, str]) -> str:
+    return f" ({labels[size]})" if size in labels else ""
+
+
 def open_checkpoints(
-    notes: Sequence[str], verifier: Verifier, origin: str | None, h: Hasher
+    notes: Sequence[str],
+    verifier: Verifier,
+    origin: str | None,
+    h: Hasher,
+    labels: Mapping[int, str] | None = None,
 ) -> list[Checkpoint]:
     """Check signatures and agreement; raise :class:`_Fail` (index = size) on the first bad one."""
+    labels = labels or {}
     by_size: dict[int, Checkpoint] = {}
     for note in notes:
         try:
@@ -98,7 +107,11 @@ def open_checkpoints(
             raise _Fail(cp.size, "checkpoint", f"checkpoint {cp.size} is for another log")
         seen = by_size.setdefault(cp.size, cp)
         if seen.root != cp.root:
-            raise _Fail(cp.size, "checkpoint", f"two signed checkpoints of size {cp.size} differ")
+            raise _Fail(
+                cp.size,
+                "checkpoint",
+                f"two signed checkpoints of size {cp.size} differ{_tag(cp.size, labels)}",
+            )
     return [by_size[s] for s in sorted(by_size)]
 
 
@@ -112,11 +125,15 @@ def verify_log(
     anchor: Anchor | None = None,
     expected_size: int | None = None,
     trusted: Sequence[str] = (),
+    labels: Mapping[int, str] | None = None,
 ) -> Report:
-    """Recompute the log from ``entries`` and check it against signed checkpoints."""
+    """Recompute the log from ``entries`` and check it against signed checkpoints.
+    ``labels``: per checkpoint size, words naming where it came from (e.g. "cosigned by
+    league"), added to a failure at that size."""
+    tags = labels or {}
     try:
-        cps = open_checkpoints([*checkpoints, *trusted], verifier, origin, h)
-        return _walk(h, iter(entries), cps, anchor, expected_size)
+        cps = open_checkpoints([*checkpoints, *trusted], verifier, origin, h, tags)
+        return _walk(h, iter(entries), cps, anchor, expected_size, tags)
     except _Fail as f:
         return Report(ok=False, index=f.index, kind=f.kind, detail=f.detail)
 
@@ -127,6 +144,7 @@ def _walk(
     cps: list[Checkpoint],
     anchor: Anchor | None,
     expected_size: int | None,
+    labels: Mapping[int, str],
 ) -> Report:
     start = anchor.size if anchor else 0
     tree = Frontier.from_anchor(h, start, anchor.nodes) if anchor else Frontier(h)
@@ -140,7 +158,7 @@ def _walk(
     for item in it:
         i = tree.size
         while pending and pending[0].size == i:
-            last_good = _check_root(tree, pending.pop(0), last_good, report)
+            last_good = _check_root(tree, pending.pop(0), last_good, report, labels)
         ev = _decode(item, i)
         if ev["index"] != i:
             _misplaced(i, ev["index"], it)
@@ -156,10 +174,14 @@ def _walk(
         tree.add(lh)
         prev = lh.hex()
     while pending and pending[0].size == tree.size:
-        last_good = _check_root(tree, pending.pop(0), last_good, report)
+        last_good = _check_root(tree, pending.pop(0), last_good, report, labels)
     if pending:
         cp = pending[0]
-        raise _Fail(tree.size, "truncated", f"log ends at {tree.size}, checkpoint says {cp.size}")
+        raise _Fail(
+            tree.size,
+            "truncated",
+            f"log ends at {tree.size}, checkpoint says {cp.size}{_tag(cp.size, labels)}",
+        )
     if expected_size is not None and expected_size > tree.size:
         raise _Fail(tree.size, "truncated", f"log ends at {tree.size}, head says {expected_size}")
     report.size, report.root = tree.size, tree.root()
@@ -183,13 +205,15 @@ def _decode(item: StoredEntry, i: int) -> dict[str, Any]:
     return obj
 
 
-def _check_root(tree: Frontier, cp: Checkpoint, last_good: int, report: Report) -> int:
+def _check_root(
+    tree: Frontier, cp: Checkpoint, last_good: int, report: Report, labels: Mapping[int, str]
+) -> int:
     if tree.root() != cp.root:
         raise _Fail(
             last_good,
             "modified",
             f"events in [{last_good}, {cp.size}) were rewritten: root differs from the signed "
-            f"checkpoint of size {cp.size}",
+            f"checkpoint of size {cp.size}{_tag(cp.size, labels)}",
         )
     report.checkpoints += 1
     return cp.size

@@ -27,6 +27,8 @@ from cli.connect import AUDITOR_FILE, EXIT_USAGE, Failure, Session, connected, r
 
 if TYPE_CHECKING:
     from audit.factory import Audit
+    from audit.witness import Witness
+    from audit.witnessing import Cosigned
     from exchange.settings import Settings
 
 app = typer.Typer(
@@ -194,25 +196,87 @@ def verify(
     ),
     source: str = typer.Option("db", "--source", help="With --offline: db (index) or kafka"),
     topic: str | None = typer.Option(None, "--topic", help="With --offline: the audit topic"),
+    witness_key: list[str] | None = typer.Option(
+        None,
+        "--witness-key",
+        help="NAME=ed25519:<base64>: pin a witness site's key (repeatable); default: the "
+        "sites the home (--offline) or the gateway knows",
+    ),
 ) -> None:
     """Verify the whole log: every event re-hashed into the signed tree (through the gateway,
-    audited), and consistent with --from-checkpoint. --offline: from a home's db or Kafka."""
+    audited), and consistent with --from-checkpoint. --offline: from a home's db or Kafka.
+    Checkpoints of ours other sites cosigned are checked (witness signatures) and the log
+    must match each of them."""
     trusted = from_checkpoint.read_text() if from_checkpoint else None
     pinned = _key_text(key)
+    witnesses = _pinned_witnesses(cx, witness_key or [])
     if offline:
-        _verify_offline(cx, source, topic, trusted, pinned)
+        _verify_offline(cx, source, topic, trusted, pinned, witnesses)
         return
     if source != "db" or topic is not None:
         cx.fail("--source and --topic go with --offline", code=EXIT_USAGE)
-    _verify_online(cx, trusted, pinned)
+    _verify_online(cx, trusted, pinned, witnesses)
 
 
-def _verify_online(cx: Session, trusted: str | None, key: str | None) -> None:
+def _pinned_witnesses(cx: Session, pins: list[str]) -> list[Witness] | None:
+    from audit.witness import Witness
+    from exchange.errors import ExchangeError
+    from exchange.federation.sites import decode_public_key
+
+    if not pins:
+        return None
+    out = []
+    for pin in pins:
+        name, sep, key = pin.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            out.append(Witness(name, decode_public_key(key)))
+        except (ValueError, ExchangeError):
+            cx.fail(f"--witness-key {pin[:40]!r}: expected NAME=ed25519:<base64>", code=EXIT_USAGE)
+    return out
+
+
+def _witness_lines(kept: list[Cosigned]) -> list[str]:
+    from audit.witnessing import coverage
+
+    return [f"witnessed by {w} up to size {size}" for w, size in coverage(kept).items()]
+
+
+def _online_witnessed(cx: Session, pinned: list[Witness] | None) -> tuple[list[Cosigned], str]:
+    """The gateway's kept cosigned notes, their witness signatures checked."""
+    from audit.checkpoint import BadCheckpoint
+    from audit.witness import Witness
+    from audit.witnessing import check_notes
+    from exchange.errors import ExchangeError
+    from exchange.federation.sites import decode_public_key
+
+    got = cx.call("GET", "/v1/audit/witnessed")
+    try:
+        witnesses = pinned or [
+            Witness(str(w["name"]), decode_public_key(str(w["public_key"])))
+            for w in got.get("witnesses", [])
+        ]
+        named = [(str(n["name"]), str(n["note"])) for n in got.get("notes", [])]
+        kept = check_notes(named, witnesses)
+    except BadCheckpoint as exc:
+        cx.fail(exc.message)
+    except (ExchangeError, KeyError, TypeError, AttributeError):
+        cx.fail("the gateway's list of cosigned checkpoints is malformed")
+    note = "" if pinned or not kept else "witness keys from the gateway; pin with --witness-key"
+    return kept, note
+
+
+def _verify_online(
+    cx: Session, trusted: str | None, key: str | None, pinned: list[Witness] | None
+) -> None:
     from audit.checkpoint import BadCheckpoint, Verifier, open_note
     from audit.merkle import hasher, verify_consistency
     from audit.offline import verify_export as check
     from audit.verify import StoredEntry, verify_log
+    from audit.witnessing import coverage, labels
 
+    kept, witness_note = _online_witnessed(cx, pinned)
     head = cx.call("GET", "/v1/audit/checkpoint", params={"fresh": "true"})
     verifier = Verifier.parse(key or head["verifier_key"])
     try:
@@ -241,23 +305,34 @@ def _verify_online(cx: Session, trusted: str | None, key: str | None) -> None:
     if not proofs.ok:
         cx.fail(proofs.line())
     notes: list[str] = []
+    cosigned = [c.note for c in kept]
     if first == 0:  # the whole log is here: recompute it, naming the first bad index
         report = verify_log(
             h, entries, checkpoints=[head["checkpoint"]], verifier=verifier,
-            expected_size=cp.size, trusted=[trusted] if trusted else [],
+            expected_size=cp.size, trusted=[*([trusted] if trusted else []), *cosigned],
+            labels=labels(kept),
         )  # fmt: skip
         if not report.ok:
             cx.fail(report.line())
     else:
         notes.append(f"log pruned below index {first}: each event checked by its proof")
-        if trusted:
-            old = open_note(trusted, verifier)
+        named = [(trusted, "the trusted checkpoint")] if trusted else []
+        named += [(c.note, f"the checkpoint cosigned by {', '.join(c.by)}") for c in kept]
+        for text, what in named:
+            try:
+                old = open_note(text, verifier)
+            except BadCheckpoint as exc:
+                cx.fail(f"TAMPERED: {what} does not verify: {exc.message}")
+            if old.size > cp.size:
+                cx.fail(f"TAMPERED: the log ends at {cp.size}, {what} has size {old.size}")
             proof = cx.call(
                 "GET", "/v1/audit/proofs/consistency", params={"from": old.size, "to": cp.size}
             )
             hashes = [bytes.fromhex(p) for p in proof.get("proof", [])]
             if not verify_consistency(h, old.size, cp.size, hashes, old.root, cp.root):
-                cx.fail(f"the log does not extend the trusted checkpoint of size {old.size}")
+                cx.fail(f"TAMPERED: the log does not extend {what} (size {old.size})")
+    if witness_note:
+        notes.append(witness_note)
     if key is None:
         notes.append("verifier key from the gateway; pin it with --key")
     result = {
@@ -266,6 +341,7 @@ def _verify_online(cx: Session, trusted: str | None, key: str | None) -> None:
         "size": cp.size,
         "root": cp.root.hex(),
         "extends_trusted": bool(trusted),
+        "witnessed": coverage(kept),
         "notes": notes,
     }
     if cx.json:
@@ -273,6 +349,8 @@ def _verify_online(cx: Session, trusted: str | None, key: str | None) -> None:
         return
     for n in notes:
         cx.note(f"note: {n}")
+    for line in _witness_lines(kept):
+        typer.echo(line)
     extends = ", extends the trusted checkpoint" if trusted else ""
     typer.echo(f"ok: {cp.size} events, root {cp.root.hex()}{extends}")
 
@@ -332,23 +410,31 @@ def _bootstrap(settings: Settings) -> str:
     return state.bootstrap
 
 
-def _witnessed(cx: Session) -> list[str]:
+def _witnessed(cx: Session, pinned: list[Witness] | None) -> list[Cosigned]:
     """Checkpoints of ours that other sites cosigned, their witness signatures checked: the
     log must match them too (README, "Sites and federation")."""
-    from audit.witnessing import checked_notes
+    from audit.witnessing import check_notes, witnesses_of
     from exchange.errors import ExchangeError
     from exchange.federation.sites import Federation
 
+    fed = Federation(_home_settings(cx).resolved_home)
     try:
-        return checked_notes(Federation(_home_settings(cx).resolved_home))[0]
+        named = [(p.name, note) for p, note in fed.cosigned_notes()]
+        return check_notes(named, pinned if pinned is not None else witnesses_of(fed))
     except ExchangeError as exc:
         cx.fail(exc.message)
 
 
 def _verify_offline(
-    cx: Session, source: str, topic: str | None, trusted: str | None, key: str | None
+    cx: Session,
+    source: str,
+    topic: str | None,
+    trusted: str | None,
+    key: str | None,
+    pinned: list[Witness] | None = None,
 ) -> None:
     from audit.checkpoint import Verifier
+    from audit.witnessing import labels
 
     if source not in ("db", "kafka"):
         cx.fail("--source must be db or kafka", code=EXIT_USAGE)
@@ -356,17 +442,20 @@ def _verify_offline(
     verifier = Verifier.parse(key) if key else None
     where = f"Kafka topic {audit.settings.topic}" if source == "kafka" else "the database"
     cx.note(f"offline: reading {where} of this home directly, not through the gateway")
-    witnessed = _witnessed(cx)
+    kept = _witnessed(cx, pinned)
+    cosigned = [c.note for c in kept]
     with cx.progress("verifying (offline)"):
         report = audit.service.verify(
-            source, [*([trusted] if trusted else []), *witnessed], verifier
+            source, [*([trusted] if trusted else []), *cosigned], verifier, labels(kept)
         )
     for n in report.notes:
         cx.note(f"note: {n}")
-    if witnessed:
-        cx.note(f"note: held to {len(witnessed)} checkpoint(s) cosigned by other sites")
+    if kept:
+        cx.note(f"note: held to {len(kept)} checkpoint(s) cosigned by other sites")
     if not report.ok:
         cx.fail(report.line())
+    for line in _witness_lines(kept):
+        typer.echo(line)
     typer.echo(report.line())
 
 

@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -324,12 +325,19 @@ def status(
                 except ExchangeError:  # owner unreachable: lag unknown
                     lag = None
             topics.append({"topic": topic, "from": flow.source.alias, "lag": lag})
+    witnesses = _witness_status(fed)
+    witnessing = [  # the sites whose logs we cosign
+        {"site": site, "size": w.get("size"), "at": w.get("at")}
+        for site, w in sorted(fed.witnessed().items())
+    ]
     body = {
         "state": st.state if st else "stopped",
         "supervisor_pid": st.supervisor_pid if st else None,
         "mm2_pid": st.mm2_pid if st else None,
         "restarts": st.restarts if st else 0,
         "topics": topics,
+        "witnesses": witnesses,
+        "witnessing": witnessing,
     }
     if as_json:
         console.print(json.dumps(body), highlight=False, soft_wrap=True)
@@ -342,8 +350,42 @@ def status(
         for t in topics:
             lag_text = "unknown" if t["lag"] is None else str(t["lag"])
             console.print(f"{t['topic']}\tfrom={t['from']}\tlag={lag_text}", highlight=False)
+        for w in witnesses:
+            ago = "never" if w["seconds_ago"] is None else f"{w['seconds_ago']} s ago"
+            err = f"\terror={w['error']} (failures={w['failures']})" if w["error"] else ""
+            console.print(
+                f"witness {w['site']}\tlast cosigned={w['at'] or '-'} ({ago})"
+                f"\tsize={w['size']}{err}",
+                highlight=False,
+            )
+        for c in witnessing:
+            console.print(
+                f"we witness {c['site']}\tup to size {c['size']}\tlast {c['at']}",
+                highlight=False,
+            )
     if st is None:
         raise typer.Exit(1)
+
+
+def _witness_status(fed: Federation) -> list[dict[str, Any]]:
+    """Per known site: when it last cosigned our audit checkpoint, and the last error."""
+    state = fed.witnesses()
+    out = []
+    for site in fed.sites():
+        w = state.get(site.name, {})
+        at = w.get("at_epoch")
+        out.append(
+            {
+                "site": site.name,
+                "at": w.get("at"),
+                "seconds_ago": None if at is None else max(0, int(time.time() - float(at))),
+                "size": w.get("size"),
+                "last_attempt": w.get("last_attempt"),
+                "error": w.get("error"),
+                "failures": int(w.get("failures", 0)),
+            }
+        )
+    return out
 
 
 def _here(s: Settings, fed: Federation) -> Any:
@@ -369,39 +411,108 @@ app.add_typer(witnessed_app, name="witnessed")
 @app.command()
 @guarded
 def witness(
-    note_file: Path,
+    request_file: Path = typer.Argument(
+        ..., help="The site's `witness-request` file (or, the first time, its bare checkpoint)"
+    ),
     site: str = typer.Option(..., "--site", help="The site whose checkpoint this is"),
     out: Path | None = typer.Option(None, "--out", help="Write the cosigned note here"),
     home: Path | None = HomeOption,
 ) -> None:
-    """Cosign another site's audit checkpoint (after checking it) and print the result."""
-    from audit.witnessing import witness as cosign_note
+    """Cosign another site's audit checkpoint by hand (what the gateways do on a schedule):
+    its signature, and the consistency proof from the size we cosigned last, are checked."""
+    from audit.cosigning import answer_request
+    from audit.witness import parse_request
 
     s, fed = _fed(home)
     try:
-        note = note_file.read_text()
+        text = request_file.read_text()
     except OSError as exc:
-        raise InvalidInput(f"cannot read {note_file}: {exc.strerror}") from None
-    cosigned = cosign_note(fed, site, note)
-    _audit(s, AuditRecord("federation.witnessed", ACTOR, data={"site": site}))
+        raise InvalidInput(f"cannot read {request_file}: {exc.strerror}") from None
+    note, old_size, proof = parse_request(text)
+    cosigned = answer_request(fed, _CliSink(s), site, note, old_size, proof)
     if out is not None:
         out.write_text(cosigned)
     sys.stdout.write(cosigned)
+
+
+def _iso(epoch: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class _CliSink:
+    """The audit sink of a CLI command: each record appended like :func:`_audit` does."""
+
+    def __init__(self, s: Settings) -> None:
+        self.s = s
+
+    def append(self, record: AuditRecord) -> None:
+        _audit(self.s, record)
+
+    def append_many(self, records: Sequence[AuditRecord]) -> None:
+        for r in records:
+            _audit(self.s, r)
+
+
+@app.command("witness-request")
+@guarded
+def witness_request(
+    to: str = typer.Option(..., "--to", help="The witness site"),
+    out: Path = typer.Option(..., "--out", help="Where to write the request"),
+    home: Path | None = HomeOption,
+) -> None:
+    """Sign a checkpoint of our log now and write it with the consistency proof from the size
+    TO cosigned last (the hand-over form of what the gateway sends on a schedule)."""
+    from audit.factory import open_audit
+    from audit.witness import request_text
+    from exchange.db import make_engine, migrate, session_factory
+
+    s, fed = _fed(home)
+    fed.site(to)
+    engine = make_engine(s.sqlalchemy_url)
+    try:
+        migrate(engine)
+        service = open_audit(s, session_factory(engine), None, announce=False).service
+        cp = service.checkpoint()
+        old = int(fed.witnesses().get(to, {}).get("size", 0))
+        proof: list[bytes] = []
+        if 0 < old < cp.size:
+            proof = [bytes.fromhex(p) for p in service.consistency(old, cp.size)["proof"]]
+    finally:
+        engine.dispose()
+    out.write_text(request_text(cp.note, old, proof))
+    console.print(
+        f"checkpoint of size {cp.size}, proof from size {old}: {out} (hand it to {to})",
+        highlight=False,
+    )
 
 
 @witnessed_app.command("add")
 @guarded
 def witnessed_add(note_file: Path, home: Path | None = HomeOption) -> None:
     """Keep a checkpoint of ours that another site cosigned (``audit verify`` checks it)."""
+    import base64
+
+    from audit.checkpoint import open_note
     from audit.keys import load_verifier
+    from audit.witness import Witness, cosigned_at
     from audit.witnessing import store
+    from exchange.federation.sites import decode_public_key
 
     s, fed = _fed(home)
     try:
         note = note_file.read_text()
     except OSError as exc:
         raise InvalidInput(f"cannot read {note_file}: {exc.strerror}") from None
-    path, by = store(fed, note, load_verifier(s.resolved_home))
+    verifier = load_verifier(s.resolved_home)
+    path, by = store(fed, note, verifier)
+    cp = open_note(note, verifier)
+    for site in fed.sites():  # the next witness-request proves consistency from here
+        at = cosigned_at(note, Witness(site.name, decode_public_key(site.public_key)))
+        if at is not None and cp.size >= int(fed.witnesses().get(site.name, {}).get("size", 0)):
+            root = base64.b64encode(cp.root).decode()
+            fed.update_witness(site.name, size=cp.size, root=root, at=_iso(at), at_epoch=at)
     _audit(s, AuditRecord("federation.cosigned_stored", ACTOR, data={"file": path.name, "by": by}))
     console.print(f"kept {path.name}, witnessed by {', '.join(by)}", highlight=False)
 
@@ -413,5 +524,5 @@ def witnessed_list(home: Path | None = HomeOption) -> None:
     from audit.witnessing import checked_notes
 
     _, fed = _fed(home)
-    for line in checked_notes(fed)[1]:
-        console.print(line, highlight=False)
+    for c in checked_notes(fed):
+        console.print(f"{c.name} size {c.size} witnessed by {', '.join(c.by)}", highlight=False)

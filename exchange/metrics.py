@@ -73,6 +73,11 @@ KEY_EXPIRY_SECONDS = Gauge(
     "Seconds until the key in use is due for rotation (negative: overdue), by kind",
     ["kind"],
 )
+WITNESS_AGE_SECONDS = Gauge(
+    "exchange_witness_cosignature_age_seconds",
+    "Seconds since the site last cosigned our audit checkpoint (+Inf: never), per known site",
+    ["site"],
+)
 
 ROUTE_UNMATCHED = "<unmatched>"
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})

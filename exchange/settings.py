@@ -144,6 +144,12 @@ class Settings(BaseSettings):
     sse_streams_per_client: int = Field(
         default=20, ge=1, description="Concurrent Server-Sent-Events streams per client."
     )
+    witness_interval_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="With a federation identity: every this many seconds, ask each known site "
+        "to cosign our latest audit checkpoint (0 = never; retries back off from 1 s).",
+    )
 
     @cached_property
     def resolved_home(self) -> Path:

@@ -13,7 +13,9 @@ Allowed callers, any of:
 - ``ANY``: any caller with a valid token;
 - ``"<role>"``: a holder of the role, from any department;
 - ``"own:<role>"``: a holder of the role from the department owning the addressed resource;
-- ``"own:*"``: any caller from the owning department.
+- ``"own:*"``: any caller from the owning department;
+- ``SITE``: another site, by an assertion signed with its site identity key
+  (:mod:`exchange.federation.sitecall`); a client of ours, whatever its roles, is refused.
 
 Everybody else is refused: 401 without valid credentials, otherwise 403 — or 404 on routes
 with ``own:`` rules, where a refusal must not reveal whether the resource exists.
@@ -33,6 +35,7 @@ from exchange.identity.roles import ALL_ROLES
 PUBLIC = "public"
 CLIENT = "client"
 ANY = "any"
+SITE = "site"
 OWN = "own:"
 
 Relation = Literal["own", "other"]
@@ -42,7 +45,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _valid(token: str) -> bool:
-    if token in (PUBLIC, CLIENT, ANY):
+    if token in (PUBLIC, CLIENT, ANY, SITE):
         return True
     role = token.removeprefix(OWN)
     return role in ALL_ROLES or (token.startswith(OWN) and role == "*")

@@ -31,6 +31,7 @@ from gateway.routes import (
     registry,
     subscriptions,
     topics,
+    witness,
 )
 
 ROUTERS = (
@@ -46,6 +47,7 @@ ROUTERS = (
     subscriptions.router,
     audit.router,
     federation.router,
+    witness.router,
 )
 _PUBLISH = re.compile(r"^/v1/topics/[^/]+/records/?$")
 

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from audit.cosigning import WitnessScheduler
 from audit.factory import attach_service, open_log
 from audit.service import Checkpointer
 from audit.store import AuditLog
@@ -39,6 +40,7 @@ from exchange.auditing import AuditSink
 from exchange.crypto.factory import build_field_crypto
 from exchange.crypto.kms import Kms
 from exchange.db import make_engine, migrate, session_factory
+from exchange.federation.sites import Federation
 from exchange.health import HealthMonitor, database_writable
 from exchange.home import secure_home
 from exchange.identity.authcodes import AuthCodes
@@ -174,6 +176,9 @@ def build_services(
     key_ages = KeyAgeReporter(sessions, crypto.keys.policy.max_age)
     overdue = OverdueFlagger(agreements, consent_settings.agreement_overdue_check_seconds)
     checkpointer = Checkpointer(review.service, review.settings.checkpoint_interval_s)
+    witnessing = WitnessScheduler(
+        review.service, Federation(settings.resolved_home), sink, settings.witness_interval_s
+    )
 
     background = Background(
         starts=(
@@ -182,11 +187,13 @@ def build_services(
             _in_thread(key_ages.start),
             _in_thread(overdue.start),
             _in_thread(checkpointer.start),
+            _in_thread(witnessing.start),
             webhooks.start,
         ),
         stops=(
             # reverse order of what they depend on: stop feeding work before closing clients
             webhooks.stop,
+            _in_thread(witnessing.stop),
             _in_thread(checkpointer.stop),
             _in_thread(overdue.stop),
             _in_thread(key_ages.stop),

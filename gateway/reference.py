@@ -16,7 +16,7 @@ from fastapi.routing import APIRoute
 from audit.event_types import EVENT_TYPES
 from exchange.identity.roles import READ_ONLY_ROLES, Role
 from exchange.identity.service import LEVELS
-from gateway.access import ANY, CLIENT, OWN, PUBLIC, Access, app_routes
+from gateway.access import ANY, CLIENT, OWN, PUBLIC, SITE, Access, app_routes
 from gateway.app import ROUTERS
 from schemas.classification import Classification
 from schemas.sealing_rules import SEALED_CLASSES
@@ -76,6 +76,8 @@ def _who(token: str) -> str:
         return "a client with its own credentials"
     if token == ANY:
         return "any signed-in client"
+    if token == SITE:
+        return "another known site (site identity key)"
     if token.startswith(OWN):
         role = token.removeprefix(OWN)
         return "anyone of the owning department" if role == "*" else f"`{role}` of the owner"

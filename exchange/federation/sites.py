@@ -9,7 +9,10 @@ Everything lives in ``<home>/federation/`` (0700; every file 0600):
 - ``shares.json``: topics we share *to* a site (``outgoing``) and accept *from* one
   (``incoming``, with the owner broker's address);
 - ``mirror-users.json``: per remote site, the SCRAM user MirrorMaker uses at *our* broker;
-- ``incoming-credentials.json``: per owner site, the credentials its admin handed us.
+- ``incoming-credentials.json``: per owner site, the credentials its admin handed us;
+- ``witnessed.json``: per site, the last checkpoint of its log we cosigned (as its witness);
+- ``witnesses.json`` + ``cosigned/``: our checkpoints other sites cosigned, and per witness
+  when it last did (the scheduled witnessing's state, shown by ``federation status``).
 
 A grant file carries an owner's mirror credentials to the remote admin (out of band, like any
 other secret hand-over between two administrations).
@@ -301,6 +304,25 @@ class Federation:
         path = self.dir / "cosigned" / f"{size:012d}.note"
         write_private(path, note)
         return path
+
+    def cosigned_note(self, size: int) -> str | None:
+        try:
+            return (self.dir / "cosigned" / f"{size:012d}.note").read_text()
+        except FileNotFoundError:
+            return None
+
+    def witnesses(self) -> dict[str, dict[str, Any]]:
+        """Per witness site: when it last cosigned our log (size, root, at), the last
+        attempt and its error, consecutive failures (the scheduled witnessing's state)."""
+        out: dict[str, dict[str, Any]] = self._read("witnesses.json", {})
+        return out
+
+    def update_witness(self, site: str, **values: Any) -> dict[str, Any]:
+        seen = self.witnesses()
+        entry = seen.setdefault(site, {}) | values
+        seen[site] = entry
+        self._write("witnesses.json", seen)
+        return entry
 
     def cosigned_notes(self) -> list[tuple[Path, str]]:
         folder = self.dir / "cosigned"

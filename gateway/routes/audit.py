@@ -22,6 +22,7 @@ from audit.queries import Filters, Window, utc
 from audit.service import AuditService
 from exchange.auditing import AuditRecord
 from exchange.errors import InvalidInput
+from exchange.federation.sites import Federation
 from exchange.identity.tokens import Principal
 from gateway.access import access
 from gateway.auth import require, services
@@ -70,6 +71,26 @@ async def checkpoint(
         "checkpoint": cp.note,
         "verifier_key": service.signer.verifier.encode(),
     }
+
+
+@router.get("/witnessed", summary="Our checkpoints other sites cosigned, and the sites' keys")
+@access("auditor")
+async def witnessed(
+    who: Principal = Depends(auditor), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    """The kept cosigned notes (``federation/cosigned/``) and the known sites' identity keys,
+    unchecked: ``exchange audit verify`` checks the witness signatures and holds the log to
+    each cosigned root (pin the keys with ``--witness-key``)."""
+    await record_read(svc, who, "witnessed")
+    fed = Federation(svc.settings.resolved_home)
+
+    def read() -> dict[str, Any]:
+        return {
+            "notes": [{"name": p.name, "note": n} for p, n in fed.cosigned_notes()],
+            "witnesses": [{"name": s.name, "public_key": s.public_key} for s in fed.sites()],
+        }
+
+    return await run_in_threadpool(read)
 
 
 @router.get("/proofs/inclusion", summary="RFC 9162 inclusion proof of leaf `index` in tree `size`")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -37,6 +38,7 @@ from tests.support.scenario import Scenario, build, person
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
+WITNESS_S = 2.0  # the region asks the league to cosign its checkpoints this often
 
 
 def cli(home: Path, *args: str, env: dict[str, str] | None = None) -> str:
@@ -162,8 +164,14 @@ def sites(
         world.grant = json.loads(grant_file.read_text())
         world.region("accept", s.topic, "--from", "league", "--grant-file", str(grant_file))
         world.region("start")
-        region_gw = ThreadGateway(region_home, st.bootstrap).start()
+        region_gw = ThreadGateway(region_home, st.bootstrap, witness_interval_s=WITNESS_S).start()
         world.region_gateway, world.link = region_gw, link
+        # the league witnesses the region's log: it needs the region's audit key (the region's
+        # gateway created it); until then its scheduled requests are refused
+        audit_key = world.region("identity", "--audit-key").strip()
+        world.league(
+            "sites", "add", "region", "http://127.0.0.1:1", region_id, "--audit-key", audit_key
+        )
         world.reader, world.agreement = link_region_department(world, admin, gateway)
         yield world
     finally:
@@ -431,39 +439,183 @@ def sign_checkpoint(home: Path) -> None:
         engine.dispose()
 
 
+def witnesses(home: Path) -> dict[str, Any]:
+    league: dict[str, Any] = Federation(home).witnesses().get("league", {})
+    return league
+
+
+def until(check: Any, timeout: float = 90.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        assert time.monotonic() < deadline, what or got
+        time.sleep(0.2)
+
+
+def audit_rows(home: Path, kind: str) -> list[dict[str, Any]]:
+    import sqlite3
+
+    with sqlite3.connect(home / "audit.db") as db:
+        rows = db.execute("select entry from audit_events where type = ?", (kind,)).fetchall()
+    return [json.loads(bytes(r[0]) if not isinstance(r[0], str) else r[0]) for r in rows]
+
+
+def test_the_league_witnesses_the_regions_log_on_a_schedule(sites: TwoSites) -> None:
+    """No CLI step: the region's gateway sends its checkpoints, the league cosigns them, and
+    a later bigger checkpoint comes with a consistency proof the league checks."""
+    from prometheus_client import REGISTRY
+
+    from audit.witnessing import checked_notes
+
+    first = until(lambda: witnesses(sites.region_home).get("size"), what="never cosigned")
+    later = until(lambda: (w := witnesses(sites.region_home).get("size", 0)) > first and w)
+    assert Federation(sites.league_home).witnessed()["region"]["size"] >= later
+    kept = checked_notes(Federation(sites.region_home))
+    assert kept and kept[-1].by == ("league",) and kept[-1].size >= later
+    assert audit_rows(sites.league_home, "federation.witnessed")
+    assert audit_rows(sites.region_home, "federation.cosigned")
+    st = sites.status()["witnesses"]
+    assert [(w["site"], w["error"]) for w in st] == [("league", None)]
+    assert st[0]["seconds_ago"] is not None and st[0]["seconds_ago"] < 60
+    age = REGISTRY.get_sample_value("exchange_witness_cosignature_age_seconds", {"site": "league"})
+    assert age is not None and 0 <= age < 60
+
+
+def test_an_unreachable_witness_is_retried_and_shown(sites: TwoSites) -> None:
+    assert sites.link is not None
+    until(lambda: witnesses(sites.region_home).get("at_epoch"))
+    sites.link.cut()
+    try:
+        down = until(lambda: (w := witnesses(sites.region_home)).get("failures", 0) >= 2 and w)
+        assert "unreachable" in down["error"]
+        shown = sites.status()["witnesses"][0]
+        assert shown["failures"] >= 2 and "unreachable" in shown["error"]
+    finally:
+        sites.link.restore()
+    back = until(lambda: (w := witnesses(sites.region_home)).get("failures") == 0 and w)
+    assert back["at_epoch"] > down["at_epoch"] and back["error"] is None
+
+
+def offer(sites: TwoSites, note: str, old: int, proof: list[str]) -> tuple[int, Any]:
+    from exchange.federation.sitecall import SiteCaller
+
+    assert sites.link is not None
+    caller = SiteCaller("region", Federation(sites.region_home).private_key())
+    try:
+        body = json.dumps({"checkpoint": note, "old_size": old, "proof": proof}).encode()
+        return caller.post(sites.link.url(), "league", "/v1/federation/witness", body)
+    finally:
+        caller.close()
+
+
+def region_signed(sites: TwoSites, size: int, root: bytes) -> str:
+    from audit.checkpoint import Checkpoint
+    from audit.keys import load_signer
+    from audit.settings import AuditSettings
+
+    signer = load_signer(sites.region_home, AuditSettings(), create=False)
+    return signer.sign(Checkpoint(AuditSettings().origin, size, root))
+
+
+def test_a_rollback_or_a_fork_offered_to_the_witness_is_refused_and_audited(
+    sites: TwoSites,
+) -> None:
+    import base64
+
+    from audit.witness import proof_length
+
+    league = Federation(sites.league_home)
+    until(lambda: league.witnessed().get("region"))
+
+    def refused(make: Any) -> dict[str, Any]:
+        for _ in range(20):  # the region's own witnessing moves the league's size meanwhile
+            size = int(league.witnessed()["region"]["size"])
+            status, answer = offer(sites, *make(size))
+            if answer.get("code") != "witness_size_mismatch":
+                assert status == 409, answer
+                return dict(answer)
+        raise AssertionError("the witness's size kept moving")
+
+    rollback = refused(lambda m: (region_signed(sites, m - 1, b"\x01" * 32), m, []))
+    assert rollback["code"] == "witness_refused" and "rollback" in rollback["detail"]
+    fork = refused(lambda m: (region_signed(sites, m, b"\x02" * 32), m, []))
+    assert "fork" in fork["detail"]
+    junk = base64.b64encode(b"\x03" * 32).decode()
+    forged = refused(
+        lambda m: (region_signed(sites, m + 7, b"\x04" * 32), m, [junk] * proof_length(m, m + 7))
+    )
+    assert "consistency proof fails" in forged["detail"]
+    status, garbage = offer(sites, region_signed(sites, 10**6, b"\x05" * 32), 3, ["%%%"])
+    assert status == 422 and "not base64" in garbage["detail"]
+    alarms = [e["data"] for e in audit_rows(sites.league_home, "federation.witness_refused")]
+    assert sum(a["alarm"] for a in alarms) >= 3 and all(a["site"] == "region" for a in alarms)
+    assert any("rollback" in a["reason"] for a in alarms)
+    assert any(not a["alarm"] and a["code"] == "bad_checkpoint" for a in alarms)
+    # a client of the league, or nobody, cannot ask: the route is for sites
+    assert httpx.post(f"{sites.link.url()}/v1/federation/witness", json={}).status_code == 401
+
+
 def test_a_history_rewritten_at_one_site_is_caught_by_the_other_sites_witness(
     sites: TwoSites, tmp_path: Path
 ) -> None:
     region = sites.region_home
-    assert sites.region_gateway is not None
-    note = tmp_path / "region-checkpoint.note"
-    with sites.region_gateway.auditor() as officer:
-        cp = officer.call("GET", "/v1/audit/checkpoint", params={"fresh": "true"})
-    note.write_text(cp["checkpoint"])
-    audit_key = sites.region("identity", "--audit-key").strip()
-    region_key = sites.region("identity").split()[1]
-    sites.league(
-        "sites", "add", "region", "http://127.0.0.1:1", region_key, "--audit-key", audit_key
-    )
-    cosigned = tmp_path / "cosigned.note"
-    sites.league("witness", str(note), "--site", "region", "--out", str(cosigned))
-    assert "\u2014 league " in cosigned.read_text()
-    sites.region("witnessed", "add", str(cosigned))
-    assert "witnessed by league" in sites.region("witnessed", "list")
-    ok = run_cli(region, "audit", "verify", "--offline")
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "cosigned by other sites" in ok.stdout + ok.stderr
+    assert sites.region_gateway is not None and sites.link is not None
+    until(lambda: witnesses(region).get("size", 0) > 10)
+    url = sites.region_gateway.url
+    sites.link.cut()  # no new cosignatures meanwhile: the kept notes stay as they are
+    time.sleep(0.5)  # a round under way when the link went down has ended
+    try:  # meanwhile, the hand-over path: request (with its proof), cosign, keep
+        req, cosigned = tmp_path / "witness.req", tmp_path / "cosigned.note"
+        assert "proof from size" in sites.region("witness-request", "--to", "league",
+                                                 "--out", str(req))  # fmt: skip
+        assert req.read_text().startswith("old ")
+        sites.league("witness", str(req), "--site", "region", "--out", str(cosigned))
+        assert "witnessed by league" in sites.region("witnessed", "add", str(cosigned))
+    except BaseException:
+        sites.link.restore()
+        raise
+    (path, note), *_ = reversed(Federation(region).cosigned_notes())
+    assert note == cosigned.read_text()
+    size = int(note.split("\n")[1])
+    try:
+        ok = run_cli(region, "audit", "verify", "--offline")
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert "witnessed by league up to size" in ok.stdout
+        online = run_cli(region, "audit", "verify", "--url", url)
+        assert online.returncode == 0, online.stdout + online.stderr
+        assert "witnessed by league up to size" in online.stdout
 
-    size = int(note.read_text().split("\n")[1])
-    rogue = tmp_path / "rogue"
-    copy_home(region, rogue)
-    truncate_log(rogue, size - 3)
-    sign_checkpoint(rogue)  # re-signed with the site's own key
-    hidden = rogue.parent / "kept-aside"
-    (rogue / "federation" / "cosigned").rename(hidden)
-    alone = run_cli(rogue, "audit", "verify", "--offline")
-    assert alone.returncode == 0, alone.stdout + alone.stderr  # invisible without a witness
-    hidden.rename(rogue / "federation" / "cosigned")
-    caught = run_cli(rogue, "audit", "verify", "--offline")
-    assert caught.returncode == 1
-    assert "TAMPERED" in caught.stderr + caught.stdout
+        # offline: the tail cut and the log re-signed with the site's own key
+        rogue = tmp_path / "rogue"
+        copy_home(region, rogue)
+        truncate_log(rogue, size - 3)
+        sign_checkpoint(rogue)  # re-signed with the site's own key
+        hidden = rogue.parent / "kept-aside"
+        (rogue / "federation" / "cosigned").rename(hidden)
+        alone = run_cli(rogue, "audit", "verify", "--offline")
+        assert alone.returncode == 0, alone.stdout + alone.stderr  # invisible without a witness
+        hidden.rename(rogue / "federation" / "cosigned")
+        caught = run_cli(rogue, "audit", "verify", "--offline")
+        assert caught.returncode == 1
+        assert "TAMPERED" in caught.stderr and "cosigned by league" in caught.stderr
+
+        # online: a log that contradicts what the league cosigned at `size` (the kept note
+        # stands for the league's memory; the region's log no longer has that root there)
+        from audit.witness import add_line, cosign
+
+        league_key = Federation(sites.league_home).private_key()
+        other = region_signed(sites, size, b"\x06" * 32)
+        path.write_text(add_line(other, cosign(other, "league", league_key, int(time.time()))))
+        contradicted = run_cli(region, "audit", "verify", "--url", url)
+        assert contradicted.returncode == 1, contradicted.stdout
+        assert "TAMPERED" in contradicted.stderr and "cosigned by league" in contradicted.stderr
+        # a kept note whose witness signature no longer verifies
+        path.write_text(note.replace("\n\u2014 league ", "\n\u2014 league A", 1))
+        for args in (("--offline",), ("--url", url)):
+            bad = run_cli(region, "audit", "verify", *args)
+            assert bad.returncode == 1 and "TAMPERED: no valid witness signature" in bad.stderr
+    finally:
+        path.write_text(note)
+        sites.link.restore()

@@ -443,6 +443,9 @@ def _api_routes() -> dict[tuple[str, str], Builder]:
         ("POST", "/v1/federation/keys"): lambda w: Req(
             "POST", "/v1/federation/keys", json={"topic": w.topic, "keys": []}
         ),
+        ("POST", "/v1/federation/witness"): lambda w: Req(
+            "POST", "/v1/federation/witness", json={"checkpoint": "x", "old_size": 0, "proof": []}
+        ),
         ("GET", "/v1/federation/topics/{topic}/records"): lambda w: Req(
             "GET", f"/v1/federation/topics/{w.topic}/records"
         ),
@@ -492,6 +495,7 @@ def _api_routes() -> dict[tuple[str, str], Builder]:
         ),
         ("GET", sb + "/stream"): lambda w: Req("GET", f"/v1/subscriptions/{w.subscription}/stream"),
         ("GET", "/v1/audit/checkpoint"): lambda w: Req("GET", "/v1/audit/checkpoint"),
+        ("GET", "/v1/audit/witnessed"): lambda w: Req("GET", "/v1/audit/witnessed"),
         ("GET", "/v1/audit/proofs/inclusion"): lambda w: Req(
             "GET", "/v1/audit/proofs/inclusion", params={"index": 0, "size": 1}
         ),
