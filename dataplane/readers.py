@@ -82,6 +82,13 @@ class ReaderPool:
                 got += batch
                 if got or remaining == 0:
                     break
+            while got and batch and len(got) < max_records:
+                # Records arrive per partition fetch: take what else is already here (no
+                # wait) so a page is not cut at the first partition's batch.
+                batch = r.poll(timeout_ms=0, max_records=max_records - len(got))
+                if until is not None:
+                    batch = [x for x in batch if x.offset < until.get(x.partition, 0)]
+                got += batch
             # The reader's position has passed every record returned (poll never hands out
             # more than asked) and any transaction markers in between.
             positions = r.positions()

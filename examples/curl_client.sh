@@ -6,7 +6,8 @@
 #   ... examples/curl_client.sh read health.births 3
 #
 # publish: one batch of JSON Lines (each line a record value; key = its birth_id);
-# read: subscribe from the earliest record, pull up to COUNT granted records, commit, close.
+# read: subscribe from the earliest record, pull pages (committing each) until COUNT granted
+# records or an empty page, close.
 # Tokens come from the OAuth client-credentials grant; they last minutes, so a long-running
 # client asks for a new one when a call answers 401.
 set -eu
@@ -35,10 +36,17 @@ publish)
     ;;
 read)
     sub=$(api POST /v1/subscriptions "{\"topic\": \"$2\", \"start\": \"earliest\"}" | jq -r .id)
-    page=$(api GET "/v1/subscriptions/$sub/records?max=${3:-10}&wait_ms=3000")
-    printf '%s\n' "$page" | jq -c '.records[] | .value'
-    cursor=$(printf '%s\n' "$page" | jq -r .cursor)
-    api POST "/v1/subscriptions/$sub/commit" "{\"cursor\": \"$cursor\"}" >/dev/null
+    left=${3:-10}
+    # A page holds what has arrived so far (up to max): pull until COUNT or an empty page.
+    while [ "$left" -gt 0 ]; do
+        page=$(api GET "/v1/subscriptions/$sub/records?max=$left&wait_ms=3000")
+        n=$(printf '%s\n' "$page" | jq '.records | length')
+        [ "$n" -gt 0 ] || break
+        printf '%s\n' "$page" | jq -c '.records[] | .value'
+        cursor=$(printf '%s\n' "$page" | jq -r .cursor)
+        api POST "/v1/subscriptions/$sub/commit" "{\"cursor\": \"$cursor\"}" >/dev/null
+        left=$((left - n))
+    done
     api DELETE "/v1/subscriptions/$sub" >/dev/null
     ;;
 *)
