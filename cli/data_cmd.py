@@ -376,9 +376,10 @@ def tail(
         cx.note(f"stopped after {seen} record(s)")
     finally:
         if own:
-            # best effort: if this fails the subscription stays listed for `subscribe close`
+            # best effort, bounded (Ctrl-C must stop promptly): if this fails the
+            # subscription stays listed for `subscribe close`
             with contextlib.suppress(ApiError, httpx.HTTPError):
-                client.call("DELETE", f"/v1/subscriptions/{_p(subscription)}")
+                client.call("DELETE", f"/v1/subscriptions/{_p(subscription)}", timeout=5)
 
 
 def _print_record(cx: Session, r: dict[str, Any]) -> None:
