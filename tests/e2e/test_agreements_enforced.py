@@ -17,7 +17,7 @@ import pytest
 
 from exchange.client import ApiError, ExchangeClient
 from tests.support.gateway import ThreadGateway
-from tests.support.scenario import Scenario, build, grant, new_client, person
+from tests.support.scenario import Scenario, build, grant, new_client, person, pull
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 REVOCATION_BOUND_S = 2.0
@@ -35,17 +35,6 @@ def unconditional(gateway: ThreadGateway, admin: ExchangeClient) -> Iterator[Sce
     s = build(admin, gateway.url, share_type="unconditional")
     yield s
     s.close()
-
-
-def pull(client: ExchangeClient, sub: str, want: int, timeout: float = 20) -> list[dict[str, Any]]:
-    """Pull and commit until ``want`` records came or ``timeout`` passed."""
-    got: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while len(got) < want and time.monotonic() < deadline:
-        page = client.poll(sub, wait_ms=1000)
-        got += page["records"]
-        client.commit(sub, page["cursor"])
-    return got
 
 
 def iso(dt: datetime) -> str:

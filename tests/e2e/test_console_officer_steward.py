@@ -42,7 +42,7 @@ from tests.support.console import (
     sign_in,
 )
 from tests.support.gateway import ThreadGateway
-from tests.support.scenario import Scenario, build, new_client
+from tests.support.scenario import Scenario, build, new_client, pull
 from tests.support.scenario import person as resident
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
@@ -140,16 +140,6 @@ def subscribe_soon(s: Scenario, within: float = 5.0) -> str:
             if exc.status != 403 or time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
-
-
-def pull(c: ExchangeClient, sub: str, want: int, timeout: float = 20) -> list[dict[str, Any]]:
-    got: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while len(got) < want and time.monotonic() < deadline:
-        page = c.poll(sub, wait_ms=1000)
-        got += page["records"]
-        c.commit(sub, page["cursor"])
-    return got
 
 
 # -- the steward ------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from exchange.auditing import AuditRecord, MemoryAuditSink
 from exchange.client import ApiError, ExchangeClient
 from exchange.errors import DependencyUnavailable
 from tests.support.gateway import ThreadGateway
-from tests.support.scenario import Scenario, build, grant, person
+from tests.support.scenario import Scenario, build, grant, person, pull
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
@@ -27,19 +27,6 @@ def scenario(gateway: ThreadGateway, admin: ExchangeClient) -> Iterator[Scenario
     s = build(admin, gateway.url)
     yield s
     s.close()
-
-
-def poll_all(
-    client: ExchangeClient, sub: str, want: int, *, commit: bool = True, timeout: float = 20
-) -> list[dict[str, Any]]:
-    got: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while len(got) < want and time.monotonic() < deadline:
-        page = client.poll(sub, wait_ms=1000)
-        got += page["records"]
-        if commit and page["records"]:
-            client.commit(sub, page["cursor"])
-    return got
 
 
 def test_publish_then_pull_commit_and_redeliver(scenario: Scenario) -> None:
@@ -61,7 +48,7 @@ def test_publish_then_pull_commit_and_redeliver(scenario: Scenario) -> None:
     assert before.keys() <= again.keys()
     assert all(again[i]["value"] == before[i]["value"] for i in before)
     s.subscriber.commit(sub, first["cursor"])
-    rest = poll_all(s.subscriber, sub, 10 - len(first["records"]))
+    rest = pull(s.subscriber, sub, 10 - len(first["records"]))
     records = first["records"] + rest
     assert sorted(r["value"]["name"] for r in records) == sorted(f"Resident {i}" for i in range(10))
     sample = records[0]["value"]
@@ -116,7 +103,7 @@ def test_idempotency_key_prevents_duplicates(scenario: Scenario) -> None:
     assert other.status_code == 409
     grant(s, ["name"])
     sub = s.subscriber.subscribe(s.topic)
-    assert len(poll_all(s.subscriber, sub, 3, timeout=4)) == 2
+    assert len(pull(s.subscriber, sub, 3, timeout=4)) == 2
 
 
 def test_size_limits_answer_413(scenario: Scenario, gateway: ThreadGateway) -> None:
@@ -215,7 +202,7 @@ def test_avro_wire_format_publish(scenario: Scenario) -> None:
     assert r.status_code == 200, r.text
     grant(s, ["name", "citizen_id"])
     sub = s.subscriber.subscribe(s.topic)
-    got = poll_all(s.subscriber, sub, 1)
+    got = pull(s.subscriber, sub, 1)
     assert got[0]["value"] == {"name": "Resident 7", "citizen_id": person(7)["citizen_id"]}
     assert got[0]["key"] == "k7"
 
@@ -273,7 +260,7 @@ def test_sensitive_field_typed_by_a_named_reference(
     s.publisher.publish(s.topic, [{"value": value}])
     grant(s, ["name", "destination"])
     sub = s.subscriber.subscribe(s.topic)
-    [rec] = poll_all(s.subscriber, sub, 1)
+    [rec] = pull(s.subscriber, sub, 1)
     assert rec["value"] == {"name": "Li", "destination": {"city": "Wenzhou"}}
     s.close()
 
@@ -352,7 +339,7 @@ def test_audit_outage_at_publish_aborts_the_transaction(
             s.publisher.publish(s.topic, [{"value": person(2)}])  # the log is back
             grant(s, ["name"])
             sub = s.subscriber.subscribe(s.topic)
-            names = [rec["value"]["name"] for rec in poll_all(s.subscriber, sub, 2, timeout=4)]
+            names = [rec["value"]["name"] for rec in pull(s.subscriber, sub, 2, timeout=4)]
             assert names == ["Resident 2"]  # the unaudited batch never became visible
             s.close()
     finally:
@@ -364,10 +351,10 @@ def test_seek_replays_from_earliest_after_everything_was_committed(scenario: Sce
     s.publisher.publish(s.topic, [{"key": "r", "value": person(i)} for i in range(3)])
     grant(s, ["name"])
     sub = s.subscriber.subscribe(s.topic)
-    assert len(poll_all(s.subscriber, sub, 3)) == 3
+    assert len(pull(s.subscriber, sub, 3)) == 3
     assert s.subscriber.poll(sub, wait_ms=200)["records"] == []
     s.subscriber.call("POST", f"/v1/subscriptions/{sub}/seek", json={"start": "earliest"})
-    again = poll_all(s.subscriber, sub, 3)
+    again = pull(s.subscriber, sub, 3)
     assert [r["value"]["name"] for r in again] == [f"Resident {i}" for i in range(3)]
 
 
@@ -398,4 +385,4 @@ def test_concurrent_publishes_are_answered_and_audited_each_on_their_own(
     assert len(events) == 15 and all(e.data["count"] == 2 for e in events)
     grant(s, ["name"])
     sub = s.subscriber.subscribe(s.topic)
-    assert len(poll_all(s.subscriber, sub, 30)) == 30
+    assert len(pull(s.subscriber, sub, 30)) == 30

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 from exchange.client import ApiError, ExchangeClient
 from tests.support.avro_publish import publish_avro
 from tests.support.gateway import ThreadGateway
-from tests.support.scenario import Scenario, build, grant
+from tests.support.scenario import Scenario, build, grant, pull
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
@@ -51,16 +50,6 @@ def segments(log_dir: Path, topic: str) -> bytes:
     files = list(log_dir.glob(f"{topic}-*/*.log"))
     assert files
     return b"".join(p.read_bytes() for p in files)
-
-
-def pull(client: ExchangeClient, sub: str, want: int, timeout: float = 20) -> list[dict[str, Any]]:
-    got: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while len(got) < want and time.monotonic() < deadline:
-        page = client.poll(sub, wait_ms=1000)
-        got += page["records"]
-        client.commit(sub, page["cursor"])
-    return got
 
 
 @pytest.fixture

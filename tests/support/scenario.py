@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -141,3 +142,18 @@ def grant(
     body = {"fields": narrow} if narrow is not None else {}
     s.steward.call("POST", f"/v1/agreements/{ag['id']}/approve", json=body)
     return str(ag["id"])
+
+
+def pull(
+    client: ExchangeClient, sub: str, want: int, *, commit: bool = True, timeout: float = 20
+) -> list[dict[str, Any]]:
+    """Pull (and commit) pages until ``want`` records came or ``timeout`` passed: a page holds
+    what has arrived, maybe one partition's records so far."""
+    got: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        page = client.poll(sub, wait_ms=1000)
+        got += page["records"]
+        if commit and page["records"]:
+            client.commit(sub, page["cursor"])
+    return got
