@@ -38,7 +38,7 @@ from exchange.secrets_store import seal, unseal
 from gateway.access import PUBLIC, access
 from gateway.auth import limit_peer, peer_address, services
 from gateway.console.session import checked_form
-from gateway.console.web import redirect, render, set_cookie
+from gateway.console.web import delete_cookie, redirect, render, set_cookie
 from gateway.container import Services
 
 router = APIRouter(tags=["oauth"])
@@ -257,7 +257,7 @@ async def authorize_second_factor(
         return render(request, "totp.html", 401, enrolment=None, error="signin.error.totp")
     person = await run_in_threadpool(svc.people.get, login)
     response = await _grant(request, svc, person, req, "password+totp")
-    response.delete_cookie(LOGIN_COOKIE, path="/oauth/authorize")
+    delete_cookie(request, response, LOGIN_COOKIE, path="/oauth/authorize", samesite="strict")
     return response
 
 
