@@ -158,7 +158,7 @@ def export_file(
         )
     headers["X-Audit-Checkpoint"] = base64.b64encode(cp.note.encode()).decode()
     headers["X-Audit-Verifier-Key"] = key
-    return Response(to_csv(rows), media_type="text/csv", headers=headers)
+    return Response(to_csv(rows, checkpoint=(cp.note, key)), media_type="text/csv", headers=headers)
 
 
 def stream_export(
@@ -178,7 +178,8 @@ def stream_export(
     if format == "jsonl":
         body = stream_jsonl(cp.note, key, pages)
         return StreamingResponse(body, media_type="application/x-ndjson", headers=headers)
-    return StreamingResponse(stream_csv(pages), media_type="text/csv", headers=headers)
+    body = stream_csv(cp.note, key, pages)
+    return StreamingResponse(body, media_type="text/csv", headers=headers)
 
 
 def answer(
