@@ -165,6 +165,7 @@ class People:
                 totp_last_step=0,
                 disabled=False,
                 created_at=datetime.now(UTC),
+                password_changed_at=None,
             )
             s.add(row)
             return person_of(row)
@@ -238,6 +239,7 @@ class People:
             if row is None or row.password_hash != stored:
                 raise Conflict("the password was changed meanwhile")
             row.password_hash = hashed
+            row.password_changed_at = int(self._clock())
             return person_of(row)
 
     # -- second factor --------------------------------------------------------------------

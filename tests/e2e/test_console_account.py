@@ -77,6 +77,10 @@ def test_person_changes_password(gateway: ThreadGateway, browser: Any, dept: str
     sign_in(laptop, me)
     sign_in(tablet, me)
     old_laptop, old_tablet = session_cookie(laptop), session_cookie(tablet)
+    # An access token the person got through /docs (the grant's redeem issues exactly this).
+    token = gateway.services.tokens.issue_person(me.login, dept, me.roles, "console")
+    bearer = {"Authorization": f"Bearer {token.access_token}"}
+    assert httpx.get(f"{gateway.url}/v1/catalog", headers=bearer).status_code == 200
 
     change(laptop, "not my password", NEW)
     assert "The current password is wrong" in laptop.inner_text("#account-error")
@@ -105,6 +109,7 @@ def test_person_changes_password(gateway: ThreadGateway, browser: Any, dept: str
     screenshot(laptop, "account")
     assert session_cookie(laptop) != old_laptop  # a fresh session for this browser
     assert not signed_in(gateway, old_laptop) and not signed_in(gateway, old_tablet)
+    assert httpx.get(f"{gateway.url}/v1/catalog", headers=bearer).status_code == 401
     tablet.goto("/console")
     assert "/oauth/authorize" in tablet.url  # the other browser must sign in again
     assert not laptop.csp.violations and not tablet.csp.violations
