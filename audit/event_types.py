@@ -67,6 +67,10 @@ EVENT_TYPES: dict[str, str] = {
     "key.created": "a data-encryption key version was created for a topic field",
     "key.rotated": "a new DEK version was made; older data stays readable",
     "key.shredded": "DEK versions were destroyed: data under them is unreadable for good",
+    "person.password_changed": "a person changed their own console password (other sessions "
+    "signed out)",
+    "person.password_change_failed": "a person's password change was refused (wrong current "
+    "password or code, weak new password, throttled)",
     "record.publish_aborted": "a publish batch failed after being accepted (nothing written)",
     "record.published": "a batch of records was written to a topic (subjects hashed)",
     "records.delivered": "records were delivered to a subscriber (pull, stream or webhook)",

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import csv
+import itertools
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from audit.checkpoint import BadCheckpoint, Checkpoint, Verifier, open_note
-from audit.events import canonical_json
+from audit.events import BadEvent, canonical_json, decode
+from audit.export import CSV_COLUMNS, EVENT_COLUMNS, event_cells
 from audit.merkle import hasher, verify_inclusion
 
 
@@ -54,14 +58,13 @@ def verify_export(
     the canonical form of its event, and its inclusion proof leads to the signed root.
 
     ``key`` pins the verifier key; without it the key written in the file is trusted (say so).
-    Rows may follow several checkpoints (an export spanning a new one adds a line)."""
+    Rows may follow several checkpoints (an export spanning a new one adds a line). A CSV
+    export (:data:`audit.export.CSV_COLUMNS`) is checked the same way, and its readable
+    columns must say what its signed entry says."""
     report = ExportReport(ok=True)
     cp: Checkpoint | None = None
     try:
-        for n, raw in enumerate(lines, 1):
-            if not raw.strip():
-                continue
-            row = _row(raw, n)
+        for n, row in _rows(iter(lines)):
             if "checkpoint" in row:
                 cp = _checkpoint(row, key, n)
                 report.checkpoints += 1
@@ -80,6 +83,43 @@ def verify_export(
     if report.ok and report.checkpoints == 0:
         report.ok, report.detail = False, "no signed checkpoint in the file"
     return report
+
+
+def _rows(lines: Iterator[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, row) of a JSONL or CSV export, as JSONL rows."""
+    first = next((line for line in lines if line.strip()), None)
+    if first is None:
+        return
+    if first.startswith(CSV_COLUMNS[0] + ","):
+        yield from _csv_rows(first, lines)
+        return
+    for n, raw in enumerate(itertools.chain([first], lines), 1):
+        if raw.strip():
+            yield n, _row(raw, n)
+
+
+def _csv_rows(header: str, lines: Iterator[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    if next(csv.reader([header])) != CSV_COLUMNS:
+        raise _Bad(None, "line 1: not the header of an audit export")
+    for n, cells in enumerate(csv.reader(line for line in lines if line.strip()), 2):
+        if len(cells) != len(CSV_COLUMNS):
+            raise _Bad(None, f"line {n}: {len(cells)} columns, not {len(CSV_COLUMNS)}")
+        entry, _, size, proof, note_b64, key = cells[EVENT_COLUMNS:]
+        if note_b64:
+            try:
+                note = base64.b64decode(note_b64, validate=True).decode()
+            except ValueError:
+                raise _Bad(None, f"line {n}: the checkpoint is not base64") from None
+            yield n, {"checkpoint": note, "verifier_key": key}
+        try:
+            event = decode(entry.encode()).to_json()
+        except BadEvent:
+            raise _Bad(None, f"line {n}: malformed event row") from None
+        if event_cells(event) != cells[:EVENT_COLUMNS]:
+            raise _Bad(
+                event["index"], "the row differs from its signed entry (edited after export)"
+            )
+        yield n, {"event": event, "entry": entry, "tree_size": size, "proof": proof.split()}
 
 
 def _row(raw: str, n: int) -> dict[str, Any]:

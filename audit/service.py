@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -174,17 +175,47 @@ class AuditService:
         cp = self.covering_checkpoint(need)
         with transaction(self.sessions) as s:
             tree = self.tree(s)
-            out = [
-                {
-                    "event": e.to_json(),
-                    "entry": e.canonical().decode(),
-                    "leaf_hash": tree.leaf(e.index).hex(),
-                    "proof": [p.hex() for p in tree.inclusion_proof(e.index, cp.size)],
-                    "tree_size": cp.size,
-                }
-                for e in events
-            ]
+            out = [self._proven(tree, e, cp.size) for e in events]
         return cp, out
+
+    def export(
+        self, f: Filters, after: int = -1, page: int = MAX_PAGE
+    ) -> tuple[SignedCheckpoint, Iterator[list[dict[str, Any]]]]:
+        """Every matching event after ``after`` — any number — with its proof, in pages of at
+        most ``page`` rows (constant memory: each page is read in its own short transaction
+        when the caller asks for it). All proofs are against one checkpoint, signed now: the
+        export is the log as of that checkpoint, events appended meanwhile are left out."""
+        if not 1 <= page <= MAX_PAGE:
+            raise InvalidInput(f"page must be between 1 and {MAX_PAGE}")
+        cp = self.checkpoint()
+        return cp, self._export_pages(f, after, page, cp.size)
+
+    def _export_pages(
+        self, f: Filters, after: int, page: int, size: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        cursor = after
+        while True:
+            with transaction(self.sessions) as s:
+                q = select_events(f, self.subjects).where(
+                    AuditEventRow.idx > cursor, AuditEventRow.idx < size
+                )
+                events = [decode(r.entry) for r in s.scalars(q.limit(page))]
+                tree = self.tree(s)
+                rows = [self._proven(tree, e, size) for e in events]
+            if rows:
+                yield rows
+            if len(events) < page:
+                return
+            cursor = events[-1].index
+
+    def _proven(self, tree: MerkleTree, e: AuditEvent, size: int) -> dict[str, Any]:
+        return {
+            "event": e.to_json(),
+            "entry": e.canonical().decode(),
+            "leaf_hash": tree.leaf(e.index).hex(),
+            "proof": [p.hex() for p in tree.inclusion_proof(e.index, size)],
+            "tree_size": size,
+        }
 
     def event(self, index: int) -> tuple[SignedCheckpoint, dict[str, Any]]:
         """One event with its inclusion proof against the latest checkpoint covering it."""

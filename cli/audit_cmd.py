@@ -122,15 +122,16 @@ def export(
     count, note = 0, None
     with out.open("w", encoding="utf-8") as f, cx.progress("exporting audit events") as advance:
         for page in _pages(cx, params):
+            fresh = page["checkpoint"] != note  # proofs below are against this checkpoint
+            note = page["checkpoint"]
             if fmt == "jsonl":
-                if page["checkpoint"] != note:  # proofs below are against this checkpoint
-                    note = page["checkpoint"]
+                if fresh:
                     header = {"checkpoint": note, "verifier_key": page["verifier_key"]}
                     f.write(json.dumps(header) + "\n")
                 f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in page["events"])
             else:
-                text = to_csv(page["events"])
-                f.write(text if count == 0 else text.split("\n", 1)[1])
+                cp = (note, page["verifier_key"]) if fresh else None
+                f.write(to_csv(page["events"], header=count == 0, checkpoint=cp))
             count += len(page["events"])
             advance(len(page["events"]))
     cx.emit({"file": str(out), "format": fmt, "events": count})
@@ -138,7 +139,7 @@ def export(
 
 @app.command("verify-export")
 def verify_export(
-    file: Path = typer.Argument(..., help="A JSONL file from `exchange audit export`"),
+    file: Path = typer.Argument(..., help="A JSONL or CSV export (CLI or console)"),
     key: str | None = typer.Option(
         None, "--key", help="Pin the verifier key (or a file holding it); default: the file's"
     ),

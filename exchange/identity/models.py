@@ -83,6 +83,8 @@ class PersonRow(Base):
     totp_last_step: Mapped[int] = mapped_column(Integer, default=0)  # replay guard
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Epoch second of the last password change: access tokens issued before it stop working.
+    password_changed_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class ConsoleSessionRow(Base):

@@ -43,14 +43,34 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
-def password_problems(password: str) -> list[str]:
-    """Why a new password is refused (empty: acceptable)."""
-    problems = []
+MIN_DISTINCT = 5
+WEAKNESSES = {  # code -> why (the console shows each code in the reader's language)
+    "short": f"a password needs at least {MIN_LENGTH} characters",
+    "long": f"a password has at most {MAX_LENGTH} characters",
+    "repetitive": f"a password needs at least {MIN_DISTINCT} different characters",
+    "login": "a password must not contain the login",
+}
+
+
+def weaknesses(password: str, login: str = "") -> list[str]:
+    """The codes of what is wrong with a new password (empty: acceptable). Length first
+    (NIST SP 800-63B): no composition rules, but nothing trivially guessed — the login, or a
+    few characters repeated."""
+    found = []
     if len(password) < MIN_LENGTH:
-        problems.append(f"a password needs at least {MIN_LENGTH} characters")
+        found.append("short")
     if len(password) > MAX_LENGTH:
-        problems.append(f"a password has at most {MAX_LENGTH} characters")
-    return problems
+        found.append("long")
+    if len(set(password)) < MIN_DISTINCT:
+        found.append("repetitive")
+    if len(login) >= 3 and login.lower() in password.lower():
+        found.append("login")
+    return found
+
+
+def password_problems(password: str, login: str = "") -> list[str]:
+    """Why a new password is refused, in words (empty: acceptable)."""
+    return [WEAKNESSES[code] for code in weaknesses(password, login)]
 
 
 # Verified against when the login is unknown, so the timing does not tell.

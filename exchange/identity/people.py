@@ -22,9 +22,11 @@ from exchange.identity import totp
 from exchange.identity.models import DepartmentRow, PersonRow
 from exchange.identity.passwords import (
     DUMMY_HASH,
+    WEAKNESSES,
     hash_password,
     password_problems,
     verify_password,
+    weaknesses,
 )
 from exchange.identity.roles import Role, check_roles, manager_role, may_manage
 from exchange.secrets_store import seal, unseal
@@ -76,6 +78,40 @@ class NotYourPerson(Forbidden):
     """Separation of duties: the caller's role does not manage people with these roles."""
 
 
+class WeakPassword(InvalidInput):
+    """The new password breaks the policy: ``weaknesses`` holds the codes of
+    :data:`exchange.identity.passwords.WEAKNESSES` (and ``"same"``: unchanged)."""
+
+    code = "weak_password"
+
+    def __init__(self, weaknesses: list[str]) -> None:
+        words = {
+            **WEAKNESSES,
+            "same": "the new password must differ from the current one",
+            "mismatch": "the new password and its repetition differ",
+        }
+        super().__init__("; ".join(words[w] for w in weaknesses))
+        self.weaknesses = weaknesses
+
+
+def check_new_password(login: str, current: str, new: str) -> None:
+    """Raise :class:`WeakPassword` unless ``new`` may replace ``current`` (no hashing)."""
+    found = weaknesses(new, login) + (["same"] if new == current else [])
+    if found:
+        raise WeakPassword(found)
+
+
+class CredentialsRefused(Forbidden):
+    """The current password (``reason="bad_password"``) or the TOTP code (``"bad_totp"``)
+    did not check out."""
+
+    code = "bad_credentials"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("the current password or the code is wrong")
+        self.reason = reason
+
+
 def _check_manager(by: Iterable[str], roles: Iterable[str]) -> None:
     if not may_manage(by, roles):
         who = manager_role(roles)
@@ -109,7 +145,7 @@ class People:
     ) -> Person:
         if not _LOGIN.match(login):
             raise InvalidInput("login must be 2-63 chars of a-z, 0-9, '.', '_' and '-'")
-        if problems := check_roles(roles) + password_problems(password):
+        if problems := check_roles(roles) + password_problems(password, login):
             raise InvalidInput("; ".join(problems))
         _check_manager(by, roles)
         hashed = hash_password(password)  # outside the transaction: it takes a while
@@ -129,6 +165,7 @@ class People:
                 totp_last_step=0,
                 disabled=False,
                 created_at=datetime.now(UTC),
+                password_changed_at=None,
             )
             s.add(row)
             return person_of(row)
@@ -179,6 +216,30 @@ class People:
             ok = verify_password(password, stored)
             if row is None or not ok or row.disabled:
                 return None
+            return person_of(row)
+
+    def change_password(
+        self, login: str, current: str, new: str, totp_code: str | None = None
+    ) -> Person:
+        """The person replaces their own password: the current one must match and, for the
+        roles that sign in with a second factor, a fresh TOTP code too. The new one follows
+        the policy of creation and is hashed with the same KDF."""
+        check_new_password(login, current, new)
+        with transaction(self.sessions) as s:
+            row = s.get(PersonRow, login) if _LOGIN.match(login) else None
+            stored = row.password_hash if row is not None else DUMMY_HASH
+            person = person_of(row) if row is not None else None
+        if not verify_password(current, stored) or person is None or person.disabled:
+            raise CredentialsRefused("bad_password")
+        if person.needs_second_factor and not self.check_totp(login, totp_code or ""):
+            raise CredentialsRefused("bad_totp")
+        hashed = hash_password(new)  # outside the transaction: it takes a while
+        with transaction(self.sessions) as s:
+            row = s.get(PersonRow, login, with_for_update=True)
+            if row is None or row.password_hash != stored:
+                raise Conflict("the password was changed meanwhile")
+            row.password_hash = hashed
+            row.password_changed_at = int(self._clock())
             return person_of(row)
 
     # -- second factor --------------------------------------------------------------------

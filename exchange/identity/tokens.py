@@ -42,6 +42,7 @@ _LIVE = select(
 
 _PERSON_LIVE = select(
     PersonRow.disabled,
+    PersonRow.password_changed_at,
     exists().where(RevokedTokenRow.jti == bindparam("jti")).label("revoked"),
 ).where(PersonRow.login == bindparam("login"))
 PERSON_PREFIX = "person:"  # a person's principal id (client ids never contain ':')
@@ -248,7 +249,8 @@ class TokenService:
             raise InvalidToken(f"token rejected: {exc.error}") from exc
         person = claims.get("person") is True
         if person:
-            self._check_person_live(str(claims["jti"]), str(claims["sub"]))
+            issued = int(claims.get("iat", 0))
+            self._check_person_live(str(claims["jti"]), str(claims["sub"]), issued)
         else:
             self._check_live(str(claims["jti"]), str(claims.get("client_id", "")))
         return Principal(
@@ -283,11 +285,15 @@ class TokenService:
         if row.revoked:
             raise InvalidToken("token has been revoked")
 
-    def _check_person_live(self, jti: str, login: str) -> None:
+    def _check_person_live(self, jti: str, login: str, issued_at: int) -> None:
+        """Tokens of disabled people, and those issued before the password last changed
+        (to the second), stop working at once."""
         with transaction(self.sessions) as s:
             row = s.execute(_PERSON_LIVE, {"jti": jti, "login": login}).first()
         if row is None or row.disabled:
             raise InvalidToken("the token's person is disabled")
+        if row.password_changed_at is not None and issued_at < row.password_changed_at:
+            raise InvalidToken("the token predates the person's password change")
         if row.revoked:
             raise InvalidToken("token has been revoked")
 

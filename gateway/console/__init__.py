@@ -36,7 +36,16 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from gateway.console.routes import admin, audit, developer, home, people, signin, steward
+from gateway.console.routes import (
+    account,
+    admin,
+    audit,
+    developer,
+    home,
+    people,
+    signin,
+    steward,
+)
 from gateway.console.session import ConsoleRefused, SignInRequired
 from gateway.console.web import redirect, render
 from gateway.denials import audit_denial
@@ -46,6 +55,7 @@ ROUTERS = (
     authorize.router,
     home.router,
     signin.router,
+    account.router,
     audit.router,
     steward.router,
     admin.router,

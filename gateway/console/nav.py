@@ -24,6 +24,7 @@ class NavItem:
 
 NAV: list[NavItem] = [
     NavItem("/console", "nav.home"),
+    NavItem("/console/account", "nav.account"),
     NavItem("/console/admin/health", "nav.admin.health", frozenset({"admin"}), "nav.group.admin"),
     NavItem(
         "/console/admin/departments",

@@ -42,10 +42,20 @@ ENV = Environment(
 
 
 def is_https(request: Request) -> bool:
-    """Behind a TLS-terminating proxy the scheme comes from ``X-Forwarded-Proto`` (it can
-    only add the ``Secure`` flag, never remove it)."""
+    """Whether the browser reached us over TLS, so cookies get ``Secure``: the request's own
+    scheme (TLS at uvicorn, or a proxy uvicorn trusts — ``--forwarded-allow-ips``, loopback
+    by default — rewrote it), an ``X-Forwarded-Proto: https`` from any proxy, or a public URL
+    that is https (the browser can only be using TLS). Each can only add the flag, never
+    remove it: a forged header costs the forger their own cookie. Plain http on localhost
+    (``make up``) gets no ``Secure``: browsers would neither keep nor send such a cookie
+    over http, and nobody could sign in."""
     forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
-    return request.url.scheme == "https" or forwarded == "https"
+    public = request.app.state.services.settings.public_url or ""
+    return (
+        request.url.scheme == "https"
+        or forwarded == "https"
+        or public.lower().startswith("https://")
+    )
 
 
 def set_cookie(
@@ -62,6 +72,19 @@ def set_cookie(
         name,
         value,
         max_age=max_age,
+        path=path,
+        httponly=True,
+        secure=is_https(request),
+        samesite=samesite,  # type: ignore[arg-type]
+    )
+
+
+def delete_cookie(
+    request: Request, response: Response, name: str, *, path: str = "/", samesite: str = "lax"
+) -> None:
+    """Expire a cookie with the attributes it was set with (``Secure`` included)."""
+    response.delete_cookie(
+        name,
         path=path,
         httponly=True,
         secure=is_https(request),
@@ -129,7 +152,7 @@ def render(request: Request, template: str, status: int = 200, **values: Any) ->
 
 def finish(request: Request, response: Response) -> None:
     if getattr(request.state, "flash_taken", False):
-        response.delete_cookie(FLASH_COOKIE, path="/console")
+        delete_cookie(request, response, FLASH_COOKIE, path="/console", samesite="strict")
     new_pre = getattr(request.state, "new_pre", None)
     if new_pre:
         set_cookie(request, response, csrf.PRE_COOKIE, new_pre, samesite="strict")

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from audit.events import AuditEvent
-from audit.export import to_csv, to_jsonl
+from audit.export import stream_csv, stream_jsonl, to_csv, to_jsonl
 from audit.queries import Filters, Window, utc
 from audit.service import AuditService
 from exchange.auditing import AuditRecord
@@ -158,7 +158,28 @@ def export_file(
         )
     headers["X-Audit-Checkpoint"] = base64.b64encode(cp.note.encode()).decode()
     headers["X-Audit-Verifier-Key"] = key
-    return Response(to_csv(rows), media_type="text/csv", headers=headers)
+    return Response(to_csv(rows, checkpoint=(cp.note, key)), media_type="text/csv", headers=headers)
+
+
+def stream_export(
+    service: AuditService, f: Filters, after: int, format: str, stem: str
+) -> StreamingResponse:
+    """Every matching event after ``after`` as one JSONL or CSV file of any size, streamed
+    page by page (constant memory), each proof against the checkpoint signed as it starts
+    (the JSONL's first line; ``X-Audit-Checkpoint`` for both)."""
+    cp, pages = service.export(f, after)
+    key = service.signer.verifier.encode()
+    headers = {
+        "Content-Disposition": f'attachment; filename="{stem}.{format}"',
+        "X-Audit-Checkpoint": base64.b64encode(cp.note.encode()).decode(),
+        "X-Audit-Verifier-Key": key,
+        "Cache-Control": "no-store",
+    }
+    if format == "jsonl":
+        body = stream_jsonl(cp.note, key, pages)
+        return StreamingResponse(body, media_type="application/x-ndjson", headers=headers)
+    body = stream_csv(cp.note, key, pages)
+    return StreamingResponse(body, media_type="text/csv", headers=headers)
 
 
 def answer(

@@ -38,7 +38,7 @@ from exchange.secrets_store import seal, unseal
 from gateway.access import PUBLIC, access
 from gateway.auth import limit_peer, peer_address, services
 from gateway.console.session import checked_form
-from gateway.console.web import redirect, render, set_cookie
+from gateway.console.web import delete_cookie, redirect, render, set_cookie
 from gateway.container import Services
 
 router = APIRouter(tags=["oauth"])
@@ -108,7 +108,7 @@ async def _audit(svc: Services, records: list[AuditRecord]) -> None:
     await run_in_threadpool(svc.audit.append_many, records)
 
 
-def _failure(
+def failure_records(
     kind: str, login: str, address: str, reason: str, lockouts: list[Lockout]
 ) -> list[AuditRecord]:
     actor = f"person:{login[:64]}" if login else "unknown"
@@ -150,7 +150,7 @@ async def authorize_password(
     attempt = Attempt.of(f"person:{login}", address)
     wait = svc.failure_throttle.admit(attempt)
     if wait > 0:
-        await _audit(svc, _failure("console.signin_failed", login, address, "throttled", []))
+        await _audit(svc, failure_records("console.signin_failed", login, address, "throttled", []))
         return _again(request, parsed, login, "signin.error.locked", 429, wait)
     person: Person | None = None
     try:
@@ -159,7 +159,7 @@ async def authorize_password(
         lockouts = svc.failure_throttle.finish(attempt, person is not None)
     if person is None:
         await _audit(
-            svc, _failure("console.signin_failed", login, address, "bad_password", lockouts)
+            svc, failure_records("console.signin_failed", login, address, "bad_password", lockouts)
         )
         return _again(request, parsed, login, "signin.error.credentials", 401)
     if person.needs_second_factor:
@@ -240,7 +240,7 @@ async def authorize_second_factor(
     attempt = Attempt.of(f"person:{login}", address)
     wait = svc.failure_throttle.admit(attempt)
     if wait > 0:
-        await _audit(svc, _failure("console.signin_failed", login, address, "throttled", []))
+        await _audit(svc, failure_records("console.signin_failed", login, address, "throttled", []))
         seconds = max(1, math.ceil(wait))
         return render(
             request, "totp.html", 429, enrolment=None, error="signin.error.locked", seconds=seconds
@@ -251,11 +251,13 @@ async def authorize_second_factor(
     finally:
         lockouts = svc.failure_throttle.finish(attempt, ok)
     if not ok:
-        await _audit(svc, _failure("console.signin_failed", login, address, "bad_totp", lockouts))
+        await _audit(
+            svc, failure_records("console.signin_failed", login, address, "bad_totp", lockouts)
+        )
         return render(request, "totp.html", 401, enrolment=None, error="signin.error.totp")
     person = await run_in_threadpool(svc.people.get, login)
     response = await _grant(request, svc, person, req, "password+totp")
-    response.delete_cookie(LOGIN_COOKIE, path="/oauth/authorize")
+    delete_cookie(request, response, LOGIN_COOKIE, path="/oauth/authorize", samesite="strict")
     return response
 
 
@@ -358,4 +360,4 @@ async def code_grant(
     )
 
 
-__all__ = ["AuthRequest", "code_grant", "parse_request", "redeem", "router"]
+__all__ = ["AuthRequest", "code_grant", "failure_records", "parse_request", "redeem", "router"]

@@ -543,6 +543,11 @@ def _console_routes() -> dict[tuple[str, str], Builder]:
         ("GET", "/console/callback"): page("/console/callback", code="x", state="y"),
         ("POST", "/console/sign-out"): post("/console/sign-out", fresh=True),
         ("POST", "/console/sign-out-everywhere"): post("/console/sign-out-everywhere", fresh=True),
+        ("GET", "/console/account"): page("/console/account"),
+        # The matrix's sessions are machine principals: their password is kept elsewhere (409).
+        ("POST", "/console/account/password"): post(
+            "/console/account/password", current="x", new="y", again="y"
+        ),
         ("GET", f"{adm}/departments"): page(f"{adm}/departments"),
         ("POST", f"{adm}/departments"): form(
             lambda w: f"{adm}/departments",

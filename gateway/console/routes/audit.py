@@ -31,7 +31,7 @@ from gateway.console.session import checked_form, console_require
 from gateway.console.web import render
 from gateway.container import Services
 from gateway.denials import audit_denial
-from gateway.routes.audit import export_file, record_read
+from gateway.routes.audit import record_read, stream_export
 
 router = APIRouter(prefix="/console/audit", include_in_schema=False)
 auditor = console_require("auditor")
@@ -242,11 +242,9 @@ async def subject_search(
     except ExchangeError as exc:
         return _page(request, "audit/subjects.html", 422, error=exc.message, subject=subject)
     await record_read(svc, me, "console.subject_search", subject=subject, format=fmt)
+    if fmt != "html":  # every access to the subject, however many
+        return await run_in_threadpool(stream_export, _review(svc), f, after, fmt, "audit-subject")
     found = await run_in_threadpool(_review(svc).query, f, after, limit)
-    if fmt != "html":
-        return await run_in_threadpool(
-            export_file, _review(svc), found, limit, fmt, "audit-subject"
-        )
     cp, rows = await run_in_threadpool(_review(svc).with_proofs, found)
     return _page(
         request,
@@ -264,8 +262,8 @@ async def subject_search(
 async def export(
     request: Request, me: Principal = Depends(auditor), svc: Services = Depends(services)
 ) -> Response:
-    """The browser's current filters as a CSV or JSONL file with proofs (up to 1,000 events
-    from ``after``; the file names the next cursor in ``X-Audit-Next``)."""
+    """The browser's current filters as one CSV or JSONL file with proofs, every matching
+    event from ``after`` however many (streamed page by page)."""
     q = request.query_params
     fmt = q.get("format", "csv")
     try:
@@ -280,8 +278,7 @@ async def export(
         )
     shown = {k: q[k] for k in ("from", "to", "denied", *_TEXT) if q.get(k)}
     await record_read(svc, me, "console.export", format=fmt, after=after, **shown)
-    found = await run_in_threadpool(_review(svc).query, f, after, MAX_PAGE)
-    return await run_in_threadpool(export_file, _review(svc), found, MAX_PAGE, fmt, "audit-events")
+    return await run_in_threadpool(stream_export, _review(svc), f, after, fmt, "audit-events")
 
 
 @router.get("/checkpoints")

@@ -32,6 +32,7 @@ from gateway.auth import authenticate_token, peer_address, services
 from gateway.console.session import checked_form, console_principal
 from gateway.console.web import (
     SESSION_COOKIE,
+    delete_cookie,
     redirect,
     render,
     safe_next,
@@ -190,7 +191,7 @@ async def callback(
         )
     response = redirect(request, safe_next(str(flow["next"])))
     set_cookie(request, response, SESSION_COOKIE, session_id)
-    response.delete_cookie(FLOW_COOKIE, path="/console")
+    delete_cookie(request, response, FLOW_COOKIE, path="/console")
     return response
 
 
@@ -213,7 +214,7 @@ async def _sign_out(request: Request, svc: Services, everywhere: bool) -> Respon
             ),
         )
     response = render(request, "signed-out.html")
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    delete_cookie(request, response, SESSION_COOKIE)
     return response
 
 

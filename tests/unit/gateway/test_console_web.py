@@ -1,12 +1,20 @@
-"""The console's CSRF tokens, language choice, safe redirects and message catalogs."""
+"""The console's CSRF tokens, language choice, safe redirects, message catalogs and cookie
+attributes."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
 
 from gateway.console import csrf, i18n
-from gateway.console.web import CSP, ENV, safe_next
+from gateway.console.web import CSP, ENV, SESSION_COOKIE, safe_next, set_cookie
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "gateway" / "console" / "templates"
 
@@ -57,3 +65,40 @@ def test_next_stays_inside_the_console() -> None:
     assert safe_next("/console/admin") == "/console/admin"
     for bad in ("https://evil.example", "//evil.example", "/console//evil", "/other", None):
         assert safe_next(bad) == "/console"
+
+
+def _cookie_app(public_url: str | None) -> Starlette:
+    """set_cookie as the console calls it, in an app whose settings name ``public_url``."""
+
+    async def page(request: Request) -> Response:
+        response = Response("ok")
+        set_cookie(request, response, SESSION_COOKIE, "v")
+        return response
+
+    app = Starlette(routes=[Route("/", page)])
+    app.state.services = SimpleNamespace(settings=SimpleNamespace(public_url=public_url))
+    return app
+
+
+def _session_cookie(app: Starlette, base_url: str, headers: dict[str, str] | None = None) -> str:
+    with TestClient(app, base_url=base_url) as client:
+        return client.get("/", headers=headers or {}).headers["set-cookie"].lower()
+
+
+def test_cookies_are_secure_whenever_the_browser_uses_tls() -> None:
+    """TLS at the server, a proxy's X-Forwarded-Proto, or an https public URL (a proxy that
+    sets no header): Secure. Plain http on localhost (``make up``): not, or no browser would
+    send the cookie back. HttpOnly and SameSite always."""
+    plain, public = _cookie_app(None), _cookie_app("https://exchange.example.gov.cn")
+    cases = [
+        (plain, "https://testserver", {}, True),
+        (plain, "http://testserver", {"X-Forwarded-Proto": "https"}, True),
+        (plain, "http://testserver", {"X-Forwarded-Proto": "https, http"}, True),
+        (public, "http://testserver", {}, True),
+        (plain, "http://testserver", {}, False),
+        (plain, "http://testserver", {"X-Forwarded-Proto": "http"}, False),
+    ]
+    for app, base, headers, secure in cases:
+        cookie = _session_cookie(app, base, headers)
+        assert ("; secure" in cookie) is secure, (base, headers, cookie)
+        assert "; httponly" in cookie and "samesite=lax" in cookie

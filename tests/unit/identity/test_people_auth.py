@@ -19,8 +19,8 @@ from exchange.identity.authcodes import (
     redirect_allowed,
     valid_challenge,
 )
-from exchange.identity.passwords import hash_password, verify_password
-from exchange.identity.people import NotYourPerson, People
+from exchange.identity.passwords import hash_password, verify_password, weaknesses
+from exchange.identity.people import CredentialsRefused, NotYourPerson, People, WeakPassword
 from exchange.identity.service import SYSTEM, IdentityService
 from exchange.identity.sessions import ConsoleSessions
 
@@ -155,6 +155,53 @@ def test_people_separation_of_duties_and_second_factor(sessions: sessionmaker[Se
     assert not people.reset_totp("ann", by={"admin"}).totp_enrolled
     people.set_disabled("ann", True, by={"admin"})
     assert people.authenticate("ann", "long enough pass") is None
+
+
+def test_password_policy_says_why() -> None:
+    assert weaknesses("correct horse battery") == []
+    assert weaknesses("short") == ["short"]
+    assert weaknesses("aaaaaaaaaaaaaaaa") == ["repetitive"]
+    assert weaknesses("ab" * 8 + "c") == ["repetitive"]  # 3 different characters
+    assert weaknesses("my name is ann-lee ok", "ann-lee") == ["login"]
+    assert weaknesses("x" * 2000)[0] == "long"
+
+
+def test_person_changes_own_password(sessions: sessionmaker[Session]) -> None:
+    clock = Clock()
+    people = People(sessions, b"k" * 32, clock=clock)
+    people.create("health", "bob", "Bob", "first long password", ["steward"], by=SYSTEM)
+    with pytest.raises(CredentialsRefused) as refused:
+        people.change_password("bob", "not the password", "second long password")
+    assert refused.value.reason == "bad_password"
+    with pytest.raises(WeakPassword) as weak:  # refused before the current one is checked
+        people.change_password("bob", "not the password", "call me bob, please")
+    assert weak.value.weaknesses == ["login"] and "login" in weak.value.message
+    with pytest.raises(WeakPassword) as weak:
+        people.change_password("bob", "first long password", "first long password")
+    assert weak.value.weaknesses == ["same"]
+    assert people.authenticate("bob", "first long password") is not None  # nothing changed
+    people.change_password("bob", "first long password", "second long password")
+    assert people.authenticate("bob", "first long password") is None
+    assert people.authenticate("bob", "second long password") is not None
+    assert people.get("bob") == people.authenticate("bob", "second long password")
+    with pytest.raises(CredentialsRefused):  # unknown login: the same answer
+        people.change_password("nobody", "first long password", "second long password")
+
+
+def test_admin_password_change_needs_a_fresh_code(sessions: sessionmaker[Session]) -> None:
+    clock = Clock()
+    people = People(sessions, b"k" * 32, clock=clock)
+    people.create("health", "ada", "Ada", "first long password", ["admin"], by=SYSTEM)
+    secret = _secret(people.begin_enrolment("ada").secret_text)
+    used = totp.code_at(secret, clock.now)
+    assert people.check_totp("ada", used)  # the sign-in
+    for code in (None, "000000", used):  # missing, wrong, replayed
+        with pytest.raises(CredentialsRefused) as refused:
+            people.change_password("ada", "first long password", "second long password", code)
+        assert refused.value.reason == "bad_totp"
+    fresh = totp.code_at(secret, clock.now + totp.STEP_S)
+    people.change_password("ada", "first long password", "second long password", fresh)
+    assert people.authenticate("ada", "second long password") is not None
 
 
 def _secret(text: str) -> bytes:
