@@ -125,9 +125,15 @@ def mm2_properties(flows: Sequence[Flow], *, replication: int = 1) -> dict[str, 
         "sync.topic.acls.enabled": "false",
         "refresh.topics.interval.seconds": "5",
         "refresh.groups.enabled": "false",
-        "offset.flush.interval.ms": "1000",
         "dedicated.mode.enable.internode.rest": "false",
     }
+    targets = {f.target.alias for f in flows}
+    for alias in sorted(targets):
+        # Worker (Connect runtime) settings reach a dedicated-mode worker only under its
+        # target cluster's prefix: a top-level one is ignored and the worker kept Connect's
+        # 60 s default, so `federation status` (which reads these committed source offsets)
+        # showed a lag for up to a minute after everything had been copied.
+        props[f"{alias}.offset.flush.interval.ms"] = "1000"
     for alias, end in sorted(clusters.items()):
         props[f"{alias}.bootstrap.servers"] = end.bootstrap
         props |= _client_props(f"{alias}.", end.security)

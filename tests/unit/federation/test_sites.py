@@ -83,6 +83,9 @@ def test_mm2_properties_one_flow_identity_policy_and_escaped_allow_list(tmp_path
     assert props["league->region.topics"] == r"civil\.residents"
     assert props["replication.policy.class"].endswith("IdentityReplicationPolicy")
     assert props["sync.group.offsets.enabled"] == "false"
+    # the worker of the target cluster commits source offsets (what `status` reads) each second
+    assert props["region.offset.flush.interval.ms"] == "1000"
+    assert "offset.flush.interval.ms" not in props  # ignored there by a dedicated MM2 worker
     assert props["league.bootstrap.servers"] == "10.0.0.1:9092"
     assert 'username="mirror-region"' in props["league.sasl.jaas.config"]
     assert 'username="exchange"' in props["region.sasl.jaas.config"]
