@@ -3,13 +3,17 @@
 By default they call the gateway (``/v1/keys``, ``/v1/kms``) as an admin or the owner's
 steward, with the shared options of ``cli/connect.py``. ``--offline`` works on a home's
 database and KMS directly instead (the gateway need not run; ``rotate --due`` and ``kms init``
-are always offline) and appends their audit events to the audit log's index with actor
-``cli``. A running gateway notices an offline shred within its key-cache TTL (60 s); a shred
-through the gateway takes effect on that instance at once.
+are always offline) and appends their audit events, actor ``cli``, to the home's audit log
+like the gateway does: its index AND, when the home has Kafka, its Kafka audit topic (an
+index-only append on a live home made ``audit verify --source kafka`` report a false
+"deleted"). A running gateway notices an offline shred within its key-cache TTL (60 s); a
+shred through the gateway takes effect on that instance at once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,10 +22,12 @@ import typer
 
 from cli.common import HomeOption, console, guarded, settings_for
 from cli.connect import Session, connected
-from exchange.errors import InvalidInput
+from exchange.errors import ConfigurationError, InvalidInput
 
 if TYPE_CHECKING:
     from exchange.crypto import FieldCrypto, KeyInfo
+    from exchange.kafka.port import KafkaPort
+    from exchange.settings import Settings
 
 app = typer.Typer(help="Data-encryption keys: list, rotate, shred.", no_args_is_help=True)
 kms_app = typer.Typer(help="The KMS holding department KEKs.", no_args_is_help=True)
@@ -32,7 +38,32 @@ OfflineOpt = typer.Option(
 )
 
 
-def _open(home: Path | None) -> FieldCrypto:
+def _audit_kafka(settings: Settings) -> KafkaPort | None:
+    """The Kafka holding this home's audit topic; None for a home without Kafka (its log is
+    the index alone). A home whose Kafka exists but does not answer is refused: no Kafka, no
+    key decision (an index-only event would later read as deleted from the topic)."""
+    from cli.audit_cmd import _bootstrap
+    from exchange.kafka import open_kafka
+    from exchange.kafka.broker import LocalBroker
+
+    broker = LocalBroker(settings.resolved_home)
+    if not settings.kafka_bootstrap and broker.state() is None:
+        if broker.credentials_file.exists():  # its own broker, not running
+            raise ConfigurationError(
+                f"the audit log of {settings.resolved_home} lives in its Kafka, which is not "
+                "running: start it (exchange kafka start) or drop --offline"
+            )
+        return None
+    return open_kafka(
+        _bootstrap(settings), "exchange-keys-cli", settings.kafka_client,
+        security=settings.kafka_security(),
+    )  # fmt: skip
+
+
+@contextmanager
+def _open(home: Path | None, *, writes: bool = True) -> Iterator[FieldCrypto]:
+    """This home's keys, auditing into its log (index and Kafka topic, like the gateway);
+    ``writes=False`` (listing) needs no Kafka: nothing is appended."""
     from audit.factory import open_log
     from exchange.crypto import build_field_crypto
     from exchange.db import make_engine, migrate, session_factory
@@ -40,11 +71,21 @@ def _open(home: Path | None) -> FieldCrypto:
 
     settings = settings_for(home)
     settings.resolved_home.mkdir(parents=True, exist_ok=True)
+    kafka = _audit_kafka(settings) if writes else None
     engine = make_engine(settings.sqlalchemy_url)
-    migrate(engine)
-    sessions = session_factory(engine)
-    audit = open_log(settings, sessions, None)
-    return build_field_crypto(settings, sessions, audit, load_master_key(settings))
+    try:
+        migrate(engine)
+        sessions = session_factory(engine)
+        audit = open_log(settings, sessions, kafka, announce=False)
+        crypto = build_field_crypto(settings, sessions, audit, load_master_key(settings))
+        try:
+            yield crypto
+        finally:
+            crypto.close()
+    finally:
+        engine.dispose()
+        if kafka is not None:
+            kafka.close()
 
 
 def _table(cx: Session, keys: list[KeyInfo]) -> None:
@@ -88,11 +129,8 @@ def list_(
     if not offline:
         cx.emit(cx.call("GET", "/v1/keys", params={"topic": topic} if topic else None), KEY_COLUMNS)
         return
-    crypto = _open(cx.home)
-    try:
+    with _open(cx.home, writes=False) as crypto:
         _table(cx, crypto.keys.list_keys(topic))
-    finally:
-        crypto.close()
 
 
 @app.command()
@@ -113,14 +151,11 @@ def rotate(
         body = {"topic": topic, "field": field}
         cx.emit(cx.call("POST", "/v1/keys/rotate", json=body), KEY_COLUMNS)
         return
-    crypto = _open(cx.home)
-    try:
+    with _open(cx.home) as crypto:
         if topic is not None:
             _table(cx, crypto.keys.rotate(topic, field, actor=ACTOR))
         else:
             _table(cx, crypto.keys.rotate_due(actor=ACTOR))
-    finally:
-        crypto.close()
 
 
 @app.command()
@@ -147,11 +182,8 @@ def shred(
         n = int(cx.call("POST", "/v1/keys/shred", json=body)["shredded"])
         cx.emit({"topic": topic, "field": field, "shredded": n})
         return
-    crypto = _open(cx.home)
-    try:
+    with _open(cx.home) as crypto:
         n = crypto.keys.shred(topic, field, cutoff, actor=ACTOR)
-    finally:
-        crypto.close()
     cx.emit(f"shredded {n} key version(s) of {what}")
 
 
@@ -164,11 +196,8 @@ def rotate_kek(
     if not offline:
         cx.emit(cx.call("POST", f"/v1/kms/keks/{department}/rotate"))
         return
-    crypto = _open(cx.home)
-    try:
+    with _open(cx.home) as crypto:
         n = crypto.keys.rotate_kek(department, actor=ACTOR)
-    finally:
-        crypto.close()
     cx.emit(f"re-wrapped {n} DEK version(s) under the new KEK of {department}")
 
 
@@ -205,9 +234,6 @@ def init(
     else:
         raise DependencyUnavailable(f"PKCS#11 token {settings.pkcs11_token_label} does not answer")
     if department:
-        crypto = _open(home)
-        try:
+        with _open(home) as crypto:
             for d in department:
                 console.print(f"{d}: KEK {crypto.keys.ensure_kek(d, actor=ACTOR)}", highlight=False)
-        finally:
-            crypto.close()

@@ -11,13 +11,15 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from audit.factory import open_audit
+from audit.factory import open_audit, open_log
 from audit.service import Filters
 from cli.main import app as cli
-from exchange.auditing import MemoryAuditSink
+from exchange.auditing import AuditRecord, MemoryAuditSink
 from exchange.client import ExchangeClient
 from exchange.crypto import FieldCrypto, build_field_crypto
 from exchange.db import make_engine, migrate, session_factory
+from exchange.kafka import open_kafka
+from exchange.kafka.security import KafkaSecurity
 from exchange.secrets_store import load_master_key
 from exchange.settings import Settings
 from tests.conftest import make_client, make_department
@@ -141,3 +143,64 @@ def test_cli_keys_and_kms(tmp_path: Path) -> None:
     bad = runner.invoke(cli, ["keys", "shred", "--topic", "t", "--before", "x", "--yes", *offline])
     assert bad.exit_code == 1 and "not an ISO date" in bad.output
     engine.dispose()
+
+
+@pytest.mark.kafka
+def test_offline_key_commands_on_a_live_home_keep_its_kafka_audit_topic_whole(
+    tmp_path: Path, kafka_bootstrap: str, kafka_security: KafkaSecurity, monkeypatch: Any
+) -> None:
+    """A home whose audit log lives in Kafka (the gateway appends through the topic): key
+    commands run --offline append there too, so `audit verify --source kafka` still passes.
+    They used to append to the index only: the topic then lacked them and verify reported a
+    false "deleted" (TAMPERED)."""
+    env = {
+        "EXCHANGE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "EXCHANGE_AUDIT_TOPIC": f"_exchange.audit.keys-{uuid.uuid4().hex[:8]}",  # its own log
+    } | kafka_security.as_env()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    runner = CliRunner()
+    home = ["--home", str(tmp_path)]
+    assert runner.invoke(cli, ["kms", "init", *home]).exit_code == 0
+    settings = Settings(home=tmp_path)
+    engine = make_engine(settings.sqlalchemy_url)
+    migrate(engine)
+    kafka = open_kafka(kafka_bootstrap, "test-keys-live", security=kafka_security)
+    try:
+        live = open_log(settings, session_factory(engine), kafka)  # as the gateway's
+        crypto = build_field_crypto(
+            settings, session_factory(engine), live, load_master_key(settings)
+        )
+        _seal(crypto, "civil.live", "civil")  # keys created: audited through Kafka
+        for args in (
+            ["keys", "rotate", "--topic", "civil.live"],
+            ["keys", "shred", "--topic", "civil.live", "--field", "ssn", "--yes"],
+            ["keys", "rotate-kek", "--department", "civil"],
+            ["kms", "init", "--department", "county"],
+        ):
+            r = runner.invoke(cli, [*args, *home, *([] if args[0] == "kms" else ["--offline"])])
+            assert r.exit_code == 0, r.output
+        live.append(AuditRecord("system.stopped", actor="system"))  # the gateway goes on
+        types = {e.type for e in open_audit(settings, session_factory(engine), None)
+                 .service.query(Filters(), limit=100)}  # fmt: skip
+        assert {"key.rotated", "key.shredded", "kek.rotated"} <= types, types
+        verified = runner.invoke(cli, ["audit", "verify", "--offline", "--source", "kafka", *home])
+        assert verified.exit_code == 0, verified.output
+        assert "ok:" in verified.stdout
+    finally:
+        kafka.close()
+        engine.dispose()
+
+
+def test_offline_key_commands_refuse_a_home_whose_own_broker_is_stopped(tmp_path: Path) -> None:
+    """Its audit topic cannot take the event: no key decision (fail closed), nothing changed."""
+    runner = CliRunner()
+    home = ["--home", str(tmp_path)]
+    assert runner.invoke(cli, ["kms", "init", *home]).exit_code == 0
+    (tmp_path / "kafka").mkdir(mode=0o700)
+    (tmp_path / "kafka" / "credentials.json").write_text("{}")  # a broker ran here once
+    r = runner.invoke(cli, ["keys", "rotate-kek", "--department", "civil", *home, "--offline"])
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    assert "exchange kafka start" in r.output
+    listed = runner.invoke(cli, ["keys", "list", *home, "--offline"])  # reading needs no Kafka
+    assert listed.exit_code == 0, listed.output
