@@ -97,7 +97,7 @@ def test_county_node_forwards_to_the_gateway_with_credentials_from_a_file() -> N
 def test_a_two_site_layout_with_mirrormaker_of_the_broker_release() -> None:
     services = compose()["services"]
     two = {n for n, s in services.items() if "two-sites" in s.get("profiles", [])}
-    assert two == {"league-kafka", "league-gateway", "region-mirror"}
+    assert two == {"league-kafka-format", "league-kafka", "league-gateway", "region-mirror"}
     assert services["league-gateway"]["environment"]["EXCHANGE_KAFKA_BOOTSTRAP"] == (
         "league-kafka:9092"
     )
@@ -106,3 +106,66 @@ def test_a_two_site_layout_with_mirrormaker_of_the_broker_release() -> None:
     assert mirror["command"][-2:] == ["--clusters", "region"]
     assert ":?" in services["league-gateway"]["environment"]["EXCHANGE_MASTER_KEY"]
     assert services["league-gateway"]["hostname"] == "league-gateway"  # stable transactional ids
+
+
+SASL = {"SASL_PLAINTEXT", "SASL_SSL"}
+
+
+def brokers(services: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        n: s["environment"]
+        for n, s in services.items()
+        if "KAFKA_PROCESS_ROLES" in s.get("environment", {})
+    }
+
+
+def test_no_kafka_listener_speaks_plaintext_and_the_authorizer_denies_by_default() -> None:
+    services = compose()["services"]
+    found = brokers(services)
+    assert {"kafka", "league-kafka"} <= set(found)
+    for name, env in found.items():
+        pairs = env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+        protocol = dict(p.split(":") for p in pairs)
+        for key in ("KAFKA_LISTENERS", "KAFKA_ADVERTISED_LISTENERS"):
+            for listener in env[key].split(","):
+                label = listener.split("://")[0]
+                # a listener named PLAINTEXT (or absent from the map) is plaintext
+                assert protocol.get(label) in SASL, (name, key, listener)
+        assert "PLAINTEXT" not in protocol and set(protocol.values()) <= SASL, (name, protocol)
+        assert env["KAFKA_LISTENER_NAME_CLIENT_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+        assert env["KAFKA_SASL_MECHANISM_INTER_BROKER_PROTOCOL"] == "SCRAM-SHA-512"
+        assert env["KAFKA_AUTHORIZER_CLASS_NAME"].endswith(".StandardAuthorizer")
+        assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+        for jaas in (
+            env["KAFKA_LISTENER_NAME_CLIENT_SCRAM___SHA___512_SASL_JAAS_CONFIG"],
+            env["KAFKA_LISTENER_NAME_CONTROLLER_PLAIN_SASL_JAAS_CONFIG"],
+        ):
+            assert 'password="${' in jaas and ":?" in jaas, name  # from the env, no default
+        assert "ports" not in services[name]  # reached over the compose network only
+        assert "--command-config" in services[name]["healthcheck"]["test"][1]  # speaks SASL too
+
+
+def test_gateways_reach_their_broker_as_its_scram_super_user_from_the_environment() -> None:
+    services = compose()["services"]
+    found = brokers(services)
+    clients = {
+        n: s for n, s in services.items() if "EXCHANGE_KAFKA_BOOTSTRAP" in s.get("environment", {})
+    }
+    assert {"gateway-1", "gateway-2", "league-gateway"} <= set(clients)
+    for name, svc in clients.items():
+        env = svc["environment"]
+        broker = env["EXCHANGE_KAFKA_BOOTSTRAP"].split(":")[0]
+        assert env["EXCHANGE_KAFKA_SECURITY_PROTOCOL"] in SASL, name
+        assert env["EXCHANGE_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+        user = env["EXCHANGE_KAFKA_SASL_USERNAME"]
+        assert f"User:{user}" in found[broker]["KAFKA_SUPER_USERS"].split(";")
+        password = env["EXCHANGE_KAFKA_SASL_PASSWORD"]
+        assert password.startswith("${") and ":?" in password, name
+        # the same variable is the broker's JAAS password and the format step's SCRAM user
+        variable = password[2:].split(":")[0]
+        assert f"${{{variable}:?" in found[broker][
+            "KAFKA_LISTENER_NAME_CLIENT_SCRAM___SHA___512_SASL_JAAS_CONFIG"
+        ]
+        [fmt] = services[broker]["depends_on"]
+        assert services[fmt]["environment"]["EXCHANGE_PASSWORD"].startswith(f"${{{variable}:?")
+        assert f"--add-scram \"SCRAM-SHA-512=[name={user}," in services[fmt]["command"][0]
