@@ -28,6 +28,7 @@ from pathlib import Path
 from exchange.errors import ConfigurationError, KafkaUnavailable
 from exchange.home import secure_home
 from exchange.kafka.jars import KAFKA_VERSION, ensure_jars
+from exchange.kafka.log4j2 import write_log4j2
 from exchange.kafka.probe import metadata_answers
 from exchange.kafka.security import (
     CREDENTIALS_FILE,
@@ -37,26 +38,7 @@ from exchange.kafka.security import (
     write_properties_file,
 )
 
-_LOG4J2 = """status = warn
-appender.file.type = RollingFile
-appender.file.name = FILE
-appender.file.fileName = {logs}/server.log
-appender.file.filePattern = {logs}/server.log.%i
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-appender.file.policies.type = Policies
-appender.file.policies.size.type = SizeBasedTriggeringPolicy
-appender.file.policies.size.size = 20MB
-appender.file.strategy.type = DefaultRolloverStrategy
-appender.file.strategy.max = 3
-rootLogger.level = INFO
-rootLogger.appenderRef.file.ref = FILE
-logger.kafka.name = kafka
-logger.kafka.level = INFO
-logger.apache.name = org.apache.kafka
-logger.apache.level = INFO
-"""
-
+LOGGERS = {"kafka": "INFO", "org.apache.kafka": "INFO"}
 CLIENT_USER = "exchange"  # the exchange's own principal, User:exchange (super user)
 CONTROLLER_USER = "controller"  # broker <-> controller inside the JVM, User:controller
 _SCRAM = "org.apache.kafka.common.security.scram.ScramLoginModule"
@@ -420,7 +402,7 @@ class LocalBroker:
     def _write_props(self, lines: dict[str, str]) -> Path:
         props = self.dir / "server.properties"
         write_private(props, "".join(f"{k}={v}\n" for k, v in lines.items()))
-        write_private(self.dir / "log4j2.properties", _LOG4J2.format(logs=self.dir / "logs"))
+        write_log4j2(self.dir / "log4j2.properties", self.dir / "logs", "server.log", LOGGERS)
         return props
 
     def _jvm_args(self) -> list[str]:

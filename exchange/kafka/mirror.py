@@ -33,30 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exchange.errors import ConfigurationError, KafkaUnavailable, NotFound
+from exchange.kafka.log4j2 import write_log4j2
 from exchange.kafka.security import KafkaSecurity, write_private
 
 MAIN_CLASS = "org.apache.kafka.connect.mirror.MirrorMaker"
 _SCRAM = "org.apache.kafka.common.security.scram.ScramLoginModule"
 _UMASK = 0o077
-_LOG4J2 = """status = warn
-appender.file.type = RollingFile
-appender.file.name = FILE
-appender.file.fileName = {logs}/mirror.log
-appender.file.filePattern = {logs}/mirror.log.%i
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-appender.file.policies.type = Policies
-appender.file.policies.size.type = SizeBasedTriggeringPolicy
-appender.file.policies.size.size = 20MB
-appender.file.strategy.type = DefaultRolloverStrategy
-appender.file.strategy.max = 3
-rootLogger.level = INFO
-rootLogger.appenderRef.file.ref = FILE
-logger.apache.name = org.apache.kafka
-logger.apache.level = INFO
-logger.clients.name = org.apache.kafka.clients
-logger.clients.level = WARN
-"""
+LOGGERS = {"org.apache.kafka": "INFO", "org.apache.kafka.clients": "WARN"}
 
 
 @dataclass(frozen=True)
@@ -157,7 +140,7 @@ def write_mm2_config(directory: Path, flows: Sequence[Flow]) -> Path:
     path = directory / "mm2.properties"
     write_private(path, "".join(f"{k}={_escape(v)}\n" for k, v in props.items()))
     (directory / "logs").mkdir(parents=True, exist_ok=True, mode=0o700)
-    write_private(directory / "log4j2.properties", _LOG4J2.format(logs=directory / "logs"))
+    write_log4j2(directory / "log4j2.properties", directory / "logs", "mirror.log", LOGGERS)
     return path
 
 
