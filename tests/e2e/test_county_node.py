@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,27 +18,22 @@ from typing import Any
 import pytest
 
 from exchange.client import ExchangeClient
-from node.config import Credentials
 from tests.support.gateway import ThreadGateway
 from tests.support.linkproxy import LinkProxy
-from tests.support.node import NodeProcess
+from tests.support.node import (
+    READING,
+    RSS_CAP,
+    NodeProcess,
+    assert_exactly_once_in_order,
+    creds,
+    publish_across_a_cut,
+    records,
+)
 from tests.support.scenario import Scenario, build
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
 
 LONG = os.environ.get("EXCHANGE_LONG_TESTS") == "1"
-READING: dict[str, Any] = {
-    "type": "record",
-    "name": "Reading",
-    "namespace": "gov.county",
-    "fields": [
-        {"name": "station", "type": "string", "classification": "public"},
-        {"name": "n", "type": "long", "classification": "public"},
-        {"name": "note", "type": "string", "classification": "public"},
-    ],
-}
-KEYS = 50
-RSS_CAP = 150 * 2**20  # issue 16: whatever the backlog
 
 
 @pytest.fixture(scope="module")
@@ -53,21 +47,6 @@ def s(gateway: ThreadGateway, admin: ExchangeClient) -> Iterator[Scenario]:
 def link(gateway: ThreadGateway) -> Iterator[LinkProxy]:
     with LinkProxy("127.0.0.1", gateway.port) as proxy:
         yield proxy
-
-
-def creds(c: ExchangeClient) -> Credentials:
-    return Credentials(client_id=c.client_id, client_secret=c._secret)
-
-
-def records(start: int, count: int, tag: str) -> list[dict[str, Any]]:
-    """Record i goes to key i % KEYS with that key's sequence number i // KEYS."""
-    return [
-        {
-            "key": f"{tag}-{i % KEYS}",
-            "value": {"station": f"{tag}-{i % KEYS}", "n": i // KEYS, "note": "x" * 40},
-        }
-        for i in range(start, start + count)
-    ]
 
 
 def collect(s: Scenario, tag: str, expected: int, timeout: float = 120) -> list[tuple[str, int]]:
@@ -85,16 +64,6 @@ def collect(s: Scenario, tag: str, expected: int, timeout: float = 120) -> list[
         quiet_polls = quiet_polls + 1 if not page["records"] else 0
     s.subscriber.call("DELETE", f"/v1/subscriptions/{sub}")
     return got
-
-
-def assert_exactly_once_in_order(got: list[tuple[str, int]], total: int, tag: str) -> None:
-    assert len(got) == len(set(got)), "duplicates arrived"
-    expected = {(f"{tag}-{i % KEYS}", i // KEYS) for i in range(total)}
-    assert set(got) == expected, f"missing {len(expected - set(got))}"
-    last: dict[str, int] = {}
-    for key, n in got:
-        assert n == last.get(key, -1) + 1, f"{key}: {n} after {last.get(key)}"
-        last[key] = n
 
 
 def start_node(tmp_path: Path, link: LinkProxy, s: Scenario, **config: Any) -> NodeProcess:
@@ -120,27 +89,19 @@ def test_records_published_across_an_uplink_cut_arrive_exactly_once_in_order(
     tag = uuid.uuid4().hex[:8]
     node = start_node(tmp_path, link, s)
     try:
-        cut_at, restore_at = total // 4, total // 4 * 3  # published while the link is down
-        cutter: threading.Timer | None = None
-        for start in range(0, total, per_request):
-            if start == cut_at:
-                link.cut()
-                cut_started = time.monotonic()
-            if start == restore_at:
-                # the cut lasts cut_s however fast the node takes records
-                cutter = threading.Timer(
-                    max(0.0, cut_s - (time.monotonic() - cut_started)), link.restore
-                )
-                cutter.start()
-            r = node.publish(s.topic, records(start, per_request, tag))
-            assert r.status_code == 202, r.text
-        if cutter is not None:
-            status_during = node.status()
-            assert status_during["backlog_records"] > 0
-            assert status_during["last_error"] is not None
-            assert status_during["oldest_record_age_s"] > 0
-            assert status_during["rss_bytes"] <= RSS_CAP  # the backlog is on disk, not in RAM
-            cutter.join()
+        status_during = publish_across_a_cut(
+            node,
+            link,
+            s.topic,
+            lambda start, n: records(start, n, tag),
+            total=total,
+            per_request=per_request,
+            cut_s=cut_s,
+        )
+        assert status_during["backlog_records"] > 0
+        assert status_during["last_error"] is not None
+        assert status_during["oldest_record_age_s"] > 0
+        assert status_during["rss_bytes"] <= RSS_CAP  # the backlog is on disk, not in RAM
         st = node.wait_drained(timeout=600 if LONG else 120)
         assert st["forwarded_records"] == total
         assert st["dead_letters"] == 0

@@ -2,8 +2,9 @@
 
 The owner site ("league") is the session broker with the session gateway; the remote site
 ("region") is a second embedded broker with its own home and gateway, which reaches the
-league's gateway through a LinkProxy (the site link that tests cut). The two-site world is
-built once for the module: brokers, gateways and the MirrorMaker JVM are what cost time.
+league's gateway through a LinkProxy (the site link that tests cut): the ``federated_sites``
+world of tests/support/federation.py, shared with the other modules that use it. This module
+shares its own topic into it.
 """
 
 from __future__ import annotations
@@ -24,89 +25,43 @@ import pytest
 from pydantic import SecretStr
 
 from exchange.client import ExchangeClient
-from exchange.federation.link import SiteLink
 from exchange.federation.sites import Federation
-from exchange.kafka.broker import LocalBroker, pid_alive
+from exchange.kafka.broker import pid_alive
 from exchange.kafka.client import KafkaAdapter
 from exchange.kafka.port import InRecord
 from exchange.kafka.security import KafkaSecurity
-from tests.conftest import make_client, make_department
+from tests.support.federation import ROOT, TwoSites, read_all, remote_page, wait_topic
 from tests.support.gateway import ThreadGateway
-from tests.support.kafka import register_security, security_for
-from tests.support.linkproxy import LinkProxy
+from tests.support.kafka import security_for
 from tests.support.scenario import Scenario, build, person
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[2]
-WITNESS_S = 2.0  # the region asks the league to cosign its checkpoints this often
-
-
-def cli(home: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
-    full = base | {"EXCHANGE_HOME": str(home), "PYTHONPATH": str(ROOT)} | (env or {})
-    proc = subprocess.run(
-        [sys.executable, "-m", "cli.main", "federation", *args],
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
 
 
 @dataclass
-class TwoSites:
-    league_home: Path
-    league_env: dict[str, str]
-    league_bootstrap: str
-    region_home: Path
-    region_bootstrap: str
-    region_security: KafkaSecurity
+class Shared:
+    """This module's topic in the two-site world: shared by the league, read at the region by
+    a department under an agreement for ``name`` and ``citizen_id``."""
+
+    world: TwoSites
     scenario: Scenario
     grant: dict[str, Any]
-    region_gateway: ThreadGateway | None = None
-    link: LinkProxy | None = None
-    reader: ExchangeClient | None = None  # a subscriber of the region department
-    agreement: str = ""
-
-    def league(self, *args: str) -> str:
-        return cli(self.league_home, *args, env=self.league_env)
-
-    def region(self, *args: str) -> str:
-        return cli(self.region_home, *args)
-
-    def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = json.loads(
-            subprocess.run(
-                [sys.executable, "-m", "cli.main", "federation", "status", "--json"],
-                env={k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
-                | {"EXCHANGE_HOME": str(self.region_home), "PYTHONPATH": str(ROOT)},
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            ).stdout
-        )
-        return out
+    reader: ExchangeClient  # a subscriber of the region department
+    agreement: str
 
 
-def read_all(bootstrap: str, security: KafkaSecurity, topic: str, want: int) -> list[InRecord]:
-    adapter = KafkaAdapter(bootstrap, client_id="test-federation", security=security)
+@pytest.fixture(scope="module")
+def sites(
+    federated_sites: TwoSites, admin: ExchangeClient, gateway: ThreadGateway
+) -> Iterator[Shared]:
+    s = build(admin, gateway.url)
     try:
-        reader = adapter.reader(topic)
-        try:
-            reader.seek({})
-            got: list[InRecord] = []
-            deadline = time.monotonic() + 90
-            while len(got) < want and time.monotonic() < deadline:
-                got += reader.poll(timeout_ms=500)
-            return got
-        finally:
-            reader.close()
+        grant = federated_sites.share(s.topic)
+        reader, agreement = federated_sites.region_department(s, ["name", "citizen_id"])
+        yield Shared(federated_sites, s, grant, reader, agreement)
+        reader.close()
     finally:
-        adapter.close()
+        s.close()
 
 
 def by_partition(records: list[InRecord]) -> dict[int, list[tuple[bytes | None, bytes]]]:
@@ -116,127 +71,12 @@ def by_partition(records: list[InRecord]) -> dict[int, list[tuple[bytes | None, 
     return out
 
 
-def wait_topic(bootstrap: str, security: KafkaSecurity, topic: str, timeout: float = 90) -> None:
-    adapter = KafkaAdapter(bootstrap, client_id="test-federation", security=security)
-    try:
-        deadline = time.monotonic() + timeout
-        while topic not in adapter.list_topics():
-            assert time.monotonic() < deadline, f"{topic} never appeared at the region"
-            time.sleep(0.5)
-    finally:
-        adapter.close()
-
-
-@pytest.fixture(scope="module")
-def sites(
-    gateway: ThreadGateway, admin: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[TwoSites]:
-    s = build(admin, gateway.url)
-    league_bootstrap = gateway.settings.kafka_bootstrap
-    assert league_bootstrap is not None
-    league_env = {"EXCHANGE_KAFKA_BOOTSTRAP": league_bootstrap} | security_for(
-        league_bootstrap
-    ).as_env()
-    region_home = tmp_path_factory.mktemp("region")
-    broker = LocalBroker(region_home, heap_mb=384)
-    st = broker.start()
-    register_security(st.bootstrap, broker.security())
-    world = TwoSites(
-        gateway.home,
-        league_env,
-        league_bootstrap,
-        region_home,
-        st.bootstrap,
-        broker.security(),
-        s,
-        {},
-    )
-    link = LinkProxy("127.0.0.1", gateway.port)
-    region_gw: ThreadGateway | None = None
-    try:
-        link.start()
-        league_id = world.league("init", "league").strip()
-        region_id = world.region("init", "region").strip()
-        world.league("sites", "add", "region", "http://127.0.0.1:1", region_id)
-        world.region("sites", "add", "league", link.url(), league_id)
-        grant_file = tmp_path_factory.mktemp("grant") / "grant.json"
-        world.league("share", s.topic, "--to", "region", "--grant-file", str(grant_file))
-        world.grant = json.loads(grant_file.read_text())
-        world.region("accept", s.topic, "--from", "league", "--grant-file", str(grant_file))
-        world.region("start")
-        region_gw = ThreadGateway(region_home, st.bootstrap, witness_interval_s=WITNESS_S).start()
-        world.region_gateway, world.link = region_gw, link
-        # the league witnesses the region's log: it needs the region's audit key (the region's
-        # gateway created it); until then its scheduled requests are refused
-        audit_key = world.region("identity", "--audit-key").strip()
-        world.league(
-            "sites", "add", "region", "http://127.0.0.1:1", region_id, "--audit-key", audit_key
-        )
-        world.reader, world.agreement = link_region_department(world, admin, gateway)
-        yield world
-    finally:
-        cli(region_home, "stop")
-        if region_gw is not None:
-            region_gw.stop()
-        link.stop()
-        broker.stop()
-        s.close()
-
-
-def link_region_department(
-    world: TwoSites, league_admin: ExchangeClient, league: ThreadGateway
-) -> tuple[ExchangeClient, str]:
-    """Region department ``dept``: a department at both sites; at the league its client holds
-    the region site's key (private_key_jwt); it asks the league for an agreement over the
-    site link and the league's steward approves it."""
-    assert world.region_gateway is not None
-    dept = f"rhealth-{world.scenario.topic.split('.')[0][-6:]}"
-    make_department(league_admin, dept)
-    owner_side = make_client(league_admin, league.url, dept, ["subscriber", "registry:read"])
-    jwk = json.loads(world.region("identity", "--jwk"))
-    league_admin.call(
-        "PUT", f"/v1/departments/{dept}/clients/{owner_side.client_id}/jwk", json={"jwk": jwk}
-    )
-    owner_side.close()
-    world.region("link", dept, "--site", "league", "--client-id", owner_side.client_id)
-    with world.region_gateway.admin() as region_admin:
-        make_department(region_admin, dept)
-        reader = make_client(region_admin, world.region_gateway.url, dept, ["subscriber"])
-    site_link = SiteLink(
-        world.link.url() if world.link else league.url,
-        owner_side.client_id,
-        Federation(world.region_home).private_key(),
-    )
-    try:
-        ag = site_link.call(
-            "POST",
-            "/v1/agreements",
-            json={
-                "topic": world.scenario.topic,
-                "fields": ["name", "citizen_id"],
-                "purpose": "regional health statistics",
-                "legal_basis": "Regulation on government data sharing, art. 12",
-                "valid_from": "2020-01-01T00:00:00Z",
-                "valid_until": "2099-01-01T00:00:00Z",
-            },
-        )
-    finally:
-        site_link.close()
-    world.scenario.steward.call("POST", f"/v1/agreements/{ag['id']}/approve", json={})
-    return reader, str(ag["id"])
-
-
-def remote_read(world: TwoSites) -> dict[str, dict[str, Any]]:
+def remote_read(sites: Shared) -> dict[str, dict[str, Any]]:
     """Every mirrored record the region serves, by key (partition by partition)."""
-    assert world.reader is not None
     out: dict[str, dict[str, Any]] = {}
     partition, partitions = 0, 1
     while partition < partitions:
-        body = world.reader.call(
-            "GET",
-            f"/v1/federation/topics/{world.scenario.topic}/records",
-            params={"partition": partition, "offset": 0, "limit": 500},
-        )
+        body = remote_page(sites.reader, sites.scenario.topic, partition, 0)
         partitions = max(1, body["partitions"])
         for r in body["records"]:
             out[r["key"]] = r
@@ -245,26 +85,26 @@ def remote_read(world: TwoSites) -> dict[str, dict[str, Any]]:
 
 
 def remote_until(
-    world: TwoSites, key: str, ok: Any, timeout: float = 60
+    sites: Shared, key: str, ok: Any, timeout: float = 60
 ) -> tuple[float, dict[str, Any]]:
     """Read until the record ``key`` is there and ``ok(record)``; seconds taken, record."""
     start = time.monotonic()
     while True:
-        got = remote_read(world).get(key)
+        got = remote_read(sites).get(key)
         if got is not None and ok(got):
             return time.monotonic() - start, got
         assert time.monotonic() - start < timeout, got
         time.sleep(0.2)
 
 
-def test_a_shared_topic_arrives_at_the_region_byte_for_byte_and_sealed(sites: TwoSites) -> None:
+def test_a_shared_topic_arrives_at_the_region_byte_for_byte_and_sealed(sites: Shared) -> None:
     s = sites.scenario
     people = [person(i) for i in range(20)]
     s.publisher.publish(s.topic, [{"key": f"k{i}", "value": p} for i, p in enumerate(people)])
-    league_sec = security_for(sites.league_bootstrap)
-    wait_topic(sites.region_bootstrap, sites.region_security, s.topic)
-    remote = read_all(sites.region_bootstrap, sites.region_security, s.topic, 20)
-    local = read_all(sites.league_bootstrap, league_sec, s.topic, 20)
+    league_sec = security_for(sites.world.league_bootstrap)
+    wait_topic(sites.world.region_bootstrap, sites.world.region_security, s.topic)
+    remote = read_all(sites.world.region_bootstrap, sites.world.region_security, s.topic, 20)
+    local = read_all(sites.world.league_bootstrap, league_sec, s.topic, 20)
     assert len(remote) == 20
     # per partition, the same bytes in the same order (offsets differ: no markers there)
     assert by_partition(remote) == by_partition(local)
@@ -275,40 +115,42 @@ def test_a_shared_topic_arrives_at_the_region_byte_for_byte_and_sealed(sites: Tw
     assert people[0]["name"].encode() in raw  # public fields are plain Avro: the check can fail
 
 
-def test_status_shows_running_and_lag_drains_to_zero(sites: TwoSites) -> None:
+def test_status_shows_running_and_lag_drains_to_zero(sites: Shared) -> None:
     deadline = time.monotonic() + 180  # each `status` is a CLI run: slow on a loaded machine
     while True:
-        st = sites.status()
-        lags = [t["lag"] for t in st["topics"]]
-        if st["state"] == "running" and lags == [0]:
+        st = sites.world.status()
+        lags = {t["topic"]: t["lag"] for t in st["topics"]}  # every topic the region mirrors
+        if st["state"] == "running" and lags == dict.fromkeys(sites.world.shared, 0):
             break
         assert time.monotonic() < deadline, st
         time.sleep(1)
-    assert st["topics"][0]["topic"] == sites.scenario.topic
-    assert st["topics"][0]["from"] == "league"
+    [mine] = [t for t in st["topics"] if t["topic"] == sites.scenario.topic]
+    assert mine["from"] == "league"
 
 
-def test_the_mirror_user_reads_only_the_shared_topic(sites: TwoSites) -> None:
+def test_the_mirror_user_reads_only_the_shared_topics(sites: Shared) -> None:
     g = sites.grant
     mirror = KafkaSecurity(
         "SASL_PLAINTEXT", "SCRAM-SHA-512", g["username"], SecretStr(g["password"])
     )
-    adapter = KafkaAdapter(sites.league_bootstrap, client_id="test-mirror-user", security=mirror)
+    adapter = KafkaAdapter(
+        sites.world.league_bootstrap, client_id="test-mirror-user", security=mirror
+    )
     try:
         visible = adapter.list_topics()
     finally:
         adapter.close()
     assert sites.scenario.topic in visible
-    assert not [t for t in visible if t != sites.scenario.topic], visible
+    assert set(visible) == set(sites.world.shared), visible  # only what was shared to it
 
 
-def test_a_killed_mirrormaker_is_restarted_and_replication_resumes(sites: TwoSites) -> None:
-    before = sites.status()
+def test_a_killed_mirrormaker_is_restarted_and_replication_resumes(sites: Shared) -> None:
+    before = sites.world.status()
     assert before["state"] == "running" and before["mm2_pid"]
     os.kill(before["mm2_pid"], signal.SIGKILL)
     deadline = time.monotonic() + 180
     while True:
-        st = sites.status()
+        st = sites.world.status()
         if st["restarts"] >= before["restarts"] + 1 and st["state"] == "running":
             break
         assert time.monotonic() < deadline, st
@@ -316,13 +158,13 @@ def test_a_killed_mirrormaker_is_restarted_and_replication_resumes(sites: TwoSit
     assert st["mm2_pid"] != before["mm2_pid"] and pid_alive(st["mm2_pid"])
     s = sites.scenario
     s.publisher.publish(s.topic, [{"key": "after", "value": person(99)}])
-    remote = read_all(sites.region_bootstrap, sites.region_security, s.topic, 21)
+    remote = read_all(sites.world.region_bootstrap, sites.world.region_security, s.topic, 21)
     assert b"after" in {r.key for r in remote}
 
 
-def test_the_share_is_audited_at_both_sites(sites: TwoSites) -> None:
-    league = audit_types(sites.league_home)
-    region = audit_types(sites.region_home)
+def test_the_share_is_audited_at_both_sites(sites: Shared) -> None:
+    league = audit_types(sites.world.league_home)
+    region = audit_types(sites.world.region_home)
     assert {"federation.site_initialised", "federation.site_added", "federation.shared"} <= league
     assert {"federation.site_initialised", "federation.site_added", "federation.accepted"} <= region
 
@@ -336,7 +178,7 @@ def audit_types(home: Path) -> set[str]:
 
 
 # -- keys and policy stay with the owner ----------------------------------------------------
-def test_a_region_subscriber_gets_only_the_fields_the_owner_grants(sites: TwoSites) -> None:
+def test_a_region_subscriber_gets_only_the_fields_the_owner_grants(sites: Shared) -> None:
     s = sites.scenario
     s.publisher.publish(s.topic, [{"key": f"g{i}", "value": person(100 + i)} for i in range(3)])
     for i in range(3):
@@ -348,16 +190,15 @@ def test_a_region_subscriber_gets_only_the_fields_the_owner_grants(sites: TwoSit
         assert "phone" not in v and "income" not in v and "street" not in v["address"]
         assert r["withheld"]["phone"] == "not_granted"
         assert r["withheld"]["income"] == "not_granted"
-    assert "federation.keys_released" in audit_types(sites.league_home)
-    assert "federation.delivered" in audit_types(sites.region_home)
+    assert "federation.keys_released" in audit_types(sites.world.league_home)
+    assert "federation.delivered" in audit_types(sites.world.region_home)
 
 
 def test_the_owner_unreachable_withholds_sealed_fields_and_public_ones_flow(
-    sites: TwoSites,
+    sites: Shared,
 ) -> None:
-    assert sites.link is not None
     s = sites.scenario
-    sites.link.cut()
+    sites.world.link.cut()
     try:
         s.publisher.publish(s.topic, [{"key": "cut", "value": person(200)}])
         _, during = remote_until(sites, "cut", lambda r: "citizen_id" not in r["value"])
@@ -365,14 +206,14 @@ def test_the_owner_unreachable_withholds_sealed_fields_and_public_ones_flow(
         assert during["withheld"]["citizen_id"] == "owner_unreachable"
         assert during["withheld"]["phone"] == "owner_unreachable"
     finally:
-        sites.link.restore()
+        sites.world.link.restore()
     _, after = remote_until(sites, "cut", lambda r: r["value"].get("citizen_id") is not None)
     assert after["value"]["citizen_id"] == person(200)["citizen_id"]
     assert "citizen_id" not in after["withheld"]
 
 
 def test_a_revocation_at_the_owner_stops_remote_sealed_fields_within_5s(
-    sites: TwoSites,
+    sites: Shared,
 ) -> None:
     s = sites.scenario
     s.publisher.publish(s.topic, [{"key": "rev", "value": person(300)}])
@@ -462,71 +303,71 @@ def audit_rows(home: Path, kind: str) -> list[dict[str, Any]]:
     return [json.loads(bytes(r[0]) if not isinstance(r[0], str) else r[0]) for r in rows]
 
 
-def test_the_league_witnesses_the_regions_log_on_a_schedule(sites: TwoSites) -> None:
+def test_the_league_witnesses_the_regions_log_on_a_schedule(sites: Shared) -> None:
     """No CLI step: the region's gateway sends its checkpoints, the league cosigns them, and
     a later bigger checkpoint comes with a consistency proof the league checks."""
     from prometheus_client import REGISTRY
 
     from audit.witnessing import checked_notes
 
-    first = until(lambda: witnesses(sites.region_home).get("size"), what="never cosigned")
-    later = until(lambda: (w := witnesses(sites.region_home).get("size", 0)) > first and w)
-    assert Federation(sites.league_home).witnessed()["region"]["size"] >= later
-    kept = checked_notes(Federation(sites.region_home))
+    first = until(lambda: witnesses(sites.world.region_home).get("size"), what="never cosigned")
+    later = until(lambda: (w := witnesses(sites.world.region_home).get("size", 0)) > first and w)
+    assert Federation(sites.world.league_home).witnessed()["region"]["size"] >= later
+    kept = checked_notes(Federation(sites.world.region_home))
     assert kept and kept[-1].by == ("league",) and kept[-1].size >= later
-    assert audit_rows(sites.league_home, "federation.witnessed")
-    assert audit_rows(sites.region_home, "federation.cosigned")
-    st = sites.status()["witnesses"]
+    assert audit_rows(sites.world.league_home, "federation.witnessed")
+    assert audit_rows(sites.world.region_home, "federation.cosigned")
+    st = sites.world.status()["witnesses"]
     assert [(w["site"], w["error"]) for w in st] == [("league", None)]
     assert st[0]["seconds_ago"] is not None and st[0]["seconds_ago"] < 60
     age = REGISTRY.get_sample_value("exchange_witness_cosignature_age_seconds", {"site": "league"})
     assert age is not None and 0 <= age < 60
 
 
-def test_an_unreachable_witness_is_retried_and_shown(sites: TwoSites) -> None:
-    assert sites.link is not None
-    until(lambda: witnesses(sites.region_home).get("at_epoch"))
-    sites.link.cut()
+def test_an_unreachable_witness_is_retried_and_shown(sites: Shared) -> None:
+    until(lambda: witnesses(sites.world.region_home).get("at_epoch"))
+    sites.world.link.cut()
     try:
-        down = until(lambda: (w := witnesses(sites.region_home)).get("failures", 0) >= 2 and w)
+        down = until(
+            lambda: (w := witnesses(sites.world.region_home)).get("failures", 0) >= 2 and w
+        )
         assert "unreachable" in down["error"]
-        shown = sites.status()["witnesses"][0]
+        shown = sites.world.status()["witnesses"][0]
         assert shown["failures"] >= 2 and "unreachable" in shown["error"]
     finally:
-        sites.link.restore()
-    back = until(lambda: (w := witnesses(sites.region_home)).get("failures") == 0 and w)
+        sites.world.link.restore()
+    back = until(lambda: (w := witnesses(sites.world.region_home)).get("failures") == 0 and w)
     assert back["at_epoch"] > down["at_epoch"] and back["error"] is None
 
 
-def offer(sites: TwoSites, note: str, old: int, proof: list[str]) -> tuple[int, Any]:
+def offer(sites: Shared, note: str, old: int, proof: list[str]) -> tuple[int, Any]:
     from exchange.federation.sitecall import SiteCaller
 
-    assert sites.link is not None
-    caller = SiteCaller("region", Federation(sites.region_home).private_key())
+    caller = SiteCaller("region", Federation(sites.world.region_home).private_key())
     try:
         body = json.dumps({"checkpoint": note, "old_size": old, "proof": proof}).encode()
-        return caller.post(sites.link.url(), "league", "/v1/federation/witness", body)
+        return caller.post(sites.world.link.url(), "league", "/v1/federation/witness", body)
     finally:
         caller.close()
 
 
-def region_signed(sites: TwoSites, size: int, root: bytes) -> str:
+def region_signed(sites: Shared, size: int, root: bytes) -> str:
     from audit.checkpoint import Checkpoint
     from audit.keys import load_signer
     from audit.settings import AuditSettings
 
-    signer = load_signer(sites.region_home, AuditSettings(), create=False)
+    signer = load_signer(sites.world.region_home, AuditSettings(), create=False)
     return signer.sign(Checkpoint(AuditSettings().origin, size, root))
 
 
 def test_a_rollback_or_a_fork_offered_to_the_witness_is_refused_and_audited(
-    sites: TwoSites,
+    sites: Shared,
 ) -> None:
     import base64
 
     from audit.witness import proof_length
 
-    league = Federation(sites.league_home)
+    league = Federation(sites.world.league_home)
     until(lambda: league.witnessed().get("region"))
 
     def refused(make: Any) -> dict[str, Any]:
@@ -549,32 +390,31 @@ def test_a_rollback_or_a_fork_offered_to_the_witness_is_refused_and_audited(
     assert "consistency proof fails" in forged["detail"]
     status, garbage = offer(sites, region_signed(sites, 10**6, b"\x05" * 32), 3, ["%%%"])
     assert status == 422 and "not base64" in garbage["detail"]
-    alarms = [e["data"] for e in audit_rows(sites.league_home, "federation.witness_refused")]
+    alarms = [e["data"] for e in audit_rows(sites.world.league_home, "federation.witness_refused")]
     assert sum(a["alarm"] for a in alarms) >= 3 and all(a["site"] == "region" for a in alarms)
     assert any("rollback" in a["reason"] for a in alarms)
     assert any(not a["alarm"] and a["code"] == "bad_checkpoint" for a in alarms)
     # a client of the league, or nobody, cannot ask: the route is for sites
-    assert httpx.post(f"{sites.link.url()}/v1/federation/witness", json={}).status_code == 401
+    assert httpx.post(f"{sites.world.link.url()}/v1/federation/witness", json={}).status_code == 401
 
 
 def test_a_history_rewritten_at_one_site_is_caught_by_the_other_sites_witness(
-    sites: TwoSites, tmp_path: Path
+    sites: Shared, tmp_path: Path
 ) -> None:
-    region = sites.region_home
-    assert sites.region_gateway is not None and sites.link is not None
+    region = sites.world.region_home
     until(lambda: witnesses(region).get("size", 0) > 10)
-    url = sites.region_gateway.url
-    sites.link.cut()  # no new cosignatures meanwhile: the kept notes stay as they are
+    url = sites.world.region_gateway.url
+    sites.world.link.cut()  # no new cosignatures meanwhile: the kept notes stay as they are
     time.sleep(0.5)  # a round under way when the link went down has ended
     try:  # meanwhile, the hand-over path: request (with its proof), cosign, keep
         req, cosigned = tmp_path / "witness.req", tmp_path / "cosigned.note"
-        assert "proof from size" in sites.region("witness-request", "--to", "league",
+        assert "proof from size" in sites.world.region("witness-request", "--to", "league",
                                                  "--out", str(req))  # fmt: skip
         assert req.read_text().startswith("old ")
-        sites.league("witness", str(req), "--site", "region", "--out", str(cosigned))
-        assert "witnessed by league" in sites.region("witnessed", "add", str(cosigned))
+        sites.world.league("witness", str(req), "--site", "region", "--out", str(cosigned))
+        assert "witnessed by league" in sites.world.region("witnessed", "add", str(cosigned))
     except BaseException:
-        sites.link.restore()
+        sites.world.link.restore()
         raise
     (path, note), *_ = reversed(Federation(region).cosigned_notes())
     assert note == cosigned.read_text()
@@ -605,7 +445,7 @@ def test_a_history_rewritten_at_one_site_is_caught_by_the_other_sites_witness(
         # stands for the league's memory; the region's log no longer has that root there)
         from audit.witness import add_line, cosign
 
-        league_key = Federation(sites.league_home).private_key()
+        league_key = Federation(sites.world.league_home).private_key()
         other = region_signed(sites, size, b"\x06" * 32)
         path.write_text(add_line(other, cosign(other, "league", league_key, int(time.time()))))
         contradicted = run_cli(region, "audit", "verify", "--url", url)
@@ -618,4 +458,4 @@ def test_a_history_rewritten_at_one_site_is_caught_by_the_other_sites_witness(
             assert bad.returncode == 1 and "TAMPERED: no valid witness signature" in bad.stderr
     finally:
         path.write_text(note)
-        sites.link.restore()
+        sites.world.link.restore()

@@ -1,4 +1,5 @@
-"""A county node for tests: ``exchange node run`` as a real subprocess (SIGKILL-able)."""
+"""A county node for tests: ``exchange node run`` as a real subprocess (SIGKILL-able), and the
+keyed, numbered records tests publish through it to check "exactly once, in order per key"."""
 
 from __future__ import annotations
 
@@ -7,14 +8,18 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from exchange.client import ExchangeClient
 from exchange.kafka.broker import free_port
 from node.config import Credentials, NodeConfig, NodeHome
+from tests.support.linkproxy import LinkProxy
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -128,3 +133,87 @@ class NodeProcess:
                 return st
             time.sleep(0.2)
         raise TimeoutError(f"node backlog not drained: {st} {self.log()}")
+
+
+# -- numbered records --------------------------------------------------------------------------
+KEYS = 50
+READING: dict[str, Any] = {  # what records() makes
+    "type": "record",
+    "name": "Reading",
+    "namespace": "gov.county",
+    "fields": [
+        {"name": "station", "type": "string", "classification": "public"},
+        {"name": "n", "type": "long", "classification": "public"},
+        {"name": "note", "type": "string", "classification": "public"},
+    ],
+}
+RSS_CAP = 150 * 2**20  # issue 16: a node's RSS whatever the backlog
+
+
+def creds(c: ExchangeClient) -> Credentials:
+    """A department client's credentials, as the node holds them."""
+    return Credentials(client_id=c.client_id, client_secret=c._secret)
+
+
+def records(
+    start: int, count: int, tag: str, extra: Callable[[int], dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Record i goes to key i % KEYS with that key's sequence number i // KEYS (``station``,
+    ``n``, ``note``: the fields of a county reading), plus ``extra(i)``'s fields."""
+    return [
+        {
+            "key": f"{tag}-{i % KEYS}",
+            "value": {"station": f"{tag}-{i % KEYS}", "n": i // KEYS, "note": "x" * 40}
+            | (extra(i) if extra else {}),
+        }
+        for i in range(start, start + count)
+    ]
+
+
+def index_of(key: str, n: int) -> int:
+    """The i of :func:`records` that made (key, n)."""
+    return n * KEYS + int(key.rsplit("-", 1)[1])
+
+
+def assert_exactly_once_in_order(got: list[tuple[str, int]], total: int, tag: str) -> None:
+    """``got``: (key, n) in arrival order (per key); records 0..total-1 of ``tag``, each once."""
+    assert len(got) == len(set(got)), "duplicates arrived"
+    expected = {(f"{tag}-{i % KEYS}", i // KEYS) for i in range(total)}
+    assert set(got) == expected, f"missing {len(expected - set(got))}"
+    last: dict[str, int] = {}
+    for key, n in got:
+        assert n == last.get(key, -1) + 1, f"{key}: {n} after {last.get(key)}"
+        last[key] = n
+
+
+def publish_across_a_cut(
+    node: NodeProcess,
+    link: LinkProxy,
+    topic: str,
+    batch: Callable[[int, int], list[dict[str, Any]]],
+    *,
+    total: int,
+    per_request: int,
+    cut_s: float,
+) -> dict[str, Any]:
+    """Publish ``batch(start, per_request)`` until ``total`` records, the uplink cut for the
+    middle half of them and for ``cut_s`` seconds at least however fast the node takes them;
+    returns the node's status while still cut (backlog on disk, last error)."""
+    cut_at, restore_at = total // 4, total // 4 * 3
+    cut_started: float | None = None
+    restorer: threading.Timer | None = None
+    for start in range(0, total, per_request):
+        # ">=": the quarters need not fall on a request's first record (5,000 by 100: 1,250)
+        if start >= cut_at and cut_started is None:
+            link.cut()
+            cut_started = time.monotonic()
+        if start >= restore_at and cut_started is not None and restorer is None:
+            left = max(0.0, cut_s - (time.monotonic() - cut_started))
+            restorer = threading.Timer(left, link.restore)
+            restorer.start()
+        r = node.publish(topic, batch(start, per_request))
+        assert r.status_code == 202, r.text
+    assert restorer is not None, "total too small for a cut"
+    during = node.status()
+    restorer.join()
+    return during
