@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -189,47 +189,83 @@ class Deliverer:
         self, sub: Subscription, acc: Access, records: list[InRecord], now: datetime, out: Rendered
     ) -> list[Opened]:
         """Decode each record and open the sealed fields it may need, in one pass; records
-        that cannot be decoded or that the grant excludes whatever the consent are withheld."""
-        bases: dict[int, Decision] = {}
+        that cannot be decoded or that the grant excludes whatever the consent are withheld.
+        What depends only on the (plain, wire) schema pair is worked out once per page
+        (:class:`_Plan`), not per record."""
+        plans: dict[tuple[int, int], _Plan] = {}
         opened: list[Opened] = []
         for r in records:
             try:
                 wire_id, body = wire.unframe(r.value)
                 plain_id = _plain_id(r, wire_id)
-                fields = list(self.schemas.by_id(plain_id).fields)
-                value = wire.decode_body(self.schemas.by_id(wire_id).parsed, body)
+                plan = plans.get((plain_id, wire_id))
+                if plan is None:
+                    plan = self._schemas_of(plain_id, wire_id)
+                value = wire.decode_body(plan.wire, body)
             except DependencyUnavailable:
                 raise
             except (ExchangeError, ValueError, EOFError):
                 out.withheld.append(withheld_item(r, "undecodable"))
                 continue
-            base = bases.get(plain_id)
-            if base is None:
-                base = bases[plain_id] = decision(
-                    sub, acc.entry, acc.grant, fields, now, upper_bound=True
-                )
-            if base.withhold or not base.allowed:
-                out.withheld.append(withheld_item(r, base.reason or "not_allowed"))
+            if plan.reason is None:  # first record of this pair: decide once for the page
+                plan = self._decided(sub, acc, plan, plain_id, wire_id, now)
+                plans[(plain_id, wire_id)] = plan
+            if plan.reason:
+                out.withheld.append(withheld_item(r, plan.reason))
                 continue
             redacted: dict[str, str] = {}
-            sealed = self._sealed(wire_id) if wire_id != plain_id else {}
-            if sealed:
+            if plan.sealed:
                 if self.sealer is None:  # fail closed: never guess at sealed fields
                     raise DependencyUnavailable("field encryption is not configured")
-                need = (set(base.allowed) | set(subject_paths(fields))) & set(sealed)
                 result = self.sealer.open(
                     topic=sub.topic,
                     sealed_schema_id=wire_id,
                     key=r.key,
                     record=value,
-                    fields=sealed,
-                    granted=need,
+                    fields=plan.sealed,
+                    granted=plan.need,
                 )
                 value, redacted = result.value, dict(result.redacted)
-            found = [str(s) for p in subject_paths(fields) if (s := get_path(value, p)) is not None]
-            plain = self.schemas.by_id(plain_id).parsed
-            opened.append(Opened(r, plain_id, value, redacted, fields, found, plain))
+            found = [str(s) for p in plan.subject_paths if (s := get_path(value, p)) is not None]
+            opened.append(Opened(r, plain_id, value, redacted, plan.fields, found, plan.plain))
         return opened
+
+    def _schemas_of(self, plain_id: int, wire_id: int) -> _Plan:
+        plain = self.schemas.by_id(plain_id)
+        wire_parsed = plain.parsed if wire_id == plain_id else self.schemas.by_id(wire_id).parsed
+        return _Plan(list(plain.fields), plain.parsed, wire_parsed)
+
+    def _decided(
+        self,
+        sub: Subscription,
+        acc: Access,
+        plan: _Plan,
+        plain_id: int,
+        wire_id: int,
+        now: datetime,
+    ) -> _Plan:
+        """``plan`` with the grant's upper-bound decision: the reason its records are all
+        withheld ("" if they may go), the sealed fields to open and the subject paths."""
+        base = decision(sub, acc.entry, acc.grant, plan.fields, now, upper_bound=True)
+        if base.withhold or not base.allowed:
+            return replace(plan, reason=base.reason or "not_allowed")
+        subjects = subject_paths(plan.fields)
+        sealed = self._sealed(wire_id) if wire_id != plain_id else {}
+        need = (set(base.allowed) | set(subjects)) & set(sealed)
+        return replace(plan, reason="", sealed=sealed, need=need, subject_paths=subjects)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One page's work for one (plain, wire) schema pair."""
+
+    fields: list[Any]
+    plain: Any  # parsed plain schema (projection)
+    wire: Any  # parsed wire schema (decoding)
+    reason: str | None = None  # None: not decided yet; "": deliverable; else why withheld
+    sealed: dict[str, Any] = field(default_factory=dict)  # sealed path -> original type
+    need: set[str] = field(default_factory=set)  # sealed paths to open (granted or subject)
+    subject_paths: list[str] = field(default_factory=list)
 
 
 def _plain_id(r: InRecord, wire_id: int) -> int:
