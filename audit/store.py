@@ -76,7 +76,8 @@ class EventBus:
 
     def end(self) -> int | None:
         """The offset after the (one-partition) topic's last message; None without Kafka."""
-        return None if self.kafka is None else self._topic_reader().end_offsets()[0]
+        # On the port, not the reader: the reader's connection may be held by its fetch.
+        return None if self.kafka is None else self.kafka.end_offsets(self.topic)[0]
 
     def first(self) -> int:
         """The topic's first offset still held (retention may have deleted older ones)."""

@@ -99,6 +99,8 @@ class KafkaAdapter(SlotPool[KafkaProducer]):
         self._plain: KafkaProducer | None = None
         self._known: set[str] = set()  # topics seen to exist (a send to others blocks 60 s)
         self._lock = threading.Lock()
+        self._offsets: KafkaConsumer | None = None  # end_offsets only: never fetches
+        self._offsets_lock = threading.Lock()
 
     # -- admin ---------------------------------------------------------------------------
     def admin(self) -> KafkaAdminClient:
@@ -376,6 +378,22 @@ class KafkaAdapter(SlotPool[KafkaProducer]):
             metrics.KAFKA_ERRORS.labels("consumer").inc()
             raise KafkaUnavailable(self._unreachable) from exc
 
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        """On a consumer of its own that never fetches (see the port), one at a time:
+        kafka-python's consumer is not thread-safe."""
+        with self._offsets_lock:
+            if self._offsets is None:
+                self._offsets = self._consumer()
+            try:
+                parts = self._offsets.partitions_for_topic(topic)
+                if not parts:
+                    raise NotFound(f"Kafka topic {topic} does not exist")
+                ends = self._offsets.end_offsets([TopicPartition(topic, p) for p in sorted(parts)])
+            except KafkaError as exc:
+                metrics.KAFKA_ERRORS.labels("consumer").inc()
+                raise KafkaUnavailable(f"offsets of {topic} failed: {exc}") from exc
+            return {tp.partition: off for tp, off in ends.items()}
+
     def reader(self, topic: str) -> TopicReader:
         consumer = self._consumer(max_poll_records=2000)
         try:
@@ -389,7 +407,9 @@ class KafkaAdapter(SlotPool[KafkaProducer]):
             producers, self._tx_all = self._tx_all, []
             self._tx_free.extend(slot for slot, _ in self._tx_idle)
             self._tx_idle = []
-        for closable in (*producers, self._plain, self._admin):
+        with self._offsets_lock:
+            offsets, self._offsets = self._offsets, None
+        for closable in (*producers, self._plain, self._admin, offsets):
             if closable is not None:
                 with contextlib.suppress(KafkaError):
                     closable.close()

@@ -121,6 +121,12 @@ class KafkaPort(Protocol):
     def send_many_durably(self, topic: str, records: Sequence[OutRecord]) -> list[Position]:
         """In order, acks=all, idempotent; returns once every record is acknowledged."""
 
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        """Per partition, the offset after the last committed record (read_committed: the
+        last stable offset), as a reader's ``end_offsets`` — but asked on a connection no
+        reader's fetch long-poll holds, so it costs one quick round trip. Partitions as
+        first seen for the topic."""
+
     def reader(self, topic: str) -> TopicReaderPort: ...
 
     def close(self) -> None: ...

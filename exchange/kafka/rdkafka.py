@@ -17,6 +17,7 @@ from typing import Any
 
 from confluent_kafka import (
     Consumer,
+    IsolationLevel,
     KafkaError,
     KafkaException,
     Message,
@@ -24,6 +25,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._listoffsets import OffsetSpec
 from confluent_kafka.cimpl import NewTopic
 
 from exchange import metrics
@@ -56,6 +58,8 @@ def _translate(exc: BaseException, what: str, topic: str | None = None) -> Excha
         )
     return KafkaUnavailable(f"{what} failed: {exc}")
 
+
+_LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 
 _TRANSIENT = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE})
 
@@ -98,6 +102,7 @@ class RdKafkaAdapter(SlotPool[Producer]):
         self._tx_slots = threading.BoundedSemaphore(transactional_producers)
         self._plain: Producer | None = None
         self._known: set[str] = set()  # topics seen to exist
+        self._partitions: dict[str, list[int]] = {}  # for end_offsets: as first seen
         self._lock = threading.Lock()
 
     def _conf(self, suffix: str, **extra: Any) -> dict[str, Any]:
@@ -361,6 +366,30 @@ class RdKafkaAdapter(SlotPool[Producer]):
             raise _translate(exc, f"durable write to {topic}", topic) from exc
 
     # -- reading -------------------------------------------------------------------------
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        """ListOffsets (latest, read_committed) on the admin client's connection. A reader's
+        own connection carries its background fetch, a long poll of up to fetch.wait.max.ms,
+        and Kafka answers one connection's requests in order: there the question waited
+        ~50 ms, and the audit log asks it in every append (its reconcile check)."""
+        parts = self._partitions.get(topic)
+        if parts is None:
+            parts = self._partitions.setdefault(topic, self.partitions(topic))
+        wanted = {TopicPartition(topic, p): _LATEST for p in parts}
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                futures = self.admin().list_offsets(
+                    wanted,
+                    isolation_level=IsolationLevel.READ_COMMITTED,
+                    request_timeout=self.timeout_s,
+                )
+                return {tp.partition: f.result().offset for tp, f in futures.items()}
+            except KafkaException as exc:
+                # A new topic's leader settles a moment after creation: retry within bounds.
+                if not _transient(exc) or time.monotonic() >= deadline:
+                    raise _translate(exc, f"offsets of {topic}", topic) from exc
+                time.sleep(0.05)
+
     def reader(self, topic: str) -> RdTopicReader:
         consumer = Consumer(
             self._conf(
