@@ -149,6 +149,8 @@ GATEWAY_ENV = {
     "EXCHANGE_KAFKA_CLIENT": KAFKA_CLIENT,
     # the fan-out bench opens every stream with one client's token (default cap: 20)
     "EXCHANGE_SSE_STREAMS_PER_CLIENT": "5000",
+    # group commits in flight at once (Settings.publish_lanes), if the bench's env sets it
+    **{k: v for k, v in os.environ.items() if k == "EXCHANGE_PUBLISH_LANES"},
 }
 
 

@@ -16,6 +16,11 @@ from dataclasses import dataclass
 from dataplane.cursor import Offsets
 from exchange.kafka.port import InRecord, KafkaPort, TopicReaderPort
 
+# Completing a page with what is already committed: each poll waits this long at most, and
+# the whole top-up as long (the records are known to exist, so only a slow fetch waits).
+TOP_UP_POLL_MS = 200
+TOP_UP_S = 1.0
+
 
 @dataclass(frozen=True)
 class Page:
@@ -89,6 +94,8 @@ class ReaderPool:
                 if until is not None:
                     batch = [x for x in batch if x.offset < until.get(x.partition, 0)]
                 got += batch
+            if got and len(got) < max_records:  # still short: what else is committed?
+                got += self._top_up(r, topic, max_records - len(got), until)
             # The reader's position has passed every record returned (poll never hands out
             # more than asked) and any transaction markers in between.
             positions = r.positions()
@@ -97,6 +104,30 @@ class ReaderPool:
             bounded = pos if until is None else min(pos, until.get(p, 0))
             nxt[p] = max(start.get(p, 0), bounded)
         return Page(got, nxt)
+
+    def _top_up(
+        self, r: TopicReaderPort, topic: str, room: int, until: Offsets | None
+    ) -> list[InRecord]:
+        """The rest of what is committed now, up to ``room`` records. The first poll hands
+        out what has arrived when its first record did: one partition's share of a fetch,
+        or what a reader had fetched before the latest commits. Without this a page could
+        hold 2 of 3 records published before it was asked for."""
+        ends = self.kafka.end_offsets(topic)
+        if until is not None:
+            ends = {p: min(e, until.get(p, 0)) for p, e in ends.items()}
+        out: list[InRecord] = []
+        deadline = time.monotonic() + TOP_UP_S
+        while len(out) < room and time.monotonic() < deadline:
+            at = r.positions()
+            if all(at.get(p, 0) >= e for p, e in ends.items()):
+                break
+            batch = r.poll(timeout_ms=TOP_UP_POLL_MS, max_records=room - len(out))
+            if until is not None:
+                batch = [x for x in batch if x.offset < until.get(x.partition, 0)]
+            if not batch:
+                break  # nothing more arrived: what the ends count is not there to read
+            out += batch
+        return out
 
     def close(self) -> None:
         with self._lock:

@@ -130,6 +130,13 @@ class Settings(BaseSettings):
         default=0.5, description="First webhook retry delay; doubles for each of 5 retries."
     )
     max_batch_records: int = 5000
+    publish_lanes: int = Field(
+        default=1,
+        ge=1,
+        le=4,
+        description="Group commits in flight at once, each on its own transactional producer "
+        "(of 4): 2 overlaps the next group's produce with this one's audit append and commit.",
+    )
     idempotency_resolve_after_s: float = Field(
         default=120.0,
         description="An Idempotency-Key claim left unsettled this long (a crash) is resolved "
