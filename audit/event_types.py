@@ -52,7 +52,6 @@ EVENT_TYPES: dict[str, str] = {
     "what that site cosigned before)",
     "federation.cosigned": "another site cosigned our audit checkpoint (scheduled witnessing)",
     "federation.cosigned_stored": "a checkpoint of ours cosigned by another site was kept",
-    "federation.delivered": "mirrored records served to a department of ours (fields, owner up)",
     "federation.keys_released": "the owner released data keys of a shared topic to a remote dept",
     "federation.linked": "one of our departments now reads an owner site's topics as its client",
     "federation.shared": "this (owner) site's admin shared a topic with another site",

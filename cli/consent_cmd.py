@@ -20,7 +20,7 @@ agreements_app = typer.Typer(help="Sharing agreements between departments.", no_
 consents_app = typer.Typer(help="Data-subject consents.", no_args_is_help=True)
 GROUPS = (("catalog", catalog_app), ("agreements", agreements_app), ("consents", consents_app))
 
-CATALOG_COLUMNS = ("topic", "owner", "title", "share_type", "update_cycle")
+CATALOG_COLUMNS = ("topic", "owner", "site", "title", "share_type", "update_cycle")
 AGREEMENT_COLUMNS = (
     "id", "status", "topic", "owner", "consumer", "fields", "granted_fields", "valid_until",
     "overdue",

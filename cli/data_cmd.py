@@ -26,7 +26,7 @@ from exchange.client import ApiError
 topics_app = typer.Typer(help="Topics: create, list, show.", no_args_is_help=True)
 subscribe_app = typer.Typer(help="Pull subscriptions: create, pull, replay.", no_args_is_help=True)
 
-TOPIC_COLUMNS = ("topic", "owner", "title", "share_type", "update_cycle", "partitions")
+TOPIC_COLUMNS = ("topic", "owner", "site", "title", "share_type", "update_cycle", "partitions")
 SUB_COLUMNS = ("id", "topic", "consumer", "fields", "start", "status", "webhook_url")
 RECORD_COLUMNS = ("partition", "offset", "key", "value", "redacted")
 

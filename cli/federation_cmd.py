@@ -187,6 +187,7 @@ def share(
     home: Path | None = HomeOption,
 ) -> None:
     """Share our TOPIC to a site: its MirrorMaker may read TOPIC (only) at our broker."""
+    from exchange.federation.sites import state_topic
     from exchange.kafka import open_kafka
     from exchange.kafka.mirror import grant_mirror_reader
     from exchange.kafka.security import write_private
@@ -197,11 +198,15 @@ def share(
     try:
         if topic not in kafka.list_topics():
             raise InvalidInput(f"topic {topic} does not exist at this site")
+        fed.site(to)
+        # The catalog entry and agreement state of what we share to the site travel in this
+        # compacted topic (written by our gateway), copied by the same MirrorMaker flow.
+        kafka.ensure_topic(state_topic(fed.name(), to), 1, compact=True)
     finally:
         kafka.close()
     fed.share(topic, to)
     user, password = fed.mirror_user(to)
-    grant_mirror_reader(ours, s.kafka_security(), user, password, fed.topics_shared_to(to))
+    grant_mirror_reader(ours, s.kafka_security(), user, password, fed.mirrored_topics_to(to))
     write_private(grant_file, json.dumps(fed.grant(to, bootstrap or ours), indent=2))
     _audit(
         s,
@@ -306,12 +311,14 @@ def status(
     home: Path | None = HomeOption,
 ) -> None:
     """Supervisor and MirrorMaker state, and per mirrored topic the records not yet copied."""
+    from exchange.federation.sites import state_topic
     from exchange.federation.supervisor import flows, read_state
     from exchange.kafka.mirror import mirrored_positions, records_behind
 
     s, fed = _fed(home)
     st = read_state(fed)
     topics: list[dict[str, Any]] = []
+    state: list[dict[str, Any]] = []  # the owners' catalog/agreement state topics
     for flow in flows(fed, _here(s, fed)):
         try:
             pos = mirrored_positions(flow.target.bootstrap, flow.target.security, flow.source.alias)
@@ -324,7 +331,8 @@ def status(
                     lag = records_behind(flow.source.bootstrap, flow.source.security, topic, pos)
                 except ExchangeError:  # owner unreachable: lag unknown
                     lag = None
-            topics.append({"topic": topic, "from": flow.source.alias, "lag": lag})
+            row = {"topic": topic, "from": flow.source.alias, "lag": lag}
+            (state if topic == state_topic(flow.source.alias, fed.name()) else topics).append(row)
     witnesses = _witness_status(fed)
     witnessing = [  # the sites whose logs we cosign
         {"site": site, "size": w.get("size"), "at": w.get("at")}
@@ -338,6 +346,7 @@ def status(
         "topics": topics,
         "witnesses": witnesses,
         "witnessing": witnessing,
+        "state_topics": state,
     }
     if as_json:
         console.print(json.dumps(body), highlight=False, soft_wrap=True)
@@ -347,7 +356,7 @@ def status(
             f"restarts={body['restarts']}",
             highlight=False,
         )
-        for t in topics:
+        for t in [*topics, *state]:
             lag_text = "unknown" if t["lag"] is None else str(t["lag"])
             console.print(f"{t['topic']}\tfrom={t['from']}\tlag={lag_text}", highlight=False)
         for w in witnesses:

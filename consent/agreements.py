@@ -424,6 +424,13 @@ class Agreements:
             found = [a for a in found if a.overdue(now) == overdue]
         return found
 
+    def of_topic(self, topic: str) -> Sequence[Agreement]:
+        """Every agreement on ``topic``, whatever its state (the owner site replicates them)."""
+        now = self.clock()
+        stmt = select(AgreementRow).where(AgreementRow.topic == topic).order_by(AgreementRow.id)
+        with transaction(self.sessions) as s:
+            return [_agreement(r, now) for r in s.scalars(stmt)]
+
     def current_grant(self, consumer_dept: str, topic: str, now: datetime) -> Grant | None:
         """The approved agreement of ``consumer_dept`` on ``topic`` valid at ``now``, or None.
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from consent.domain import CatalogEntry, Grant
 from consent.policy import Decision
@@ -27,8 +27,37 @@ from exchange.auditing import AuditRecord, AuditSink
 from exchange.crypto.sealing import sealed_fields as sealed_types
 from exchange.errors import DependencyUnavailable, ExchangeError, Forbidden
 from exchange.kafka.port import InRecord
+from schemas.classification import FieldInfo
+from schemas.registry import StoredSchema
 
 GRANT_TTL_S = 1.0  # revocation must bite within 2 s; grants are re-read at least every second
+
+
+class GrantLookup(Protocol):
+    def current_grant(self, consumer_dept: str, topic: str, now: datetime) -> Grant | None: ...
+
+
+class SchemaLookup(Protocol):
+    def by_id(self, schema_id: int) -> StoredSchema: ...
+
+    def latest_fields(self, subject: str) -> list[FieldInfo] | None: ...
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where a subscription's topic is described, decided and opened: this site's catalog,
+    agreements, registry and keys — or, for a topic mirrored from its owner site, the
+    replicated catalog entry and agreement state, the owner's schemas and the data keys the
+    owner releases (dataplane.federation). ``origin``: "" here, else the owner site."""
+
+    origin: str
+    catalog: CatalogPort
+    grants: GrantLookup
+    schemas: SchemaLookup
+    sealer: SealerPort | None
+
+
+RemoteSources = Callable[[Subscription], Sources | None]
 
 
 @dataclass(frozen=True)
@@ -49,6 +78,7 @@ class Deliverer:
         sealer: SealerPort | None,
         audit: AuditSink,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        remote: RemoteSources | None = None,
     ) -> None:
         self.catalog = catalog
         self.grants = grants
@@ -58,12 +88,20 @@ class Deliverer:
         self.audit = audit
         self.clock = clock
         self._access: dict[tuple[str, str], Access] = {}
-        self._sealed_by_wire: dict[int, dict[str, Any]] = {}
+        self._local = Sources("", catalog, grants, schemas, sealer)
+        self._remote = remote
+        self._sealed_by_wire: dict[tuple[str, int], dict[str, Any]] = {}
         self._verdicts: dict[tuple[str, str, frozenset[str] | None], tuple[float, bool]] = {}
         self._lock = threading.Lock()
         # Approvals and revocations made through this process bite at once; changes made
         # elsewhere within the grant cache's second.
         grants.on_change(self.forget)
+
+    def sources(self, sub: Subscription) -> Sources:
+        """This site's stores, or the owner site's replicated ones for a mirrored topic."""
+        if self._remote is not None and (remote := self._remote(sub)) is not None:
+            return remote
+        return self._local
 
     # -- access --------------------------------------------------------------------------
     def access(self, sub: Subscription) -> Access:
@@ -74,8 +112,9 @@ class Deliverer:
             cached = self._access.get(key)
         if cached is not None and now - cached.checked_at < GRANT_TTL_S:
             return cached
-        entry = self.catalog.get(sub.topic)
-        grant = self.grants.current_grant(sub.consumer, sub.topic, self.clock())
+        src = self.sources(sub)
+        entry = src.catalog.get(sub.topic)
+        grant = src.grants.current_grant(sub.consumer, sub.topic, self.clock())
         fresh = Access(entry, grant, now)
         with self._lock:
             self._access[key] = fresh
@@ -89,7 +128,7 @@ class Deliverer:
             hit = self._verdicts.get(key)
         if hit is not None and hit[0] == acc.checked_at:
             return hit[1]
-        fields = self._latest_fields(acc.entry)
+        fields = self._latest_fields(self.sources(sub), acc.entry)
         verdict = bool(
             decision(sub, acc.entry, acc.grant, fields, self.clock(), upper_bound=True).allowed
         )
@@ -130,18 +169,18 @@ class Deliverer:
             raise Forbidden("no active sharing agreement allows this subscription")
         return acc
 
-    def _latest_fields(self, entry: CatalogEntry) -> list[Any]:
-        return list(self.schemas.latest_fields(entry.value_subject) or [])
+    def _latest_fields(self, src: Sources, entry: CatalogEntry) -> list[Any]:
+        return list(src.schemas.latest_fields(entry.value_subject) or [])
 
-    def _sealed(self, wire_id: int) -> dict[str, Any]:
+    def _sealed(self, src: Sources, wire_id: int) -> dict[str, Any]:
         """Sealed path → original type, read from the wire (sealed) schema itself, so a
         record is opened exactly where it was sealed; schemas are immutable, so cache."""
         with self._lock:
-            hit = self._sealed_by_wire.get(wire_id)
+            hit = self._sealed_by_wire.get((src.origin, wire_id))
         if hit is None:
-            hit = sealed_types(json.loads(self.schemas.by_id(wire_id).schema))
+            hit = sealed_types(json.loads(src.schemas.by_id(wire_id).schema))
             with self._lock:
-                self._sealed_by_wire[wire_id] = hit
+                self._sealed_by_wire[(src.origin, wire_id)] = hit
         return hit
 
     # -- rendering -----------------------------------------------------------------------
@@ -194,13 +233,14 @@ class Deliverer:
         (:class:`_Plan`), not per record."""
         plans: dict[tuple[int, int], _Plan] = {}
         opened: list[Opened] = []
+        src = self.sources(sub)  # schema ids are the owner's for a mirrored topic
         for r in records:
             try:
                 wire_id, body = wire.unframe(r.value)
                 plain_id = _plain_id(r, wire_id)
                 plan = plans.get((plain_id, wire_id))
                 if plan is None:
-                    plan = self._schemas_of(plain_id, wire_id)
+                    plan = self._schemas_of(src, plain_id, wire_id)
                 value = wire.decode_body(plan.wire, body)
             except DependencyUnavailable:
                 raise
@@ -208,16 +248,16 @@ class Deliverer:
                 out.withheld.append(withheld_item(r, "undecodable"))
                 continue
             if plan.reason is None:  # first record of this pair: decide once for the page
-                plan = self._decided(sub, acc, plan, plain_id, wire_id, now)
+                plan = self._decided(sub, acc, src, plan, plain_id, wire_id, now)
                 plans[(plain_id, wire_id)] = plan
             if plan.reason:
                 out.withheld.append(withheld_item(r, plan.reason))
                 continue
             redacted: dict[str, str] = {}
             if plan.sealed:
-                if self.sealer is None:  # fail closed: never guess at sealed fields
+                if src.sealer is None:  # fail closed: never guess at sealed fields
                     raise DependencyUnavailable("field encryption is not configured")
-                result = self.sealer.open(
+                result = src.sealer.open(
                     topic=sub.topic,
                     sealed_schema_id=wire_id,
                     key=r.key,
@@ -230,15 +270,16 @@ class Deliverer:
             opened.append(Opened(r, plain_id, value, redacted, plan.fields, found, plan.plain))
         return opened
 
-    def _schemas_of(self, plain_id: int, wire_id: int) -> _Plan:
-        plain = self.schemas.by_id(plain_id)
-        wire_parsed = plain.parsed if wire_id == plain_id else self.schemas.by_id(wire_id).parsed
+    def _schemas_of(self, src: Sources, plain_id: int, wire_id: int) -> _Plan:
+        plain = src.schemas.by_id(plain_id)
+        wire_parsed = plain.parsed if wire_id == plain_id else src.schemas.by_id(wire_id).parsed
         return _Plan(list(plain.fields), plain.parsed, wire_parsed)
 
     def _decided(
         self,
         sub: Subscription,
         acc: Access,
+        src: Sources,
         plan: _Plan,
         plain_id: int,
         wire_id: int,
@@ -250,7 +291,7 @@ class Deliverer:
         if base.withhold or not base.allowed:
             return replace(plan, reason=base.reason or "not_allowed")
         subjects = subject_paths(plan.fields)
-        sealed = self._sealed(wire_id) if wire_id != plain_id else {}
+        sealed = self._sealed(src, wire_id) if wire_id != plain_id else {}
         need = (set(base.allowed) | set(subjects)) & set(sealed)
         return replace(plan, reason="", sealed=sealed, need=need, subject_paths=subjects)
 

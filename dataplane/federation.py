@@ -8,14 +8,24 @@ valid now, the key's field among the granted ones) and audits every release
 data-subject consent release nothing across sites (consent is per record; a data key opens a
 field of every record): such fields stay withheld remotely — fail closed.
 
-Remote side — :class:`RemoteReader`: reads a mirrored topic from this site's Kafka (bytes as
-the owner wrote them, so schema ids are the *owner's*: each is resolved once through the
-owner's registry over the site link and cached, schemas being immutable), decodes, collects
-the envelopes' key ids, asks the owner for those keys (cached ``KEY_TTL_S`` seconds, so a
-revocation at the owner bites here within that plus the owner's grant cache), and opens only
-the granted fields. Unsealed fields always go (the owner shared the topic with this site and
-they are stored unsealed on both clusters). Owner unreachable → every sealed field withheld and
-named in ``withheld`` with reason ``owner_unreachable``; unsealed fields keep flowing.
+Remote side — :class:`RemoteSources`: what the one delivery loop (dataplane.delivery) reads
+for a topic mirrored from its owner site instead of this site's stores:
+
+- the catalog entry and the agreement state the owner *replicated* here
+  (:mod:`dataplane.replica`): the same policy as at the owner (consent.policy) decides which
+  fields go, unsealed ones included. No replicated entry → nothing at all (fail closed); an
+  entry but no approved agreement valid now → what the owner's share type gives anyone
+  (``unconditional``: public/internal fields; ``conditional``: nothing);
+- the owner's schemas by the owner's ids (mirrored records carry them): replicated with the
+  entry, else asked once of the owner's registry over the site link and cached;
+- the data keys the owner releases (:class:`OwnerKeys`, cached ``KEY_TTL_S`` seconds, so a
+  revocation at the owner bites here within that plus the owner's grant cache even before
+  the replicated state says so). A sealed field goes only if both the replicated agreement
+  and the owner's key release grant it. Owner unreachable → granted sealed fields null and
+  marked ``owner_unreachable``; unsealed fields keep flowing per the replicated agreement.
+
+:class:`RemoteReader` is the paged pull of ``GET /v1/federation/topics/{t}/records``: it
+renders through the same loop's Deliverer.
 """
 
 from __future__ import annotations
@@ -29,22 +39,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from consent.domain import Grant
-from dataplane.render import jsonable
-from exchange import avro_paths, wire
+from consent.domain import CatalogEntry, Grant
+from dataplane.delivery import Deliverer, Sources
+from dataplane.fields import sensitive_paths
+from dataplane.replica import ReplicatedState
+from dataplane.store import Subscription
+from exchange import avro_paths
 from exchange.auditing import AuditRecord, AuditSink
 from exchange.crypto import ciphers, envelope
 from exchange.crypto.errors import IntegrityFailure, KeyShredded
-from exchange.crypto.fields import FieldCrypto
+from exchange.crypto.fields import FieldCrypto, OpenedRecord
 from exchange.crypto.keys import Dek
-from exchange.crypto.sealing import SealedFields, sealed_fields
-from exchange.errors import DependencyUnavailable, ExchangeError, Forbidden, NotFound
+from exchange.crypto.sealing import SealedFields
+from exchange.errors import Conflict, DependencyUnavailable, Forbidden, NotFound
 from exchange.kafka.port import InRecord, KafkaPort
+from schemas.classification import field_infos
+from schemas.registry import StoredSchema
 
 if TYPE_CHECKING:
     from exchange.crypto.keys import KeyManager
 
 KEY_TTL_S = 2.0
+DOWN_TTL_S = 1.0  # after the owner failed to answer, records are not held up asking again
 MAX_KEYS = 256
 OWNER_UNREACHABLE = "owner_unreachable"
 NOT_GRANTED = "not_granted"
@@ -122,10 +138,29 @@ class KeyRelease:
 
 
 # -- the remote site ----------------------------------------------------------------------
+class MirroredReadOnly(Conflict):
+    """A change to a topic mirrored from its owner site, attempted here (409)."""
+
+    code = "mirrored_read_only"
+
+
+def refuse_mirrored(owner_of: Callable[[str], str | None], topic: str, what: str) -> None:
+    """Raise MirroredReadOnly if ``topic`` is mirrored here from its owner site."""
+    owner = owner_of(topic)
+    if owner is not None:
+        raise MirroredReadOnly(
+            f"topic {topic} is mirrored from site {owner} and read-only here: {what} at {owner}",
+            owner_site=owner,
+        )
+
+
 class OwnerLink(Protocol):
     def release(self, topic: str, keys: list[tuple[str, int]]) -> dict[str, Any]: ...
 
     def schema(self, schema_id: int) -> str: ...
+
+
+LinkFor = Callable[[str, str], OwnerLink]  # (our department, owner site) → its site link
 
 
 @dataclass
@@ -163,54 +198,215 @@ def _dek(item: dict[str, Any], topic: str) -> Dek:
     )
 
 
-class RemoteReader:
-    def __init__(
-        self,
-        *,
-        kafka: KafkaPort,
-        owner_of: Callable[[str], str | None],
-        link_for: Callable[[str, str], OwnerLink],
-        audit: AuditSink,
-        ttl: float = KEY_TTL_S,
-    ) -> None:
-        self.kafka = kafka
-        self.owner_of = owner_of
-        self.link_for = link_for
-        self.audit = audit
+class OwnerKeys:
+    """Data keys released by owner sites, per (our department, topic), in memory only, for
+    ``ttl`` seconds; an owner that did not answer is not asked again for ``DOWN_TTL_S``."""
+
+    def __init__(self, ttl: float = KEY_TTL_S) -> None:
         self.ttl = ttl
-        self._schemas: dict[tuple[str, int], tuple[Any, SealedFields]] = {}
         self._released: dict[tuple[str, str], _Released] = {}
+        self._down: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
-    def _schema(self, owner: str, link: OwnerLink, schema_id: int) -> tuple[Any, SealedFields]:
-        hit = self._schemas.get((owner, schema_id))
-        if hit is None:
-            import fastavro
-
-            text = json.loads(link.schema(schema_id))
-            hit = (fastavro.parse_schema(text), sealed_fields(text))
-            with self._lock:
-                self._schemas[(owner, schema_id)] = hit
-        return hit
-
-    def _keys(
+    def get(
         self, department: str, topic: str, link: OwnerLink, wanted: set[tuple[str, int]]
     ) -> _Released:
+        """Raises DependencyUnavailable when the owner cannot be asked."""
         now = time.monotonic()
+        pair = (department, topic)
         with self._lock:
-            hit = self._released.get((department, topic))
-        if hit is not None and now - hit.at < self.ttl and wanted <= hit.asked:
+            hit = self._released.get(pair)
+            down = self._down.get(pair, 0.0)
+        fresh_hit = hit is not None and now - hit.at < self.ttl
+        if fresh_hit and hit is not None and wanted <= hit.asked:
             return hit
-        answer = link.release(topic, sorted(wanted))
+        if now < down:
+            raise DependencyUnavailable("the owner site did not answer a moment ago")
+        asked = wanted | (hit.asked if fresh_hit and hit is not None else frozenset())
+        try:
+            answer = link.release(topic, sorted(asked))
+        except DependencyUnavailable:
+            with self._lock:
+                self._down[pair] = now + DOWN_TTL_S
+            raise
         fresh = _Released(
             frozenset(answer.get("granted_fields", [])),
             {(k["dek_id"], int(k["version"])): _dek(k, topic) for k in answer.get("keys", [])},
-            frozenset(wanted),
+            frozenset(asked),
             now,
         )
         with self._lock:
-            self._released[(department, topic)] = fresh
+            self._released[pair] = fresh
         return fresh
+
+
+class ReplicaCatalog:
+    """Catalog entries of mirrored topics, as their owners replicated them (read-only)."""
+
+    def __init__(self, state: ReplicatedState) -> None:
+        self.state = state
+
+    def get(self, topic: str) -> CatalogEntry:
+        hit = self.state.entry(topic)
+        if hit is None:
+            raise NotFound(
+                f"topic {topic}: its owner site has not replicated its catalog entry here (yet)"
+            )
+        return hit.entry
+
+
+class OwnerSchemas:
+    """The owner's schemas by the owner's ids: replicated with the catalog entry, else asked
+    of the owner's registry (schemas are immutable: cached)."""
+
+    def __init__(
+        self,
+        state: ReplicatedState,
+        topic: str,
+        link: Callable[[], OwnerLink | None],
+        cache: dict[tuple[str, int], StoredSchema],
+        owner: str,
+    ) -> None:
+        self.state, self.topic, self.link, self.cache, self.owner = (
+            state,
+            topic,
+            link,
+            cache,
+            owner,
+        )
+
+    def by_id(self, schema_id: int) -> StoredSchema:
+        hit = self.cache.get((self.owner, schema_id))
+        if hit is not None:
+            return hit
+        entry = self.state.entry(self.topic)
+        text = entry.schemas.get(schema_id) if entry is not None else None
+        if text is None:
+            link = self.link()
+            if link is None:
+                raise NotFound(f"schema {schema_id} of {self.owner} is not known here")
+            try:
+                text = link.schema(schema_id)
+            except DependencyUnavailable:
+                # a record we cannot decode now is withheld, not a failed delivery
+                raise NotFound(f"schema {schema_id} of {self.owner}: owner unreachable") from None
+        import fastavro
+
+        parsed = json.loads(text)
+        stored = StoredSchema(schema_id, text, fastavro.parse_schema(parsed), field_infos(parsed))
+        self.cache[(self.owner, schema_id)] = stored
+        return stored
+
+    def latest_fields(self, subject: str) -> list[Any] | None:
+        entry = self.state.entry(self.topic)
+        if entry is None or entry.entry.value_subject != subject:
+            return None
+        return list(entry.fields)
+
+
+class RemoteSealer:
+    """Opens sealed fields of a mirrored record with the keys its owner releases to one of our
+    departments; a field the owner does not release stays null and is marked why."""
+
+    def __init__(
+        self, keys: OwnerKeys, department: str, link: Callable[[], OwnerLink | None]
+    ) -> None:
+        self.keys = keys
+        self.department = department
+        self.link = link
+
+    def seal(self, **kw: Any) -> dict[str, Any]:
+        raise Forbidden("a mirrored topic is read-only at this site")
+
+    def open(
+        self,
+        *,
+        topic: str,
+        sealed_schema_id: int,
+        key: bytes | None,
+        record: dict[str, Any],
+        fields: dict[str, Any],
+        granted: set[str],
+    ) -> OpenedRecord:
+        released: _Released | None = None
+        reason = NOT_GRANTED
+        link = self.link() if granted else None
+        if link is not None:
+            try:
+                sealed = fields if isinstance(fields, SealedFields) else None
+                wanted = _envelope_keys(sealed, record) if sealed is not None else set()
+                released = self.keys.get(self.department, topic, link, wanted)
+            except DependencyUnavailable:
+                reason = OWNER_UNREACHABLE
+        # FieldCrypto only reads keys here (``get``); released keys stand in for the key store.
+        opener = FieldCrypto(cast("KeyManager", _Keys(released.keys if released else {})))
+        opened = opener.open(
+            topic=topic,
+            sealed_schema_id=sealed_schema_id,
+            key=key,
+            record=record,
+            fields=fields,
+            granted=granted,
+        )
+        redacted: dict[str, str] = {}
+        for path, why in opened.redacted.items():
+            if released is None:
+                redacted[path] = reason
+            elif not _granted(path, set(released.granted)):
+                redacted[path] = NOT_GRANTED
+            else:
+                redacted[path] = why
+        return OpenedRecord(opened.value, redacted)
+
+
+class RemoteSources:
+    """For a subscription to a topic mirrored here: the replicated state and the owner's
+    schemas and keys (:class:`dataplane.delivery.Sources`); None for our own topics."""
+
+    def __init__(
+        self,
+        *,
+        state: ReplicatedState,
+        owner_of: Callable[[str], str | None],
+        link_for: LinkFor,
+        keys: OwnerKeys | None = None,
+    ) -> None:
+        self.state = state
+        self.owner_of = owner_of
+        self.link_for = link_for
+        self.keys = keys or OwnerKeys()
+        self._schemas: dict[tuple[str, int], StoredSchema] = {}
+
+    def __call__(self, sub: Subscription) -> Sources | None:
+        owner = self.owner_of(sub.topic)
+        if owner is None:
+            return None
+
+        def link() -> OwnerLink | None:
+            try:
+                return self.link_for(sub.consumer, owner)
+            except (Forbidden, NotFound):
+                return None  # our department reads nothing sealed of this owner
+
+        return Sources(
+            owner,
+            ReplicaCatalog(self.state),
+            self.state,
+            OwnerSchemas(self.state, sub.topic, link, self._schemas, owner),
+            RemoteSealer(self.keys, sub.consumer, link),
+        )
+
+
+class RemoteReader:
+    """A page of a mirrored topic, rendered by the delivery loop's Deliverer (its rules, its
+    audit: ``records.delivered`` on channel ``federation``)."""
+
+    def __init__(
+        self, *, kafka: KafkaPort, owner_of: Callable[[str], str | None], deliverer: Deliverer
+    ) -> None:
+        self.kafka = kafka
+        self.owner_of = owner_of
+        self.deliverer = deliverer
 
     def read(
         self,
@@ -226,95 +422,50 @@ class RemoteReader:
         owner = self.owner_of(topic)
         if owner is None:
             raise NotFound(f"topic {topic} is not mirrored to this site")
-        link = self.link_for(department, owner)
-        records, partitions = self._fetch(topic, partition, offset, limit, wait_s)
-        decoded: list[tuple[InRecord, int, dict[str, Any], SealedFields] | InRecord] = []
-        reachable = True
-        wanted: set[tuple[str, int]] = set()
-        for r in records:
-            try:
-                schema_id, body = wire.unframe(r.value)
-                parsed, sealed = self._schema(owner, link, schema_id)
-                value = wire.decode_body(parsed, body)
-            except DependencyUnavailable:
-                reachable = False
-                decoded.append(r)
-                continue
-            except (ExchangeError, ValueError, EOFError):
-                decoded.append(r)
-                continue
-            wanted |= _envelope_keys(sealed, value)
-            decoded.append((r, schema_id, value, sealed))
-        released: _Released | None = None
-        if wanted:
-            try:
-                released = self._keys(department, topic, link, wanted)
-            except DependencyUnavailable:
-                reachable = False
-        items = [self._item(topic, d, released, reachable) for d in decoded]
-        self.audit.append(
-            AuditRecord(
-                "federation.delivered",
-                actor=client_id,
-                department=department,
-                topic=topic,
-                data={
-                    "owner": owner,
-                    "partition": partition,
-                    "offsets": [offset, offset + len(records)],
-                    "count": len(records),
-                    "fields": sorted(released.granted) if released else [],
-                    "owner_reachable": reachable,
-                },
-            )
+        sub = Subscription(
+            "federation-pull",
+            topic,
+            department,
+            client_id,
+            None,
+            "earliest",
+            {},
+            "active",
+            None,
+            None,
         )
+        records, partitions = self._fetch(topic, partition, offset, limit, wait_s)
+        rendered = self.deliverer.render(sub, records, client_id=client_id, channel="federation")
+        src = self.deliverer.sources(sub)
+        by_offset: dict[tuple[int, int], dict[str, Any]] = {}
+        for w in rendered.withheld:
+            by_offset[(w["partition"], w["offset"])] = {
+                "partition": w["partition"],
+                "offset": w["offset"],
+                "withheld_record": w["reason"],
+            }
+        for item in rendered.records:
+            sealed = sensitive_paths(list(src.schemas.by_id(item["schema_id"]).fields))
+            value = item["value"]
+            withheld = {p: NOT_GRANTED for p in sealed if _missing(value, p)}
+            for path, why in item.get("redacted", {}).items():
+                withheld[path] = why  # not opened: left out of the value, said why
+                _drop(value, path)
+            by_offset[(item["partition"], item["offset"])] = {
+                "partition": item["partition"],
+                "offset": item["offset"],
+                "key": item["key"],
+                "value": value,
+                "withheld": withheld,
+            }
         nxt = records[-1].offset + 1 if records else offset
         return {
             "topic": topic,
             "owner": owner,
             "partition": partition,
             "partitions": partitions,
-            "records": items,
+            "records": [by_offset[k] for k in sorted(by_offset)],
             "next_offset": nxt,
-        }
-
-    def _item(
-        self,
-        topic: str,
-        d: tuple[InRecord, int, dict[str, Any], SealedFields] | InRecord,
-        released: _Released | None,
-        reachable: bool,
-    ) -> dict[str, Any]:
-        if isinstance(d, InRecord):
-            reason = "undecodable" if reachable else OWNER_UNREACHABLE
-            return {"partition": d.partition, "offset": d.offset, "withheld_record": reason}
-        r, schema_id, value, sealed = d
-        granted = set(released.granted) if released is not None else set()
-        keys = released.keys if released is not None else {}
-        # FieldCrypto only reads keys here (``get``); released keys stand in for the key store.
-        opener = FieldCrypto(cast("KeyManager", _Keys(keys)))
-        opened = opener.open(
-            topic=topic,
-            sealed_schema_id=schema_id,
-            key=r.key,
-            record=value,
-            fields=sealed,
-            granted=granted,
-        )
-        withheld: dict[str, str] = {}
-        for path in sealed:
-            if released is None:
-                withheld[path] = OWNER_UNREACHABLE if not reachable else NOT_GRANTED
-            elif not _granted(path, granted):
-                withheld[path] = NOT_GRANTED
-            elif path in opened.redacted:
-                withheld[path] = opened.redacted[path]
-        return {
-            "partition": r.partition,
-            "offset": r.offset,
-            "key": r.key.decode("utf-8", "replace") if r.key is not None else None,
-            "value": jsonable(opened.value),
-            "withheld": withheld,
         }
 
     def _fetch(
@@ -342,6 +493,24 @@ class RemoteReader:
             reader.close()
 
 
+def _drop(value: dict[str, Any], path: str) -> None:
+    *parents, last = path.split(".")
+    cur: Any = value
+    for part in parents:
+        cur = cur.get(part) if isinstance(cur, dict) else None
+    if isinstance(cur, dict):
+        cur.pop(last, None)
+
+
+def _missing(value: Any, path: str) -> bool:
+    cur = value
+    for part in path.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return True
+        cur = cur[part]
+    return False
+
+
 def _envelope_keys(sealed: SealedFields, value: dict[str, Any]) -> set[tuple[str, int]]:
     found: set[tuple[str, int]] = set()
     root = sealed.shape.root
@@ -359,7 +528,3 @@ def _envelope_keys(sealed: SealedFields, value: dict[str, Any]) -> set[tuple[str
 
     avro_paths.rewrite(root, value, "", visit, sealing=False)
     return found
-
-
-def forbid_unlinked(department: str, site: str) -> Forbidden:
-    return Forbidden(f"department {department} has no link to site {site}")

@@ -27,6 +27,7 @@ from consent.signing import ConsentSigner
 from dataplane.delivery import Deliverer
 from dataplane.egress import EgressPolicy
 from dataplane.fanout import GroupRegistry
+from dataplane.federation import KeyRelease, RemoteReader, RemoteSources
 from dataplane.group_commit import GroupCommitter
 from dataplane.hub import HubRegistry
 from dataplane.idempotency import IdempotencyStore
@@ -34,12 +35,14 @@ from dataplane.loop import DeliveryLoop
 from dataplane.outcome import KafkaOutcomes
 from dataplane.publish import Publisher
 from dataplane.readers import ReaderPool
+from dataplane.replica import ReplicatedState, StatePublisher
 from dataplane.store import SubscriptionStore
 from dataplane.webhooks import WebhookDispatcher
 from exchange.auditing import AuditSink
 from exchange.crypto.factory import build_field_crypto
 from exchange.crypto.kms import Kms
 from exchange.db import make_engine, migrate, session_factory
+from exchange.federation.link import SiteLinks
 from exchange.federation.sites import Federation
 from exchange.health import HealthMonitor, database_writable
 from exchange.home import secure_home
@@ -55,7 +58,7 @@ from exchange.kafka.transactional import Fencer, claim_slot
 from exchange.keyage import KeyAgeReporter
 from exchange.secrets_store import load_master_key
 from exchange.settings import Settings
-from gateway.container import Background, Services
+from gateway.container import Background, FederationServices, Services
 from gateway.ratelimit import RateLimiter
 from gateway.streams import StreamSlots
 from schemas.registry import SchemaRegistry
@@ -153,6 +156,9 @@ def build_services(
         kafka_down=lambda: health.down("kafka"),
     )
     subscriptions = SubscriptionStore(sessions)
+    sites = Federation(settings.resolved_home)
+    links = SiteLinks(sites)
+    replica = ReplicatedState(fed=sites, kafka=kafka)
     deliverer = Deliverer(
         catalog=catalog,
         grants=agreements,
@@ -160,7 +166,18 @@ def build_services(
         schemas=registry,
         sealer=crypto,
         audit=sink,
+        remote=RemoteSources(state=replica, owner_of=sites.owner_of, link_for=links),
     )
+    replica.on_change(deliverer.forget)  # a replicated revocation bites at once
+    state_publisher = StatePublisher(
+        fed=sites,
+        kafka=kafka,
+        catalog=catalog,
+        schemas=registry,
+        agreements=agreements,
+        departments_of_site=identity.departments_with_key,
+    )
+    agreements.on_change(state_publisher.changed)
     readers = ReaderPool(kafka)
     hubs = HubRegistry(kafka)
     delivery = DeliveryLoop(deliverer, readers)
@@ -190,12 +207,17 @@ def build_services(
             _in_thread(overdue.start),
             _in_thread(checkpointer.start),
             _in_thread(witnessing.start),
+            _in_thread(state_publisher.start),
+            _in_thread(replica.start),
             webhooks.start,
         ),
         stops=(
             # reverse order of what they depend on: stop feeding work before closing clients
             webhooks.stop,
             _in_thread(witnessing.stop),
+            _in_thread(replica.stop),
+            _in_thread(state_publisher.stop),
+            _in_thread(links.close),
             _in_thread(checkpointer.stop),
             _in_thread(overdue.stop),
             _in_thread(key_ages.stop),
@@ -254,6 +276,15 @@ def build_services(
         streams=StreamSlots(settings.sse_streams_per_client),
         background=background,
         health=health,
+        federation=FederationServices(
+            sites=sites,
+            links=links,
+            replica=replica,
+            release=KeyRelease(
+                shared=sites.shared_out, grants=agreements, keys=crypto.keys, audit=sink
+            ),
+            reader=RemoteReader(kafka=kafka, owner_of=sites.owner_of, deliverer=deliverer),
+        ),
     )
 
 

@@ -20,14 +20,18 @@ from consent.consents import Consents
 from consent.managers import ConsentManagers
 from dataplane.delivery import Deliverer
 from dataplane.fanout import GroupRegistry
+from dataplane.federation import KeyRelease, RemoteReader
 from dataplane.hub import HubRegistry
 from dataplane.loop import DeliveryLoop
 from dataplane.publish import Publisher
 from dataplane.readers import ReaderPool
+from dataplane.replica import ReplicatedState
 from dataplane.store import SubscriptionStore
 from dataplane.webhooks import WebhookDispatcher
 from exchange.auditing import AuditSink
 from exchange.crypto.fields import FieldCrypto
+from exchange.federation.link import SiteLinks
+from exchange.federation.sites import Federation
 from exchange.health import HealthMonitor
 from exchange.identity.authcodes import AuthCodes
 from exchange.identity.external import ExternalVerifier
@@ -50,6 +54,18 @@ class Background:
 
     starts: tuple[Callable[[], Awaitable[None]], ...] = ()
     stops: tuple[Callable[[], Awaitable[None]], ...] = ()
+
+
+@dataclass(frozen=True)
+class FederationServices:
+    """This site among others: its files, its links to owner sites, the owners' replicated
+    state (remote role), key release and the paged remote read."""
+
+    sites: Federation
+    links: SiteLinks
+    replica: ReplicatedState
+    release: KeyRelease
+    reader: RemoteReader
 
 
 @dataclass(frozen=True)
@@ -90,3 +106,4 @@ class Services:
     streams: StreamSlots  # per-client cap on concurrent SSE streams
     background: Background = field(default_factory=Background)
     health: HealthMonitor | None = None  # dependency status, probed in the background
+    federation: FederationServices | None = None

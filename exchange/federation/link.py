@@ -28,7 +28,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jwt
 from joserfc.jwk import OKPKey
 
-from exchange.errors import DependencyUnavailable, NotFound
+from exchange.errors import DependencyUnavailable, Forbidden, NotFound
+from exchange.federation.sites import Federation
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 TIMEOUT_S = 2.0
@@ -140,3 +141,31 @@ class SiteLink:
     def schema(self, schema_id: int) -> str:
         """The owner registry's schema text of ``schema_id`` (ids differ between sites)."""
         return str(self.call("GET", f"/registry/schemas/ids/{schema_id}")["schema"])
+
+
+class SiteLinks:
+    """One :class:`SiteLink` per (our department, owner site), made on first use from the
+    department's link (``exchange federation link``); Forbidden for an unlinked department."""
+
+    def __init__(self, fed: Federation) -> None:
+        self.fed = fed
+        self._links: dict[tuple[str, str], SiteLink] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, department: str, site: str) -> SiteLink:
+        with self._lock:
+            hit = self._links.get((department, site))
+        if hit is not None:
+            return hit
+        client_id = self.fed.linked_client(department, site)
+        if client_id is None:
+            raise Forbidden(f"department {department} has no link to site {site}")
+        link = SiteLink(self.fed.site(site).url, client_id, self.fed.private_key())
+        with self._lock:
+            return self._links.setdefault((department, site), link)
+
+    def close(self) -> None:
+        with self._lock:
+            links, self._links = list(self._links.values()), {}
+        for link in links:
+            link.close()

@@ -21,6 +21,7 @@ other secret hand-over between two administrations).
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import re
 import secrets
@@ -57,6 +58,12 @@ def check_topic(topic: str) -> str:
     if not TOPIC_NAME.match(topic):
         raise InvalidInput(f"{topic!r} is not a topic name")
     return topic
+
+
+def state_topic(owner: str, to: str) -> str:
+    """The compacted topic where ``owner`` writes the catalog entries and agreement state of
+    the topics it shares to ``to`` (MirrorMaker copies it with them; read-only at ``to``)."""
+    return f"_exchange.federation.{check_site_name(owner)}.{check_site_name(to)}"
 
 
 def encode_public_key(key: Ed25519PublicKey) -> str:
@@ -178,9 +185,18 @@ class Federation:
 
     # -- shares --------------------------------------------------------------------------
     def _shares(self) -> dict[str, list[dict[str, Any]]]:
+        # Asked on every delivery (is this topic mirrored?): re-read only when the file changed.
+        try:
+            stamp = (self.dir / "shares.json").stat().st_mtime_ns
+        except FileNotFoundError:
+            stamp = None
+        hit = self._cache.get("shares")
+        if hit is not None and stamp is not None and hit[0] == stamp:
+            return copy.deepcopy(hit[1])
         raw: dict[str, list[dict[str, Any]]] = self._read(
             "shares.json", {"outgoing": [], "incoming": []}
         )
+        self._cache["shares"] = (stamp, copy.deepcopy(raw))
         return raw
 
     def outgoing(self) -> list[Share]:
@@ -225,6 +241,14 @@ class Federation:
     def topics_shared_to(self, site: str) -> list[str]:
         return sorted(s.topic for s in self.outgoing() if s.site == site)
 
+    def mirrored_topics_to(self, site: str) -> list[str]:
+        """What ``site``'s MirrorMaker may read here: the shared topics and their state topic."""
+        return [*self.topics_shared_to(site), state_topic(self.name(), site)]
+
+    def owner_sites(self) -> list[str]:
+        """The sites we accepted topics from."""
+        return sorted({s.site for s in self.incoming()})
+
     def grant(self, site: str, bootstrap: str) -> dict[str, Any]:
         """What the remote admin needs to mirror our topics shared to ``site`` (secret)."""
         user, password = self.mirror_user(site)
@@ -236,6 +260,7 @@ class Federation:
             "username": user,
             "password": password,
             "topics": self.topics_shared_to(site),
+            "state_topic": state_topic(self.name(), site),
         }
 
     def accept(self, topic: str, grant: dict[str, Any]) -> Share:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from exchange.federation.sites import Federation
+from exchange.federation.sites import Federation, state_topic
 from exchange.kafka.broker import pid_alive
 from exchange.kafka.jars import ensure_mirror_jars
 from exchange.kafka.mirror import ClusterEnd, Flow, launch, write_mm2_config
@@ -54,6 +54,8 @@ def flows(fed: Federation, here: ClusterEnd) -> list[Flow]:
             username=c["username"],
             password=SecretStr(c["password"]),
         )
+        # With the topics, the owner's state topic for us (catalog entries, agreement state).
+        topics.append(state_topic(owner, here.alias))
         out.append(Flow(ClusterEnd(owner, c["bootstrap"], sec), here, tuple(sorted(topics))))
     return out
 

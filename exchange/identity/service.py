@@ -115,6 +115,19 @@ class IdentityService:
         with transaction(self.sessions) as s:
             return s.get(DepartmentRow, id) is not None
 
+    def departments_with_key(self, okp_x: str) -> set[str]:
+        """Departments with an enabled client authenticating with the Ed25519 key whose JWK
+        ``x`` is ``okp_x`` (base64url): the departments a remote site acts for here."""
+        from exchange.identity.models import ClientKeyRow
+
+        with transaction(self.sessions) as s:
+            rows = s.execute(
+                select(ClientRow.department_id, ClientKeyRow.public_jwk)
+                .join(ClientKeyRow, ClientKeyRow.client_id == ClientRow.client_id)
+                .where(ClientRow.disabled.is_(False))
+            )
+            return {str(d) for d, jwk in rows if isinstance(jwk, dict) and jwk.get("x") == okp_x}
+
     def list_departments(self) -> list[Department]:
         with transaction(self.sessions) as s:
             return [_dept(r) for r in s.scalars(select(DepartmentRow).order_by(DepartmentRow.id))]

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from consent.agreements import Agreement, Agreements
+from dataplane.federation import refuse_mirrored
 from exchange.identity.tokens import Principal
 from gateway.access import ANY, access
 from gateway.auth import principal, require, services
@@ -97,6 +98,12 @@ async def request_agreement(
     who: Principal = Depends(require("subscriber")),
     svc: Services = Depends(services),
 ) -> AgreementOut:
+    if svc.federation is not None:
+        refuse_mirrored(
+            svc.federation.sites.owner_of,
+            body.topic,
+            "its agreements are requested over the site link and decided",
+        )
     a = await run_in_threadpool(
         lambda: _agreements(svc).request(
             who,

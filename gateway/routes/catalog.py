@@ -8,11 +8,12 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from consent.asyncapi import asyncapi_document
 from consent.catalog import Catalog, CatalogEntry
+from dataplane.replica import RemoteAgreement, RemoteEntry
 from exchange.errors import NotFound
 from exchange.identity.tokens import Principal
 from gateway.access import ANY, access
@@ -29,6 +30,16 @@ class FieldOut(BaseModel):
     data_subject: bool
 
 
+class RemoteAgreementOut(BaseModel):
+    id: str
+    consumer: str
+    granted_fields: list[str]
+    purpose: str
+    valid_from: datetime
+    valid_until: datetime
+    status: str
+
+
 class CatalogEntryOut(BaseModel):
     topic: str
     owner: str
@@ -42,6 +53,21 @@ class CatalogEntryOut(BaseModel):
     legal_basis: str | None
     created_at: datetime
     fields: list[FieldOut] | None = None  # None: the registry has no schema for it (yet)
+    site: str | None = Field(
+        default=None,
+        description="For a topic mirrored here from its owner site: that site (the entry is "
+        "the owner's, replicated read-only)",
+    )
+    state_as_of: datetime | None = Field(
+        default=None,
+        description="Mirrored topic: when the owner site last said its replicated state is "
+        "current (older than a minute: its agreements grant only public fields here)",
+    )
+    agreements: list[RemoteAgreementOut] | None = Field(
+        default=None,
+        description="Mirrored topic: the caller's department's agreements as the owner site "
+        "replicated them (all of them for admin and auditor)",
+    )
 
 
 def _registry_version(svc: Services, entry: CatalogEntry) -> Any | None:
@@ -78,6 +104,47 @@ def _catalog(svc: Services) -> Catalog:
     return svc.catalog
 
 
+def _remote_out(
+    e: RemoteEntry, agreements: list[RemoteAgreement], as_of: datetime | None
+) -> CatalogEntryOut:
+    return CatalogEntryOut(
+        **{k: getattr(e.entry, k) for k in CatalogEntry.__dataclass_fields__},
+        fields=[
+            FieldOut(path=f.path, classification=str(f.classification), data_subject=f.data_subject)
+            for f in e.fields
+        ],
+        site=e.site,
+        state_as_of=as_of,
+        agreements=[
+            RemoteAgreementOut(
+                id=a.id,
+                consumer=a.consumer,
+                granted_fields=list(a.granted_fields),
+                purpose=a.purpose,
+                valid_from=a.valid_from,
+                valid_until=a.valid_until,
+                status=a.status,
+            )
+            for a in agreements
+        ],
+    )
+
+
+def _visible(who: Principal, agreements: list[RemoteAgreement]) -> list[RemoteAgreement]:
+    if who.has("admin") or who.has("auditor"):
+        return agreements
+    return [a for a in agreements if a.consumer == who.department]
+
+
+def _remote_matches(e: RemoteEntry, q: str | None, dept: str | None, share: str | None) -> bool:
+    text = f"{e.entry.topic}\n{e.entry.title}\n{e.entry.description}".lower()
+    return (
+        (dept is None or e.entry.owner == dept)
+        and (share is None or e.entry.share_type == share)
+        and (not q or q.lower() in text)
+    )
+
+
 @router.get("", response_model=list[CatalogEntryOut])
 @access(ANY)
 async def search_catalog(
@@ -86,11 +153,20 @@ async def search_catalog(
     share_type: str | None = Query(
         default=None, pattern="^(unconditional|conditional|not_shared)$"
     ),
-    _: Principal = Depends(principal),
+    who: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> list[CatalogEntryOut]:
     def run() -> list[CatalogEntryOut]:
-        return [_out(svc, e) for e in _catalog(svc).search(q, dept, share_type)]
+        local = [_out(svc, e) for e in _catalog(svc).search(q, dept, share_type)]
+        if svc.federation is None:
+            return local
+        replica = svc.federation.replica
+        remote = [
+            _remote_out(e, _visible(who, replica.agreements(e.entry.topic)), replica.as_of(e.site))
+            for e in replica.entries()
+            if _remote_matches(e, q, dept, share_type)
+        ]
+        return sorted(local + remote, key=lambda o: o.topic)
 
     return await run_in_threadpool(run)
 
@@ -114,6 +190,11 @@ async def catalog_asyncapi(
 @router.get("/{topic}", response_model=CatalogEntryOut)
 @access(ANY)
 async def get_entry(
-    topic: str, _: Principal = Depends(principal), svc: Services = Depends(services)
+    topic: str, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> CatalogEntryOut:
+    """A topic's entry; for a topic mirrored from its owner site, the owner's replicated
+    entry (``site`` names it) with the agreement state replicated with it."""
+    if svc.federation is not None and (e := svc.federation.replica.entry(topic)) is not None:
+        replica = svc.federation.replica
+        return _remote_out(e, _visible(who, replica.agreements(topic)), replica.as_of(e.site))
     return await run_in_threadpool(lambda: _out(svc, _catalog(svc).get(topic)))

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from consent.consents import Consent, Consents, ConsentVersion
 from consent.managers import ConsentManagers, Designation
+from dataplane.federation import refuse_mirrored
 from exchange.identity.tokens import Principal
 from gateway.access import ANY, PUBLIC, access
 from gateway.auth import principal, require, services
@@ -102,6 +103,8 @@ async def record_consent(
     who: Principal = Depends(require(REGISTRAR)),
     svc: Services = Depends(services),
 ) -> ConsentOut:
+    if svc.federation is not None:
+        refuse_mirrored(svc.federation.sites.owner_of, body.topic, "consents are recorded")
     c = await run_in_threadpool(
         lambda: _consents(svc).record(
             who,

@@ -9,24 +9,21 @@ the owner's agreement grants it (see :mod:`dataplane.federation`).
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from dataplane.federation import MAX_KEYS, KeyRelease, OwnerLink, RemoteReader, forbid_unlinked
-from exchange.federation.link import SiteLink
-from exchange.federation.sites import Federation
+from dataplane.federation import MAX_KEYS
+from exchange.errors import NotFound
 from exchange.identity.tokens import Principal
 from gateway.access import access
 from gateway.auth import require, services
-from gateway.container import Services
+from gateway.container import FederationServices, Services
 
 router = APIRouter(tags=["federation"])
 subscriber = require("subscriber")
-_lock = threading.Lock()
 
 
 class KeyRef(BaseModel):
@@ -39,49 +36,18 @@ class KeysIn(BaseModel):
     keys: list[KeyRef] = Field(max_length=MAX_KEYS)
 
 
-class _Federated:
-    """Per app: the key release (owner role) and the remote reader (remote role)."""
-
-    def __init__(self, svc: Services) -> None:
-        self.fed = Federation(svc.settings.resolved_home)
-        self.release = KeyRelease(
-            shared=self.fed.shared_out,
-            grants=svc.agreements,
-            keys=svc.crypto.keys,
-            audit=svc.audit,
-        )
-        self._links: dict[tuple[str, str], SiteLink] = {}
-        self.reader = RemoteReader(
-            kafka=svc.kafka, owner_of=self.fed.owner_of, link_for=self.link, audit=svc.audit
-        )
-
-    def link(self, department: str, site: str) -> OwnerLink:
-        with _lock:
-            hit = self._links.get((department, site))
-        if hit is not None:
-            return hit
-        client_id = self.fed.linked_client(department, site)
-        if client_id is None:
-            raise forbid_unlinked(department, site)
-        link = SiteLink(self.fed.site(site).url, client_id, self.fed.private_key())
-        with _lock:
-            self._links[(department, site)] = link
-        return link
-
-
-def _federated(request: Request, svc: Services = Depends(services)) -> _Federated:
-    with _lock:
-        fed = getattr(request.app.state, "federation", None)
-        if fed is None:
-            fed = request.app.state.federation = _Federated(svc)
-    assert isinstance(fed, _Federated)
-    return fed
+def _federated(svc: Services = Depends(services)) -> FederationServices:
+    if svc.federation is None:
+        raise NotFound("this gateway takes no part in federation")
+    return svc.federation
 
 
 @router.post("/v1/federation/keys")
 @access("subscriber")
 async def release_keys(
-    body: KeysIn, who: Principal = Depends(subscriber), fed: _Federated = Depends(_federated)
+    body: KeysIn,
+    who: Principal = Depends(subscriber),
+    fed: FederationServices = Depends(_federated),
 ) -> dict[str, Any]:
     """The data keys of a shared topic's envelopes that our agreement with the caller's
     department grants (called by a remote site's gateway)."""
@@ -101,7 +67,7 @@ async def read_mirrored(
     offset: int = Query(default=0, ge=0),
     limit: int = Query(default=100, ge=1, le=500),
     who: Principal = Depends(subscriber),
-    fed: _Federated = Depends(_federated),
+    fed: FederationServices = Depends(_federated),
 ) -> dict[str, Any]:
     """Records of a topic mirrored from its owner site: unsealed fields, plus the sealed ones
     the owner releases to our department; the others named in ``withheld`` with a reason."""

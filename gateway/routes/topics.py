@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from dataplane.federation import refuse_mirrored
 from dataplane.idempotency import request_digest
 from dataplane.publish import Batch, FramedRecord, NewRecord
 from exchange.auditing import AuditRecord
@@ -101,6 +102,8 @@ async def create_topic(
         raise InvalidInput("topic name must be '<owner department>.<dataset>'")
     if body.share_type == "not_shared" and not body.legal_basis:
         raise InvalidInput("a not_shared topic needs a legal_basis")
+    if svc.federation is not None:
+        refuse_mirrored(svc.federation.sites.owner_of, body.name, "its owner site describes it")
     await run_in_threadpool(svc.identity.get_department, body.owner)
     entry = await run_in_threadpool(_create, svc, body)
     await run_in_threadpool(
@@ -234,7 +237,12 @@ async def publish(
 ) -> JSONResponse:
     publisher = svc.publisher
     # Authorised before the body is read: a stranger's upload is not even received.
-    entry = await run_in_threadpool(publisher.authorize, who, topic)
+    try:
+        entry = await run_in_threadpool(publisher.authorize, who, topic)
+    except Forbidden:
+        if svc.federation is not None:  # say why, for a topic the catalog shows as mirrored
+            refuse_mirrored(svc.federation.sites.owner_of, topic, "publish to it")
+        raise
     body = await request.body()  # the size limit is enforced as it streams (gateway.limits)
     body = decoded(body, request.headers.get("content-encoding", ""), svc.settings.max_body_bytes)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -24,12 +24,14 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from exchange.client import ExchangeClient
-from exchange.federation.sites import Federation
+from dataplane.webhooks import SIGNATURE_HEADER, verify
+from exchange.client import ApiError, ExchangeClient
+from exchange.federation.sites import Federation, state_topic
 from exchange.kafka.broker import pid_alive
 from exchange.kafka.client import KafkaAdapter
 from exchange.kafka.port import InRecord
 from exchange.kafka.security import KafkaSecurity
+from tests.e2e.test_webhooks import Receiver
 from tests.support.federation import ROOT, TwoSites, read_all, remote_page, wait_topic
 from tests.support.gateway import ThreadGateway
 from tests.support.kafka import security_for
@@ -79,7 +81,7 @@ def remote_read(sites: Shared) -> dict[str, dict[str, Any]]:
         body = remote_page(sites.reader, sites.scenario.topic, partition, 0)
         partitions = max(1, body["partitions"])
         for r in body["records"]:
-            out[r["key"]] = r
+            out[r["key"] if "key" in r else f"@{r['partition']}/{r['offset']}"] = r
         partition += 1
     return out
 
@@ -141,7 +143,8 @@ def test_the_mirror_user_reads_only_the_shared_topics(sites: Shared) -> None:
     finally:
         adapter.close()
     assert sites.scenario.topic in visible
-    assert set(visible) == set(sites.world.shared), visible  # only what was shared to it
+    # only what was shared to it, and the league's state topic for the region
+    assert set(visible) == {*sites.world.shared, state_topic("league", "region")}, visible
 
 
 def test_a_killed_mirrormaker_is_restarted_and_replication_resumes(sites: Shared) -> None:
@@ -184,14 +187,14 @@ def test_a_region_subscriber_gets_only_the_fields_the_owner_grants(sites: Shared
     for i in range(3):
         _, r = remote_until(sites, f"g{i}", lambda r: True)
         p, v = person(100 + i), r["value"]
-        # granted sealed field opened with the key the owner released; unsealed fields as is
-        assert v["citizen_id"] == p["citizen_id"]
-        assert v["name"] == p["name"] and v["district"] == p["district"]
-        assert "phone" not in v and "income" not in v and "street" not in v["address"]
+        # the granted sealed field opened with the key the owner released, the granted
+        # unsealed one as is, and nothing the replicated agreement does not grant (district
+        # and address.city are not sealed, yet not granted on a conditional topic)
+        assert v == {"citizen_id": p["citizen_id"], "name": p["name"]}
         assert r["withheld"]["phone"] == "not_granted"
         assert r["withheld"]["income"] == "not_granted"
     assert "federation.keys_released" in audit_types(sites.world.league_home)
-    assert "federation.delivered" in audit_types(sites.world.region_home)
+    assert "records.delivered" in audit_types(sites.world.region_home)
 
 
 def test_the_owner_unreachable_withholds_sealed_fields_and_public_ones_flow(
@@ -204,7 +207,7 @@ def test_the_owner_unreachable_withholds_sealed_fields_and_public_ones_flow(
         _, during = remote_until(sites, "cut", lambda r: "citizen_id" not in r["value"])
         assert during["value"]["name"] == person(200)["name"]  # public fields keep flowing
         assert during["withheld"]["citizen_id"] == "owner_unreachable"
-        assert during["withheld"]["phone"] == "owner_unreachable"
+        assert during["withheld"]["phone"] == "not_granted"  # per the replicated agreement
     finally:
         sites.world.link.restore()
     _, after = remote_until(sites, "cut", lambda r: r["value"].get("citizen_id") is not None)
@@ -212,20 +215,136 @@ def test_the_owner_unreachable_withholds_sealed_fields_and_public_ones_flow(
     assert "citizen_id" not in after["withheld"]
 
 
+# -- replicated catalog and agreement state; remote subscriptions ---------------------------
+def test_the_replicated_catalog_is_visible_and_read_only_at_the_region(sites: Shared) -> None:
+    topic = sites.scenario.topic
+    deadline = time.monotonic() + 60
+    while True:  # the owner's gateway writes it, MirrorMaker copies it
+        listed = {e["topic"]: e for e in sites.reader.call("GET", "/v1/catalog")}
+        if topic in listed and listed[topic]["agreements"]:
+            break
+        assert time.monotonic() < deadline, listed
+        time.sleep(0.3)
+    entry = listed[topic]
+    assert entry["site"] == "league" and entry["owner"] == sites.scenario.owner
+    assert entry["share_type"] == "conditional" and entry["state_as_of"]  # owner's heartbeat
+    classes = {f["path"]: f["classification"] for f in entry["fields"]}
+    assert classes["citizen_id"] == "sensitive" and classes["name"] == "public"
+    [ag] = entry["agreements"]  # only our department's, as the owner replicated it
+    assert ag["id"] == sites.agreement and ag["status"] == "approved"
+    assert sorted(ag["granted_fields"]) == ["citizen_id", "name"]
+    one = sites.reader.call("GET", f"/v1/catalog/{topic}")
+    assert one["site"] == "league" and one["agreements"] == entry["agreements"]
+    # read-only here: the owner site decides
+    with sites.world.region_gateway.admin() as admin:
+        created = admin.request(
+            "POST",
+            "/v1/topics",
+            json={"name": topic, "owner": sites.scenario.owner, "value_subject": "x-value"},
+        )
+    asked = sites.reader.request(
+        "POST",
+        "/v1/agreements",
+        json={
+            "topic": topic,
+            "fields": ["name"],
+            "purpose": "p",
+            "valid_from": "2020-01-01T00:00:00Z",
+            "valid_until": "2099-01-01T00:00:00Z",
+        },
+    )
+    for r in (created, asked):
+        assert r.status_code == 409, r.text
+        assert r.json()["code"] == "mirrored_read_only"
+        assert "mirrored from site league and read-only here" in r.json()["detail"]
+
+
+def test_a_narrowed_agreement_reaches_a_remote_subscription_pull_sse_and_webhook(
+    sites: Shared,
+) -> None:
+    """A second region department granted only ``name``: the ordinary subscription API at the
+    region (long-poll with commit, SSE resumed from a cursor, a signed webhook) delivers that
+    field only."""
+    s = sites.scenario
+    reader, _ = sites.world.region_department(s, ["name"], name="rstats")
+    deadline = time.monotonic() + 60
+    while True:  # until the approved agreement has been replicated here
+        try:
+            sub = reader.subscribe(s.topic)
+            break
+        except ApiError as exc:
+            assert exc.status == 403 and time.monotonic() < deadline, exc.body
+            time.sleep(0.3)
+    rx = Receiver()
+    hook = reader.call(
+        "POST", "/v1/subscriptions", json={"topic": s.topic, "webhook": {"url": rx.url}}
+    )
+    s.publisher.publish(s.topic, [{"key": f"n{i}", "value": person(400 + i)} for i in range(3)])
+    got: dict[str, Any] = {}
+    cursor = ""
+    deadline = time.monotonic() + 60
+    while not {"n0", "n1", "n2"} <= set(got):
+        page = reader.poll(sub, wait_ms=2000)
+        got |= {r["key"]: r for r in page["records"]}
+        cursor = page["cursor"]
+        assert time.monotonic() < deadline, got.keys()
+    for i in range(3):  # sealed (citizen_id) and unsealed (district, address) alike: name only
+        assert got[f"n{i}"]["value"] == {"name": person(400 + i)["name"]}
+    reader.commit(sub, cursor)
+    assert reader.poll(sub, wait_ms=0)["records"] == []  # resumed after the commit
+
+    s.publisher.publish(s.topic, [{"key": "n3", "value": person(403)}])
+    events: list[dict[str, Any]] = []
+    for ev in reader.stream(sub, last_event_id=cursor, timeout=60):
+        events.append(ev)
+        if ev["event"] == "record" and ev["data"]["key"] == "n3":
+            break
+    keys = [e["data"]["key"] for e in events if e["event"] == "record"]
+    assert "n0" not in keys and keys[-1] == "n3"  # from the cursor on, not from the start
+    assert events[-1]["data"]["value"] == {"name": person(403)["name"]}
+
+    def hooked() -> dict[str, Any]:
+        pages = [json.loads(body) for _, body in rx.calls]
+        return {r["key"]: r for p in pages for r in p["records"]}
+
+    deadline = time.monotonic() + 60
+    while not {"n0", "n1", "n2", "n3"} <= set(hooked()):  # the webhook, signed, same fields
+        assert time.monotonic() < deadline, sorted(hooked())
+        time.sleep(0.2)
+    assert verify(hook["webhook_secret"], rx.calls[0][1], rx.calls[0][0][SIGNATURE_HEADER])
+    assert hooked()["n3"]["value"] == {"name": person(403)["name"]}
+    rx.close()
+    reader.close()
+
+
+def test_bad_remote_requests_are_clear_4xx(sites: Shared) -> None:
+    unknown = sites.reader.request("GET", "/v1/federation/topics/nosuch.topic/records")
+    assert unknown.status_code == 404 and "not mirrored" in unknown.json()["detail"]
+    not_shared = sites.reader.request("POST", "/v1/subscriptions", json={"topic": "nosuch.topic"})
+    assert not_shared.status_code == 403
+    assert sites.reader.request("GET", "/v1/catalog/nosuch.topic").status_code == 404
+    region = sites.world.region_home
+    bad = run_cli(region, "federation", "link", "x", "--site", "nosuch", "--client-id", "c")
+    assert bad.returncode != 0 and "unknown site 'nosuch'" in bad.stdout + bad.stderr
+
+
 def test_a_revocation_at_the_owner_stops_remote_sealed_fields_within_5s(
     sites: Shared,
 ) -> None:
+    """Sealed fields through the owner's key release, unsealed ones through the replicated
+    agreement state: both stop within 5 s (the whole record is then withheld)."""
     s = sites.scenario
     s.publisher.publish(s.topic, [{"key": "rev", "value": person(300)}])
-    remote_until(sites, "rev", lambda r: r["value"].get("citizen_id") is not None)
+    _, before = remote_until(sites, "rev", lambda r: r["value"].get("citizen_id") is not None)
+    at = f"@{before['partition']}/{before['offset']}"
     revoked = time.monotonic()
     s.steward.call(
         "POST", f"/v1/agreements/{sites.agreement}/revoke", json={"reason": "purpose ended"}
     )
-    _, got = remote_until(sites, "rev", lambda r: "citizen_id" not in r["value"], timeout=30)
+    _, got = remote_until(sites, at, lambda r: True, timeout=30)
     assert time.monotonic() - revoked < 5.0
-    assert got["withheld"]["citizen_id"] == "not_granted"
-    assert got["value"]["name"] == person(300)["name"]
+    assert got["withheld_record"] == "no_agreement"
+    assert "value" not in got
 
 
 # -- cross-site witnessing ------------------------------------------------------------------

@@ -105,13 +105,17 @@ class TwoSites:
         return grant
 
     def region_department(
-        self, s: Scenario, fields: list[str], purpose: str = "regional health statistics"
+        self,
+        s: Scenario,
+        fields: list[str],
+        purpose: str = "regional health statistics",
+        name: str = "rhealth",
     ) -> tuple[ExchangeClient, str]:
         """A department at both sites reading ``s.topic`` at the region under an agreement
         for ``fields``: at the league its client holds the region site's key
         (private_key_jwt); it asks the league for the agreement over the site link, and the
         league's steward approves. Returns (its subscriber at the region, agreement id)."""
-        dept = f"rhealth-{s.topic.split('.')[0][-6:]}"
+        dept = f"{name}-{s.topic.split('.')[0][-6:]}"
         self.league_admin.call(
             "POST", "/v1/departments", json={"id": dept, "name": dept.title(), "level": "city"}
         )
@@ -148,7 +152,21 @@ class TwoSites:
         finally:
             site_link.close()
         s.steward.call("POST", f"/v1/agreements/{ag['id']}/approve", json={})
+        wait_replicated(reader, s.topic, str(ag["id"]))
         return reader, str(ag["id"])
+
+
+def wait_replicated(reader: ExchangeClient, topic: str, agreement: str) -> None:
+    """Until the region knows the approved agreement (the league's replicated state, copied by
+    MirrorMaker): before that the region delivers nothing of the topic (fail closed)."""
+    deadline = time.monotonic() + 90
+    while True:
+        r = reader.request("GET", f"/v1/catalog/{topic}")
+        known = (r.json().get("agreements") or []) if r.status_code == 200 else []
+        if any(a["id"] == agreement and a["status"] == "approved" for a in known):
+            return
+        assert time.monotonic() < deadline, f"agreement {agreement} not replicated: {r.text}"
+        time.sleep(0.3)
 
 
 @contextmanager
@@ -172,7 +190,10 @@ def two_sites(gateway: ThreadGateway, admin: ExchangeClient, workdir: Path) -> I
         cli(gateway.home, "sites", "add", "region", "http://127.0.0.1:1", region_id, env=league_env)
         cli(region_home, "sites", "add", "league", link.url(), league_id)
         cli(region_home, "start")
-        region_gw = ThreadGateway(region_home, st.bootstrap, witness_interval_s=WITNESS_S).start()
+        # loopback webhooks: a test's receiver listens on 127.0.0.1
+        region_gw = ThreadGateway(
+            region_home, st.bootstrap, witness_interval_s=WITNESS_S, webhook_allow_loopback=True
+        ).start()
         # the league witnesses the region's log: it needs the region's audit key (the region's
         # gateway created it); until then its scheduled requests are refused
         audit_key = cli(region_home, "identity", "--audit-key").strip()

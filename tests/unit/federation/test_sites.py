@@ -80,7 +80,9 @@ def test_mm2_properties_one_flow_identity_policy_and_escaped_allow_list(tmp_path
     props = mm2_properties([flow])
     assert props["league->region.enabled"] == "true"
     assert props["region->league.enabled"] == "false"
-    assert props["league->region.topics"] == r"civil\.residents"
+    # the shared topic and the owner's state topic for us (catalog entries, agreements)
+    state = r"_exchange\.federation\.league\.region"
+    assert props["league->region.topics"] == state + r",civil\.residents"
     assert props["replication.policy.class"].endswith("IdentityReplicationPolicy")
     assert props["sync.group.offsets.enabled"] == "false"
     # the worker of the target cluster commits source offsets (what `status` reads) each second
