@@ -153,11 +153,17 @@ def test_subscriber_sees_only_granted_fields(world: World) -> None:
     world.run("subscribe", "close", sub, "--profile", "civil")
 
 
+def _ctrl_c_as_at_a_terminal() -> None:
+    # A suite started in the background (`make test &`, nohup) inherits SIGINT ignored, and
+    # Python then never raises KeyboardInterrupt: give the child the terminal's default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_tail_follows_live_and_stops_cleanly_on_ctrl_c(world: World) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "tail", world.topic, "--profile", "civil"],
         env=world.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        cwd=world.config,
+        cwd=world.config, preexec_fn=_ctrl_c_as_at_a_terminal,
     )  # fmt: skip
     try:
         assert proc.stderr is not None and proc.stdout is not None
