@@ -82,8 +82,7 @@ class ReaderPool:
             while len(got) < max_records:
                 remaining = max(0, int((deadline - time.monotonic()) * 1000))
                 batch = r.poll(timeout_ms=min(remaining, 200), max_records=max_records - len(got))
-                if until is not None:
-                    batch = [x for x in batch if x.offset < until.get(x.partition, 0)]
+                batch = _before(batch, until)
                 got += batch
                 if got or remaining == 0:
                     break
@@ -91,8 +90,7 @@ class ReaderPool:
                 # Records arrive per partition fetch: take what else is already here (no
                 # wait) so a page is not cut at the first partition's batch.
                 batch = r.poll(timeout_ms=0, max_records=max_records - len(got))
-                if until is not None:
-                    batch = [x for x in batch if x.offset < until.get(x.partition, 0)]
+                batch = _before(batch, until)
                 got += batch
             if got and len(got) < max_records:  # still short: what else is committed?
                 got += self._top_up(r, topic, max_records - len(got), until)
@@ -124,8 +122,7 @@ class ReaderPool:
             if all(e - at.get(p, 0) <= 1 for p, e in ends.items()):
                 break
             batch = r.poll(timeout_ms=TOP_UP_POLL_MS, max_records=room - len(out))
-            if until is not None:
-                batch = [x for x in batch if x.offset < until.get(x.partition, 0)]
+            batch = _before(batch, until)
             if not batch:
                 break  # nothing more arrived: what the ends count is not there to read
             out += batch
@@ -137,3 +134,10 @@ class ReaderPool:
             self._idle.clear()
         for r in readers:
             r.close()
+
+
+def _before(batch: list[InRecord], until: Offsets | None) -> list[InRecord]:
+    """The records of ``batch`` below ``until`` (per partition); all of them without it."""
+    if until is None:
+        return batch
+    return [x for x in batch if x.offset < until.get(x.partition, 0)]
