@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from audit.service import Filters
 from tests.conftest import make_department
 from tests.support.console import (
     axe_check,
+    events,
     launch,
     new_page,
     person,
@@ -44,12 +44,6 @@ def dept(gateway: ThreadGateway, admin: Any) -> str:
     d = f"account-{uuid.uuid4().hex[:6]}"
     make_department(admin, d)
     return d
-
-
-def events(gateway: ThreadGateway, since: datetime, kind: str, actor: str) -> list[Any]:
-    return gateway.services.audit_review.query(
-        Filters(since=since, type=kind, client=actor), -1, 50
-    )
 
 
 def change(page: Any, current: str, new: str, again: str | None = None) -> None:

@@ -15,11 +15,11 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from audit.service import Filters
 from exchange.identity.models import ConsoleSessionRow
 from tests.conftest import make_department
 from tests.support.console import (
     axe_check,
+    events,
     launch,
     new_page,
     person,
@@ -43,12 +43,6 @@ def dept(gateway: ThreadGateway, admin: Any) -> str:
     d = f"signin-{uuid.uuid4().hex[:6]}"
     make_department(admin, d)
     return d
-
-
-def events(gateway: ThreadGateway, since: datetime, kind: str, actor: str) -> list[Any]:
-    return gateway.services.audit_review.query(
-        Filters(since=since, type=kind, client=actor), -1, 50
-    )
 
 
 def test_developer_signs_in_and_out(gateway: ThreadGateway, browser: Any, dept: str) -> None:

@@ -20,9 +20,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from audit.service import Filters
 from exchange.identity import totp
 from exchange.identity.service import SYSTEM
 from tests.support.gateway import ThreadGateway
@@ -146,3 +148,10 @@ def screenshot(page: Any, name: str) -> Path:
     path = SCREENSHOTS / f"{name}-{lang}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def events(gateway: ThreadGateway, since: datetime, kind: str, actor: str) -> list[Any]:
+    """The audit events of ``kind`` by ``actor`` since ``since`` (at most 50)."""
+    return gateway.services.audit_review.query(
+        Filters(since=since, type=kind, client=actor), -1, 50
+    )
