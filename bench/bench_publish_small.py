@@ -15,7 +15,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench import world
+from bench import http_ceiling, world
 from bench.env import Bench
 from bench.report import measure, percentile
 
@@ -105,6 +105,11 @@ def run(b: Bench) -> list[dict[str, Any]]:
     t.close()
     rps = len(lat) / elapsed
     p50, p99 = percentile(lat, 50), percentile(lat, 99)
+    # Same generator, same run, against a bare FastAPI app: what the HTTP stack alone allows.
+    with http_ceiling.serving() as ceiling_url:
+        asyncio.run(_load(ceiling_url, token, t.topic, 1.0))
+        c_lat, c_elapsed = asyncio.run(_load(ceiling_url, token, t.topic, seconds))
+    ceiling = len(c_lat) / c_elapsed
     return [
         measure(
             "publish_small",
@@ -115,10 +120,14 @@ def run(b: Bench) -> list[dict[str, Any]]:
             note=f"1-record requests, {CLIENTS} concurrent keep-alive clients, {seconds:.0f}s "
             "closed loop, 3 of 10 fields sealed; "
             f"p50 {p50:.1f} / p99 {p99:.1f} / max {max(lat):.1f} ms "
-            "(baseline column = the goal)",
+            "(baseline column = the goal); "
+            f"bare FastAPI ceiling {ceiling:.0f} requests/s, p99 {percentile(c_lat, 99):.1f} ms",
             p50_ms=round(p50, 2),
             p99_ms=round(p99, 2),
             max_ms=round(max(lat), 2),
             requests=len(lat),
+            ceiling_rps=round(ceiling, 1),
+            ceiling_p99_ms=round(percentile(c_lat, 99), 2),
+            ratio_to_ceiling=round(rps / ceiling, 3),
         )
     ]
