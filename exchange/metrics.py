@@ -73,6 +73,12 @@ KEY_EXPIRY_SECONDS = Gauge(
     "Seconds until the key in use is due for rotation (negative: overdue), by kind",
     ["kind"],
 )
+CERT_EXPIRY_SECONDS = Gauge(
+    "exchange_certificate_expiry_seconds",
+    "Seconds until the earliest certificate of a configured PEM file expires (negative: "
+    "expired), by use",
+    ["use"],
+)
 WITNESS_AGE_SECONDS = Gauge(
     "exchange_witness_cosignature_age_seconds",
     "Seconds since the site last cosigned our audit checkpoint (+Inf: never), per known site",

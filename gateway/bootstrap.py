@@ -192,7 +192,18 @@ def build_services(
             allowed_hosts=settings.webhook_allowed_hosts,
         ),
     )
-    key_ages = KeyAgeReporter(sessions, crypto.keys.policy.max_age)
+    key_ages = KeyAgeReporter(
+        sessions,
+        crypto.keys.policy.max_age,
+        certificates={
+            use: path
+            for use, path in (
+                ("kafka_ca", settings.kafka_ssl_cafile),
+                ("kafka_client", settings.kafka_ssl_certfile),
+            )
+            if path is not None
+        },
+    )
     overdue = OverdueFlagger(agreements, consent_settings.agreement_overdue_check_seconds)
     checkpointer = Checkpointer(review.service, review.settings.checkpoint_interval_s)
     witnessing = WitnessScheduler(

@@ -71,5 +71,6 @@ def test_the_alerts_cover_what_operators_must_hear_about() -> None:
         "exchange_audit_append_failures",
         'exchange_kms_calls_total{outcome="error"}',
         "exchange_key_expiry_seconds",
+        "exchange_certificate_expiry_seconds",
     ):
         assert must in exprs, must
