@@ -1,16 +1,25 @@
 """Observability of a running `exchange up`: Prometheus /metrics on its own port with
-bounded label sets, request ids, JSON access logs, and no secret in any log line."""
+bounded label sets and every family the operators' dashboard reads moving, request ids, JSON
+access logs, no secret in any log line, and OpenTelemetry spans exported over OTLP/HTTP to a
+collector (a real HTTP listener here, decoding the protobuf export requests) when
+``EXCHANGE_OTLP_ENDPOINT`` is set — with no record value in any of them."""
 
 from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from exchange.client import ExchangeClient
 from exchange.kafka.broker import free_port
 from tests.support.gateway import GatewayProcess
 from tests.support.scenario import build, grant, person
@@ -30,9 +39,67 @@ def samples(text: str, name: str) -> list[str]:
     ]
 
 
+def value(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    want = [f'{k}="{v}"' for k, v in labels.items()]
+    return sum(
+        float(ln.rsplit(" ", 1)[1])
+        for ln in samples(text, name)
+        if all(w in ln for w in want)
+    )
+
+
+class Collector:
+    """An OTLP/HTTP trace receiver on loopback: keeps each export request as received."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, bytes]] = []  # path, content type, body
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.requests.append((self.path, self.headers["Content-Type"], body))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+
+    def spans(self) -> list[tuple[str, str]]:
+        """(service.name, span name) of every span received so far."""
+        out = []
+        for _, _, body in list(self.requests):
+            req = ExportTraceServiceRequest.FromString(body)
+            for rs in req.resource_spans:
+                attrs = {a.key: a.value.string_value for a in rs.resource.attributes}
+                for ss in rs.scope_spans:
+                    out += [(attrs.get("service.name", ""), sp.name) for sp in ss.spans]
+        return out
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def test_metrics_logs_and_request_ids(tmp_path: Path, kafka_bootstrap: str) -> None:
     mport = free_port()
-    env = {"EXCHANGE_METRICS_PORT": str(mport), "EXCHANGE_LOG_FORMAT": "json"}
+    collector = Collector()
+    env = {
+        "EXCHANGE_METRICS_PORT": str(mport),
+        "EXCHANGE_LOG_FORMAT": "json",
+        "EXCHANGE_OTLP_ENDPOINT": collector.endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "200",  # the batch processor's export interval (ms)
+    }
     gw = GatewayProcess(tmp_path / "home", kafka_bootstrap, extra_env=env).start()
     marker = f"Secret{uuid.uuid4().hex[:10]}"
     try:
@@ -77,6 +144,15 @@ def test_metrics_logs_and_request_ids(tmp_path: Path, kafka_bootstrap: str) -> N
             'route="<unmatched>"' in ln for ln in samples(after, "exchange_http_requests_total")
         )
         assert samples(after, "exchange_tokens_issued_total")[0].split()[-1] != "0.0"
+        assert value(after, "exchange_publish_bytes_total", topic=s.topic) > 0
+        assert samples(after, "exchange_audit_queue")  # a gauge: 0 when the writer keeps up
+        # The sealed field the subscriber is granted: a data key wrapped, then unwrapped (or
+        # served from the cache) to open it.
+        assert value(after, "exchange_kms_calls_total", outcome="ok") > 0
+        assert value(after, "exchange_kms_call_duration_seconds_count") > 0
+        assert value(after, "exchange_kms_cache_lookups_total") > 0
+        for lag in ("exchange_delivery_lag_records", "exchange_delivery_lag_seconds"):
+            assert any(f'subscription="{sub}"' in ln for ln in samples(after, lag)), lag
         assert any(
             f'subscription="{sub}"' in ln
             for ln in samples(after, "exchange_delivery_records_total")
@@ -87,11 +163,56 @@ def test_metrics_logs_and_request_ids(tmp_path: Path, kafka_bootstrap: str) -> N
             'kind="token_signing"' in ln for ln in samples(after, "exchange_key_age_seconds")
         )
         assert marker not in after
+
+        # A refused token request is counted by reason; an open SSE stream is counted.
+        refused = value(after, "exchange_token_refusals_total")
+        r = httpx.post(
+            f"{gw.url}/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(s.publisher.client_id, "not-the-secret"),
+        )
+        assert r.status_code == 401
+        assert value(scrape(mport), "exchange_token_refusals_total") == refused + 1
+        opened = threading.Event()
+        closing = threading.Event()
+
+        def listen() -> None:
+            with ExchangeClient(gw.url, s.subscriber.client_id, s.subscriber._secret) as c:
+                for _ in c.stream(sub, timeout=30):
+                    opened.set()
+                    if closing.is_set():
+                        return
+
+        t = threading.Thread(target=listen, daemon=True)
+        t.start()
+        assert opened.wait(30)  # the first record came over the stream
+        assert value(scrape(mport), "exchange_streams_open", kind="sse") == 1
+        closing.set()
+        s.publisher.publish(s.topic, [{"key": "k2", "value": person(8)}])  # wakes the reader
+        t.join(30)
+        deadline = time.monotonic() + 30
+        while value(scrape(mport), "exchange_streams_open", kind="sse") != 0:
+            assert time.monotonic() < deadline, "the closed stream is still counted"
+            time.sleep(0.2)
+
+        # Traces went to the collector over OTLP/HTTP (protobuf), publish and delivery.
+        deadline = time.monotonic() + 30
+        want = {"POST /v1/topics/{topic}/records", "publish.kafka", "publish.audit",
+                "delivery.render"}  # fmt: skip
+        while not want <= {name for _, name in collector.spans()}:
+            assert time.monotonic() < deadline, sorted({n for _, n in collector.spans()})
+            time.sleep(0.2)
+        assert {svc for svc, _ in collector.spans()} == {"exchange-gateway"}
+        assert {(p, ct) for p, ct, _ in collector.requests} == {
+            ("/v1/traces", "application/x-protobuf")
+        }
         # The metrics listener is not the API: nothing of it answers on the API port.
         assert httpx.get(f"{gw.url}/metrics").status_code == 404
         s.close()
     finally:
         gw.stop()
+        collector.close()
+    assert not any(marker.encode() in body for _, _, body in collector.requests)
 
     log = (tmp_path / "home" / "gateway.log").read_text()
     lines = [json.loads(ln) for ln in log.splitlines() if ln.startswith("{")]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from dataplane.webhooks import SIGNATURE_HEADER, verify
 from exchange.client import ApiError
@@ -100,16 +101,25 @@ def test_webhook_receives_signed_records(fast_retry_gateway: ThreadGateway, tmp_
         s.close()
 
 
+def counter(name: str, **labels: str) -> float:
+    """A metric of the in-process gateway (ThreadGateway shares the test's registry)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 def test_failing_webhook_ends_in_dead_letters(fast_retry_gateway: ThreadGateway) -> None:
     gw = fast_retry_gateway
     with gw.admin() as admin:
         s = build(admin, gw.url)
     grant(s, ["name"])
     rx = Receiver(status=500)
+    retries = counter("exchange_webhook_retries_total")
+    dead_letters = counter("exchange_webhook_dead_letters_total")
     try:
         sub = s.subscriber.call(
             "POST", "/v1/subscriptions", json={"topic": s.topic, "webhook": {"url": rx.url}}
         )
+        # The dispatcher serves it (its supervisor counts live webhook workers every second).
+        assert wait_for(lambda: counter("exchange_streams_open", kind="webhook") >= 1)
         s.publisher.publish(s.topic, [{"key": "a", "value": person(1)}])
 
         def dead() -> list[Any]:
@@ -119,6 +129,9 @@ def test_failing_webhook_ends_in_dead_letters(fast_retry_gateway: ThreadGateway)
         assert wait_for(lambda: len(dead()) == 1, timeout=30)
         assert len(rx.calls) == 6  # first try + 5 retries
         assert dead()[0]["last_error"] == "http_status:500"
+        # Operators see it: /metrics counts the retries and the dead letter.
+        assert counter("exchange_webhook_retries_total") - retries >= 5
+        assert counter("exchange_webhook_dead_letters_total") - dead_letters >= 1
     finally:
         rx.close()
         s.close()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import re
+from pathlib import Path
 
 from exchange import logs
 
@@ -66,3 +69,60 @@ def test_kafka_client_debug_records_lose_their_arguments() -> None:
     out = stream.getvalue()
     assert SECRET not in out and "Sending (key=%r value=%r)" in out
     assert "broker node-1 unavailable" in out
+
+
+_EMIT = (
+    "from exchange import logs\n"
+    "import logging\n"
+    "logs.configure('info', 'auto')\n"
+    "logs.REQUEST_ID.set('req-42')\n"
+    "logging.getLogger('exchange.access').info('request', extra={'status': 200})\n"
+)
+
+
+def _emit(stderr: int) -> None:
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parents[3])
+    subprocess.run(
+        [sys.executable, "-c", _EMIT],
+        env={**os.environ, "PYTHONPATH": root},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        check=True,
+        timeout=60,
+    )
+
+
+def test_auto_format_is_text_on_a_terminal_and_json_otherwise() -> None:
+    """`exchange up` on a terminal prints human lines; piped (a service, a container), JSON."""
+    import json
+    import pty
+
+    leader, follower = pty.openpty()  # a real terminal device for the child's stderr
+    try:
+        _emit(follower)
+        os.close(follower)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(leader)
+    line = out.decode().strip()
+    assert re.fullmatch(r"\d\d:\d\d:\d\d INFO +exchange\.access: request \[req-42\]", line), line
+
+    r, w = os.pipe()
+    _emit(w)
+    os.close(w)
+    with os.fdopen(r) as f:
+        body = json.loads(f.read())
+    assert body["logger"] == "exchange.access" and body["request_id"] == "req-42"
+    assert body["status"] == 200 and body["level"] == "info"
