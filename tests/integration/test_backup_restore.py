@@ -19,7 +19,7 @@ from exchange.client import ExchangeClient
 from tests.integration.test_audit_tamper import verify
 from tests.support.gateway import ThreadGateway
 from tests.support.kafka import security_for
-from tests.support.scenario import build, grant, person
+from tests.support.scenario import build, grant, person, pull
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -44,9 +44,18 @@ def test_backup_wipe_restore_decrypts_and_verifies(tmp_path: Path, kafka_bootstr
     gw = ThreadGateway(home, kafka_bootstrap).start()
     with gw.admin() as admin:
         s = build(admin, gw.url)
-    grant(s, ["name", "citizen_id", "phone"])  # phone is sealed: opened for the grantee
+    # Every sealed field: citizen_id, phone, address.street (sensitive) and income (secret).
+    grant(s, ["name", "citizen_id", "income", "phone", "address", "address.street"])
     marker = "Backed Up Resident"
-    s.publisher.publish(s.topic, [{"key": "r1", "value": {**person(5), "name": marker}}])
+    sent = [{**person(5), "name": marker}, person(6), person(7)]
+    s.publisher.publish(s.topic, [{"key": "r1", "value": sent[0]}])
+    # Records under older keys too: every data key of the topic and the department's KEK
+    # rotated between publishes.
+    assert s.steward.call("POST", "/v1/keys/rotate", json={"topic": s.topic})
+    s.publisher.publish(s.topic, [{"key": "r2", "value": sent[1]}])
+    with gw.admin() as admin:
+        admin.call("POST", f"/v1/kms/keks/{s.owner}/rotate")
+    s.publisher.publish(s.topic, [{"key": "r3", "value": sent[2]}])
     sub_id, sub_secret = s.subscriber.client_id, s.subscriber._secret
     try:
         code, out = cli(home, kafka_bootstrap, "backup", "--to", str(b1))  # online
@@ -57,6 +66,7 @@ def test_backup_wipe_restore_decrypts_and_verifies(tmp_path: Path, kafka_bootstr
     manifest = json.loads((b1 / "manifest.json").read_text())
     names = {f["name"] for f in manifest["files"]}
     assert {"exchange.db", "audit.db", "master.key", "audit.key", "kms/keystore.bin"} <= names
+    assert {"audit-checkpoint.key", "audit-checkpoint.pub"} <= names  # the checkpoint signer
     assert all(marker.encode() not in p.read_bytes() for p in b1.iterdir())  # all encrypted
     shutil.rmtree(home)  # the machine is lost; Kafka (the broker's concern) survives
 
@@ -81,10 +91,12 @@ def test_backup_wipe_restore_decrypts_and_verifies(tmp_path: Path, kafka_bootstr
     try:
         with ExchangeClient(gw2.url, sub_id, sub_secret) as reader:
             sub = reader.subscribe(s.topic)
-            page = reader.poll(sub, wait_ms=5000)
-        values = [r["value"] for r in page["records"]]
-        assert [v["name"] for v in values] == [marker]
-        assert values[0]["phone"] == person(5)["phone"]  # a sealed field, opened again
+            got = {r["key"]: r["value"] for r in pull(reader, sub, 3)}
+        assert sorted(got) == ["r1", "r2", "r3"]
+        for key, value in zip(("r1", "r2", "r3"), sent, strict=True):
+            # Every sealed field opened again, under each key version it was sealed with.
+            granted = {f: value[f] for f in ("name", "citizen_id", "income", "phone", "address")}
+            assert got[key] == granted, key
     finally:
         gw2.stop()
     code, out = verify(home, kafka_bootstrap, "--source", "kafka")
