@@ -39,6 +39,32 @@ def _head_of(sessions: sessionmaker[Session]) -> tuple[int, str]:
     return head(sessions)[0], log_id(sessions)
 
 
+def _sign_head(settings: object) -> int | None:
+    """Sign a checkpoint of the audit log's head now (or find the one already signed for
+    it), so the backup carries a signed checkpoint of what it holds, not one up to a
+    checkpoint interval old; its size, or None for a home with no audit log or signer yet.
+    Safe beside a running gateway: a checkpoint is one row per size, signed once."""
+    from audit.factory import open_audit
+    from audit.keys import SIGNING_KEY_FILE
+    from audit.settings import AuditSettings
+    from exchange.db import make_engine, session_factory
+    from exchange.pgbackup import is_postgres
+    from exchange.settings import Settings
+
+    assert isinstance(settings, Settings)
+    home, a = settings.resolved_home, AuditSettings()
+    url = settings.database_url
+    has_db = bool(url and is_postgres(url)) or (home / "exchange.db").exists()
+    if not has_db or (a.signing_key is None and not (home / SIGNING_KEY_FILE).exists()):
+        return None
+    engine = make_engine(settings.sqlalchemy_url)
+    try:
+        audit = open_audit(settings, session_factory(engine), None, a, announce=False)
+        return audit.service.checkpoint().size
+    finally:
+        engine.dispose()
+
+
 def _audit_head_pg(conn: Connection) -> tuple[int, str]:
     """Read inside the dump's snapshot transaction (the session joins it, commits nothing)."""
     return _head_of(sessionmaker(bind=conn, expire_on_commit=False))
@@ -66,6 +92,7 @@ def backup(
     else:
         protection = Protection(passphrase=_passphrase(confirm=True))
     postgres = (url, _audit_head_pg) if url and is_postgres(url) else None
+    signed = _sign_head(settings)
     manifest, handed = create(
         settings.resolved_home, to, protection, _audit_head, postgres=postgres
     )
@@ -77,9 +104,10 @@ def backup(
         )
         for share in handed:
             console.print(f"  {share}", highlight=False)
+    at = "" if signed is None else f", checkpoint signed at {signed}"
     console.print(
         f"backup {manifest['backup_id']}: {len(manifest['files'])} files, audit log at "
-        f"{manifest['audit']['size']} events -> {to}",
+        f"{manifest['audit']['size']} events{at} -> {to}",
         highlight=False,
     )
 

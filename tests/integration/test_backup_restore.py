@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,8 @@ def test_backup_wipe_restore_decrypts_and_verifies(tmp_path: Path, kafka_bootstr
     try:
         code, out = cli(home, kafka_bootstrap, "backup", "--to", str(b1))  # online
         assert code == 0, out
+        # The backup signed a checkpoint of the log's head (not one a minute old).
+        signed = int(re.search(r"checkpoint signed at (\d+)", out)[1])  # type: ignore[index]
     finally:
         s.close()
         gw.stop()
@@ -101,6 +104,9 @@ def test_backup_wipe_restore_decrypts_and_verifies(tmp_path: Path, kafka_bootstr
         gw2.stop()
     code, out = verify(home, kafka_bootstrap, "--source", "kafka")
     assert code == 0, out
+    with sqlite3.connect(home / "audit.db") as db:  # the signed checkpoint came back with it
+        sizes = {n for (n,) in db.execute("SELECT size FROM audit_checkpoints")}
+    assert signed in sizes and signed >= 10, (signed, sizes)
 
     # The restored gateway wrote audit events (a subscription) after the backup: restoring
     # the backup again would lose them, so it is refused unless accepted explicitly.
