@@ -438,3 +438,38 @@ def test_admin_and_subscriber_commands_beyond_the_journey(world: World, tmp_path
     shred = world.ijson("keys", "shred", "--topic", world.topic, "--field", "diagnosis",
                         "--before", "2000-01-01", "--yes", *health)  # fmt: skip
     assert shred == {"topic": world.topic, "field": "diagnosis", "shredded": 0}
+
+
+def _at_a_terminal(world: World, *args: str) -> tuple[int, str]:
+    """Run a command with its stderr on a pseudo-terminal (where progress bars are drawn)."""
+    import pty
+
+    main, child = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", *args], env=world.env(TERM="xterm"),
+            stdout=subprocess.PIPE, stderr=child, cwd=world.config,
+        )  # fmt: skip
+        os.close(child)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the child closed its end
+                break
+            if not chunk:
+                break
+            seen += chunk
+        proc.communicate(timeout=120)
+    finally:
+        os.close(main)
+    return proc.returncode, seen.decode(errors="replace")
+
+
+def test_progress_bar_on_a_terminal_only(world: World) -> None:
+    export = world.config / "bar.jsonl"
+    world.ijson("audit", "export", "--out", str(export), "--home", str(world.gateway.home))
+    code, screen = _at_a_terminal(world, "audit", "verify-export", str(export))
+    assert code == 0 and "verifying" in screen and "━" in screen  # rich's bar, drawn
+    piped = world.run("audit", "verify-export", str(export))  # stderr not a terminal
+    assert "verifying" not in piped.stderr and "━" not in piped.stderr
