@@ -407,6 +407,11 @@ def test_admin_and_subscriber_commands_beyond_the_journey(world: World, tmp_path
     level = world.ijson("schema", "compatibility", subject, *health)
     assert level["compatibilityLevel"] in ("BACKWARD", "FULL", "FORWARD", "NONE", "FULL_TRANSITIVE",
                                            "BACKWARD_TRANSITIVE", "FORWARD_TRANSITIVE")  # fmt: skip
+    shown = world.ijson("schema", "show", subject, *health)
+    by_id = world.ijson("schema", "id", str(shown["id"]), *health)
+    assert {"subject": subject, "version": 1} in by_id["versions"]
+    assert by_id["schema"] == shown["schema"]
+    assert world.ijson("schema", "mode", subject, *health)["mode"] == "READWRITE"
     spare = f"{world.owner}.spare-value"
     world.ijson("schema", "register", spare, str(EXAMPLES / "births.avsc"), *health)
     assert world.ijson("schema", "delete", spare, *health)["deleted"] == [1]
