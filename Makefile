@@ -8,7 +8,7 @@ RUN_STAMP := $(VENV)/.installed-run-$(HASH)
 TEST_STAMP := $(VENV)/.installed-test-$(HASH)
 # fonts-wqy-microhei: CJK glyphs for the console screenshots taken by the browser tests
 # curl, jq: the plain-HTTP example client (examples/) the tests run
-DEBS := softhsm2 postgresql chromium fonts-wqy-microhei curl jq
+DEBS := softhsm2 postgresql chromium fonts-wqy-microhei curl jq mariadb-server
 
 .PHONY: install install-test up test test-fast lint bench bench-quick system-deps kafka-jars keycloak-dist clean
 
@@ -41,7 +41,8 @@ keycloak-dist: $(TEST_STAMP)
 	@$(PY) -c "from tests.support.keycloak import ensure_dist; ensure_dist()"
 
 # Debian packages the tests use: SoftHSM2 (PKCS#11 KMS contract tests), PostgreSQL (multi-gateway),
-# curl and jq (the examples and the README tutorial, run by the e2e tests).
+# curl and jq (the examples and the README tutorial, run by the e2e tests), MariaDB (the import's
+# MySQL source).
 system-deps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

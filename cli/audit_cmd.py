@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from exchange.settings import Settings
 
 app = typer.Typer(
-    help="Tamper-evident audit log: query, export, verify, checkpoint.", no_args_is_help=True
+    help="Tamper-evident audit log: query, show, export, verify, checkpoints, activity.",
+    no_args_is_help=True,
 )
 EVENT_COLUMNS = ("index", "ts", "type", "actor", "department", "topic", "outcome")
 PAGE = 1000
@@ -47,10 +48,19 @@ def _filters(**values: Any) -> dict[str, Any]:
     return out
 
 
+def _page(cx: Session, params: dict[str, Any], after: int, limit: int) -> Any:
+    """One audited page of events. A subject alone is searched with the raw id in the body
+    (POST /v1/audit/subjects/search): a URL ends up in proxy and access logs."""
+    if set(params) == {"subject"}:
+        body = {"subject": params["subject"], "after": after, "limit": limit}
+        return cx.call("POST", "/v1/audit/subjects/search", json=body)
+    return cx.call("GET", "/v1/audit/events", params={**params, "after": after, "limit": limit})
+
+
 def _pages(cx: Session, params: dict[str, Any], after: int = -1) -> Iterator[dict[str, Any]]:
-    """Every page of /v1/audit/events from ``after`` on (one audited read per page)."""
+    """Every page of events from ``after`` on (one audited read per page)."""
     while True:
-        page = cx.call("GET", "/v1/audit/events", params={**params, "after": after, "limit": PAGE})
+        page = _page(cx, params, after, PAGE)
         yield page
         if page["next"] is None or not page["events"]:
             return
@@ -65,6 +75,7 @@ FilterOpts = {
     "type": typer.Option(None, "--type", help="Event type, e.g. record.published"),
     "since": typer.Option(None, "--since", help="From this time (UTC)"),
     "until": typer.Option(None, "--until", help="Before this time (UTC)"),
+    "outcome": typer.Option(None, "--outcome", help="ok, denied or error"),
 }
 
 
@@ -79,15 +90,16 @@ def query(
     type: str | None = FilterOpts["type"],
     since: datetime | None = FilterOpts["since"],
     until: datetime | None = FilterOpts["until"],
+    outcome: str | None = FilterOpts["outcome"],
     after: int = typer.Option(-1, "--after", help="Only events with a greater index (paging)"),
     limit: int = typer.Option(100, "--limit", min=1, max=1000),
 ) -> None:
     """Search events (role auditor; the search itself is audited). -o json: with proofs."""
     params = _filters(
         subject=subject, department=department, client=client, topic=topic, type=type,
-        since=since, until=until,
+        since=since, until=until, outcome=outcome,
     )  # fmt: skip
-    page = cx.call("GET", "/v1/audit/events", params={**params, "after": after, "limit": limit})
+    page = _page(cx, params, after, limit)
     if cx.json:
         cx.emit(page)
         return
@@ -109,6 +121,7 @@ def export(
     type: str | None = FilterOpts["type"],
     since: datetime | None = FilterOpts["since"],
     until: datetime | None = FilterOpts["until"],
+    outcome: str | None = FilterOpts["outcome"],
 ) -> None:
     """Export matching events with inclusion proofs; check the file with `verify-export`."""
     from audit.export import to_csv
@@ -117,7 +130,7 @@ def export(
         cx.fail("--format must be jsonl or csv", code=EXIT_USAGE)
     params = _filters(
         subject=subject, department=department, client=client, topic=topic, type=type,
-        since=since, until=until,
+        since=since, until=until, outcome=outcome,
     )  # fmt: skip
     count, note = 0, None
     with out.open("w", encoding="utf-8") as f, cx.progress("exporting audit events") as advance:
@@ -180,6 +193,90 @@ def checkpoint(
         cx.emit(cp)
     else:
         sys.stdout.write(cp["checkpoint"])
+
+
+@app.command()
+@connected(AUDITOR_FILE)
+def show(
+    cx: Session,
+    index: int = typer.Argument(..., min=0, help="The event's index in the log"),
+    key: str | None = typer.Option(
+        None, "--key", help="Pin the verifier key (or a file holding it)"
+    ),
+) -> None:
+    """One event, checked here against its inclusion proof and the signed checkpoint."""
+    from audit.offline import verify_export as check
+
+    got = cx.call("GET", f"/v1/audit/events/{index}")
+    pinned = _key_text(key)
+    header = {"checkpoint": got.pop("checkpoint"), "verifier_key": got.pop("verifier_key")}
+    report = check([json.dumps(header), json.dumps(got, ensure_ascii=False)], pinned)
+    if not report.ok:
+        cx.fail(report.line())
+    proven = f"proven in the signed log{'' if pinned else ' (verifier key from the gateway)'}"
+    if cx.json:
+        cx.emit({**got, **header, "proven": True})
+        return
+    cx.emit(got["event"])
+    cx.note(f"event {index}: {proven}")
+
+
+@app.command()
+@connected(AUDITOR_FILE)
+def checkpoints(
+    cx: Session,
+    before: int | None = typer.Option(None, "--before", min=1, help="Paging: smaller sizes"),
+    limit: int = typer.Option(50, "--limit", min=1, max=1000),
+) -> None:
+    """Signed checkpoints, newest first, each with its consistency to the one before."""
+    got = cx.call("GET", "/v1/audit/checkpoints", params=_filters(before=before, limit=limit))
+    if cx.json:
+        cx.emit(got)
+        return
+    cx.emit(got["checkpoints"], ("size", "created_at", "status", "previous", "root"))
+    if got["next"] is not None:
+        cx.note(f"more: --before {got['next']}")
+
+
+@app.command()
+@connected(AUDITOR_FILE)
+def proof(
+    cx: Session,
+    index: int = typer.Argument(..., min=0, help="Leaf index"),
+    size: int | None = typer.Option(None, "--size", min=1, help="Tree size (default: latest)"),
+    to: int | None = typer.Option(
+        None, "--to", min=0, help="Instead: a consistency proof from size INDEX to size TO"
+    ),
+) -> None:
+    """An RFC 9162 inclusion proof of leaf INDEX (or, with --to, a consistency proof)."""
+    if to is not None:
+        cx.emit(cx.call("GET", "/v1/audit/proofs/consistency", params={"from": index, "to": to}))
+        return
+    params = _filters(index=index, size=size)
+    cx.emit(cx.call("GET", "/v1/audit/proofs/inclusion", params=params))
+
+
+@app.command()
+@connected(AUDITOR_FILE)
+def activity(
+    cx: Session,
+    since: datetime | None = FilterOpts["since"],
+    until: datetime | None = FilterOpts["until"],
+    bucket: str = typer.Option("hour", "--bucket", help="minute, hour or day"),
+    department: str | None = FilterOpts["department"],
+) -> None:
+    """Events and denials over time per department (default: the last 24 hours)."""
+    params = _filters(since=since, until=until, bucket=bucket, department=department)
+    got = cx.call("GET", "/v1/audit/activity", params=params)
+    if cx.json:
+        cx.emit(got)
+        return
+    rows = [
+        {"department": s["department"] or "-", "events": sum(s["events"]),
+         "denied": sum(s["denied"])}
+        for s in got["series"]
+    ]  # fmt: skip
+    cx.emit(rows, ("department", "events", "denied"), title=f"{got['from']} .. {got['to']}")
 
 
 @app.command()

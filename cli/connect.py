@@ -358,8 +358,10 @@ def describe(exc: BaseException, cx: Session | None = None) -> Rendered | None:
 
 
 def _where(cx: Session | None) -> str:
-    t = cx._target if cx is not None else None
-    return f" at {t.url}" if t is not None else ""
+    if cx is None:
+        return ""
+    url = cx._target.url if cx._target is not None else cx.url  # --url before sign-in
+    return f" at {url}" if url else ""
 
 
 def _auth_failed(exc: AuthenticationFailed, cx: Session | None) -> Rendered:

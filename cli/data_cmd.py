@@ -263,6 +263,8 @@ def subscribe_pull(
         cx.client().commit(subscription, page["cursor"])
     if not cx.json:
         cx.note(f"{len(page['records'])} record(s), {page['withheld']} withheld by policy")
+    if not commit and page["records"]:  # the cursor to commit once they are processed
+        cx.note(f"commit with: exchange subscribe commit {subscription} {page['cursor']}")
 
 
 @subscribe_app.command("commit")

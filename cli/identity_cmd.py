@@ -1,4 +1,4 @@
-"""``exchange departments`` and ``exchange clients``: who may use the exchange (admin)."""
+"""``exchange departments``, ``clients`` and ``people``: who may use the exchange (admin)."""
 
 from __future__ import annotations
 
@@ -150,3 +150,59 @@ def clients_set_key(
         cx.fail(f"{jwk_file} is not JSON: {exc}")
     path = f"/v1/departments/{_p(department)}/clients/{_p(client_id)}/jwk"
     cx.emit(cx.call("PUT", path, json={"jwk": jwk}))
+
+
+# -- people: console sign-in accounts (the API's /v1/people) ---------------------------------
+people_app = typer.Typer(
+    help="People: staff who sign in to the console (admin; auditors manage auditor people).",
+    no_args_is_help=True,
+)
+PERSON_COLUMNS = ("login", "department", "name", "roles", "disabled", "totp_enrolled")
+
+
+@people_app.command("list")
+@connected()
+def people_list(
+    cx: Session,
+    department: str | None = typer.Option(None, "--department", help="Only this department"),
+) -> None:
+    """People accounts (never a password or second-factor secret)."""
+    params = {"department": department} if department else None
+    cx.emit(cx.call("GET", "/v1/people", params=params), PERSON_COLUMNS)
+
+
+@people_app.command("create")
+@connected()
+def people_create(
+    cx: Session,
+    department: str,
+    login: str = typer.Argument(..., help="Sign-in name: 2-63 of a-z, 0-9, '.', '_', '-'"),
+    name: str = typer.Option(..., "--name", help="Display name"),
+    roles: list[str] = typer.Option(..., "--role", help=ROLE_HELP),
+) -> None:
+    """Create a person; their first password is shown once (admin and auditor people enrol a
+    second factor at their first sign-in)."""
+    body = {"login": login, "department": department, "name": name, "roles": roles}
+    cx.emit(cx.call("POST", "/v1/people", json=body))
+    if not cx.json:
+        cx.note("the first password is shown once: hand it over safely")
+
+
+def _person_action(action: str, doc: str) -> Any:
+    @connected()
+    def command(cx: Session, login: str) -> None:
+        cx.emit(cx.call("POST", f"/v1/people/{_p(login)}/{action}"), PERSON_COLUMNS)
+
+    command.__doc__ = doc
+    return command
+
+
+people_app.command("disable")(
+    _person_action("disable", "Disable a person: no more sign-ins, signed out everywhere now.")
+)
+people_app.command("enable")(_person_action("enable", "Enable a disabled person again."))
+people_app.command("reset-totp")(
+    _person_action(
+        "reset-totp", "Reset a person's second factor: signed out now, enrols at next sign-in."
+    )
+)

@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from exchange.kafka.port import KafkaPort
     from exchange.settings import Settings
 
-app = typer.Typer(help="Data-encryption keys: list, rotate, shred.", no_args_is_help=True)
+app = typer.Typer(
+    help="Data-encryption keys: list, rotate, shred; the token signing key.", no_args_is_help=True
+)
 kms_app = typer.Typer(help="The KMS holding department KEKs.", no_args_is_help=True)
 ACTOR = "cli"
 KEY_COLUMNS = ("topic", "field", "version", "state", "cipher", "kek", "created_at", "dek_id")
@@ -199,6 +201,14 @@ def rotate_kek(
     with _open(cx.home) as crypto:
         n = crypto.keys.rotate_kek(department, actor=ACTOR)
     cx.emit(f"re-wrapped {n} DEK version(s) under the new KEK of {department}")
+
+
+@app.command("rotate-signing")
+@connected()
+def rotate_signing(cx: Session) -> None:
+    """Sign access tokens with a new key (admin); tokens of the old key verify until they
+    expire."""
+    cx.emit(cx.call("POST", "/v1/admin/signing-keys/rotate"))
 
 
 @kms_app.command()

@@ -114,6 +114,20 @@ def whoami(cx: Session) -> None:
     )
 
 
+@connected()
+def status(cx: Session) -> None:
+    """Is the gateway up and ready (its database, Kafka, KMS)? No credentials needed with
+    --url; exit 1 when it is not ready."""
+    import httpx
+
+    url = (cx.url or cx.target().url).rstrip("/")
+    r = httpx.get(f"{url}/readyz", timeout=10)
+    body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+    cx.emit({"url": url, **body} if isinstance(body, dict) else {"url": url})
+    if r.status_code != 200:
+        cx.fail(f"the gateway at {url} is not ready (HTTP {r.status_code})")
+
+
 def token_claims(token: str) -> dict[str, object]:
     """The payload of our own access token, for display only (the gateway verifies it)."""
     try:

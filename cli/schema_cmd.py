@@ -121,3 +121,36 @@ def delete(
     path = f"/registry/subjects/{_s(subject)}" + (f"/versions/{version}" if version else "")
     out = cx.call("DELETE", path, params={"permanent": "true"} if permanent else None)
     cx.emit({"subject": subject, "deleted": out})
+
+
+@app.command("id")
+@connected()
+def by_id(cx: Session, schema_id: int = typer.Argument(..., metavar="ID")) -> None:
+    """The schema with this global id (as in a record's Avro frame) and where it is used."""
+    got = cx.call("GET", f"/registry/schemas/ids/{schema_id}")
+    used = cx.call("GET", f"/registry/schemas/ids/{schema_id}/versions")
+    if cx.json:
+        cx.emit({"id": schema_id, "schema": json.loads(got["schema"]), "versions": used})
+        return
+    cx.emit(used, ("subject", "version"), title=f"schema {schema_id}")
+    cx.emit(json.dumps(json.loads(got["schema"]), indent=2, ensure_ascii=False))
+
+
+MODES = ("READWRITE", "READONLY", "IMPORT")
+
+
+@app.command()
+@connected()
+def mode(
+    cx: Session,
+    subject: str | None = typer.Argument(None, help="Default: the global mode"),
+    new: str | None = typer.Option(None, "--set", help="New mode: " + ", ".join(MODES)),
+) -> None:
+    """Show (or --set) the registry mode of SUBJECT or of the registry."""
+    path = f"/registry/mode/{_s(subject)}" if subject else "/registry/mode"
+    out: Any
+    if new:
+        out = cx.call("PUT", path, json={"mode": new.upper()})
+    else:
+        out = cx.call("GET", path, params={"defaultToGlobal": "true"} if subject else None)
+    cx.emit(out)

@@ -23,13 +23,13 @@ from schemas.sealing_rules import SEALED_CLASSES
 
 ROLE_DUTIES: dict[Role, tuple[str, str]] = {  # what it is for, who grants it
     Role.ADMIN: (
-        "runs the exchange: departments, clients (not auditors), topics, KEKs, signing keys, "
-        "consent-manager designations",
+        "runs the exchange: departments, clients and people (not auditors), topics, KEKs, "
+        "signing keys, consent-manager designations",
         "admin (the first one: `exchange up`)",
     ),
     Role.AUDITOR: (
         "the security officer: reads the audit log, checkpoints and proofs, agreements and "
-        "consents; manages auditor clients only",
+        "consents; manages auditor clients and people only",
         "auditor (the first one: `exchange up`)",
     ),
     Role.STEWARD: (

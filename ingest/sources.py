@@ -351,8 +351,27 @@ class SqlSource:
             raise SourceError(f"{self.safe_url}: {_sql_error(e)}") from None
         if order_column is not None and order_column not in self.columns:
             raise SourceError(f"no column {order_column!r} in the SQL source")
+        self.tiebreak = self._tiebreak()
         what = f"table {table}" if table else "query"
         self.description = f"{self.safe_url} {what}"
+
+    def _tiebreak(self) -> list[str]:
+        """Columns ordering rows that share a watermark value, so a rerun reads them in the
+        same order (a resent batch must have the same bytes, hence the same idempotency key;
+        MySQL returns ties in any order): the table's primary key, else every column."""
+        from sqlalchemy import exc, inspect
+
+        if self.order_column is None:
+            return []
+        key: list[str] = []
+        if self.table is not None:
+            schema, _, name = self.table.rpartition(".")
+            try:
+                pk = inspect(self.engine).get_pk_constraint(name, schema=schema or None)
+                key = [c for c in pk.get("constrained_columns") or [] if c in self.columns]
+            except exc.SQLAlchemyError:
+                key = []
+        return [c for c in (key or self.columns) if c != self.order_column]
 
     def _select(self, watermark: Any, limit: int | None = None, ordered: bool = True) -> Any:
         from sqlalchemy import column, literal_column, select, table
@@ -367,7 +386,7 @@ class SqlSource:
             col: Any = column(self.order_column)
             if watermark is not None:
                 stmt = stmt.where(col > watermark)
-            stmt = stmt.order_by(col)
+            stmt = stmt.order_by(col, *(column(c) for c in self.tiebreak))
         return stmt.limit(limit) if limit is not None else stmt
 
     def fingerprint(self) -> str:

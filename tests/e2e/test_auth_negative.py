@@ -242,6 +242,21 @@ def test_expired_token(short_lived: ThreadGateway) -> None:
     assert "expired" in r.json()["detail"]  # refused for its age, not for anything else
 
 
+def test_sdk_refreshes_an_expired_token_transparently(short_lived: ThreadGateway) -> None:
+    """What every CLI command relies on: a token that expires between two calls (its clock
+    said it was still fresh, e.g. skew) is refreshed on the 401 and the call goes through."""
+    with ExchangeClient(short_lived.url, *admin_creds(short_lived)) as sdk:
+        assert sdk.call("GET", "/v1/departments") is not None
+        first = sdk.token()
+        sdk._expires = time.time() + 3600  # the SDK believes its token fresh for an hour
+        deadline = time.monotonic() + 5  # a bound, not a timing assertion
+        while get(short_lived, first).status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert get(short_lived, first).status_code == 401  # the gateway says it expired
+        assert sdk.call("GET", "/v1/departments") is not None
+        assert sdk.token() != first
+
+
 def test_introspection_shows_only_own_tokens(
     gateway: ThreadGateway, admin: ExchangeClient, unique: str
 ) -> None:

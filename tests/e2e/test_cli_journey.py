@@ -76,6 +76,10 @@ class World:
     def json(self, *args: str, **env: str) -> Any:
         return json.loads(self.run(*args, "--output", "json", **env).stdout)
 
+    def ijson(self, *args: str, **env: str) -> Any:
+        """``json`` in this process: a new interpreter per command costs seconds under load."""
+        return json.loads(self.invoke(*args, "--output", "json", **env).stdout)
+
 
 @pytest.fixture(scope="module")
 def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
@@ -313,3 +317,164 @@ def test_keys_through_the_gateway(world: World) -> None:
     rotated = world.json("keys", "rotate", "--topic", world.topic, "--field", "diagnosis",
                          "--profile", "health")  # fmt: skip
     assert max(k["version"] for k in rotated if k["field"] == "diagnosis") == 2
+
+
+def test_people_accounts_from_the_cli(world: World) -> None:
+    login = f"li.wei.{uuid.uuid4().hex[:4]}"
+    made = world.ijson("people", "create", world.owner, login, "--name", "Li Wei", "--role",
+                      "publisher", "--profile", "admin")  # fmt: skip
+    assert made["login"] == login and len(made["password"]) >= 16 and not made["disabled"]
+    listed = world.invoke("people", "list", "--department", world.owner, "--profile", "admin")
+    assert login in listed.stdout and made["password"] not in listed.stdout
+    off = world.ijson("people", "disable", login, "--profile", "admin")
+    assert off["disabled"] is True and "password" not in off
+    assert world.ijson("people", "enable", login, "--profile", "admin")["disabled"] is False
+    assert (
+        world.ijson("people", "reset-totp", login, "--profile", "admin")["totp_enrolled"] is False
+    )
+    auditor = json.loads((world.gateway.home / "auditor-credentials.json").read_text())
+    as_auditor = {"EXCHANGE_URL": world.gateway.url, "EXCHANGE_CLIENT_ID": auditor["client_id"],
+                  "EXCHANGE_CLIENT_SECRET": auditor["client_secret"]}  # fmt: skip
+    refused = world.invoke("people", "disable", login, ok=False, **as_auditor)
+    assert refused.exit_code == 1 and "HTTP 403" in refused.stderr  # auditors: auditor people
+    dup = world.invoke("people", "create", world.owner, login, "--name", "x", "--role",
+                       "publisher", "--profile", "admin", ok=False)  # fmt: skip
+    assert dup.exit_code == 1 and "already exists" in dup.stderr
+    officer = ["--home", str(world.gateway.home)]
+    trail = world.ijson("audit", "query", "--type", "admin.*", "--limit", "1000", *officer)
+    mine = [e["event"] for e in trail["events"] if e["event"]["data"].get("person") == login]
+    assert [e["type"] for e in mine] == [
+        "admin.person_created", "admin.person_disable", "admin.person_enable",
+        "admin.person_reset_totp",
+    ]  # fmt: skip
+    denied = world.ijson("audit", "query", "--type", "authz.denied", "--limit", "1000", *officer)
+    assert any(e["event"]["data"].get("person") == login for e in denied["events"])
+
+
+def test_audit_show_subject_checkpoints_proofs_activity(world: World) -> None:
+    officer = ["--home", str(world.gateway.home)]
+    pub = world.ijson("audit", "query", "--topic", world.topic, "--type", "record.published",
+                      "--limit", "1", *officer)  # fmt: skip
+    index = pub["events"][0]["event"]["index"]
+    shown = world.ijson("audit", "show", str(index), *officer)
+    assert shown["proven"] is True and shown["event"]["index"] == index
+    human = world.invoke("audit", "show", str(index), *officer)
+    assert "record.published" in human.stdout
+    assert f"event {index}: proven in the signed log" in human.stderr
+    mother = json.loads((EXAMPLES / "births.jsonl").read_text().splitlines()[0])["mother_id"]
+    found = world.ijson("audit", "query", "--subject", mother, *officer)
+    assert any(e["event"]["topic"] == world.topic for e in found["events"])
+    reads = world.ijson("audit", "query", "--type", "audit.read", "--limit", "1000", *officer)
+    whats = [e["event"]["data"]["what"] for e in reads["events"]]
+    assert whats[-2:] == ["subject_search", "events"]  # the raw id went in a body, not a URL
+    world.invoke("audit", "query", "--profile", "admin", ok=False)  # a refusal, audited
+    denied = world.ijson("audit", "query", "--outcome", "denied", "--limit", "1000", *officer)
+    assert denied["events"] and {e["event"]["outcome"] for e in denied["events"]} == {"denied"}
+    cps = world.ijson("audit", "checkpoints", "--limit", "5", *officer)["checkpoints"]
+    sizes = [c["size"] for c in cps]
+    assert sizes == sorted(sizes, reverse=True) and cps[0]["status"] in ("consistent", "first")
+    inclusion = world.ijson("audit", "proof", str(index), "--size", str(cps[0]["size"]), *officer)
+    assert inclusion["index"] == index and inclusion["size"] == cps[0]["size"]
+    if len(cps) > 1:
+        cons = world.ijson("audit", "proof", str(sizes[1]), "--to", str(sizes[0]), *officer)
+        assert isinstance(cons["proof"], list)
+    act = world.ijson("audit", "activity", "--bucket", "hour", *officer)
+    assert act["totals"]["events"] > 0 and act["totals"]["denied"] > 0
+    assert world.owner in {s["department"] for s in act["series"]}
+    table = world.invoke("audit", "activity", "--department", world.owner, *officer)
+    assert world.owner in table.stdout
+
+
+def test_admin_and_subscriber_commands_beyond_the_journey(world: World, tmp_path: Path) -> None:
+    from joserfc.jwk import ECKey
+
+    admin, health, civil = ("--profile", "admin"), ("--profile", "health"), ("--profile", "civil")
+    made = world.ijson("clients", "create", world.owner, "--name", "spare", "--role",
+                       "subscriber", *admin)  # fmt: skip
+    cid = made["client_id"]
+    rotated = world.ijson("clients", "rotate", world.owner, cid, *admin)
+    assert rotated["client_secret"] != made["client_secret"]
+    assert world.ijson("clients", "disable", world.owner, cid, *admin)["disabled"] is True
+    assert world.ijson("clients", "enable", world.owner, cid, *admin)["disabled"] is False
+    roles = world.ijson("clients", "roles", world.owner, cid, "--role", "registry:read", *admin)
+    assert roles["roles"] == ["registry:read"]
+    jwk = tmp_path / "key.json"
+    jwk.write_text(json.dumps(ECKey.generate_key("P-256").as_dict(private=False)))
+    world.ijson("clients", "set-key", world.owner, cid, str(jwk), *admin)
+    subject = f"{world.topic}-value"
+    assert subject in {s["subject"] for s in world.ijson("schema", "list", *health)}
+    assert world.ijson("schema", "versions", subject, *health) == [{"version": 1}]
+    level = world.ijson("schema", "compatibility", subject, *health)
+    assert level["compatibilityLevel"] in ("BACKWARD", "FULL", "FORWARD", "NONE", "FULL_TRANSITIVE",
+                                           "BACKWARD_TRANSITIVE", "FORWARD_TRANSITIVE")  # fmt: skip
+    shown = world.ijson("schema", "show", subject, *health)
+    by_id = world.ijson("schema", "id", str(shown["id"]), *health)
+    assert {"subject": subject, "version": 1} in by_id["versions"]
+    assert by_id["schema"] == shown["schema"]
+    assert world.ijson("schema", "mode", subject, *health)["mode"] == "READWRITE"
+    spare = f"{world.owner}.spare-value"
+    world.ijson("schema", "register", spare, str(EXAMPLES / "births.avsc"), *health)
+    assert world.ijson("schema", "delete", spare, *health)["deleted"] == [1]
+    sub = world.ijson("subscribe", "create", world.topic, *civil)["id"]
+    page = world.invoke("subscribe", "pull", sub, "--no-commit", "--max", "1", *civil)
+    hint = next(x for x in page.stderr.splitlines() if x.startswith("commit with: "))
+    cursor = hint.split()[-1]
+    world.ijson("subscribe", "commit", sub, cursor, *civil)
+    assert world.ijson("subscribe", "show", sub, *civil)["cursor"] == cursor
+    world.ijson("subscribe", "seek", sub, "earliest", *civil)
+    assert world.ijson("subscribe", "show", sub, *civil)["cursor"] != cursor
+    assert world.ijson("subscribe", "dead-letters", sub, *civil) == []
+    world.invoke("subscribe", "close", sub, *civil)
+    out = tmp_path / "asyncapi.json"
+    world.invoke("catalog", "asyncapi", "--out", str(out), *civil)
+    assert world.topic in out.read_text()
+    assert isinstance(world.ijson("kms", "metrics", *admin), dict)
+    world.ijson("consents", "designate", world.owner, world.consumer, *admin)
+    assert world.consumer in json.dumps(world.ijson("consents", "managers", world.owner, *civil))
+    world.ijson("consents", "withdraw", world.owner, world.consumer, *admin)
+    assert world.ijson("consents", "lookup", "no-such-subject", *civil) == []
+    kid = world.ijson("keys", "rotate-signing", *admin)
+    assert kid["kid"] in kid["jwks_kids"]
+    assert world.ijson("whoami", *admin)["client_id"]  # a token signed by the new key
+    ready = world.ijson("status", "--url", world.gateway.url)
+    assert ready["status"] == "ready" and ready["url"] == world.gateway.url
+    down = world.invoke("status", "--url", "http://127.0.0.1:9", ok=False)
+    assert down.exit_code == 3 and "cannot reach the gateway at http://127.0.0.1:9" in down.stderr
+    shred = world.ijson("keys", "shred", "--topic", world.topic, "--field", "diagnosis",
+                        "--before", "2000-01-01", "--yes", *health)  # fmt: skip
+    assert shred == {"topic": world.topic, "field": "diagnosis", "shredded": 0}
+
+
+def _at_a_terminal(world: World, *args: str) -> tuple[int, str]:
+    """Run a command with its stderr on a pseudo-terminal (where progress bars are drawn)."""
+    import pty
+
+    main, child = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", *args], env=world.env(TERM="xterm"),
+            stdout=subprocess.PIPE, stderr=child, cwd=world.config,
+        )  # fmt: skip
+        os.close(child)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the child closed its end
+                break
+            if not chunk:
+                break
+            seen += chunk
+        proc.communicate(timeout=120)
+    finally:
+        os.close(main)
+    return proc.returncode, seen.decode(errors="replace")
+
+
+def test_progress_bar_on_a_terminal_only(world: World) -> None:
+    export = world.config / "bar.jsonl"
+    world.ijson("audit", "export", "--out", str(export), "--home", str(world.gateway.home))
+    code, screen = _at_a_terminal(world, "audit", "verify-export", str(export))
+    assert code == 0 and "verifying" in screen and "━" in screen  # rich's bar, drawn
+    piped = world.run("audit", "verify-export", str(export))  # stderr not a terminal
+    assert "verifying" not in piped.stderr and "━" not in piped.stderr

@@ -79,6 +79,7 @@ class World:
     subscription: str  # own's subscription to peer_topic
     cursor: str
     spare_client: str  # an own client for the client-management routes
+    spare_person: str  # an own person (publisher) for the people routes
     clients: dict[str, ExchangeClient]  # "own:<role>", "other:<role>", "peer:<role>"
 
     def fresh_subject(self) -> str:
@@ -170,6 +171,13 @@ def build_world(admin: ExchangeClient, url: str) -> World:
             admin.call(
                 "POST", f"/v1/departments/{own}/clients", json={"name": "spare", "roles": []}
             )["client_id"]
+        ),
+        spare_person=str(
+            admin.call(
+                "POST",
+                "/v1/people",
+                json={"login": f"mx-{tag}", "department": own, "name": "M", "roles": ["publisher"]},
+            )["login"]
         ),
         clients=clients,
     )
@@ -378,6 +386,26 @@ def _api_routes() -> dict[tuple[str, str], Builder]:
         ),
         ("PUT", cl + "/jwk"): lambda w: Req(
             "PUT", f"/v1/departments/{w.own}/clients/{w.spare_client}/jwk", json={"jwk": _jwk()}
+        ),
+        ("GET", "/v1/people"): lambda w: Req("GET", "/v1/people", params={"department": w.own}),
+        ("POST", "/v1/people"): lambda w: Req(
+            "POST",
+            "/v1/people",
+            json={
+                "login": f"mx-{uuid.uuid4().hex[:8]}",
+                "department": w.own,
+                "name": "M",
+                "roles": ["publisher"],
+            },
+        ),
+        ("POST", "/v1/people/{login}/disable"): lambda w: Req(
+            "POST", f"/v1/people/{w.spare_person}/disable"
+        ),
+        ("POST", "/v1/people/{login}/enable"): lambda w: Req(
+            "POST", f"/v1/people/{w.spare_person}/enable"
+        ),
+        ("POST", "/v1/people/{login}/reset-totp"): lambda w: Req(
+            "POST", f"/v1/people/{w.spare_person}/reset-totp"
         ),
         ("GET", "/v1/catalog"): lambda w: Req("GET", "/v1/catalog"),
         ("GET", "/v1/catalog/asyncapi"): lambda w: Req("GET", "/v1/catalog/asyncapi"),
