@@ -150,8 +150,10 @@ def screenshot(page: Any, name: str) -> Path:
     return path
 
 
-def events(gateway: ThreadGateway, since: datetime, kind: str, actor: str) -> list[Any]:
-    """The audit events of ``kind`` by ``actor`` since ``since`` (at most 50)."""
+def events(
+    gateway: ThreadGateway, since: datetime, kind: str, actor: str, limit: int = 50
+) -> list[Any]:
+    """The audit events of ``kind`` by ``actor`` since ``since`` (at most ``limit``)."""
     return gateway.services.audit_review.query(
-        Filters(since=since, type=kind, client=actor), -1, 50
+        Filters(since=since, type=kind, client=actor), -1, limit
     )
