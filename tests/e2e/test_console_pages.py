@@ -9,19 +9,16 @@ from __future__ import annotations
 import copy
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from exchange.client import ExchangeClient
-from tests.conftest import make_department
 from tests.support.console import (
     TABLET,
     Person,
     axe_check,
-    launch,
     new_page,
     person,
     screenshot,
@@ -31,19 +28,6 @@ from tests.support.gateway import ThreadGateway
 from tests.support.scenario import PERSON_SCHEMA
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with launch() as b:
-        yield b
-
-
-@pytest.fixture(scope="module")
-def home_dept(admin: ExchangeClient) -> str:
-    d = f"pages-{uuid.uuid4().hex[:6]}"
-    make_department(admin, d)
-    return d
 
 
 def check_page(page: Any, name: str) -> None:
@@ -62,9 +46,9 @@ def both_languages(page: Any, name: str) -> None:
 
 
 def test_admin_onboards_a_county_and_its_first_client(
-    gateway: ThreadGateway, browser: Any, home_dept: str
+    gateway: ThreadGateway, browser: Any, dept: str
 ) -> None:
-    boss: Person = person(gateway, home_dept, f"boss-{uuid.uuid4().hex[:6]}", ["admin"])
+    boss: Person = person(gateway, dept, f"boss-{uuid.uuid4().hex[:6]}", ["admin"])
     page = new_page(browser, gateway.url, "zh-CN")
     sign_in(page, boss)
     tag = uuid.uuid4().hex[:6]
@@ -119,15 +103,15 @@ def test_admin_onboards_a_county_and_its_first_client(
 
 
 def test_developer_sees_why_a_schema_is_incompatible(
-    gateway: ThreadGateway, browser: Any, home_dept: str, admin: ExchangeClient
+    gateway: ThreadGateway, browser: Any, dept: str, admin: ExchangeClient
 ) -> None:
     dev = person(
         gateway,
-        home_dept,
+        dept,
         f"dev-{uuid.uuid4().hex[:6]}",
         ["registry:write", "publisher", "subscriber"],
     )
-    subject = f"{home_dept}.residents-value"
+    subject = f"{dept}.residents-value"
     page = new_page(browser, gateway.url, "en")
     sign_in(page, dev)
     page.goto(f"/console/dev/compatibility?subject={subject}")
@@ -167,19 +151,19 @@ def test_developer_sees_why_a_schema_is_incompatible(
     assert "email" in page.inner_text("#diff")
     both_languages(page, "dev-history")
 
-    topic = f"{home_dept}.residents"
+    topic = f"{dept}.residents"
     admin.call(
         "POST",
         "/v1/topics",
         json={
             "name": topic,
-            "owner": home_dept,
+            "owner": dept,
             "partitions": 1,
             "value_subject": subject,
             "share_type": "unconditional",  # its public fields reach the test subscription
         },
     )
-    page.goto(f"/console/dev/catalog?q={home_dept}")
+    page.goto(f"/console/dev/catalog?q={dept}")
     page.click(f"a[href='/console/dev/catalog/{topic}']")
     assert page.locator("#fields .badge.sensitive").count() >= 3  # classification badges
     both_languages(page, "dev-entry")
@@ -220,8 +204,8 @@ def test_developer_sees_why_a_schema_is_incompatible(
     both_languages(page, "dev-try")
 
 
-def test_pages_refuse_other_roles(gateway: ThreadGateway, browser: Any, home_dept: str) -> None:
-    reader = person(gateway, home_dept, f"reader-{uuid.uuid4().hex[:6]}", ["registry:read"])
+def test_pages_refuse_other_roles(gateway: ThreadGateway, browser: Any, dept: str) -> None:
+    reader = person(gateway, dept, f"reader-{uuid.uuid4().hex[:6]}", ["registry:read"])
     page = new_page(browser, gateway.url, "en")
     sign_in(page, reader)
     for path in ("/console/admin/departments", "/console/admin/health", "/console/dev/try"):

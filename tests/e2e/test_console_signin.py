@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,11 +15,9 @@ import pytest
 from sqlalchemy import update
 
 from exchange.identity.models import ConsoleSessionRow
-from tests.conftest import make_department
 from tests.support.console import (
     axe_check,
     events,
-    launch,
     new_page,
     person,
     screenshot,
@@ -30,19 +27,6 @@ from tests.support.console import (
 from tests.support.gateway import ThreadGateway
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with launch() as b:
-        yield b
-
-
-@pytest.fixture(scope="module")
-def dept(gateway: ThreadGateway, admin: Any) -> str:
-    d = f"signin-{uuid.uuid4().hex[:6]}"
-    make_department(admin, d)
-    return d
 
 
 def test_developer_signs_in_and_out(gateway: ThreadGateway, browser: Any, dept: str) -> None:

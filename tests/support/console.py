@@ -80,8 +80,18 @@ class CspWatch:
             self.violations.append(text)
 
 
-def new_page(browser: Any, url: str, lang: str = "en", viewport: dict[str, int] = VIEWPORT) -> Any:
-    context = browser.new_context(base_url=url, viewport=viewport, locale=lang)
+def new_page(
+    browser: Any,
+    url: str,
+    lang: str = "en",
+    viewport: dict[str, int] = VIEWPORT,
+    timezone: str | None = None,
+) -> Any:
+    """A page in a fresh context (no cookies) in ``lang``, in the machine's time zone unless
+    ``timezone`` (an IANA name) says otherwise."""
+    context = browser.new_context(
+        base_url=url, viewport=viewport, locale=lang, timezone_id=timezone
+    )
     # Injected by the browser itself (DevTools), so the page's CSP does not apply to it.
     context.add_init_script(path=str(AXE))
     context.add_cookies([{"name": "exchange_lang", "value": lang, "url": url}])
