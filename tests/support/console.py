@@ -6,7 +6,8 @@
 - :func:`sign_in` — the whole sign-in through the pages, TOTP included (the enrolment
   secret is read off the page, as a person would type it into an authenticator app);
 - :func:`axe_check` — axe-core (vendored under ``tests/support/vendor``, never served by the
-  product) run on the current page: the serious and critical violations;
+  product) run on the current page: the serious and critical violations (and any message
+  key shown untranslated, e.g. ``[admin.health.dep.kms]``);
 - :func:`screenshot` — saved under ``.screenshots/`` (gitignored) for the README.
 
 Every page is also watched for Content-Security-Policy violations (:class:`CspWatch`).
@@ -149,7 +150,12 @@ def axe_check(page: Any) -> list[dict[str, Any]]:
                 nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}));
         }"""
     )
-    return [v for v in result if v["impact"] in ("serious", "critical")]
+    found = [v for v in result if v["impact"] in ("serious", "critical")]
+    # Not axe's, checked on the same pages: a message key shown instead of its text.
+    raw = re.findall(r"\[[a-z]+(?:\.[a-z0-9_-]+)+\]", page.inner_text("body"))
+    if raw:
+        found.append({"id": "untranslated", "impact": "serious", "nodes": raw[:5]})
+    return found
 
 
 def screenshot(page: Any, name: str) -> Path:
