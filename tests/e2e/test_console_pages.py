@@ -324,6 +324,9 @@ def test_pages_refuse_other_roles(gateway: ThreadGateway, browser: Any, dept: st
         assert response is not None and response.status == 403, path
     nav = page.inner_text("nav.side")
     assert "Catalog" in nav and "System health" not in nav  # the menu shows what opens
+    for entrance in ("/", "/ui"):  # the addresses a person tries first lead to the console
+        page.goto(entrance)
+        assert page.url == f"{gateway.url}/console", (entrance, page.url)
 
 
 def test_docs_work_offline_with_an_authorize_button(gateway: ThreadGateway, browser: Any) -> None:
