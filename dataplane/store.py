@@ -185,8 +185,9 @@ class SubscriptionStore:
                 )
             )
 
-    def overview(self, limit: int = 200) -> list[dict[str, Any]]:
-        """Active subscriptions with their committed cursor and dead-letter count (health)."""
+    def overview(self, limit: int = 200, topic: str | None = None) -> list[dict[str, Any]]:
+        """Active subscriptions (of ``topic`` only, if given) with their committed cursor and
+        dead-letter count (health)."""
         dead = (
             select(DeadLetterRow.subscription_id, func.count().label("n"))
             .group_by(DeadLetterRow.subscription_id)
@@ -199,6 +200,8 @@ class SubscriptionStore:
             .order_by(SubscriptionRow.topic, SubscriptionRow.id)
             .limit(limit)
         )
+        if topic is not None:
+            q = q.where(SubscriptionRow.topic == topic)
         with transaction(self.sessions) as s:
             return [
                 {

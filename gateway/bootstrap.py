@@ -149,9 +149,7 @@ def build_services(
         schemas=registry,
         catalog=catalog,
         sealer=crypto,
-        committer=GroupCommitter(
-            kafka, sink, lanes=settings.publish_lanes, staging=idempotency
-        ),
+        committer=GroupCommitter(kafka, sink, lanes=settings.publish_lanes, staging=idempotency),
         idempotency=idempotency,
         kafka_down=lambda: health.down("kafka"),
     )

@@ -103,8 +103,7 @@ def invalid_detail(errors: list[dict[str, Any]], shown: int = 3) -> str:
 
 def validation_problem(errors: list[Any]) -> JSONResponse:
     found = [
-        {"path": ".".join(str(p) for p in e.get("loc", ())), "reason": e.get("msg")}
-        for e in errors
+        {"path": ".".join(str(p) for p in e.get("loc", ())), "reason": e.get("msg")} for e in errors
     ]
     return problem(422, "invalid_request", invalid_detail(found), errors=found)
 

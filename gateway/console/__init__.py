@@ -54,6 +54,7 @@ from gateway.routes import authorize
 ROUTERS = (
     authorize.router,
     home.router,
+    home.entrances,
     signin.router,
     account.router,
     audit.router,

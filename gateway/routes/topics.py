@@ -270,5 +270,3 @@ async def publish(
         )
     )
     return JSONResponse(result, headers={"Idempotent-Replayed": "true"} if replayed else None)
-
-

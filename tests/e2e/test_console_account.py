@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import make_department
 from tests.support.console import (
     axe_check,
     events,
-    launch,
     new_page,
     person,
     screenshot,
@@ -31,19 +28,6 @@ from tests.support.gateway import ThreadGateway
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 NEW = "a brand new passphrase"
 SUBMIT = "form[action='/console/account/password'] button[type=submit]"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with launch() as b:
-        yield b
-
-
-@pytest.fixture(scope="module")
-def dept(gateway: ThreadGateway, admin: Any) -> str:
-    d = f"account-{uuid.uuid4().hex[:6]}"
-    make_department(admin, d)
-    return d
 
 
 def change(page: Any, current: str, new: str, again: str | None = None) -> None:

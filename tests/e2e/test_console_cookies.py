@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.conftest import make_department
 from tests.support.console import person
 from tests.support.gateway import ThreadGateway
 
@@ -80,13 +79,6 @@ def sign_in(gateway: ThreadGateway, dept: str, headers: dict[str, str]) -> dict[
 
 SIGN_IN_COOKIES = ("exchange_pre", "exchange_flow", "exchange_session", "exchange_flow!")
 SIGN_OUT_COOKIES = ("exchange_session!",)
-
-
-@pytest.fixture(scope="module")
-def dept(gateway: ThreadGateway, admin: Any) -> str:
-    d = f"cookies-{uuid.uuid4().hex[:6]}"
-    make_department(admin, d)
-    return d
 
 
 def test_behind_tls_every_cookie_is_secure(gateway: ThreadGateway, dept: str) -> None:

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -35,7 +35,6 @@ from tests.support.console import (
     TABLET,
     Person,
     axe_check,
-    launch,
     new_page,
     person,
     screenshot,
@@ -61,12 +60,6 @@ class World:
     admin_api: ExchangeClient
     second: str  # a second consumer department
     agreement: str = ""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with launch() as b:
-        yield b
 
 
 @pytest.fixture(scope="module")
@@ -419,6 +412,45 @@ def test_officer_browses_filters_checkpoints_and_charts(
     assert page.locator("#chart-events svg polyline").count() >= 1
     assert s.consumer in page.inner_text("table")
     pages_of(page, "audit-activity")
+
+
+def test_officer_works_in_the_browsers_time_zone(
+    gateway: ThreadGateway, browser: Any, world: World
+) -> None:
+    """An officer in Beijing (UTC+8) on a server that keeps UTC: a time range typed in local
+    time finds the events of that range (and a later range none), filtered by topic too, and
+    every time shown is local."""
+    s, beijing = world.s, timezone(timedelta(hours=8))
+    officer = person(gateway, world.officer.department, f"tz-{uuid.uuid4().hex[:6]}", ["auditor"])
+    page = new_page(browser, gateway.url, "en", timezone="Asia/Shanghai")
+    sign_in(page, officer)
+    s.publisher.publish(s.topic, [{"key": "tz", "value": resident(7)}])
+    review = gateway.services.audit_review
+    (event,) = review.query(Filters(topic=s.topic, type="record.published"), -1, 1000)[-1:]
+    at = datetime.fromisoformat(event.ts).astimezone(beijing)
+
+    def search(start: datetime, end: datetime) -> list[str]:
+        page.goto("/console/audit")
+        page.fill("#f-from", start.strftime("%Y-%m-%dT%H:%M:%S"))  # as typed: no zone
+        page.fill("#f-to", end.strftime("%Y-%m-%dT%H:%M:%S"))
+        page.fill("#f-topic", s.topic)
+        with page.expect_navigation():
+            page.click("form.filters button[type=submit]")
+        ready(page)
+        return page.locator("tbody tr td:first-child a").all_inner_texts()
+
+    found = search(at - timedelta(minutes=2), at + timedelta(minutes=2))
+    assert str(event.index) in found, (event.ts, found)
+    rows = page.locator("tbody tr td:nth-child(6)").all_inner_texts()
+    assert set(rows) == {s.topic}
+    shown = page.locator(f"tbody tr:has(a[href$='/events/{event.index}']) time")
+    text = shown.inner_text().replace("\u202f", " ")  # (ICU puts a narrow space before PM)
+    # Beijing's wall clock (medium style in English: "3:04:05 PM"), not the server's UTC.
+    assert at.strftime("%-I:%M:%S %p") in text, (text, event.ts)
+    assert (shown.get_attribute("title") or "").startswith(
+        at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    )
+    assert str(event.index) not in search(at + timedelta(minutes=1), at + timedelta(hours=1))
 
 
 def test_an_admin_is_refused_on_every_audit_url(

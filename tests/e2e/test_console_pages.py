@@ -9,19 +9,16 @@ from __future__ import annotations
 import copy
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from exchange.client import ExchangeClient
-from tests.conftest import make_department
+from exchange.client import AuthenticationFailed, ExchangeClient
 from tests.support.console import (
     TABLET,
     Person,
     axe_check,
-    launch,
     new_page,
     person,
     screenshot,
@@ -29,21 +26,9 @@ from tests.support.console import (
 )
 from tests.support.gateway import ThreadGateway
 from tests.support.scenario import PERSON_SCHEMA
+from tests.support.scenario import person as resident
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with launch() as b:
-        yield b
-
-
-@pytest.fixture(scope="module")
-def home_dept(admin: ExchangeClient) -> str:
-    d = f"pages-{uuid.uuid4().hex[:6]}"
-    make_department(admin, d)
-    return d
 
 
 def check_page(page: Any, name: str) -> None:
@@ -55,16 +40,22 @@ def check_page(page: Any, name: str) -> None:
 
 
 def both_languages(page: Any, name: str) -> None:
+    """check_page in this language and the other; then, at tablet width, nothing wider than
+    the screen (no sideways scrolling)."""
     check_page(page, name)
     other = "English" if page.evaluate("() => document.documentElement.lang") != "en" else "中文"
     page.click(f"header nav.lang a:has-text('{other}')")
     check_page(page, name)
+    viewport = page.viewport_size
+    page.set_viewport_size(TABLET)
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
+    page.set_viewport_size(viewport)
 
 
 def test_admin_onboards_a_county_and_its_first_client(
-    gateway: ThreadGateway, browser: Any, home_dept: str
+    gateway: ThreadGateway, browser: Any, dept: str
 ) -> None:
-    boss: Person = person(gateway, home_dept, f"boss-{uuid.uuid4().hex[:6]}", ["admin"])
+    boss: Person = person(gateway, dept, f"boss-{uuid.uuid4().hex[:6]}", ["admin"])
     page = new_page(browser, gateway.url, "zh-CN")
     sign_in(page, boss)
     tag = uuid.uuid4().hex[:6]
@@ -109,7 +100,6 @@ def test_admin_onboards_a_county_and_its_first_client(
     )
     page.set_viewport_size({"width": 1280, "height": 720})
     for path, name in (
-        ("/console/admin/health", "admin-health"),
         ("/console/admin/people", "admin-people"),
         ("/console/admin/topics", "admin-topics"),
         ("/console/admin/keys", "admin-keys"),
@@ -118,16 +108,121 @@ def test_admin_onboards_a_county_and_its_first_client(
         both_languages(page, name)
 
 
+def test_admin_rotates_and_disables_clients_manages_people_topics_keys_and_health(
+    gateway: ThreadGateway, browser: Any, dept: str
+) -> None:
+    """The rest of the administrator's pages, each change checked where it matters: against
+    the token endpoint, the sign-in page, the catalog, the key set and the health table."""
+    tag = uuid.uuid4().hex[:6]
+    boss = person(gateway, dept, f"boss-{tag}", ["admin"])
+    page = new_page(browser, gateway.url, "en")
+    sign_in(page, boss)
+
+    # Clients: a rotated secret is shown once and the old one stops working; disable.
+    page.goto(f"/console/admin/departments/{dept}")
+    page.fill("#client-name", "ledger app")
+    for role in ("publisher", "subscriber", "registry:write", "registry:read"):
+        page.check(f"input[name=roles][value='{role}']")
+    page.click(f"form[action='/console/admin/departments/{dept}/clients'] button")
+    client_id = page.inner_text("#new-client-id").strip()
+    first = page.inner_text("#new-client-secret").strip()
+    page.goto(f"/console/admin/departments/{dept}")
+    page.once("dialog", lambda d: d.accept())  # "rotate? the old secret stops working"
+    page.click(f"form[action$='/clients/{client_id}/rotate'] button")
+    page.wait_for_selector("#new-client-secret")
+    assert page.inner_text("#new-client-id").strip() == client_id
+    second = page.inner_text("#new-client-secret").strip()
+    assert second != first
+    with pytest.raises(AuthenticationFailed), ExchangeClient(gateway.url, client_id, first) as c:
+        c.token()
+    app = ExchangeClient(gateway.url, client_id, second)
+
+    # Topics: created on the page, in the catalog at once.
+    topic, subject = f"{dept}.ledger-{tag}", f"{dept}.ledger-{tag}-value"
+    r = app.request(
+        "POST",
+        f"/registry/subjects/{subject}/versions",
+        json={"schema": json.dumps(PERSON_SCHEMA)},
+    )
+    assert r.status_code == 200, r.text
+    page.goto("/console/admin/topics")
+    page.select_option("#topic-owner", dept)
+    page.fill("#topic-name", topic)
+    page.fill("#topic-subject", subject)
+    page.select_option("#topic-share", "unconditional")
+    with page.expect_navigation():
+        page.click("form[action='/console/admin/topics'] button")
+    assert topic in page.inner_text("#topics")
+    assert any(e["topic"] == topic for e in app.call("GET", "/v1/catalog"))
+
+    # Health: a subscription three records behind shows a lag of 4 offsets (Kafka's measure:
+    # the three records and the commit marker of the publish's transaction), no dead letters.
+    sub = app.subscribe(topic)
+    app.publish(topic, [{"key": f"k{i}", "value": resident(i)} for i in range(3)])
+    page.goto("/console/admin/health")
+    page.select_option("#health-topic", topic)
+    with page.expect_navigation():
+        page.click("form[action='/console/admin/health'] button")
+    row = page.locator("#subscriptions tbody tr", has_text=sub)
+    assert row.locator("td").all_inner_texts()[1:] == [topic, dept, "4", "0"]
+    deps = page.locator("#dependencies tbody tr").all_inner_texts()
+    assert {d.split("\t")[0] for d in deps} >= {"Kafka broker", "Database", "Key management (KMS)"}
+    both_languages(page, "admin-health")
+
+    page.goto(f"/console/admin/departments/{dept}")
+    page.click(f"form[action$='/clients/{client_id}/disable'] button")
+    page.wait_for_url(f"**/console/admin/departments/{dept}")
+    with pytest.raises(AuthenticationFailed), ExchangeClient(gateway.url, client_id, second) as c:
+        c.token()
+    app.close()
+
+    # People: the first password is shown once and works; no auditor from an admin;
+    # disabling a person signs them out at once.
+    page.goto("/console/admin/people")
+    page.fill("#person-login", f"clerk-{tag}")
+    page.fill("#person-name", "Clerk")
+    page.select_option("#person-dept", dept)
+    page.check("input[name=roles][value=steward]")
+    with page.expect_navigation():
+        page.click("form[action='/console/admin/people'] button")
+    assert page.inner_text("#new-login").strip() == f"clerk-{tag}"
+    clerk = Person(f"clerk-{tag}", page.inner_text("#new-password").strip(), dept, ["steward"])
+    page.reload()
+    assert page.locator("#new-password").count() == 0  # shown once
+    other = new_page(browser, gateway.url, "en")
+    sign_in(other, clerk)
+    page.fill("#person-login", f"officer-{tag}")
+    page.fill("#person-name", "Officer")
+    page.check("input[name=roles][value=auditor]")
+    page.click("form[action='/console/admin/people'] button")
+    assert page.locator("#form-error").count() == 1
+    assert f"officer-{tag}" not in page.inner_text("#people")
+    page.click(f"form[action='/console/admin/people/clerk-{tag}/disable'] button")
+    page.wait_for_url("**/console/admin/people")
+    other.goto("/console")
+    assert "/oauth/authorize" in other.url  # signed out everywhere
+
+    # Keys: rotating adds a token-signing key, which becomes the active one.
+    page.goto("/console/admin/keys")
+    before = page.locator("#signing-keys li").count()
+    page.once("dialog", lambda d: d.accept())
+    page.click("form[action='/console/admin/keys/signing/rotate'] button")
+    page.wait_for_selector("#rotated")
+    assert page.locator("#signing-keys li").count() == before + 1
+    active = page.locator("#signing-keys li code").first.inner_text()
+    assert active in page.inner_text("#rotated")  # "now signing with <the new kid>"
+
+
 def test_developer_sees_why_a_schema_is_incompatible(
-    gateway: ThreadGateway, browser: Any, home_dept: str, admin: ExchangeClient
+    gateway: ThreadGateway, browser: Any, dept: str, admin: ExchangeClient
 ) -> None:
     dev = person(
         gateway,
-        home_dept,
+        dept,
         f"dev-{uuid.uuid4().hex[:6]}",
         ["registry:write", "publisher", "subscriber"],
     )
-    subject = f"{home_dept}.residents-value"
+    subject = f"{dept}.residents-value"
     page = new_page(browser, gateway.url, "en")
     sign_in(page, dev)
     page.goto(f"/console/dev/compatibility?subject={subject}")
@@ -167,19 +262,19 @@ def test_developer_sees_why_a_schema_is_incompatible(
     assert "email" in page.inner_text("#diff")
     both_languages(page, "dev-history")
 
-    topic = f"{home_dept}.residents"
+    topic = f"{dept}.residents"
     admin.call(
         "POST",
         "/v1/topics",
         json={
             "name": topic,
-            "owner": home_dept,
+            "owner": dept,
             "partitions": 1,
             "value_subject": subject,
             "share_type": "unconditional",  # its public fields reach the test subscription
         },
     )
-    page.goto(f"/console/dev/catalog?q={home_dept}")
+    page.goto(f"/console/dev/catalog?q={dept}")
     page.click(f"a[href='/console/dev/catalog/{topic}']")
     assert page.locator("#fields .badge.sensitive").count() >= 3  # classification badges
     both_languages(page, "dev-entry")
@@ -220,8 +315,8 @@ def test_developer_sees_why_a_schema_is_incompatible(
     both_languages(page, "dev-try")
 
 
-def test_pages_refuse_other_roles(gateway: ThreadGateway, browser: Any, home_dept: str) -> None:
-    reader = person(gateway, home_dept, f"reader-{uuid.uuid4().hex[:6]}", ["registry:read"])
+def test_pages_refuse_other_roles(gateway: ThreadGateway, browser: Any, dept: str) -> None:
+    reader = person(gateway, dept, f"reader-{uuid.uuid4().hex[:6]}", ["registry:read"])
     page = new_page(browser, gateway.url, "en")
     sign_in(page, reader)
     for path in ("/console/admin/departments", "/console/admin/health", "/console/dev/try"):
@@ -229,6 +324,9 @@ def test_pages_refuse_other_roles(gateway: ThreadGateway, browser: Any, home_dep
         assert response is not None and response.status == 403, path
     nav = page.inner_text("nav.side")
     assert "Catalog" in nav and "System health" not in nav  # the menu shows what opens
+    for entrance in ("/", "/ui"):  # the addresses a person tries first lead to the console
+        page.goto(entrance)
+        assert page.url == f"{gateway.url}/console", (entrance, page.url)
 
 
 def test_docs_work_offline_with_an_authorize_button(gateway: ThreadGateway, browser: Any) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,11 +15,9 @@ import pytest
 from sqlalchemy import update
 
 from exchange.identity.models import ConsoleSessionRow
-from tests.conftest import make_department
 from tests.support.console import (
     axe_check,
     events,
-    launch,
     new_page,
     person,
     screenshot,
@@ -30,19 +27,6 @@ from tests.support.console import (
 from tests.support.gateway import ThreadGateway
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with launch() as b:
-        yield b
-
-
-@pytest.fixture(scope="module")
-def dept(gateway: ThreadGateway, admin: Any) -> str:
-    d = f"signin-{uuid.uuid4().hex[:6]}"
-    make_department(admin, d)
-    return d
 
 
 def test_developer_signs_in_and_out(gateway: ThreadGateway, browser: Any, dept: str) -> None:
@@ -181,3 +165,46 @@ def test_disabled_person_cannot_sign_in(gateway: ThreadGateway, browser: Any, de
     page = new_page(browser, gateway.url, "en")
     submit_password(page, gone)
     assert "Wrong login or password" in page.inner_text("#signin-error")
+
+
+def test_sign_in_error_and_signed_out_pages_by_keyboard_in_both_languages(
+    gateway: ThreadGateway, browser: Any, dept: str
+) -> None:
+    """The pages around the persona pages: axe-clean and CSP-clean in both languages, and the
+    whole way through by keyboard alone (the skip link first, then the page)."""
+    for lang, refused, signed_out in (
+        ("zh-CN", "无权访问", "已退出"),
+        ("en", "do not allow", "signed out"),
+    ):
+        me = person(gateway, dept, f"kb-{uuid.uuid4().hex[:6]}", ["registry:read"])
+        page = new_page(browser, gateway.url, lang)
+        page.goto("/console")
+        assert page.evaluate("() => document.activeElement.id") == "login"  # autofocus
+        clean(page, "signin")
+        page.keyboard.type(me.login)
+        page.keyboard.press("Tab")
+        page.keyboard.type(me.password)
+        with page.expect_navigation(url=re.compile(r".*/console$")):
+            page.keyboard.press("Enter")
+        page.keyboard.press("Tab")  # the first stop on every page: skip to the content
+        assert page.evaluate("() => document.activeElement.getAttribute('href')") == "#main"
+        page.keyboard.press("Enter")
+        assert page.evaluate("() => document.activeElement.id") == "main"
+
+        response = page.goto("/console/admin/health")  # not this person's page
+        assert response is not None and response.status == 403
+        assert refused in page.inner_text("main").lower(), page.inner_text("main")
+        clean(page, "error")
+
+        page.goto("/console")
+        page.focus("form[action='/console/sign-out'] button")
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert signed_out in page.inner_text("main").lower(), page.inner_text("main")
+        clean(page, "signed-out")
+
+
+def clean(page: Any, name: str) -> None:
+    assert not axe_check(page), (name, axe_check(page))
+    assert not page.csp.violations, page.csp.violations
+    screenshot(page, name)

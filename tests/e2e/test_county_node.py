@@ -153,8 +153,14 @@ def test_answers_lost_in_a_blackholed_link_are_learnt_on_retry(
     total = 1_000
     tag = uuid.uuid4().hex[:8]
     node = NodeProcess(
-        tmp_path / "node", link.url(), creds(s.publisher), topics=[s.topic], batch_records=50,
-        backoff_base_s=0.1, backoff_max_s=1.0, request_timeout_s=3.0,
+        tmp_path / "node",
+        link.url(),
+        creds(s.publisher),
+        topics=[s.topic],
+        batch_records=50,
+        backoff_base_s=0.1,
+        backoff_max_s=1.0,
+        request_timeout_s=3.0,
     ).start()
     link.delay(0.05)  # a batch is in flight most of the time
     try:

@@ -190,8 +190,9 @@ def test_avro_frames_published_at_the_node_arrive_at_the_site(
     sid = int(s.publisher.call("GET", f"/registry/subjects/{s.subject}/versions/latest")["id"])
     values = [(r["key"], r["value"]) for r in records(0, 20, tag)]
     body = frames(sid, READING, values)
-    r = node.http.post(f"/v1/topics/{s.topic}/records", content=body,
-                       headers={"Content-Type": AVRO_TYPE})
+    r = node.http.post(
+        f"/v1/topics/{s.topic}/records", content=body, headers={"Content-Type": AVRO_TYPE}
+    )
     assert r.status_code == 202, r.text
     assert r.json()["records"] == 20
     before = node.status()["dead_letters"]
@@ -202,7 +203,10 @@ def test_avro_frames_published_at_the_node_arrive_at_the_site(
     deadline = time.monotonic() + 60
     while len(got) < 20 and time.monotonic() < deadline:
         page = s.subscriber.poll(sub, max=5000, wait_ms=500)
-        got += [(x["key"], x["value"]["n"]) for x in page["records"]
-                if x["value"]["station"].startswith(f"{tag}-")]
+        got += [
+            (x["key"], x["value"]["n"])
+            for x in page["records"]
+            if x["value"]["station"].startswith(f"{tag}-")
+        ]
         s.subscriber.commit(sub, page["cursor"])
     assert sorted(got) == sorted((k, v["n"]) for k, v in values)

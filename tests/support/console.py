@@ -6,7 +6,8 @@
 - :func:`sign_in` — the whole sign-in through the pages, TOTP included (the enrolment
   secret is read off the page, as a person would type it into an authenticator app);
 - :func:`axe_check` — axe-core (vendored under ``tests/support/vendor``, never served by the
-  product) run on the current page: the serious and critical violations;
+  product) run on the current page: the serious and critical violations (and any message
+  key shown untranslated, e.g. ``[admin.health.dep.kms]``);
 - :func:`screenshot` — saved under ``.screenshots/`` (gitignored) for the README.
 
 Every page is also watched for Content-Security-Policy violations (:class:`CspWatch`).
@@ -80,8 +81,18 @@ class CspWatch:
             self.violations.append(text)
 
 
-def new_page(browser: Any, url: str, lang: str = "en", viewport: dict[str, int] = VIEWPORT) -> Any:
-    context = browser.new_context(base_url=url, viewport=viewport, locale=lang)
+def new_page(
+    browser: Any,
+    url: str,
+    lang: str = "en",
+    viewport: dict[str, int] = VIEWPORT,
+    timezone: str | None = None,
+) -> Any:
+    """A page in a fresh context (no cookies) in ``lang``, in the machine's time zone unless
+    ``timezone`` (an IANA name) says otherwise."""
+    context = browser.new_context(
+        base_url=url, viewport=viewport, locale=lang, timezone_id=timezone
+    )
     # Injected by the browser itself (DevTools), so the page's CSP does not apply to it.
     context.add_init_script(path=str(AXE))
     context.add_cookies([{"name": "exchange_lang", "value": lang, "url": url}])
@@ -139,7 +150,12 @@ def axe_check(page: Any) -> list[dict[str, Any]]:
                 nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}));
         }"""
     )
-    return [v for v in result if v["impact"] in ("serious", "critical")]
+    found = [v for v in result if v["impact"] in ("serious", "critical")]
+    # Not axe's, checked on the same pages: a message key shown instead of its text.
+    raw = re.findall(r"\[[a-z]+(?:\.[a-z0-9_-]+)+\]", page.inner_text("body"))
+    if raw:
+        found.append({"id": "untranslated", "impact": "serious", "nodes": raw[:5]})
+    return found
 
 
 def screenshot(page: Any, name: str) -> Path:
@@ -150,8 +166,10 @@ def screenshot(page: Any, name: str) -> Path:
     return path
 
 
-def events(gateway: ThreadGateway, since: datetime, kind: str, actor: str) -> list[Any]:
-    """The audit events of ``kind`` by ``actor`` since ``since`` (at most 50)."""
+def events(
+    gateway: ThreadGateway, since: datetime, kind: str, actor: str, limit: int = 50
+) -> list[Any]:
+    """The audit events of ``kind`` by ``actor`` since ``since`` (at most ``limit``)."""
     return gateway.services.audit_review.query(
-        Filters(since=since, type=kind, client=actor), -1, 50
+        Filters(since=since, type=kind, client=actor), -1, limit
     )

@@ -71,9 +71,12 @@ class _Bucket:
 class _Pipe:
     """One proxied connection: two one-way pumps with a latency queue each."""
 
-    def __init__(self, proxy: LinkProxy, client: tuple[asyncio.StreamReader,
-                 asyncio.StreamWriter], server: tuple[asyncio.StreamReader,
-                 asyncio.StreamWriter]) -> None:
+    def __init__(
+        self,
+        proxy: LinkProxy,
+        client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        server: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    ) -> None:
         self.proxy = proxy
         self.client = client
         self.server = server
@@ -170,8 +173,9 @@ class LinkProxy:
         self._pipes: set[_Pipe] = set()
         self._server: asyncio.Server | None = None
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name=f"linkproxy->{target_port}")
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, daemon=True, name=f"linkproxy->{target_port}"
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
 

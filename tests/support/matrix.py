@@ -565,6 +565,8 @@ def _console_routes() -> dict[tuple[str, str], Builder]:
         ("POST", "/oauth/authorize"): post("/oauth/authorize", login="nobody", password="x"),
         ("POST", "/oauth/authorize/second-factor"): post("/oauth/authorize/second-factor"),
         ("GET", "/console"): page("/console"),
+        ("GET", "/"): page("/"),
+        ("GET", "/ui"): page("/ui"),
         ("GET", "/console/static/{name:path}"): page("/console/static/console.css"),
         ("GET", "/console/lang/{lang}"): page("/console/lang/en"),
         ("GET", "/console/sign-in"): page("/console/sign-in"),

@@ -62,9 +62,21 @@ class NodeProcess:
         env["PYTHONPATH"] = str(REPO)
         log = (self.home / "node.log").open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "node", "run", "--home", str(self.home),
-             "--port", str(self.port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+            [
+                sys.executable,
+                "-m",
+                "cli.main",
+                "node",
+                "run",
+                "--home",
+                str(self.home),
+                "--port",
+                str(self.port),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
         )
         log.close()
         deadline = time.monotonic() + 60
@@ -116,9 +128,19 @@ class NodeProcess:
     def status_cli(self) -> dict[str, Any]:
         """``exchange node status --json``: read from the outbox, node running or not."""
         out = subprocess.run(
-            [sys.executable, "-m", "cli.main", "node", "status", "--json", "--home",
-             str(self.home)],
-            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, check=True,
+            [
+                sys.executable,
+                "-m",
+                "cli.main",
+                "node",
+                "status",
+                "--json",
+                "--home",
+                str(self.home),
+            ],
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            check=True,
             cwd=REPO,
         )
         body: dict[str, Any] = json.loads(out.stdout)

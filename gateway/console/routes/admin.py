@@ -297,9 +297,14 @@ async def rotate_signing_key(
 
 
 # -- health ------------------------------------------------------------------------------------
-def subscription_health(svc: Services, limit: int = 200) -> list[dict[str, Any]]:
+HEALTH_ROWS = 200
+
+
+def subscription_health(
+    svc: Services, limit: int = HEALTH_ROWS, topic: str | None = None
+) -> list[dict[str, Any]]:
     """Each active subscription's lag (records not yet committed) and dead letters."""
-    rows = svc.subscriptions.overview(limit)
+    rows = svc.subscriptions.overview(limit, topic)
     ends: dict[str, dict[int, int]] = {}
     out = []
     for row in rows:
@@ -322,9 +327,23 @@ def subscription_health(svc: Services, limit: int = 200) -> list[dict[str, Any]]
 @router.get("/health")
 @access("admin")
 async def health(
-    request: Request, _: Principal = Depends(admin_only), svc: Services = Depends(services)
+    request: Request,
+    topic: str = "",
+    _: Principal = Depends(admin_only),
+    svc: Services = Depends(services),
 ) -> Response:
     deps = svc.health.status() if svc.health is not None else {}
     kms = svc.crypto.metrics.snapshot()
-    subs = await run_in_threadpool(subscription_health, svc)
-    return render(request, "admin/health.html", deps=deps, kms=kms, subscriptions=subs)
+    topic = topic.strip()[:255]
+    subs = await run_in_threadpool(subscription_health, svc, HEALTH_ROWS, topic or None)
+    topics = await run_in_threadpool(svc.catalog.search)
+    return render(
+        request,
+        "admin/health.html",
+        deps=deps,
+        kms=kms,
+        subscriptions=subs,
+        topic=topic,
+        topics=sorted(e.topic for e in topics),
+        capped=HEALTH_ROWS if len(subs) >= HEALTH_ROWS else 0,
+    )

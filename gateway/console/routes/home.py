@@ -16,6 +16,7 @@ from gateway.console.session import console_principal
 from gateway.console.web import redirect, render, safe_next, set_cookie
 
 router = APIRouter(prefix="/console", include_in_schema=False)
+entrances = APIRouter(include_in_schema=False)
 STATIC = Path(__file__).resolve().parent.parent / "static"
 _TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
@@ -52,3 +53,16 @@ async def switch_language(request: Request, lang: str, next: str = "/console") -
     if lang in i18n.LANGS:
         set_cookie(request, response, i18n.COOKIE, lang, max_age=365 * 86400)
     return response
+
+
+@entrances.get("/")
+@access(PUBLIC)
+async def root(request: Request) -> Response:
+    """A person who types the gateway's address lands in the console (machines use /v1)."""
+    return redirect(request, "/console")
+
+
+@entrances.get("/ui")
+@access(PUBLIC)
+async def ui(request: Request) -> Response:
+    return redirect(request, "/console")
