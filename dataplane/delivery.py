@@ -266,7 +266,11 @@ class Deliverer:
                     granted=plan.need,
                 )
                 value, redacted = result.value, dict(result.redacted)
-            found = [str(s) for p in plan.subject_paths if (s := get_path(value, p)) is not None]
+            found = (
+                [str(s) for p in plan.subject_paths if (s := get_path(value, p)) is not None]
+                if plan.subject_paths
+                else []
+            )
             opened.append(Opened(r, plain_id, value, redacted, plan.fields, found, plan.plain))
         return opened
 

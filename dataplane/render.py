@@ -7,12 +7,13 @@ consents, decodes and opens each record once, and calls these to say what goes o
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from datetime import time as time_of_day
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from consent.domain import NOT_REQUIRED, CatalogEntry, ConsentRef, Grant
@@ -20,12 +21,12 @@ from consent.policy import Decision, FieldLike, decide
 from dataplane.cursor import offset_ranges, record_id
 from dataplane.fields import project
 from dataplane.store import Subscription
+from exchange import avro_paths
 from exchange.auditing import AuditRecord
 from exchange.kafka.port import InRecord
 
 
-@dataclass(frozen=True)
-class Opened:
+class Opened(NamedTuple):  # a NamedTuple: one is made for every record delivered
     """One record decoded, with the sealed fields it may need already opened."""
 
     record: InRecord
@@ -93,19 +94,50 @@ def assemble(
 
 def record_item(o: Opened, allowed: frozenset[str]) -> dict[str, Any]:
     r = o.record
+    whole, native = _form(o.schema, allowed)
+    value = o.value
+    if whole is not None and value.keys() <= whole:
+        pass  # every field of the record is allowed: the projection is the value itself
+    else:
+        value = project(value, allowed, o.schema)
     item: dict[str, Any] = {
         "record_id": record_id(r.topic, r.partition, r.offset),
         "key": r.key.decode("utf-8", "replace") if r.key is not None else None,
-        "value": jsonable(project(o.value, allowed, o.schema)),
+        "value": value if native else jsonable(value),
         "partition": r.partition,
         "offset": r.offset,
         "timestamp": r.timestamp_ms,
         "schema_id": o.plain_id,
     }
-    shown = {p: why for p, why in o.redacted.items() if p in allowed}
-    if shown:
-        item["redacted"] = shown
+    if o.redacted:
+        shown = {p: why for p, why in o.redacted.items() if p in allowed}
+        if shown:
+            item["redacted"] = shown
     return item
+
+
+# (id(schema), allowed) -> (schema kept alive, its field names if all are allowed, native?)
+_FORMS: dict[tuple[int, frozenset[str]], tuple[Any, frozenset[str] | None, bool]] = {}
+
+
+def _form(schema: Any, allowed: frozenset[str]) -> tuple[frozenset[str] | None, bool]:
+    """What rendering a value of ``schema`` for ``allowed`` needs, worked out once: the
+    top-level field names if every one of them is allowed whole (then projecting keeps the
+    value as it is), else None; and whether decoded values are JSON already (no bytes, fixed
+    or logical types anywhere in the schema, so :func:`jsonable` would change nothing)."""
+    hit = _FORMS.get((id(schema), allowed))
+    if hit is not None and hit[0] is schema:
+        return hit[1], hit[2]
+    root = avro_paths.shape_of(schema).root
+    whole: frozenset[str] | None = None
+    if isinstance(root, avro_paths.Record) and all(s.path in allowed for s in root.slots):
+        whole = frozenset(root.by_name)
+    text = json.dumps(schema, default=str)
+    native = not any(t in text for t in ('"bytes"', '"fixed"', '"logicalType"'))
+    if len(_FORMS) > 1024:
+        _FORMS.clear()
+    _FORMS[(id(schema), allowed)] = (schema, whole, native)
+    return whole, native
 
 
 def withheld_item(r: InRecord, reason: str) -> dict[str, Any]:

@@ -64,6 +64,12 @@ def context_bytes(topic: str, path: str, schema_id: int, key: bytes | None) -> b
     return _fixed(topic, path, schema_id) + _U32.pack(len(key)) + key
 
 
+def context_prefix(topic: str, path: str, schema_id: int) -> bytes:
+    """The part of the context before the record key: ``context_bytes`` is this, then
+    u32 len(key) and the key."""
+    return _fixed(topic, path, schema_id)
+
+
 @lru_cache(maxsize=4096)
 def _fixed(topic: str, path: str, schema_id: int) -> bytes:
     t, p = topic.encode(), path.encode()

@@ -9,14 +9,16 @@ authentication → None + redacted "integrity" (never plaintext). KMS or key sto
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
+
+from cryptography.exceptions import InvalidTag
 
 from exchange import avro_paths
-from exchange.crypto import envelope, sealing
+from exchange.crypto import ciphers, envelope, sealing
 from exchange.crypto.errors import IntegrityFailure, KeyShredded
-from exchange.crypto.keys import KeyManager
+from exchange.crypto.keys import Dek, KeyManager
 from exchange.crypto.kms_wrappers import KmsMetrics
 from exchange.errors import InvalidInput
 
@@ -24,10 +26,9 @@ SHREDDED = "shredded"
 INTEGRITY = "integrity"
 
 
-@dataclass(frozen=True)
-class OpenedRecord:
+class OpenedRecord(NamedTuple):  # a NamedTuple: made for every record delivered
     value: dict[str, Any]
-    redacted: dict[str, str] = field(default_factory=dict)  # path → "shredded" | "integrity"
+    redacted: dict[str, str]  # path → "shredded" | "integrity"
 
 
 class FieldCrypto:
@@ -42,6 +43,8 @@ class FieldCrypto:
         self._close = close
         # Shapes of plain ``fields`` mappings, by identity (the object is kept alive).
         self._shapes: dict[int, tuple[Mapping[str, Any], avro_paths.Node]] = {}
+        # Flat plans of ``fields`` mappings per (identity, topic, schema id); see _flat.
+        self._flats: dict[tuple[int, str, int], tuple[Mapping[str, Any], _Flat | None]] = {}
 
     def _root(self, fields: Mapping[str, Any]) -> avro_paths.Node:
         """Where the sealed fields are: the sealed schema's shape (``sealed_fields``), or for a
@@ -106,6 +109,9 @@ class FieldCrypto:
     ) -> OpenedRecord:
         """Granted sealed fields opened (a path is granted by itself or an enclosing record's
         path), the others omitted, at every depth."""
+        flat = self._flat(fields, topic, sealed_schema_id)
+        if flat is not None:
+            return self._open_flat(flat, topic, key, record, granted)
         redacted: dict[str, str] = {}
 
         def visit(slot: avro_paths.Slot, raw: Any, location: str) -> Any:
@@ -124,6 +130,97 @@ class FieldCrypto:
         out = avro_paths.rewrite(self._root(fields), record, "", visit, sealing=False)
         return OpenedRecord(out, redacted)
 
+    def _flat(self, fields: Mapping[str, Any], topic: str, schema_id: int) -> _Flat | None:
+        """The sealed fields as a flat list when all of them are top-level fields (the usual
+        case: then a field's location is its name), else None (the general walk)."""
+        key = (id(fields), topic, schema_id)
+        hit = self._flats.get(key)
+        if hit is not None and hit[0] is fields:
+            return hit[1]
+        root = self._root(fields)
+        flat: _Flat | None = None
+        if isinstance(root, avro_paths.Record) and all(
+            s.marked and s.child is None and s.path == s.name for s in root.slots if s.reaches_mark
+        ):
+            flat = tuple(
+                _FlatSlot(
+                    s.name,
+                    envelope.context_prefix(topic, s.path, schema_id),
+                    _parsed(s),
+                    sealing.decoder(_parsed(s)),
+                )
+                for s in root.slots
+                if s.reaches_mark
+            )
+        if len(self._flats) > 1024:
+            self._flats.clear()
+        self._flats[key] = (fields, flat)
+        return flat
+
+    def _open_flat(
+        self,
+        flat: _Flat,
+        topic: str,
+        key: bytes | None,
+        record: dict[str, Any],
+        granted: set[str],
+    ) -> OpenedRecord:
+        """``open`` for top-level sealed fields in one loop: the same checks as the general
+        walk (envelope format, the DEK's topic/field/cipher, the AAD binding topic, path,
+        schema id and record key, the value decoding under its type), fewer calls."""
+        if not isinstance(record, dict):
+            return OpenedRecord(record, {})
+        out: dict[str, Any] | None = None
+        redacted: dict[str, str] = {}
+        tail = _KEY_LEN.pack(len(key)) + key if key else b"\0\0\0\0"
+        ready = self.keys.ready
+        for slot in flat:
+            name = slot.name
+            if name not in record:
+                continue
+            if out is None:
+                out = dict(record)
+            if name not in granted:
+                del out[name]
+                continue
+            raw = record[name]
+            try:
+                if not isinstance(raw, bytes):
+                    raise IntegrityFailure("sealed field does not hold an envelope")
+                n = raw[2] if len(raw) >= 3 else 0
+                end = 19 + n  # header: version, cipher, n, DEK id, u32 version, nonce
+                dek = ready(raw[: end - 12]) if 0 < n <= envelope.MAX_DEK_ID else None
+                if dek is None or len(raw) < end + ciphers.TAG_BYTES:
+                    dek = self._dek_of(raw)  # not ready in memory, or malformed
+                if dek.topic != topic or dek.field != name:
+                    raise IntegrityFailure("envelope key belongs to another field")
+                try:
+                    plain = dek.aead.decrypt(
+                        raw[end - 12 : end], raw[end:], raw[:end] + slot.ctx + tail
+                    )
+                except InvalidTag:
+                    raise IntegrityFailure("envelope failed authentication") from None
+                try:
+                    out[name] = slot.decode(plain)
+                except Exception:  # authenticated but undecodable: an integrity failure
+                    raise IntegrityFailure("sealed value does not decode under its type") from None
+            except KeyShredded:
+                out[name] = None
+                redacted[name] = SHREDDED
+            except IntegrityFailure:
+                out[name] = None
+                redacted.setdefault(name, INTEGRITY)
+        return OpenedRecord(record if out is None else out, redacted)
+
+    def _dek_of(self, raw: bytes) -> Dek:
+        """The DEK an envelope names, its header parsed in full (IntegrityFailure if it is
+        malformed), from the key manager (KeyShredded, DependencyUnavailable)."""
+        header, _ = envelope.parse(raw)
+        dek = self.keys.get(header.dek_id, header.dek_version)
+        if dek.cipher is not header.cipher:
+            raise IntegrityFailure("envelope key belongs to another field")
+        return dek
+
     def _open_one(self, raw: Any, topic: str, path: str, ctx: bytes, parsed: Any) -> Any:
         if not isinstance(raw, bytes):
             raise IntegrityFailure("sealed field does not hold an envelope")
@@ -136,6 +233,22 @@ class FieldCrypto:
             return sealing.decode_parsed(parsed, plaintext)
         except Exception:  # authenticated but undecodable: treat as integrity failure
             raise IntegrityFailure("sealed value does not decode under its type") from None
+
+
+_KEY_LEN = struct.Struct(">I")
+
+
+class _FlatSlot(NamedTuple):
+    """One top-level sealed field: its name (= path = location), the fixed part of its AAD
+    context (topic, path, schema id; the record key follows), its type and decoder."""
+
+    name: str
+    ctx: bytes
+    parsed: Any
+    decode: Callable[[bytes], Any]
+
+
+_Flat = tuple[_FlatSlot, ...]
 
 
 def _parsed(slot: avro_paths.Slot) -> Any:

@@ -162,7 +162,7 @@ class KeyManager:
         # opening; bounded, and no entry outlives ``meta_ttl_seconds`` (nor the key's max age).
         self.hot_ttl = meta_ttl_seconds
         self._hot_seal: dict[tuple[str, str, str], _Hot] = {}
-        self._hot_open: dict[tuple[str, int], _Hot] = {}
+        self._hot_open: dict[tuple[str, int] | bytes, _Hot] = {}
         # Bumped by every forget: a key loaded before a shred/rotation is not made ready after.
         self._generation = 0
 
@@ -213,7 +213,18 @@ class KeyManager:
             raise KeyShredded(f"key {dek_id} v{version} was shredded")
         dek = self._unwrap(meta)
         self._remember(self._hot_open, (dek_id, version), dek, generation, self.hot_ttl)
+        # Also by the envelope header it opens (cipher, id, version as bytes): see ready().
+        self._remember(self._hot_open, dek.prefix, dek, generation, self.hot_ttl)
         return dek
+
+    def ready(self, prefix: bytes) -> Dek | None:
+        """The DEK whose envelopes start with ``prefix`` (format, cipher id, DEK id and
+        version: :func:`envelope.prefix`) if it is ready in memory, else None — then parse the
+        header and call :meth:`get`. No I/O; forgotten on shred and rotation like get's."""
+        hot = self._hot_open.get(prefix)
+        if hot is not None and hot.expires > time.monotonic():
+            return hot.dek
+        return None
 
     def _remember(
         self,

@@ -78,6 +78,36 @@ def test_fast_path_matches_fastavro_both_ways(t: Any, v: Any) -> None:
 def test_fast_path_refuses_malformed_values(t: Any, data: bytes) -> None:
     with pytest.raises(ValueError):
         sealing.decode_parsed(sealing.parsed_type(t), data)
+    with pytest.raises(ValueError):  # the bound decoder (delivery's flat open) refuses it too
+        sealing.decoder(sealing.parsed_type(t))(data)
+
+
+@pytest.mark.parametrize(("t", "v"), VALUES)
+def test_the_bound_decoder_reads_what_fastavro_wrote(t: Any, v: Any) -> None:
+    back = sealing.decoder(sealing.parsed_type(t))(_fastavro_bytes(t, v))
+    assert back == v and type(back) is type(v)
+
+
+@pytest.mark.parametrize(
+    ("t", "data"),
+    [
+        ("string", b"\x80\x01" + b"x" * 64),  # a two-byte length
+        ("string", b"\x80\x01" + b"x" * 63),  # one short of it
+        ("int", b"\x7f"),  # the largest one-byte value (-64)
+        ("int", b"\xfe\xff\xff\xff\x0f"),  # 2**31 - 1
+        ("int", b"\x80\x80\x80\x80\x10"),  # 2**31: beyond an int
+        ("long", b"\x01\x00"),  # one-byte value, trailing byte
+    ],
+)
+def test_the_bound_decoder_agrees_with_decode_parsed(t: Any, data: bytes) -> None:
+    parsed = sealing.parsed_type(t)
+    try:
+        expected: Any = sealing.decode_parsed(parsed, data)
+    except ValueError:
+        with pytest.raises(ValueError):
+            sealing.decoder(parsed)(data)
+        return
+    assert sealing.decoder(parsed)(data) == expected
 
 
 def test_values_outside_the_fast_path_still_go_through_fastavro() -> None:

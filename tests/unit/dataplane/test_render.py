@@ -72,3 +72,28 @@ def test_jsonable() -> None:
         "d": "2026-01-02",
         "n": ["1.5"],
     }
+
+
+def test_a_record_whose_every_field_is_allowed_goes_out_as_decoded() -> None:
+    item = record_item(_opened({"a": 1, "b": 2, "c": None}), frozenset({"a", "b", "c"}))
+    assert item["value"] == {"a": 1, "b": 2, "c": None}
+    assert item["redacted"] == {"b": "shredded", "c": "integrity"}
+    # a key outside the schema is still projected away (never trust the shortcut blindly)
+    item = record_item(_opened({"a": 1, "zz": 5}), frozenset({"a", "b", "c"}))
+    assert item["value"] == {"a": 1}
+
+
+def test_values_of_schemas_with_bytes_or_logical_types_are_made_json() -> None:
+    schema = fastavro.parse_schema(
+        {
+            "type": "record",
+            "name": "B",
+            "fields": [
+                {"name": "a", "type": "bytes"},
+                {"name": "d", "type": {"type": "int", "logicalType": "date"}},
+            ],
+        }
+    )
+    o = Opened(REC, 3, {"a": b"\x00\x01", "d": date(2026, 1, 2)}, {}, [], [], schema)
+    assert record_item(o, frozenset({"a", "d"}))["value"] == {"a": "AAE=", "d": "2026-01-02"}
+    assert record_item(o, frozenset({"a"}))["value"] == {"a": "AAE="}
