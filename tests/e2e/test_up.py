@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 import subprocess
 import uuid
@@ -33,6 +34,19 @@ def java_pids_for(home: Path) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def console_password_step(url: str, login: str, password: str) -> str:
+    """The page after the console's sign-in form (as a browser: PKCE flow, cookies, CSRF)."""
+    with httpx.Client(base_url=url, timeout=30) as http:
+        r = http.get("/console/sign-in")
+        assert r.status_code == 303
+        r = http.get(r.headers["location"])
+        assert r.status_code == 200, r.text[:300]
+        hidden = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)"', r.text))
+        r = http.post("/oauth/authorize", data={**hidden, "login": login, "password": password})
+        assert r.status_code == 200, r.text[:300]
+        return r.text
+
+
 def test_up_twice_keeps_data_and_sigterm_stops_java(tmp_path: Path) -> None:
     home = tmp_path / "home"
     gw = GatewayProcess(home, bootstrap=None).start()
@@ -53,6 +67,13 @@ def test_up_twice_keeps_data_and_sigterm_stops_java(tmp_path: Path) -> None:
         assert json.loads(officer.read_text())["client_id"] != gw.admin_credentials()["client_id"]
         creds = gw.admin_credentials()
         assert set(creds) == {"client_id", "client_secret", "token_url", "gateway_url"}
+        # The console's first people, one per duty, each in its own 0600 file; the admin's
+        # password works at the console's sign-in (then the TOTP enrolment begins).
+        for name in ("console-admin.json", "console-auditor.json"):
+            assert stat.S_IMODE((home / name).stat().st_mode) == 0o600
+        first = json.loads((home / "console-admin.json").read_text())
+        assert first["login"] == "admin" and first["console"].endswith("/console")
+        assert "totp-secret" in console_password_step(gw.url, first["login"], first["password"])
         dept = f"d-{uuid.uuid4().hex[:6]}"
         with gw.admin() as admin:
             admin.call("POST", "/v1/departments", json={"id": dept, "name": "D", "level": "city"})
@@ -76,6 +97,9 @@ def test_up_twice_keeps_data_and_sigterm_stops_java(tmp_path: Path) -> None:
     # The checkpoint key officers pin in the console, printed for them to copy.
     key = (home / VERIFIER_FILE).read_text().strip()
     printed = (home / "gateway.log").read_text()
+    # Where the console is and how to sign in the first time.
+    assert f"console   {first['console']}" in printed
+    assert f"login 'admin', password in {home / 'console-admin.json'}" in printed
     assert f"audit key {key}" in printed and f"fingerprint {fingerprint(key)}" in printed
     assert not pid_alive(state["pid"])
 
