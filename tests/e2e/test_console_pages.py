@@ -329,9 +329,12 @@ def test_pages_refuse_other_roles(gateway: ThreadGateway, browser: Any, dept: st
         assert page.url == f"{gateway.url}/console", (entrance, page.url)
 
 
-def test_docs_work_offline_with_an_authorize_button(gateway: ThreadGateway, browser: Any) -> None:
+def test_docs_work_offline_with_an_authorize_button(
+    gateway: ThreadGateway, browser: Any, dept: str
+) -> None:
     """/docs loads nothing from another host, runs under the CSP, and offers OAuth2 sign-in:
-    the authorization code with PKCE (people) and client credentials (machines)."""
+    the authorization code with PKCE (people) and client credentials (machines). A person
+    authorises through the PKCE popup and Swagger UI's token opens the API."""
     # The document is built on first use (seconds on a loaded machine): not the UI's problem.
     assert httpx.get(f"{gateway.url}/openapi.json", timeout=120).status_code == 200
     page = new_page(browser, gateway.url, "en")
@@ -352,3 +355,24 @@ def test_docs_work_offline_with_an_authorize_button(gateway: ThreadGateway, brow
     publish = spec["paths"]["/v1/topics/{topic}/records"]["post"]
     assert publish["security"] == [{"oauth2": ["publisher"]}]
     assert "security" not in spec["paths"]["/healthz"]["get"]
+
+    reader = person(gateway, dept, f"docs-{uuid.uuid4().hex[:6]}", ["registry:read"])
+    box = page.locator(".modal-ux .auth-container", has_text="authorizationCode")
+    box.locator("label[for='registry:read-authorizationCode-checkbox-oauth2']").click()
+    with page.expect_popup() as popup:
+        box.locator("button.authorize").click()
+    signin = popup.value
+    signin.fill("#login", reader.login)
+    signin.fill("#password", reader.password)
+    with signin.expect_event("close"):  # the redirect page hands the code back and closes
+        signin.click("form[action='/oauth/authorize'] button[type=submit]")
+    # Swagger UI redeemed the code at /oauth/token: the flow says so and offers to log out.
+    box.locator("button[aria-label='Remove authorization']").wait_for()  # "Logout"
+    assert "Authorized" in box.inner_text()
+    token = page.evaluate(
+        "() => window.ui.authSelectors.authorized().toJS().oauth2.token.access_token"
+    )
+    r = httpx.get(f"{gateway.url}/v1/catalog", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text[:300]
+    assert hosts == {gateway.url.split("/")[2]}, hosts
+    assert not page.csp.violations, page.csp.violations
