@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from urllib.parse import urlencode, urlsplit
 
@@ -44,6 +45,7 @@ from gateway.container import Services
 router = APIRouter(tags=["oauth"])
 LOGIN_COOKIE = "exchange_login"  # between the password and the second-factor step
 LOGIN_TTL_S = 300
+SIGNIN_FAILED = "console.signin_failed"
 _peer_limited = [Depends(limit_peer)]
 
 
@@ -109,18 +111,28 @@ async def _audit(svc: Services, records: list[AuditRecord]) -> None:
 
 
 def failure_records(
-    kind: str, login: str, address: str, reason: str, lockouts: list[Lockout]
+    kind: str,
+    login: str,
+    address: str,
+    reason: str,
+    lockouts: list[Lockout],
+    department: str | None = None,
 ) -> list[AuditRecord]:
     actor = f"person:{login[:64]}" if login else "unknown"
     records = [
         AuditRecord(
-            kind, actor=actor, outcome="denied", data={"reason": reason, "address": address}
+            kind,
+            actor=actor,
+            department=department,
+            outcome="denied",
+            data={"reason": reason, "address": address},
         )
     ]
     records += [
         AuditRecord(
             "console.lockout",
             actor=actor,
+            department=department,
             outcome="denied",
             data={
                 "locked": lk.key,
@@ -132,6 +144,45 @@ def failure_records(
         for lk in lockouts
     ]
     return records
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The outcome of one answer to a person's secret under the failure throttle."""
+
+    ok: bool
+    reason: str = ""  # why not: "throttled", or what ``check`` said
+    seconds: int = 0  # when throttled: how long to wait
+
+
+async def guarded(
+    svc: Services,
+    kind: str,
+    login: str,
+    address: str,
+    check: Callable[[], str | None],
+    department: str | None = None,
+) -> Answer:
+    """One answer to a person's secret (password, TOTP code), throttled and locked out like
+    client secrets, the same keys for sign-in and the password change: refused at once while
+    locked out (no hashing), else ``check`` runs in a worker thread — None when right, else
+    the reason it is wrong — and its outcome counts (an exception counts as none: the store
+    failed). Each refusal, and the lockouts it starts, is audited as ``kind``."""
+    attempt = Attempt.of(f"person:{login}", address)
+    wait = svc.failure_throttle.admit(attempt)
+    if wait > 0:
+        await _audit(svc, failure_records(kind, login, address, "throttled", [], department))
+        return Answer(False, "throttled", max(1, math.ceil(wait)))
+    try:
+        reason = await run_in_threadpool(check)
+    except BaseException:
+        svc.failure_throttle.finish(attempt, None)
+        raise
+    lockouts = svc.failure_throttle.finish(attempt, reason is None)
+    if reason is not None:
+        await _audit(svc, failure_records(kind, login, address, reason, lockouts, department))
+        return Answer(False, reason)
+    return Answer(True)
 
 
 @router.post("/oauth/authorize", summary="Check a person's password", dependencies=_peer_limited)
@@ -146,31 +197,27 @@ async def authorize_password(
     if isinstance(parsed, str):
         return render(request, "error.html", 400, message=parsed)
     login, password = values.get("login", "").strip().lower()[:64], values.get("password", "")
-    address = peer_address(request)
-    attempt = Attempt.of(f"person:{login}", address)
-    wait = svc.failure_throttle.admit(attempt)
-    if wait > 0:
-        await _audit(svc, failure_records("console.signin_failed", login, address, "throttled", []))
-        return _again(request, parsed, login, "signin.error.locked", 429, wait)
-    person: Person | None = None
-    try:
-        person = await run_in_threadpool(svc.people.authenticate, login, password)
-    finally:
-        lockouts = svc.failure_throttle.finish(attempt, person is not None)
-    if person is None:
-        await _audit(
-            svc, failure_records("console.signin_failed", login, address, "bad_password", lockouts)
-        )
+    found: list[Person] = []
+
+    def check() -> str | None:
+        person = svc.people.authenticate(login, password)
+        found.extend([person] if person else [])
+        return None if person else "bad_password"
+
+    answer = await guarded(svc, SIGNIN_FAILED, login, peer_address(request), check)
+    if answer.reason == "throttled":
+        return _again(request, parsed, login, "signin.error.locked", 429, answer.seconds)
+    if not answer.ok:
         return _again(request, parsed, login, "signin.error.credentials", 401)
+    (person,) = found
     if person.needs_second_factor:
         return await _second_factor_step(request, svc, person, parsed)
     return await _grant(request, svc, person, parsed, "password")
 
 
 def _again(
-    request: Request, req: AuthRequest, login: str, error: str, status: int, wait: float = 0
+    request: Request, req: AuthRequest, login: str, error: str, status: int, seconds: int = 0
 ) -> Response:
-    seconds = max(1, math.ceil(wait))
     response = render(
         request,
         "signin.html",
@@ -180,7 +227,7 @@ def _again(
         error=error,
         seconds=seconds,
     )
-    if wait:
+    if seconds:
         response.headers["Retry-After"] = str(seconds)
     return response
 
@@ -236,24 +283,23 @@ async def authorize_second_factor(
         return render(request, "error.html", 400, message="signin.error.expired")
     login, req = opened
     code = str(form.get("code") or "")[:16]
-    address = peer_address(request)
-    attempt = Attempt.of(f"person:{login}", address)
-    wait = svc.failure_throttle.admit(attempt)
-    if wait > 0:
-        await _audit(svc, failure_records("console.signin_failed", login, address, "throttled", []))
-        seconds = max(1, math.ceil(wait))
-        return render(
-            request, "totp.html", 429, enrolment=None, error="signin.error.locked", seconds=seconds
+
+    def check() -> str | None:
+        return None if svc.people.check_totp(login, code) else "bad_totp"
+
+    answer = await guarded(svc, SIGNIN_FAILED, login, peer_address(request), check)
+    if answer.reason == "throttled":
+        locked = render(
+            request,
+            "totp.html",
+            429,
+            enrolment=None,
+            error="signin.error.locked",
+            seconds=answer.seconds,
         )
-    ok = False
-    try:
-        ok = await run_in_threadpool(svc.people.check_totp, login, code)
-    finally:
-        lockouts = svc.failure_throttle.finish(attempt, ok)
-    if not ok:
-        await _audit(
-            svc, failure_records("console.signin_failed", login, address, "bad_totp", lockouts)
-        )
+        locked.headers["Retry-After"] = str(answer.seconds)
+        return locked
+    if not answer.ok:
         return render(request, "totp.html", 401, enrolment=None, error="signin.error.totp")
     person = await run_in_threadpool(svc.people.get, login)
     response = await _grant(request, svc, person, req, "password+totp")
@@ -360,4 +406,13 @@ async def code_grant(
     )
 
 
-__all__ = ["AuthRequest", "code_grant", "failure_records", "parse_request", "redeem", "router"]
+__all__ = [
+    "Answer",
+    "AuthRequest",
+    "code_grant",
+    "failure_records",
+    "guarded",
+    "parse_request",
+    "redeem",
+    "router",
+]

@@ -11,9 +11,6 @@ and sessions of machine principals — change their password there: the page say
 
 from __future__ import annotations
 
-import math
-from dataclasses import replace
-
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -28,7 +25,6 @@ from exchange.identity.people import (
     WeakPassword,
     check_new_password,
 )
-from exchange.identity.throttle import Attempt, Lockout
 from exchange.identity.tokens import Principal
 from gateway.access import ANY, access
 from gateway.auth import peer_address, services
@@ -43,7 +39,7 @@ from gateway.console.web import (
     take_flash,
 )
 from gateway.container import Services
-from gateway.routes.authorize import failure_records
+from gateway.routes.authorize import failure_records, guarded
 
 router = APIRouter(prefix="/console/account", include_in_schema=False)
 FAILED = "person.password_change_failed"
@@ -122,34 +118,25 @@ async def change_password(
             raise WeakPassword(["mismatch"])
         check_new_password(login, current, new)
     except WeakPassword as exc:
-        await _failed(svc, me, login, address, "weak_password", [])
+        records = failure_records(FAILED, login, address, "weak_password", [], me.department)
+        await _audit(svc, records)
         return await _page(request, svc, me, 422, "account.error.weak", exc.weaknesses)
-    attempt = Attempt.of(f"person:{login}", address)
-    wait = svc.failure_throttle.admit(attempt)
-    if wait > 0:
-        await _failed(svc, me, login, address, "throttled", [])
-        seconds = max(1, math.ceil(wait))
-        return await _page(request, svc, me, 429, "account.error.locked", seconds=seconds)
     code = _field(form, "code")[:16].strip() or None
-    try:
-        await run_in_threadpool(svc.people.change_password, login, current, new, code)
-    except CredentialsRefused as exc:
-        lockouts = svc.failure_throttle.finish(attempt, False)
-        await _failed(svc, me, login, address, exc.reason, lockouts)
-        return await _page(request, svc, me, 403, f"account.error.{exc.reason}")
-    except BaseException:  # no outcome (the store failed): not counted either way
-        svc.failure_throttle.finish(attempt, None)
-        raise
-    svc.failure_throttle.finish(attempt, True)
+
+    def check() -> str | None:
+        try:
+            svc.people.change_password(login, current, new, code)
+        except CredentialsRefused as exc:
+            return exc.reason
+        return None
+
+    # Under the sign-in's throttle and keys, audited like a failed sign-in (and its lockouts).
+    answer = await guarded(svc, FAILED, login, address, check, me.department)
+    if answer.reason == "throttled":
+        return await _page(request, svc, me, 429, "account.error.locked", seconds=answer.seconds)
+    if not answer.ok:
+        return await _page(request, svc, me, 403, f"account.error.{answer.reason}")
     return await _changed(request, svc, me, login, address)
-
-
-async def _failed(
-    svc: Services, me: Principal, login: str, address: str, reason: str, lockouts: list[Lockout]
-) -> None:
-    """Audited like a failed sign-in (and its lockouts), in the person's department."""
-    records = failure_records(FAILED, login, address, reason, lockouts)
-    await _audit(svc, [replace(r, department=me.department) for r in records])
 
 
 async def _changed(
