@@ -232,6 +232,7 @@ def test_steward_suspends_resumes_and_rejects_with_a_reason(
     late = page.locator("tbody tr").first
     assert "overdue" in (late.get_attribute("class") or "")
     assert world.second in late.inner_text() and "Overdue" in late.inner_text()
+    assert "2 days ago" in late.inner_text()  # the countdown, counted in the browser
     assert not axe_check(page)
     screenshot(page, "steward-inbox-overdue")
     base = f"/console/steward/{s.owner}/agreements/{ask['id']}"

@@ -60,7 +60,7 @@ def test_admin_onboards_a_county_and_its_first_client(
     sign_in(page, boss)
     tag = uuid.uuid4().hex[:6]
     parent = ""
-    for level in ("region", "city", "county"):
+    for level in ("region", "city", "county", "township"):
         page.goto("/console/admin/departments")
         page.fill("#dept-id", f"{level}-{tag}")
         page.fill("#dept-name", f"{level.title()} {tag}")
@@ -73,7 +73,8 @@ def test_admin_onboards_a_county_and_its_first_client(
     page.goto("/console/admin/departments")
     tree = page.locator("#department-tree")
     nested = tree.locator(f"li:has(> a[href$='region-{tag}']) li:has(> a[href$='city-{tag}'])")
-    assert nested.locator(f"a[href$='county-{tag}']").count() == 1
+    county = nested.locator(f"li:has(> a[href$='county-{tag}'])")
+    assert county.locator(f"a[href$='township-{tag}']").count() == 1
     both_languages(page, "admin-departments")
 
     page.goto(f"/console/admin/departments/county-{tag}")
@@ -278,6 +279,9 @@ def test_developer_sees_why_a_schema_is_incompatible(
     page.click(f"a[href='/console/dev/catalog/{topic}']")
     assert page.locator("#fields .badge.sensitive").count() >= 3  # classification badges
     both_languages(page, "dev-entry")
+    asyncapi = page.request.get("/console/dev/asyncapi")  # the catalog's AsyncAPI document
+    assert asyncapi.ok and asyncapi.json()["asyncapi"].startswith("3.")
+    assert topic in json.dumps(asyncapi.json()["channels"])
     page.goto("/console/dev/catalog")
     both_languages(page, "dev-catalog")
 
