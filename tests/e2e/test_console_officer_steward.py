@@ -425,6 +425,7 @@ def test_officer_works_in_the_browsers_time_zone(
     officer = person(gateway, world.officer.department, f"tz-{uuid.uuid4().hex[:6]}", ["auditor"])
     page = new_page(browser, gateway.url, "en", timezone="Asia/Shanghai")
     sign_in(page, officer)
+    assert officer.totp_secret is not None  # an auditor had to enrol a second factor
     s.publisher.publish(s.topic, [{"key": "tz", "value": resident(7)}])
     review = gateway.services.audit_review
     (event,) = review.query(Filters(topic=s.topic, type="record.published"), -1, 1000)[-1:]

@@ -282,6 +282,13 @@ def test_developer_sees_why_a_schema_is_incompatible(
     asyncapi = page.request.get("/console/dev/asyncapi")  # the catalog's AsyncAPI document
     assert asyncapi.ok and asyncapi.json()["asyncapi"].startswith("3.")
     assert topic in json.dumps(asyncapi.json()["channels"])
+    for share, listed in (("unconditional", True), ("conditional", False)):
+        page.goto("/console/dev/catalog")  # search by owner and share type
+        page.select_option("#dept", dept)
+        page.select_option("#share", share)
+        with page.expect_navigation():
+            page.click("form[role=search] button")
+        assert (topic in page.inner_text("#catalog")) is listed, share
     page.goto("/console/dev/catalog")
     both_languages(page, "dev-catalog")
 

@@ -43,9 +43,7 @@ def value(text: str, name: str, **labels: str) -> float:
     """Sum of the samples of ``name`` whose labels include ``labels``."""
     want = [f'{k}="{v}"' for k, v in labels.items()]
     return sum(
-        float(ln.rsplit(" ", 1)[1])
-        for ln in samples(text, name)
-        if all(w in ln for w in want)
+        float(ln.rsplit(" ", 1)[1]) for ln in samples(text, name) if all(w in ln for w in want)
     )
 
 
