@@ -191,7 +191,7 @@ def test_steward_approves_two_of_four_fields(world: World, steward_page: Any) ->
 
 
 def test_steward_suspends_resumes_and_rejects_with_a_reason(
-    gateway: ThreadGateway, world: World, steward_page: Any
+    gateway: ThreadGateway, browser: Any, world: World, steward_page: Any
 ) -> None:
     s, page = world.s, steward_page
     page.goto(f"/console/steward/{s.owner}/agreements/{world.agreement}")
@@ -233,6 +233,18 @@ def test_steward_suspends_resumes_and_rejects_with_a_reason(
     assert "overdue" in (late.get_attribute("class") or "")
     assert world.second in late.inner_text() and "Overdue" in late.inner_text()
     assert "2 days ago" in late.inner_text()  # the countdown, counted in the browser
+    # ... and it runs: a day later on the browser's clock, the same page says so by itself.
+    later = new_page(browser, gateway.url, "en")
+    later.clock.install()
+    sign_in(later, world.steward)
+    later.goto(f"/console/steward/{s.owner}")
+    row = later.locator("tbody tr", has_text=world.second)
+    assert "2 days ago" in row.inner_text()
+    later.clock.fast_forward("24:00:00")
+    later.wait_for_function(
+        "(t) => document.querySelector('tbody tr.overdue').innerText.includes(t)", arg="3 days ago"
+    )
+    later.context.close()
     assert not axe_check(page)
     screenshot(page, "steward-inbox-overdue")
     base = f"/console/steward/{s.owner}/agreements/{ask['id']}"
