@@ -83,7 +83,7 @@ class DeliveryLoop:
             return
         self._lag_measured[sub.id] = now
         try:
-            ends = await asyncio.to_thread(self.readers.end_offsets, sub.topic)
+            ends = await asyncio.to_thread(self.readers.ends_off_readers, sub.topic)
         except ExchangeError:
             return  # a metric is not worth failing a delivery for
         behind = sum(max(0, end - nxt.get(p, 0)) for p, end in ends.items())

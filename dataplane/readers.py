@@ -57,6 +57,12 @@ class ReaderPool:
         with self.reader(topic) as r:
             return r.end_offsets()
 
+    def ends_off_readers(self, topic: str) -> Offsets:
+        """The topic's committed end asked on the port's own connection: a pooled reader's
+        request waits behind that reader's fetch long-poll (the lag metric took ~0.3 s of a
+        page's time so)."""
+        return self.kafka.end_offsets(topic)
+
     def offsets_for_time(self, topic: str, timestamp_ms: int) -> Offsets:
         with self.reader(topic) as r:
             return r.offsets_for_time(timestamp_ms)
@@ -77,8 +83,12 @@ class ReaderPool:
         """
         deadline = time.monotonic() + wait_ms / 1000
         with self.reader(topic) as r:
-            r.seek(start)
             got: list[InRecord] = []
+            if r.positions() == start:
+                got = _prefetched(r, max_records, until)
+            if len(got) < max_records:  # from a fresh fetch, as a page always was
+                got = []
+                r.seek(start)
             while len(got) < max_records:
                 remaining = max(0, int((deadline - time.monotonic()) * 1000))
                 batch = r.poll(timeout_ms=min(remaining, 200), max_records=max_records - len(got))
@@ -86,6 +96,7 @@ class ReaderPool:
                 got += batch
                 if got or remaining == 0:
                     break
+            batch = got
             while got and batch and len(got) < max_records:
                 # Records arrive per partition fetch: take what else is already here (no
                 # wait) so a page is not cut at the first partition's batch.
@@ -134,6 +145,21 @@ class ReaderPool:
             self._idle.clear()
         for r in readers:
             r.close()
+
+
+def _prefetched(r: TopicReaderPort, max_records: int, until: Offsets | None) -> list[InRecord]:
+    """A full page from what a pooled reader standing at the page's start has already
+    fetched (no wait), else fewer records — then the caller discards them and seeks: what was
+    kept may predate the latest commits, and only a full page is complete whatever was
+    committed. The next page of a cursor in a backlog so needs no fetch round trip (the
+    re-assignment a seek costs throws the prefetch away: ~60 ms a page under load)."""
+    got: list[InRecord] = []
+    while len(got) < max_records:
+        batch = r.poll(timeout_ms=0, max_records=max_records - len(got))
+        if not batch:
+            break
+        got += _before(batch, until)
+    return got
 
 
 def _before(batch: list[InRecord], until: Offsets | None) -> list[InRecord]:
