@@ -162,3 +162,43 @@ def test_unknown_sheet_lists_the_sheets(
     result = CliRunner().invoke(app, args, env=env)
     assert result.exit_code == 1
     assert "no sheet '2025'; its sheets: 2026" in result.output
+
+
+def test_at_a_terminal_the_proposal_is_edited_and_a_progress_bar_shown(
+    gateway: ThreadGateway, depts: Depts, tmp_path: Path
+) -> None:
+    """As a person types it: stdin and stderr on a pseudo-terminal, the proposal edited at the
+    prompt (one field made secret), then accepted; the bar is drawn while rows go out."""
+    import pty
+
+    src = tmp_path / "residents.csv"
+    write_residents(src, 3000)
+    topic = f"{depts.owner}.typed"
+    main, child = pty.openpty()
+    os.write(main, b"birth_date=secret\ny\n")  # the terminal holds the lines until read
+    proc = subprocess.Popen(
+        import_cmd(str(src), "--topic", topic, "--batch-size", "100"),
+        env=cli_env(gateway, depts.importer) | {"TERM": "xterm"},
+        stdin=child, stdout=subprocess.PIPE, stderr=child,
+    )  # fmt: skip
+    os.close(child)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the child closed its end
+            break
+        if not chunk:
+            break
+        screen += chunk
+    out, _ = proc.communicate(timeout=300)
+    os.close(main)
+    shown = screen.decode(errors="replace")
+    assert proc.returncode == 0, shown[-2000:]
+    assert "proposed schema" in shown and "importing" in shown  # the table, then the bar
+    assert "published" in out.decode() and "3,000" in out.decode()
+    fields = {
+        f["path"]: f["classification"]
+        for f in depts.importer.call("GET", f"/registry/subjects/{topic}-value/versions/1/fields")
+    }
+    assert fields["birth_date"] == "secret" and fields["id_number"] == "secret"
