@@ -137,3 +137,11 @@ def test_error_stories() -> None:
     plain = describe(ApiError(502, None))
     assert plain is not None and plain.message == "bad gateway (HTTP 502)"
     assert describe(RuntimeError("a bug")) is None  # bugs are not dressed up
+
+
+def test_audit_verify_outside_a_home_names_the_home_it_looked_in(tmp_path: Path) -> None:
+    code, _, err = run("audit", "verify")  # cwd: an empty directory, no profile
+    assert code == EXIT_USAGE and "Traceback" not in err
+    assert f"no auditor-credentials.json in {tmp_path.resolve() / '.exchange'}" in err
+    code, _, err = run("audit", "verify", "--home", str(tmp_path / "elsewhere"))
+    assert code == EXIT_USAGE and str(tmp_path / "elsewhere" / "auditor-credentials.json") in err
