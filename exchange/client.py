@@ -205,28 +205,39 @@ class ExchangeClient:
         self, subscription: str, last_event_id: str | None = None, timeout: float | None = None
     ) -> Iterator[dict[str, Any]]:
         """Server-Sent Events: yields {"id", "event", "data"} with ``data`` parsed as JSON."""
-        headers = {"Authorization": f"Bearer {self.token()}", "Accept": "text/event-stream"}
-        if last_event_id:
-            headers["Last-Event-ID"] = last_event_id
-        with self.http.stream(
-            "GET", f"/v1/subscriptions/{subscription}/stream", headers=headers, timeout=timeout
-        ) as r:
-            if r.status_code != 200:
-                r.read()
-                raise ApiError(r.status_code, _body(r))
-            event: dict[str, Any] = {}
-            for line in r.iter_lines():
-                if not line:
-                    if "data" in event:
-                        event["data"] = json.loads(event["data"])
-                        yield event
-                    event = {}
+        for attempt in (1, 2):
+            headers = {"Authorization": f"Bearer {self.token()}", "Accept": "text/event-stream"}
+            if last_event_id:
+                headers["Last-Event-ID"] = last_event_id
+            with self.http.stream(
+                "GET", f"/v1/subscriptions/{subscription}/stream", headers=headers, timeout=timeout
+            ) as r:
+                if r.status_code == 401 and attempt == 1:  # expired or revoked: refresh once
+                    r.read()
+                    self._token = None
                     continue
-                if line.startswith(":"):
-                    continue
-                name, _, value = line.partition(":")
-                value = value[1:] if value.startswith(" ") else value
-                event[name] = event[name] + "\n" + value if name in event else value
+                if r.status_code != 200:
+                    r.read()
+                    raise ApiError(r.status_code, _body(r))
+                yield from _events(r)
+                return
+
+
+def _events(r: httpx.Response) -> Iterator[dict[str, Any]]:
+    """The Server-Sent Events of a streamed response, ``data`` parsed as JSON."""
+    event: dict[str, Any] = {}
+    for line in r.iter_lines():
+        if not line:
+            if "data" in event:
+                event["data"] = json.loads(event["data"])
+                yield event
+            event = {}
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        event[name] = event[name] + "\n" + value if name in event else value
 
 
 def _retry_after(r: httpx.Response) -> float | None:

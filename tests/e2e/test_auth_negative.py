@@ -15,7 +15,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from exchange.client import ExchangeClient
+from exchange.client import ApiError, ExchangeClient
 from tests.conftest import make_client, make_department
 from tests.support.forge import alg_none, hs256_with
 from tests.support.gateway import ThreadGateway
@@ -255,6 +255,13 @@ def test_sdk_refreshes_an_expired_token_transparently(short_lived: ThreadGateway
         assert get(short_lived, first).status_code == 401  # the gateway says it expired
         assert sdk.call("GET", "/v1/departments") is not None
         assert sdk.token() != first
+        second = sdk.token()
+        sdk._expires = time.time() + 3600  # and again, for a stream (`exchange tail`)
+        while get(short_lived, second).status_code == 200 and time.monotonic() < deadline + 5:
+            time.sleep(0.2)
+        with pytest.raises(ApiError) as refused:
+            next(sdk.stream("no-such-subscription"))
+        assert refused.value.status == 403  # admin is no subscriber: refused as such, not 401
 
 
 def test_introspection_shows_only_own_tokens(
