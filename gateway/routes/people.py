@@ -10,7 +10,7 @@ person or resetting their second factor signs them out of the console everywhere
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, status
@@ -71,12 +71,53 @@ async def _audit(
     await run_in_threadpool(svc.audit.append, record)
 
 
+# -- the two changes, shared with the console's people page ------------------------------------
+PERSON_CHANGES = ("disable", "enable", "reset-totp")
+
+
+async def make_person(
+    svc: Services, who: Principal, department: str, login: str, name: str, roles: list[str]
+) -> tuple[Person, str]:
+    """Create a person with a fresh first password (returned once; the person changes it at
+    /console/account); audited. Raises the people service's ``ExchangeError``s."""
+    password = secrets.token_urlsafe(15)
+    p = await run_in_threadpool(
+        lambda: svc.people.create(department, login, name, password, roles, by=who.roles)
+    )
+    await _audit(
+        svc, who, "admin.person_created", person=login, person_department=department,
+        roles=roles,
+    )  # fmt: skip
+    return p, password
+
+
+async def apply_change(svc: Services, who: Principal, login: str, action: str) -> Person:
+    """Apply one of :data:`PERSON_CHANGES` to a person (another action: ``KeyError``). Unless
+    enabling, the person's console sessions end at once; audited with how many ended."""
+    changes: dict[str, Callable[[], Person]] = {
+        "disable": lambda: svc.people.set_disabled(login, True, by=who.roles),
+        "enable": lambda: svc.people.set_disabled(login, False, by=who.roles),
+        "reset-totp": lambda: svc.people.reset_totp(login, by=who.roles),
+    }
+    p = await run_in_threadpool(changes[action])
+    ended = 0
+    if action != "enable":  # a disabled person, or one without a second factor, is signed out
+        ended = await run_in_threadpool(svc.console_sessions.end_all, login)
+    await _audit(svc, who, f"admin.person_{action.replace('-', '_')}", person=login, sessions=ended)
+    return p
+
+
 async def _managed(
-    request: Request, svc: Services, who: Principal, action: str, login: str, call: Callable[[], T]
+    request: Request,
+    svc: Services,
+    who: Principal,
+    action: str,
+    login: str,
+    call: Callable[[], Awaitable[T]],
 ) -> T:
     """Run one change; a refusal is audited before the 403/404/422 goes out."""
     try:
-        return await run_in_threadpool(call)
+        return await call()
     except (Forbidden, NotFound, InvalidInput) as exc:
         request.state.denial_audited = True  # with its details; gateway.denials adds nothing
         await _audit(
@@ -114,17 +155,9 @@ async def create_person(
     svc: Services = Depends(services),
 ) -> NewPersonOut:
     login = body.login.lower()
-    password = secrets.token_urlsafe(15)  # handed over once; the person changes it
-
-    def create() -> Person:
-        return svc.people.create(
-            body.department, login, body.name, password, body.roles, by=who.roles
-        )
-
-    p = await _managed(request, svc, who, "person_created", login, create)
-    await _audit(
-        svc, who, "admin.person_created", person=login, person_department=p.department,
-        roles=list(p.roles),
+    p, password = await _managed(
+        request, svc, who, "person_created", login,
+        lambda: make_person(svc, who, body.department, login, body.name, body.roles),
     )  # fmt: skip
     return NewPersonOut(**_out(p).model_dump(), password=password)
 
@@ -132,16 +165,9 @@ async def create_person(
 async def _change(
     request: Request, svc: Services, who: Principal, login: str, action: str
 ) -> PersonOut:
-    changes: dict[str, Callable[[], Person]] = {
-        "disable": lambda: svc.people.set_disabled(login, True, by=who.roles),
-        "enable": lambda: svc.people.set_disabled(login, False, by=who.roles),
-        "reset-totp": lambda: svc.people.reset_totp(login, by=who.roles),
-    }
-    p = await _managed(request, svc, who, f"person_{action}", login, changes[action])
-    ended = 0
-    if action != "enable":  # a disabled person, or one without a second factor, is signed out
-        ended = await run_in_threadpool(svc.console_sessions.end_all, login)
-    await _audit(svc, who, f"admin.person_{action.replace('-', '_')}", person=login, sessions=ended)
+    p = await _managed(
+        request, svc, who, f"person_{action}", login, lambda: apply_change(svc, who, login, action)
+    )
     return _out(p)
 
 

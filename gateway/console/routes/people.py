@@ -5,8 +5,6 @@ person, or one whose second factor was reset, is signed out everywhere at once."
 
 from __future__ import annotations
 
-import secrets
-
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -22,6 +20,7 @@ from gateway.console.routes.admin import text
 from gateway.console.session import checked_form, console_require, refused, route_path
 from gateway.console.web import flash, redirect, render, take_flash
 from gateway.container import Services
+from gateway.routes.people import PERSON_CHANGES, apply_change, make_person
 
 router = APIRouter(prefix="/console/admin/people", include_in_schema=False)
 managers = console_require("admin", "auditor")
@@ -100,16 +99,10 @@ async def create_person(
 ) -> Response:
     login, dept = text(form, "login", 64).lower(), text(form, "department", 64)
     roles = [r for r in form.getlist("roles") if isinstance(r, str)][:20]
-    password = secrets.token_urlsafe(15)  # handed over once; the person keeps it
-
-    def create() -> object:
-        return svc.people.create(dept, login, text(form, "name"), password, roles, by=me.roles)
-
-    try:
-        await run_in_threadpool(create)
+    try:  # the API's own creation (gateway/routes/people.py): one implementation
+        _, password = await make_person(svc, me, dept, login, text(form, "name"), roles)
     except ExchangeError as exc:
         return await _refused(request, svc, me, exc, "person_created", login)
-    await _audit(svc, me, "admin.person_created", person=login, person_department=dept, roles=roles)
     response = redirect(request, "/console/admin/people")
     flash(request, response, {"login": login, "password": password})
     return response
@@ -125,20 +118,10 @@ async def change_person(
     _: FormData = Depends(checked_form),
     svc: Services = Depends(services),
 ) -> Response:
-    changes = {
-        "disable": lambda: svc.people.set_disabled(login, True, by=me.roles),
-        "enable": lambda: svc.people.set_disabled(login, False, by=me.roles),
-        "reset-totp": lambda: svc.people.reset_totp(login, by=me.roles),
-    }
-    change = changes.get(action)
-    if change is None:
+    if action not in PERSON_CHANGES:
         return render(request, "error.html", 404, message="error.not_found")
-    try:
-        await run_in_threadpool(change)
+    try:  # the API's own change (gateway/routes/people.py): sessions ended, audited
+        await apply_change(svc, me, login, action)
     except ExchangeError as exc:
         return await _refused(request, svc, me, exc, f"person_{action}", login)
-    ended = 0
-    if action != "enable":
-        ended = await run_in_threadpool(svc.console_sessions.end_all, login)
-    await _audit(svc, me, f"admin.person_{action.replace('-', '_')}", person=login, sessions=ended)
     return redirect(request, "/console/admin/people")
