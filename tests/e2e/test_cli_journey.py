@@ -478,3 +478,49 @@ def test_progress_bar_on_a_terminal_only(world: World) -> None:
     assert code == 0 and "verifying" in screen and "━" in screen  # rich's bar, drawn
     piped = world.run("audit", "verify-export", str(export))  # stderr not a terminal
     assert "verifying" not in piped.stderr and "━" not in piped.stderr
+
+
+def test_decisions_consents_and_lookups_from_the_cli(world: World) -> None:
+    admin, health, civil = ("--profile", "admin"), ("--profile", "health"), ("--profile", "civil")
+    assert world.ijson("departments", "show", world.owner, *admin)["level"] == "city"
+    missing = world.invoke("departments", "show", "no-such-dept", *admin, ok=False)
+    assert missing.exit_code == 1 and "exchange departments list" in missing.stderr
+    clients = world.ijson("clients", "list", world.owner, *admin)
+    assert any("publisher" in c["roles"] for c in clients)
+    assert all("client_secret" not in c for c in clients)
+    entry = world.ijson("catalog", "show", world.topic, *civil)
+    assert (entry["topic"], entry["owner"]) == (world.topic, world.owner)
+    try:
+        world.invoke("profiles", "use", "civil")
+        assert world.ijson("whoami")["department"] == world.consumer  # the new default
+    finally:
+        world.invoke("profiles", "use", "admin")
+    until = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    topic = f"{world.owner}.stillbirths"  # civil's agreement on world.topic is open: one each
+    world.invoke("topics", "create", topic, "--schema", str(EXAMPLES / "births.avsc"), *health)
+    ask = ("agreements", "request", "--topic", topic, "--field", "hospital", "--purpose",
+           "statistics", "--valid-until", until, *civil)  # fmt: skip
+    ag = world.ijson(*ask)["id"]
+    assert world.ijson("agreements", "show", ag, *health)["status"] == "pending"
+    world.ijson("agreements", "approve", ag, *health)
+    assert world.ijson("agreements", "suspend", ag, *health)["status"] == "suspended"
+    assert world.ijson("agreements", "resume", ag, *health)["status"] == "approved"
+    assert world.ijson("agreements", "revoke", ag, *health)["status"] == "revoked"
+    other = world.ijson(*ask)["id"]
+    no_reason = world.invoke("agreements", "reject", other, *health, ok=False)
+    assert no_reason.exit_code == 2 and "--reason" in no_reason.output
+    done = world.ijson("agreements", "reject", other, "--reason", "not needed", *health)
+    assert done["status"] == "rejected"
+    world.ijson("clients", "create", world.owner, "--name", "registry office", "--role",
+                "consent_registrar", "--save-profile", "registrar", *admin)  # fmt: skip
+    reg = ("--profile", "registrar")
+    consent = world.ijson("consents", "record", "--subject", "110101199003074477", "--consumer",
+                          world.consumer, "--topic", world.topic, "--purpose", "benefit check",
+                          "--valid-until", until, *reg)  # fmt: skip
+    cid = consent["id"]
+    assert world.ijson("consents", "show", cid, *reg)["status"].lower() == "active"
+    world.ijson("consents", "pause", cid, *reg)
+    world.ijson("consents", "resume", cid, *reg)
+    world.ijson("consents", "revoke", cid, *reg)
+    versions = world.ijson("consents", "versions", cid, *reg)
+    assert [v["status"].lower() for v in versions][-4:] == ["active", "paused", "active", "revoked"]
