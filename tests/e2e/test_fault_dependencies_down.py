@@ -122,6 +122,8 @@ def test_broker_killed_readyz_and_publish_fail_fast_then_recover(
         s.close()
     finally:
         gw.stop()
+    code, out = verify(tmp_path / "home", st.bootstrap, "--source", "kafka")
+    assert code == 0, out
 
 
 def test_locked_database_makes_readyz_503_at_once(tmp_path: Path, kafka_bootstrap: str) -> None:
@@ -196,7 +198,10 @@ def test_locked_database_under_load_readyz_503_then_nothing_lost(
     finally:
         gw.stop()
     assert not any(k.startswith("500") for k in r["statuses"]), r
-    assert r["slowest_refusal_s"] < 30, r  # answered, not hung
+    # Answered, not hung — but not fast either: a publish already waiting on the lock waits
+    # out SQLite's busy timeout (30 s per statement; a claim and its release can take two),
+    # while new ones are not refused early. A known limit (README); bounded here.
+    assert r["slowest_refusal_s"] < 2 * 30 + 5, r
     assert r["lost"] == 0 and r["stuck_keys"] == 0 and r["unacknowledged_delivered"] == 0, r
     assert r["delivered"] == r["sse_delivered"] == r["records_acknowledged"], r
     code, out = verify(home, kafka_bootstrap, "--source", "kafka")
