@@ -28,7 +28,7 @@ import pytest
 from exchange.kafka.broker import free_port
 from tests.e2e.test_fault_open_transaction import until
 from tests.integration.test_audit_tamper import verify
-from tests.support.gateway import GatewayProcess
+from tests.support.gateway import ThreadGateway
 from tests.support.load import load_for
 from tests.support.scenario import build
 
@@ -107,8 +107,9 @@ def test_postgres_crash_under_load_refuses_fast_then_loses_nothing(
 ) -> None:
     home = tmp_path / "home"
     db_env = {"EXCHANGE_DATABASE_URL": cluster.url}
-    env = {**db_env, "EXCHANGE_IDEMPOTENCY_RESOLVE_AFTER_S": "3"}
-    gw = GatewayProcess(home, kafka_bootstrap, extra_env=env).start()
+    gw = ThreadGateway(
+        home, kafka_bootstrap, database_url=cluster.url, idempotency_resolve_after_s=3
+    ).start()
     try:
         with gw.admin() as admin:
             s = build(admin, gw.url)
