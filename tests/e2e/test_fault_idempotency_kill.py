@@ -65,7 +65,7 @@ def test_gateway_sigkill_mid_batch_and_mid_delivery_loses_nothing_sticks_nothing
     try:
         kills: list[float] = []
         for _ in range(KILLS):
-            load.wait_acked(len(load.acked) + 40, 90)
+            load.wait_acked(len(load.acked) + 20, 90)
             # Both consumers are mid-delivery too: they have caught up with a moving topic.
             before = len(load.acked)
             assert gw.proc is not None
@@ -73,7 +73,7 @@ def test_gateway_sigkill_mid_batch_and_mid_delivery_loses_nothing_sticks_nothing
             kills.append(time.monotonic())
             gw.proc.wait(10)
             gw = GatewayProcess(home, kafka_bootstrap, port=gw.port, extra_env=ENV).start()
-            load.wait_acked(before + 20, 150)  # publishing resumed through the restart
+            load.wait_acked(before + 10, 150)  # publishing resumed through the restart
         load.drain(90)
     finally:
         load.close()

@@ -10,8 +10,10 @@ stall, and every status code seen (a 500 or a hang is a finding)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import socket
 import threading
 import time
 import uuid
@@ -54,6 +56,7 @@ class Load:
     _done: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _sse_response: httpx.Response | None = None
 
     def start(self) -> Load:
         for n in range(self.publishers):
@@ -92,6 +95,12 @@ class Load:
     def close(self) -> None:
         self._stop.set()
         self._done.set()
+        stream = self._sse_response
+        if stream is not None:  # wake the SSE reader now, not at the next keep-alive (15 s):
+            # closing a socket does not wake a thread blocked reading it; shutting it down does
+            sock = stream.extensions["network_stream"].get_extra_info("socket")
+            with contextlib.suppress(OSError, AttributeError):
+                sock.shutdown(socket.SHUT_RDWR)
         for t in self._threads:
             t.join(30)
 
@@ -229,6 +238,7 @@ class Load:
                     headers=headers,
                     timeout=httpx.Timeout(30, read=20),  # keep-alive comes every 15 s
                 ) as r:
+                    self._sse_response = r
                     if r.status_code != 200:
                         raise httpx.HTTPStatusError("stream refused", request=r.request, response=r)
                     self.sse_resumes += last is not None
