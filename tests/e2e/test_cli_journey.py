@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from audit.event_types import EVENT_TYPES
 from cli.main import app
 from tests.support.gateway import GatewayProcess
+from tests.support.terminal import read_until_closed
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 ROOT = Path(__file__).resolve().parents[2]
@@ -456,15 +457,7 @@ def _at_a_terminal(world: World, *args: str) -> tuple[int, str]:
             stdout=subprocess.PIPE, stderr=child, cwd=world.config,
         )  # fmt: skip
         os.close(child)
-        seen = b""
-        while True:
-            try:
-                chunk = os.read(main, 65536)
-            except OSError:  # the child closed its end
-                break
-            if not chunk:
-                break
-            seen += chunk
+        seen = read_until_closed(main)
         proc.communicate(timeout=120)
     finally:
         os.close(main)

@@ -22,6 +22,7 @@ from examples.generate_residents import write as write_residents
 from exchange.client import ExchangeClient
 from tests.e2e.test_import import Depts, departments
 from tests.support.gateway import ThreadGateway
+from tests.support.terminal import read_until_closed
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 ROOT = Path(__file__).resolve().parents[2]
@@ -182,15 +183,7 @@ def test_at_a_terminal_the_proposal_is_edited_and_a_progress_bar_shown(
         stdin=child, stdout=subprocess.PIPE, stderr=child,
     )  # fmt: skip
     os.close(child)
-    screen = b""
-    while True:
-        try:
-            chunk = os.read(main, 65536)
-        except OSError:  # the child closed its end
-            break
-        if not chunk:
-            break
-        screen += chunk
+    screen = read_until_closed(main)
     out, _ = proc.communicate(timeout=300)
     os.close(main)
     shown = screen.decode(errors="replace")
