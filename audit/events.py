@@ -73,6 +73,41 @@ def canonical_json(obj: Any) -> bytes:
     return rfc8785.dumps(obj)
 
 
+_DUMPS = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
+
+
+def _strict(value: Any) -> bool:
+    """Whether ``value`` is already plain JSON in exactly the form :func:`json_safe` would give
+    and :func:`_plain` would accept: dicts with ASCII ``str`` keys, lists, ``str``, ``bool``,
+    ``None`` and ints within ±2**53 — exact types, no subclasses, no tuples, no floats. One
+    iterative pass (no recursion, no copy): the append path's check of each event's data."""
+    stack = [value]
+    pop, push, extend = stack.pop, stack.append, stack.extend
+    while stack:
+        v = pop()
+        t = type(v)
+        if t is str or v is None or t is bool:
+            continue
+        if t is int:
+            if not -_SAFE_INT < v < _SAFE_INT:
+                return False
+        elif t is dict:
+            for k, x in v.items():
+                if type(k) is not str or not k.isascii():
+                    return False
+                tx = type(x)
+                if tx is str or x is None or tx is bool:
+                    continue
+                push(x)
+        elif t is list:
+            extend(v)
+        else:
+            return False
+    return True
+
+
 def _plain(v: Any) -> bool:
     if isinstance(v, str) or v is None or isinstance(v, bool):
         return True
@@ -127,6 +162,38 @@ def from_record(
         subjects=tuple(sorted(set(subject_hashes))),
         prev=prev,
     )
+
+
+def record_entry(record: AuditRecord, index: int, prev: str, subjects: list[str], ts: str) -> bytes:
+    """``from_record(record, index, prev, subjects, ts).canonical()`` without building the
+    event (the append path: one check of the data instead of a copy and a second walk).
+    ``subjects``: the keyed hashes, sorted and unique. Anything that is not plain JSON as
+    given (tuples, floats, big ints, odd types or keys) takes the general path."""
+    r = record
+    if (
+        _strict(r.data)
+        and -_SAFE_INT < index < _SAFE_INT
+        and type(r.type) is str
+        and type(r.actor) is str
+        and type(r.outcome) is str
+        and (r.department is None or type(r.department) is str)
+        and (r.topic is None or type(r.topic) is str)
+    ):
+        obj = {
+            "v": FORMAT,
+            "index": index,
+            "ts": ts,
+            "type": r.type,
+            "actor": r.actor,
+            "department": r.department,
+            "topic": r.topic,
+            "outcome": r.outcome,
+            "data": r.data,
+            "subjects": subjects,
+            "prev": prev,
+        }
+        return _DUMPS(obj).encode()
+    return from_record(record, index, prev, tuple(subjects), ts).canonical()
 
 
 def decode(entry: bytes) -> AuditEvent:

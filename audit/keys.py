@@ -54,10 +54,12 @@ class SubjectHasher:
     """Keyed hashes of data-subject ids: stable for queries, useless without the key."""
 
     def __init__(self, key: bytes) -> None:
-        self._key = key
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)  # copied per use, never updated
 
     def __call__(self, subject: str) -> str:
-        return hmac.new(self._key, subject.encode(), hashlib.sha256).hexdigest()
+        h = self._keyed.copy()  # saves re-keying (two key blocks hashed) on every call
+        h.update(subject.encode())
+        return h.hexdigest()
 
 
 def fingerprint(verifier_key: str) -> str:

@@ -101,6 +101,32 @@ class Frontier:
             self.nodes[-1] = self.h.node(self.nodes[-1], right)
             n >>= 1
 
+    def extend(self, leaf_hashes: Sequence[Hash]) -> None:
+        """``add`` each leaf hash, a perfect block at a time: where the size allows a block of
+        2**k leaves, its levels are hashed in bulk and its root joins the range at once."""
+        node = self.h.digest
+        i, n = 0, len(leaf_hashes)
+        while i < n:
+            room = (self.size & -self.size) or 1 << 62  # the biggest block keeping alignment
+            block = min(room, 1 << ((n - i).bit_length() - 1))
+            if block == 1:
+                self.add(leaf_hashes[i])
+                i += 1
+                continue
+            level = leaf_hashes[i : i + block]
+            while len(level) > 1:
+                level = [
+                    node(b"\x01" + a + b) for a, b in zip(level[::2], level[1::2], strict=True)
+                ]
+            self.nodes.append(level[0])
+            self.size += block
+            m = self.size // block
+            while m & 1 == 0:  # merge equal-sized perfect subtrees at the right edge
+                right = self.nodes.pop()
+                self.nodes[-1] = self.h.node(self.nodes[-1], right)
+                m >>= 1
+            i += block
+
     def root(self) -> Hash:
         if not self.nodes:
             return self.h.empty()

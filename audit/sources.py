@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from audit.models import AuditCheckpointRow, AuditEventRow, AuditHeadRow, AuditSubjectRow
+from audit.models import AuditCheckpointRow, AuditHeadRow
 from audit.settings import checkpoint_topic
 from audit.store import HEAD_ID, LOG_HEADER
 from audit.verify import Anchor, StoredEntry
@@ -19,17 +19,13 @@ from exchange.kafka.port import InRecord, KafkaPort
 CHUNK = 5000
 
 
-_COLUMNS = (
-    AuditEventRow.idx,
-    AuditEventRow.entry,
-    AuditEventRow.leaf_hash,
-    AuditEventRow.ts,
-    AuditEventRow.type,
-    AuditEventRow.actor,
-    AuditEventRow.department,
-    AuditEventRow.topic,
-    AuditEventRow.outcome,
+# Plain SQL: no ORM entities nor type processing for a million rows (values come back as the
+# driver gives them, which is what an edited row must be compared as).
+_EVENTS = text(
+    "SELECT idx, entry, leaf_hash, ts, type, actor, department, topic, outcome"
+    " FROM audit_events WHERE idx > :after ORDER BY idx LIMIT :n"
 )
+_SUBJECTS = text("SELECT idx, subject FROM audit_subjects WHERE idx BETWEEN :first AND :last")
 
 
 def db_entries(sessions: sessionmaker[Session]) -> Iterator[StoredEntry]:
@@ -37,33 +33,24 @@ def db_entries(sessions: sessionmaker[Session]) -> Iterator[StoredEntry]:
     after = -1
     while True:
         with transaction(sessions) as s:
-            rows = s.execute(
-                select(*_COLUMNS)
-                .where(AuditEventRow.idx > after)
-                .order_by(AuditEventRow.idx)
-                .limit(CHUNK)
-            ).all()
+            conn = s.connection()
+            rows = conn.execute(_EVENTS, {"after": after, "n": CHUNK}).all()
             subjects: dict[int, list[str]] = {}
             if rows:
-                for idx, subj in s.execute(
-                    select(AuditSubjectRow.idx, AuditSubjectRow.subject).where(
-                        AuditSubjectRow.idx.between(rows[0][0], rows[-1][0])
-                    )
-                ):
-                    subjects.setdefault(idx, []).append(subj)
+                span = {"first": rows[0][0], "last": rows[-1][0]}
+                for idx, subj in conn.execute(_SUBJECTS, span):
+                    if (have := subjects.get(idx)) is None:
+                        subjects[idx] = [subj]
+                    else:
+                        have.append(subj)
         if not rows:
             return
         for idx, entry, leaf, ts, type_, actor, dept, topic, outcome in rows:
-            view = {
-                "ts": ts,
-                "type": type_,
-                "actor": actor,
-                "department": dept,
-                "topic": topic,
-                "outcome": outcome,
-                "subjects": sorted(subjects.get(idx, ())),
-            }
-            yield StoredEntry(_bytes(entry), idx, _bytes(leaf), view)
+            subj = tuple(sorted(subjects.get(idx, ())))
+            view = (ts, type_, actor, dept, topic, outcome, subj)  # as verify.view_of
+            if type(entry) is not bytes or type(leaf) is not bytes:
+                entry, leaf = _bytes(entry), _bytes(leaf)
+            yield StoredEntry(entry, idx, leaf, view)
         after = rows[-1][0]
 
 

@@ -107,6 +107,27 @@ def test_frontier_matches_tree_and_resumes_from_anchor(n: int) -> None:
         assert pruned.inclusion_proof(m, n) == tree.inclusion_proof(m, n)
 
 
+@given(
+    st.integers(0, 300), st.lists(st.integers(0, 140), max_size=6), st.sampled_from([SHA256, SM3])
+)
+def test_frontier_extend_is_add_one_by_one(start: int, cuts: list[int], h) -> None:  # type: ignore[no-untyped-def]
+    """Blocks of any size from any starting size: the same range as single adds, at every
+    step (verify reads roots between blocks, at checkpoint sizes)."""
+    hashes = leaves(start + sum(cuts), h)
+    one, bulk = Frontier(h), Frontier(h)
+    for lh in hashes[:start]:
+        one.add(lh)
+    bulk.extend(hashes[:start])
+    assert (bulk.size, bulk.nodes) == (one.size, one.nodes)
+    at = start
+    for cut in cuts:
+        for lh in hashes[at : at + cut]:
+            one.add(lh)
+        bulk.extend(hashes[at : at + cut])
+        at += cut
+        assert (bulk.size, bulk.nodes, bulk.root()) == (one.size, one.nodes, one.root())
+
+
 def test_sm3_tree_differs_and_verifies() -> None:
     tree = MerkleTree(SM3, leaves=leaves(5, SM3))
     proof = tree.inclusion_proof(3, 5)

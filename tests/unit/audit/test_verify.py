@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import rfc8785
@@ -10,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
+from audit import verify
 from audit.checkpoint import Checkpoint, Signer
 from audit.events import AuditEvent, canonical_json, from_record
 from audit.merkle import SHA256, MerkleTree, decompose
@@ -170,3 +174,62 @@ def test_odd_data_values_never_fail_an_append() -> None:
     ev = from_record(rec, 0, "", (), "t")
     assert ev.data == {"big": str(2**70), "nan": "nan", "t": [1, 2], "3": "b'b'"}
     assert canonical_json(ev.to_json()) == rfc8785.dumps(ev.to_json())
+
+
+def tampered_logs() -> list[tuple[str, list[bytes], list[str]]]:
+    relinked, prev = [], ""
+    for e in ENTRIES:
+        relinked.append(edit(e, actor="forger", prev=prev))
+        prev = SHA256.leaf(relinked[-1]).hex()
+    cases = [
+        ("intact", list(ENTRIES), NOTES),
+        ("modified", [*ENTRIES[:5], edit(ENTRIES[5], data={"i": 9}), *ENTRIES[6:]], NOTES),
+        ("last", [*ENTRIES[:19], edit(ENTRIES[19], actor="x")], NOTES),
+        ("deleted", ENTRIES[:7] + ENTRIES[8:], NOTES),
+        ("swapped", [*ENTRIES[:3], ENTRIES[11], *ENTRIES[4:11], ENTRIES[3], *ENTRIES[12:]], NOTES),
+        ("repeated", [*ENTRIES[:9], ENTRIES[4], *ENTRIES[10:]], NOTES),
+        ("truncated", ENTRIES[:17], NOTES),
+        ("rewritten", relinked, NOTES),
+        ("not json", [*ENTRIES[:9], b"{nope", *ENTRIES[10:]], NOTES),
+        ("empty", [], [note(TREE, 0)]),
+    ]
+    return cases
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 8, 16])
+def test_chunked_walk_reports_what_one_entry_at_a_time_reports(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walk hashes and checks entries a chunk at a time; whatever the chunk boundaries,
+    the first failure (and the checkpoints checked before it) must be the same."""
+    want = {name: run(entries, notes) for name, entries, notes in tampered_logs()}
+    monkeypatch.setattr(verify, "CHUNK", chunk)
+    got = {name: run(entries, notes) for name, entries, notes in tampered_logs()}
+    assert got == want
+    assert [name for name, r in want.items() if r.ok] == ["intact", "empty"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"a":1}',
+        b' {"a":1}',
+        '{"a":"é"}'.encode(),
+        '{"a":1}'.encode("utf-16"),
+        '{"a":1}'.encode("utf-16-le"),
+        '{"a":1}'.encode("utf-8-sig"),
+        b'{"a":"\xed\xa0\x80"}',  # an encoded surrogate: json.loads lets it pass
+        b"{\x00",
+        b"{",
+        b"",
+        b"\xff",
+    ],
+)
+def test_parse_is_json_loads(raw: bytes) -> None:
+    def outcome(f: Callable[[bytes], Any]) -> object:
+        try:
+            return f(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return type(exc)
+
+    assert outcome(verify._parse) == outcome(json.loads)
