@@ -14,7 +14,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from audit import sources
+from audit import parallel, sources
 from audit.checkpoint import Checkpoint, Signer, Verifier
 from audit.events import AuditEvent, decode
 from audit.history import Link, chain
@@ -257,6 +257,19 @@ class AuditService:
         size, anchor = sources.head(self.sessions)
         notes = sources.checkpoint_notes(self.sessions)
         if source == "db":
+            intact = parallel.verify_db(
+                self.sessions,
+                self.h.name,
+                size,
+                anchor,
+                checkpoints=notes,
+                verifier=verifier or self.signer.verifier,
+                origin=self.settings.origin,
+                trusted=trusted or [],
+                labels=labels,
+            )
+            if intact is not None:
+                return intact
             entries = sources.db_entries(self.sessions)
             expected: int | None = size
         elif source == "kafka":

@@ -23,18 +23,21 @@ CHUNK = 5000
 # driver gives them, which is what an edited row must be compared as).
 _EVENTS = text(
     "SELECT idx, entry, leaf_hash, ts, type, actor, department, topic, outcome"
-    " FROM audit_events WHERE idx > :after ORDER BY idx LIMIT :n"
+    " FROM audit_events WHERE idx > :after AND idx < :before ORDER BY idx LIMIT :n"
 )
+_END = 2**63 - 1  # BIGINT's largest
 _SUBJECTS = text("SELECT idx, subject FROM audit_subjects WHERE idx BETWEEN :first AND :last")
 
 
-def db_entries(sessions: sessionmaker[Session]) -> Iterator[StoredEntry]:
-    """Every indexed event in index order, with its columns and subject rows as stored."""
-    after = -1
+def db_entries(
+    sessions: sessionmaker[Session], after: int = -1, before: int = _END
+) -> Iterator[StoredEntry]:
+    """Every indexed event (with ``after`` < index < ``before``) in index order, with its
+    columns and subject rows as stored."""
     while True:
         with transaction(sessions) as s:
             conn = s.connection()
-            rows = conn.execute(_EVENTS, {"after": after, "n": CHUNK}).all()
+            rows = conn.execute(_EVENTS, {"after": after, "before": before, "n": CHUNK}).all()
             subjects: dict[int, list[str]] = {}
             if rows:
                 span = {"first": rows[0][0], "last": rows[-1][0]}

@@ -164,9 +164,7 @@ def _walk(
     tree = Frontier.from_anchor(h, start, anchor.nodes) if anchor else Frontier(h)
     prev = anchor.last if anchor else ""
     pending = [cp for cp in cps if cp.size >= start]
-    report = Report(ok=True, checkpoints=len(cps) - len(pending))
-    if start:
-        report.notes.append(f"log pruned below index {start}; verified from the anchor")
+    report = _report(start, len(cps) - len(pending))
     last_good = start
     it = iter(entries)
     digest = h.digest
@@ -199,13 +197,7 @@ def _walk(
         )
     if expected_size is not None and expected_size > tree.size:
         raise _Fail(tree.size, "truncated", f"log ends at {tree.size}, head says {expected_size}")
-    report.size, report.root = tree.size, tree.root()
-    covered = max((cp.size for cp in cps), default=0)
-    if covered < tree.size:
-        report.notes.append(
-            f"events {covered}..{tree.size - 1} are not yet covered by a signed checkpoint"
-        )
-    return report
+    return _finish(report, tree, cps)
 
 
 def _check(
@@ -268,6 +260,104 @@ def _decode(entry: bytes, i: int) -> dict[str, Any]:
     if not isinstance(obj["index"], int) or not isinstance(obj["subjects"], list):
         raise _Fail(i, "modified", "entry fields have the wrong types")
     return obj
+
+
+@dataclass
+class Span:
+    """A stretch of the log checked on its own (see :func:`check_span`): all it passes on."""
+
+    base: int  # the leaf index its first entry must have
+    leaves: list[bytes] = field(default_factory=list)
+    first_prev: str | None = None  # its first entry's link, checked against the stretch before
+    ok: bool = True
+
+
+def check_span(h: Hasher, entries: Iterable[StoredEntry], base: int) -> Span:
+    """Every check of one entry at a time for a stretch starting at leaf ``base``, except the
+    link of its first entry (recorded) and the tree (its leaves are kept): one half of a
+    parallel verification. ``ok`` is False at the first entry that would fail, and nothing is
+    said of where or why: the caller then verifies the whole log in order instead."""
+    span = Span(base)
+    it = iter(entries)
+    digest = h.digest
+    prev: str | None = None
+    while chunk := list(islice(it, CHUNK)):
+        if prev is None:
+            try:
+                prev = span.first_prev = str(_decode(chunk[0].entry, base)["prev"])
+            except _Fail:
+                span.ok = False
+                return span
+        leaves = [digest(b"\x00" + item.entry) for item in chunk]
+        bad, _, _ = _check(chunk, leaves, base + len(span.leaves), prev)
+        if bad < len(chunk):
+            span.ok = False
+            return span
+        span.leaves += leaves
+        prev = leaves[-1].hex()
+    return span
+
+
+def verify_spans(
+    h: Hasher,
+    spans: Sequence[Span],
+    *,
+    checkpoints: Sequence[str],
+    verifier: Verifier,
+    origin: str | None = None,
+    anchor: Anchor | None = None,
+    expected_size: int | None = None,
+    trusted: Sequence[str] = (),
+    labels: Mapping[int, str] | None = None,
+) -> Report | None:
+    """What :func:`verify_log` reports for the entries of ``spans`` in order, if they join
+    into an intact log; None if anything is off (a span failed, they do not join, a root
+    differs, the log is short): then only the one-pass walk can say where and how."""
+    first = anchor.size if anchor else 0
+    end, prev = first, anchor.last if anchor else ""
+    for span in spans:
+        if not span.ok or span.base != end or (span.leaves and span.first_prev != prev):
+            return None
+        end += len(span.leaves)
+        prev = span.leaves[-1].hex() if span.leaves else prev
+    try:
+        cps = open_checkpoints([*checkpoints, *trusted], verifier, origin, h, labels)
+    except _Fail:
+        return None
+    tree = Frontier.from_anchor(h, first, anchor.nodes) if anchor else Frontier(h)
+    pending = [cp for cp in cps if cp.size >= first]
+    report = _report(first, len(cps) - len(pending))
+    leaves = [lh for span in spans for lh in span.leaves]
+    done = 0
+    for cp in pending:
+        if cp.size > end:
+            return None  # truncated
+        tree.extend(leaves[done : cp.size - first])
+        done = cp.size - first
+        if tree.root() != cp.root:
+            return None
+        report.checkpoints += 1
+    tree.extend(leaves[done:])
+    if expected_size is not None and expected_size > tree.size:
+        return None
+    return _finish(report, tree, cps)
+
+
+def _report(start: int, checkpoints: int) -> Report:
+    report = Report(ok=True, checkpoints=checkpoints)
+    if start:
+        report.notes.append(f"log pruned below index {start}; verified from the anchor")
+    return report
+
+
+def _finish(report: Report, tree: Frontier, cps: list[Checkpoint]) -> Report:
+    report.size, report.root = tree.size, tree.root()
+    covered = max((cp.size for cp in cps), default=0)
+    if covered < tree.size:
+        report.notes.append(
+            f"events {covered}..{tree.size - 1} are not yet covered by a signed checkpoint"
+        )
+    return report
 
 
 def _check_root(
