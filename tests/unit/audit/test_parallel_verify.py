@@ -23,6 +23,7 @@ from exchange.db import make_engine, migrate, session_factory
 from exchange.settings import Settings
 
 N = 300
+SPARE_CORE = parallel.spare_core
 Tamper = Callable[[sqlite3.Connection], object]
 
 
@@ -112,6 +113,20 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def small_logs_split(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(parallel, "PARALLEL_MIN", 10)
+    monkeypatch.setattr(parallel, "spare_core", lambda: True)  # whatever else runs here
+
+
+def test_a_busy_machine_verifies_in_one_pass(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(parallel.os, "getloadavg", lambda: (0.5, 0.5, 0.5))
+    assert SPARE_CORE()
+    monkeypatch.setattr(parallel.os, "getloadavg", lambda: (2.5, 0.5, 0.5))
+    assert not SPARE_CORE()
+    monkeypatch.setattr(parallel, "spare_core", SPARE_CORE)
+    a = reopen(built)
+    assert two_halves(a) is None  # no child started: the caller walks in one pass
+    assert a.service.verify("db") == one_pass(a)
+    dispose_all()
 
 
 def test_intact_log_gets_the_one_pass_report(built: Path) -> None:
