@@ -183,6 +183,11 @@ class _Keys:
             raise KeyShredded("key not released by the owner")
         return dek
 
+    def ready(self, prefix: bytes) -> Dek | None:
+        """No keys ready by envelope prefix here: FieldCrypto's flat path then parses the
+        header and asks :meth:`get`, the one place that knows what the owner released."""
+        return None
+
 
 def _dek(item: dict[str, Any], topic: str) -> Dek:
     spec = ciphers.spec_named(str(item["cipher"]))

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 import shutil
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
 
 from exchange.home import loose_paths
-from exchange.kafka.broker import LocalBroker
+from exchange.kafka.broker import LocalBroker, new_cluster_id
 from exchange.kafka.client import KafkaAdapter, OutRecord
 from exchange.kafka.jars import ensure_jars
 from exchange.kafka.probe import metadata_answers
@@ -28,7 +26,7 @@ def _legacy_home(home: Path) -> LocalBroker:
     props = broker._write_legacy_config(*ports)
     java = shutil.which("java")
     assert java is not None
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = new_cluster_id()  # never "-…", which the storage tool reads as an option
     cp = f"{ensure_jars()}/*"
     tool = ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)]
     done = subprocess.run(
