@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, Protocol
 
 from consent.domain import CatalogEntry, Grant
 from dataplane.delivery import Deliverer, Sources
@@ -48,16 +48,13 @@ from exchange import avro_paths
 from exchange.auditing import AuditRecord, AuditSink
 from exchange.crypto import ciphers, envelope
 from exchange.crypto.errors import IntegrityFailure, KeyShredded
-from exchange.crypto.fields import FieldCrypto, OpenedRecord
+from exchange.crypto.fields import FieldOpener, OpenedRecord
 from exchange.crypto.keys import Dek
 from exchange.crypto.sealing import SealedFields
 from exchange.errors import Conflict, DependencyUnavailable, Forbidden, NotFound
 from exchange.kafka.port import InRecord, KafkaPort
 from schemas.classification import field_infos
 from schemas.registry import StoredSchema
-
-if TYPE_CHECKING:
-    from exchange.crypto.keys import KeyManager
 
 KEY_TTL_S = 2.0
 DOWN_TTL_S = 1.0  # after the owner failed to answer, records are not held up asking again
@@ -172,7 +169,7 @@ class _Released:
 
 
 class _Keys:
-    """The released keys as FieldCrypto's key source (``get`` only: nothing is sealed here)."""
+    """The released keys as a key source for opening (:class:`exchange.crypto.fields.OpenKeys`)."""
 
     def __init__(self, keys: dict[tuple[str, int], Dek]) -> None:
         self._keys = keys
@@ -184,7 +181,7 @@ class _Keys:
         return dek
 
     def ready(self, prefix: bytes) -> Dek | None:
-        """No keys ready by envelope prefix here: FieldCrypto's flat path then parses the
+        """No keys ready by envelope prefix here: the opener's flat path then parses the
         header and asks :meth:`get`, the one place that knows what the owner released."""
         return None
 
@@ -343,8 +340,8 @@ class RemoteSealer:
                 released = self.keys.get(self.department, topic, link, wanted)
             except DependencyUnavailable:
                 reason = OWNER_UNREACHABLE
-        # FieldCrypto only reads keys here (``get``); released keys stand in for the key store.
-        opener = FieldCrypto(cast("KeyManager", _Keys(released.keys if released else {})))
+        # Only opening here: the keys the owner released stand in for the key store.
+        opener = FieldOpener(_Keys(released.keys if released else {}))
         opened = opener.open(
             topic=topic,
             sealed_schema_id=sealed_schema_id,

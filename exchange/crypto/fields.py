@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from cryptography.exceptions import InvalidTag
 
@@ -31,16 +31,20 @@ class OpenedRecord(NamedTuple):  # a NamedTuple: made for every record delivered
     redacted: dict[str, str]  # path → "shredded" | "integrity"
 
 
-class FieldCrypto:
-    def __init__(
-        self,
-        keys: KeyManager,
-        metrics: KmsMetrics | None = None,
-        close: Callable[[], None] | None = None,
-    ) -> None:
+class OpenKeys(Protocol):
+    """What opening needs of a key source: the key manager, or a remote site's keys released
+    by the owner (:mod:`dataplane.federation`)."""
+
+    def get(self, dek_id: str, version: int) -> Dek: ...
+
+    def ready(self, prefix: bytes) -> Dek | None: ...
+
+
+class FieldOpener:
+    """Opening only (``open``), over any :class:`OpenKeys`."""
+
+    def __init__(self, keys: OpenKeys) -> None:
         self.keys = keys
-        self.metrics = metrics or KmsMetrics()
-        self._close = close
         # Shapes of plain ``fields`` mappings, by identity (the object is kept alive).
         self._shapes: dict[int, tuple[Mapping[str, Any], avro_paths.Node]] = {}
         # Flat plans of ``fields`` mappings per (identity, topic, schema id); see _flat.
@@ -60,42 +64,6 @@ class FieldCrypto:
             self._shapes.clear()
         self._shapes[id(fields)] = (fields, root)
         return root
-
-    def close(self) -> None:
-        """Release the KMS provider (e.g. the PKCS#11 session)."""
-        if self._close is not None:
-            self._close()
-
-    def clear_cache(self) -> None:
-        """Forget every unwrapped DEK (next use asks the KMS again)."""
-        self.keys.clear_cache()
-
-    def seal(
-        self,
-        *,
-        topic: str,
-        owner: str,
-        cipher: str = "AES256_GCM",
-        sealed_schema_id: int,
-        key: bytes | None,
-        record: dict[str, Any],
-        fields: Mapping[str, Any],
-    ) -> dict[str, Any]:
-        """``record`` with every sealed field, at any depth, replaced by its envelope."""
-
-        def visit(slot: avro_paths.Slot, value: Any, location: str) -> bytes:
-            plaintext = sealing.encode_parsed(_parsed(slot), value)
-            dek = self.keys.current(topic, slot.path, owner, cipher)
-            ctx = envelope.context_bytes(topic, location, sealed_schema_id, key)
-            return envelope.seal_with(dek.aead, dek.prefix, ctx, plaintext)
-
-        try:
-            out: dict[str, Any] = avro_paths.rewrite(
-                self._root(fields), record, "", visit, sealing=True
-            )
-        except RecursionError:  # hostile nesting: refuse rather than fail with a 500
-            raise InvalidInput("record is nested too deeply to seal") from None
-        return out
 
     def open(
         self,
@@ -233,6 +201,59 @@ class FieldCrypto:
             return sealing.decode_parsed(parsed, plaintext)
         except Exception:  # authenticated but undecodable: treat as integrity failure
             raise IntegrityFailure("sealed value does not decode under its type") from None
+
+
+class FieldCrypto(FieldOpener):
+    """Sealing and opening over the key manager (the gateway's entry point)."""
+
+    keys: KeyManager
+
+    def __init__(
+        self,
+        keys: KeyManager,
+        metrics: KmsMetrics | None = None,
+        close: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(keys)
+        self.keys = keys
+        self.metrics = metrics or KmsMetrics()
+        self._close = close
+
+    def close(self) -> None:
+        """Release the KMS provider (e.g. the PKCS#11 session)."""
+        if self._close is not None:
+            self._close()
+
+    def clear_cache(self) -> None:
+        """Forget every unwrapped DEK (next use asks the KMS again)."""
+        self.keys.clear_cache()
+
+    def seal(
+        self,
+        *,
+        topic: str,
+        owner: str,
+        cipher: str = "AES256_GCM",
+        sealed_schema_id: int,
+        key: bytes | None,
+        record: dict[str, Any],
+        fields: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """``record`` with every sealed field, at any depth, replaced by its envelope."""
+
+        def visit(slot: avro_paths.Slot, value: Any, location: str) -> bytes:
+            plaintext = sealing.encode_parsed(_parsed(slot), value)
+            dek = self.keys.current(topic, slot.path, owner, cipher)
+            ctx = envelope.context_bytes(topic, location, sealed_schema_id, key)
+            return envelope.seal_with(dek.aead, dek.prefix, ctx, plaintext)
+
+        try:
+            out: dict[str, Any] = avro_paths.rewrite(
+                self._root(fields), record, "", visit, sealing=True
+            )
+        except RecursionError:  # hostile nesting: refuse rather than fail with a 500
+            raise InvalidInput("record is nested too deeply to seal") from None
+        return out
 
 
 _KEY_LEN = struct.Struct(">I")
