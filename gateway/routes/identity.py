@@ -9,12 +9,12 @@ from fastapi import APIRouter, Depends, Request, status
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from exchange.auditing import AuditRecord
 from exchange.errors import Forbidden, InvalidInput, NotFound
 from exchange.identity.assertions import ClientAssertions
 from exchange.identity.service import Client, Department, IssuedSecret
 from exchange.identity.tokens import Principal
 from gateway.access import ANY, access
+from gateway.audited import audit_action
 from gateway.auth import principal, require, services
 from gateway.container import Services
 
@@ -75,15 +75,6 @@ def _secret(i: IssuedSecret) -> ClientSecretOut:
     )
 
 
-async def _audit(
-    svc: Services, who: Principal, kind: str, outcome: str = "ok", **data: object
-) -> None:
-    record = AuditRecord(
-        kind, actor=who.client_id, department=who.department, outcome=outcome, data=dict(data)
-    )
-    await run_in_threadpool(svc.audit.append, record)
-
-
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DepartmentOut)
 @access("admin")
 async def create_department(
@@ -94,7 +85,7 @@ async def create_department(
     d = await run_in_threadpool(
         svc.identity.create_department, body.id, body.name, body.level, body.parent
     )
-    await _audit(svc, who, "admin.department_created", department_id=d.id, level=d.level)
+    await audit_action(svc, who, "admin.department_created", department_id=d.id, level=d.level)
     return _dept(d)
 
 
@@ -125,7 +116,7 @@ async def _managed(
         return await run_in_threadpool(call)
     except (Forbidden, NotFound, InvalidInput) as exc:
         req.state.denial_audited = True  # with its details; gateway.denials adds nothing
-        await _audit(
+        await audit_action(
             svc,
             who,
             "authz.denied",
@@ -158,7 +149,7 @@ async def create_client(
         dept,
         lambda: svc.identity.create_client(dept, body.name, body.roles, by=who.roles),
     )
-    await _audit(
+    await audit_action(
         svc,
         who,
         "admin.client_created",
@@ -195,7 +186,7 @@ async def rotate_client(
         dept,
         lambda: svc.identity.rotate_secret(client_id, by=who.roles, department=dept),
     )
-    await _audit(svc, who, "admin.client_rotated", client=client_id)
+    await audit_action(svc, who, "admin.client_rotated", client=client_id)
     return _secret(issued)
 
 
@@ -212,7 +203,7 @@ async def _set_disabled(
         dept,
         lambda: svc.identity.set_disabled(client_id, disabled, by=who.roles, department=dept),
     )
-    await _audit(svc, who, f"admin.client_{verb}", client=client_id)
+    await audit_action(svc, who, f"admin.client_{verb}", client=client_id)
     return _client(c)
 
 
@@ -263,7 +254,7 @@ async def set_client_roles(
         dept,
         lambda: svc.identity.set_roles(client_id, body.roles, by=who.roles, department=dept),
     )
-    await _audit(svc, who, "admin.client_roles_set", client=client_id, roles=list(c.roles))
+    await audit_action(svc, who, "admin.client_roles_set", client=client_id, roles=list(c.roles))
     return _client(c)
 
 
@@ -299,5 +290,5 @@ async def set_client_key(
         dept,
         lambda: assertions.register_key(client_id, body.jwk, by=who.roles, department=dept),
     )
-    await _audit(svc, who, "admin.client_key_set", client=client_id, kid=jwk.get("kid"))
+    await audit_action(svc, who, "admin.client_key_set", client=client_id, kid=jwk.get("kid"))
     return ClientKeyOut(client_id=client_id, jwk=jwk)

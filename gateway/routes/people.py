@@ -17,11 +17,11 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from exchange.auditing import AuditRecord
 from exchange.errors import Forbidden, InvalidInput, NotFound
 from exchange.identity.people import Person
 from exchange.identity.tokens import Principal
 from gateway.access import access
+from gateway.audited import audit_action
 from gateway.auth import require, services
 from gateway.container import Services
 
@@ -62,15 +62,6 @@ def _out(p: Person) -> PersonOut:
     )
 
 
-async def _audit(
-    svc: Services, who: Principal, kind: str, outcome: str = "ok", **data: object
-) -> None:
-    record = AuditRecord(
-        kind, actor=who.client_id, department=who.department, outcome=outcome, data=dict(data)
-    )
-    await run_in_threadpool(svc.audit.append, record)
-
-
 # -- the two changes, shared with the console's people page ------------------------------------
 PERSON_CHANGES = ("disable", "enable", "reset-totp")
 
@@ -84,7 +75,7 @@ async def make_person(
     p = await run_in_threadpool(
         lambda: svc.people.create(department, login, name, password, roles, by=who.roles)
     )
-    await _audit(
+    await audit_action(
         svc, who, "admin.person_created", person=login, person_department=department,
         roles=roles,
     )  # fmt: skip
@@ -103,7 +94,9 @@ async def apply_change(svc: Services, who: Principal, login: str, action: str) -
     ended = 0
     if action != "enable":  # a disabled person, or one without a second factor, is signed out
         ended = await run_in_threadpool(svc.console_sessions.end_all, login)
-    await _audit(svc, who, f"admin.person_{action.replace('-', '_')}", person=login, sessions=ended)
+    await audit_action(
+        svc, who, f"admin.person_{action.replace('-', '_')}", person=login, sessions=ended
+    )
     return p
 
 
@@ -120,7 +113,7 @@ async def _managed(
         return await call()
     except (Forbidden, NotFound, InvalidInput) as exc:
         request.state.denial_audited = True  # with its details; gateway.denials adds nothing
-        await _audit(
+        await audit_action(
             svc,
             who,
             "authz.denied",

@@ -10,11 +10,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
-from exchange.auditing import AuditRecord
 from exchange.errors import ExchangeError, Forbidden
 from exchange.identity.roles import ALL_ROLES
 from exchange.identity.tokens import Principal
 from gateway.access import access
+from gateway.audited import audit_action
 from gateway.auth import services
 from gateway.console.routes.admin import text
 from gateway.console.session import checked_form, console_require, refused, route_path
@@ -24,15 +24,6 @@ from gateway.routes.people import PERSON_CHANGES, apply_change, make_person
 
 router = APIRouter(prefix="/console/admin/people", include_in_schema=False)
 managers = console_require("admin", "auditor")
-
-
-async def _audit(
-    svc: Services, me: Principal, kind: str, outcome: str = "ok", **data: object
-) -> None:
-    record = AuditRecord(
-        kind, actor=me.client_id, department=me.department, outcome=outcome, data=dict(data)
-    )
-    await run_in_threadpool(svc.audit.append, record)
 
 
 async def _page(
@@ -73,7 +64,7 @@ async def _refused(
 ) -> Response:
     if isinstance(exc, Forbidden):
         request.state.denial_audited = True
-        await _audit(
+        await audit_action(
             svc,
             me,
             "authz.denied",
