@@ -146,7 +146,7 @@ def _open_measure(
         "project": round(project, 2),
         "baseline": round(baseline, 2),
         "ratio": round(project / baseline, 2),
-        "goal": "",
+        "goal": "<= 3x",
         "note": f"us/record: FieldCrypto.open of 3 granted fields, AES256_GCM, n={n}",
     }
 

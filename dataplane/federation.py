@@ -34,9 +34,10 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from consent.domain import CatalogEntry, Grant
@@ -49,7 +50,7 @@ from exchange.auditing import AuditRecord, AuditSink
 from exchange.crypto import ciphers, envelope
 from exchange.crypto.errors import IntegrityFailure, KeyShredded
 from exchange.crypto.fields import FieldOpener, OpenedRecord
-from exchange.crypto.keys import Dek
+from exchange.crypto.keys import Dek, HotDek
 from exchange.crypto.sealing import SealedFields
 from exchange.errors import Conflict, DependencyUnavailable, Forbidden, NotFound
 from exchange.kafka.port import InRecord, KafkaPort
@@ -180,10 +181,13 @@ class _Keys:
             raise KeyShredded("key not released by the owner")
         return dek
 
-    def ready(self, prefix: bytes) -> Dek | None:
+    def ready_table(self) -> Mapping[Any, HotDek]:
         """No keys ready by envelope prefix here: the opener's flat path then parses the
         header and asks :meth:`get`, the one place that knows what the owner released."""
-        return None
+        return _NONE_READY
+
+
+_NONE_READY: Mapping[Any, HotDek] = MappingProxyType({})
 
 
 def _dek(item: dict[str, Any], topic: str) -> Dek:

@@ -10,15 +10,17 @@ authentication → None + redacted "integrity" (never plaintext). KMS or key sto
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, NamedTuple, Protocol
 
 from cryptography.exceptions import InvalidTag
 
 from exchange import avro_paths
-from exchange.crypto import ciphers, envelope, sealing
+from exchange.crypto import envelope, sealing
 from exchange.crypto.errors import IntegrityFailure, KeyShredded
-from exchange.crypto.keys import Dek, KeyManager
+from exchange.crypto.keys import Dek, HotDek, KeyManager
 from exchange.crypto.kms_wrappers import KmsMetrics
 from exchange.errors import InvalidInput
 
@@ -37,7 +39,7 @@ class OpenKeys(Protocol):
 
     def get(self, dek_id: str, version: int) -> Dek: ...
 
-    def ready(self, prefix: bytes) -> Dek | None: ...
+    def ready_table(self) -> Mapping[Any, HotDek]: ...
 
 
 class FieldOpener:
@@ -76,10 +78,78 @@ class FieldOpener:
         granted: set[str],
     ) -> OpenedRecord:
         """Granted sealed fields opened (a path is granted by itself or an enclosing record's
-        path), the others omitted, at every depth."""
-        flat = self._flat(fields, topic, sealed_schema_id)
-        if flat is not None:
-            return self._open_flat(flat, topic, key, record, granted)
+        path), the others omitted, at every depth.
+
+        When every sealed field is a top-level field (the usual case) this is one loop over
+        them, written out here because it runs for every record delivered: the same checks
+        as the general walk (envelope format, the DEK's topic/field/cipher, the AAD binding
+        topic, path, schema id and record key, the value decoding under its type) with fewer
+        calls (``tests/unit/crypto/test_open_flat.py`` holds the two to the same answers)."""
+        hit = self._flats.get((id(fields), topic, sealed_schema_id))
+        flat = (
+            hit[1]
+            if hit is not None and hit[0] is fields
+            else self._flat(fields, topic, sealed_schema_id)
+        )
+        if flat is None:
+            return self._open_walk(topic, sealed_schema_id, key, record, fields, granted)
+        if not isinstance(record, dict):
+            return OpenedRecord(record, {})
+        out: dict[str, Any] | None = None
+        redacted: dict[str, str] = {}
+        tail = _KEY_LEN.pack(len(key)) + key if key else b"\0\0\0\0"
+        now = time.monotonic()
+        for name, ctx, decode, text, deks in flat:
+            raw = record.get(name, _ABSENT)
+            if raw is _ABSENT:
+                continue
+            if out is None:
+                out = dict(record)
+            if name not in granted:
+                del out[name]
+                continue
+            try:
+                # The header: version, cipher, n, DEK id (n bytes), u32 version, nonce. Its
+                # part before the nonce names a ready DEK; anything else (not ready, or
+                # malformed: no such prefix is ready) takes the full parse.
+                if type(raw) is not bytes and not isinstance(raw, bytes):
+                    raise IntegrityFailure("sealed field does not hold an envelope")
+                end = 19 + raw[2]  # IndexError: too short (below)
+                hot = deks.get(raw[: end - 12])  # ready, and checked to be this field's
+                if hot is not None and hot.expires > now:
+                    dek = hot.dek
+                else:
+                    dek = self._checked_dek(raw, end, topic, name, deks)
+                try:
+                    plain = dek.aead.decrypt(raw[end - 12 : end], raw[end:], raw[:end] + ctx + tail)
+                except (InvalidTag, ValueError):  # ValueError: nonce cut short
+                    raise IntegrityFailure("envelope failed authentication") from None
+                try:
+                    # A string of fewer than 64 bytes (one length byte) decoded in place.
+                    if text and (z := plain[0]) < 0x80 and z == (len(plain) - 1) << 1:
+                        out[name] = plain[1:].decode()
+                    else:
+                        out[name] = decode(plain)
+                except Exception:  # authenticated but undecodable: an integrity failure
+                    raise IntegrityFailure("sealed value does not decode under its type") from None
+            except KeyShredded:
+                out[name] = None
+                redacted[name] = SHREDDED
+            except (IntegrityFailure, IndexError):
+                out[name] = None
+                redacted.setdefault(name, INTEGRITY)
+        return _opened((record if out is None else out, redacted))
+
+    def _open_walk(
+        self,
+        topic: str,
+        sealed_schema_id: int,
+        key: bytes | None,
+        record: dict[str, Any],
+        fields: Mapping[str, Any],
+        granted: set[str],
+    ) -> OpenedRecord:
+        """``open`` through the general walk (sealed fields at any depth)."""
         redacted: dict[str, str] = {}
 
         def visit(slot: avro_paths.Slot, raw: Any, location: str) -> Any:
@@ -114,8 +184,9 @@ class FieldOpener:
                 _FlatSlot(
                     s.name,
                     envelope.context_prefix(topic, s.path, schema_id),
-                    _parsed(s),
                     sealing.decoder(_parsed(s)),
+                    _parsed(s) == "string",
+                    {},
                 )
                 for s in root.slots
                 if s.reaches_mark
@@ -125,60 +196,24 @@ class FieldOpener:
         self._flats[key] = (fields, flat)
         return flat
 
-    def _open_flat(
-        self,
-        flat: _Flat,
-        topic: str,
-        key: bytes | None,
-        record: dict[str, Any],
-        granted: set[str],
-    ) -> OpenedRecord:
-        """``open`` for top-level sealed fields in one loop: the same checks as the general
-        walk (envelope format, the DEK's topic/field/cipher, the AAD binding topic, path,
-        schema id and record key, the value decoding under its type), fewer calls."""
-        if not isinstance(record, dict):
-            return OpenedRecord(record, {})
-        out: dict[str, Any] | None = None
-        redacted: dict[str, str] = {}
-        tail = _KEY_LEN.pack(len(key)) + key if key else b"\0\0\0\0"
-        ready = self.keys.ready
-        for slot in flat:
-            name = slot.name
-            if name not in record:
-                continue
-            if out is None:
-                out = dict(record)
-            if name not in granted:
-                del out[name]
-                continue
-            raw = record[name]
-            try:
-                if not isinstance(raw, bytes):
-                    raise IntegrityFailure("sealed field does not hold an envelope")
-                n = raw[2] if len(raw) >= 3 else 0
-                end = 19 + n  # header: version, cipher, n, DEK id, u32 version, nonce
-                dek = ready(raw[: end - 12]) if 0 < n <= envelope.MAX_DEK_ID else None
-                if dek is None or len(raw) < end + ciphers.TAG_BYTES:
-                    dek = self._dek_of(raw)  # not ready in memory, or malformed
-                if dek.topic != topic or dek.field != name:
-                    raise IntegrityFailure("envelope key belongs to another field")
-                try:
-                    plain = dek.aead.decrypt(
-                        raw[end - 12 : end], raw[end:], raw[:end] + slot.ctx + tail
-                    )
-                except InvalidTag:
-                    raise IntegrityFailure("envelope failed authentication") from None
-                try:
-                    out[name] = slot.decode(plain)
-                except Exception:  # authenticated but undecodable: an integrity failure
-                    raise IntegrityFailure("sealed value does not decode under its type") from None
-            except KeyShredded:
-                out[name] = None
-                redacted[name] = SHREDDED
-            except IntegrityFailure:
-                out[name] = None
-                redacted.setdefault(name, INTEGRITY)
-        return OpenedRecord(record if out is None else out, redacted)
+    def _checked_dek(
+        self, raw: bytes, end: int, topic: str, name: str, deks: dict[bytes, HotDek]
+    ) -> Dek:
+        """The DEK of an envelope in top-level field ``name``, if it is that field's
+        (IntegrityFailure if not). A ready one is remembered in ``deks`` by its envelope
+        prefix: the key manager expires an entry the moment it takes it out (shredding,
+        rotation), so a remembered entry is used only while the manager would answer it."""
+        prefix = raw[: end - 12]
+        hot = self.keys.ready_table().get(prefix)
+        dek = hot.dek if hot is not None and hot.expires > time.monotonic() else self._dek_of(raw)
+        if dek.topic != topic or dek.field != name:
+            raise IntegrityFailure("envelope key belongs to another field")
+        hot = self.keys.ready_table().get(prefix)
+        if hot is not None and hot.dek is dek:
+            if len(deks) >= 64:
+                deks.clear()
+            deks[prefix] = hot
+        return dek
 
     def _dek_of(self, raw: bytes) -> Dek:
         """The DEK an envelope names, its header parsed in full (IntegrityFailure if it is
@@ -257,19 +292,25 @@ class FieldCrypto(FieldOpener):
 
 
 _KEY_LEN = struct.Struct(">I")
+_ABSENT: Any = object()
 
 
 class _FlatSlot(NamedTuple):
     """One top-level sealed field: its name (= path = location), the fixed part of its AAD
-    context (topic, path, schema id; the record key follows), its type and decoder."""
+    context (topic, path, schema id; the record key follows), the decoder of its type."""
 
     name: str
     ctx: bytes
-    parsed: Any
     decode: Callable[[bytes], Any]
+    text: bool  # a plain string: short ones are decoded in the loop
+    deks: dict[bytes, HotDek]  # ready DEKs of this field by envelope prefix (_checked_dek)
 
 
 _Flat = tuple[_FlatSlot, ...]
+# OpenedRecord((value, redacted)) without the NamedTuple's Python-level __new__ (per record).
+_opened: Callable[[tuple[dict[str, Any], dict[str, str]]], OpenedRecord] = partial(
+    tuple.__new__, OpenedRecord
+)
 
 
 def _parsed(slot: avro_paths.Slot) -> Any:

@@ -13,7 +13,7 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -79,7 +79,7 @@ class Dek:
 
 
 @dataclass(slots=True)
-class _Hot:
+class HotDek:
     """A ready DEK for the data path, valid until ``expires`` (monotonic seconds) and for
     ``left`` more seals (its share of the use-count policy; counts are approximate under
     concurrency, far below the GCM bound either way)."""
@@ -161,8 +161,8 @@ class KeyManager:
         # Hot path: ready DEKs by (topic, path, cipher) for sealing and (dek_id, version) for
         # opening; bounded, and no entry outlives ``meta_ttl_seconds`` (nor the key's max age).
         self.hot_ttl = meta_ttl_seconds
-        self._hot_seal: dict[tuple[str, str, str], _Hot] = {}
-        self._hot_open: dict[tuple[str, int] | bytes, _Hot] = {}
+        self._hot_seal: dict[tuple[str, str, str], HotDek] = {}
+        self._hot_open: dict[tuple[str, int] | bytes, HotDek] = {}
         # Bumped by every forget: a key loaded before a shred/rotation is not made ready after.
         self._generation = 0
 
@@ -193,7 +193,7 @@ class KeyManager:
         self._remember(self._hot_seal, key, dek, generation, ttl, left)
         return dek
 
-    def _fold(self, hot: _Hot) -> None:
+    def _fold(self, hot: HotDek) -> None:
         """Add the seals a retired ready-key entry made to its DEK's use count."""
         if hot.granted != math.inf:
             ref = (hot.dek.dek_id, hot.dek.version)
@@ -217,6 +217,13 @@ class KeyManager:
         self._remember(self._hot_open, dek.prefix, dek, generation, self.hot_ttl)
         return dek
 
+    def ready_table(self) -> Mapping[Any, HotDek]:
+        """What :meth:`ready` looks in, live: the ready DEKs by envelope prefix (and by DEK id
+        and version), an entry usable while its ``expires`` is after ``time.monotonic()``.
+        An entry taken out (shredding, rotation, eviction, replacement) is expired at once,
+        so a caller may keep entries it found: while one is unexpired it is in the table."""
+        return self._hot_open
+
     def ready(self, prefix: bytes) -> Dek | None:
         """The DEK whose envelopes start with ``prefix`` (format, cipher id, DEK id and
         version: :func:`envelope.prefix`) if it is ready in memory, else None — then parse the
@@ -228,7 +235,7 @@ class KeyManager:
 
     def _remember(
         self,
-        table: dict[Any, _Hot],
+        table: dict[Any, HotDek],
         key: Any,
         dek: Dek,
         generation: int,
@@ -239,8 +246,13 @@ class KeyManager:
             if generation != self._generation:
                 return  # shredded or rotated meanwhile: next use looks again
             if len(table) >= 10_000:
+                for hot in table.values():
+                    hot.expires = -math.inf
                 table.clear()
-            table[key] = _Hot(dek, time.monotonic() + ttl, left, left)
+            old = table.get(key)
+            if old is not None:
+                old.expires = -math.inf
+            table[key] = HotDek(dek, time.monotonic() + ttl, left, left)
 
     def clear_cache(self) -> None:
         with self._lock:
@@ -255,10 +267,12 @@ class KeyManager:
             self._generation += 1
             for key in [k for k, m in self._by_id.items() if dek_id in (None, m.dek_id)]:
                 self._by_id.pop(key, None)
-            tables: tuple[dict[Any, _Hot], ...] = (self._hot_seal, self._hot_open)
+            tables: tuple[dict[Any, HotDek], ...] = (self._hot_seal, self._hot_open)
             for table in tables:
                 for k in [k for k, h in table.items() if dek_id in (None, h.dek.dek_id)]:
-                    self._fold(table.pop(k))
+                    hot = table.pop(k)
+                    hot.expires = -math.inf
+                    self._fold(hot)
 
     def _unwrap(self, meta: _Meta) -> Dek:
         if meta.wrapped is None:

@@ -235,9 +235,22 @@ def decoder(parsed: Any) -> Callable[[bytes], Any]:
         low, high = _INT_RANGE[parsed]
 
         def integer(data: bytes) -> int:
-            if len(data) == 1 and data[0] < 0x80:  # one byte: small values, no range check
+            # Up to three bytes (21 bits: within either range) read without a loop.
+            size = len(data)
+            if size == 1:
                 z = data[0]
-                return (z >> 1) ^ -(z & 1)
+                if z < 0x80:
+                    return (z >> 1) ^ -(z & 1)
+            elif size == 2:
+                b0, b1 = data
+                if b0 >= 0x80 and b1 < 0x80:
+                    z = (b0 & 0x7F) | b1 << 7
+                    return (z >> 1) ^ -(z & 1)
+            elif size == 3:
+                b0, b1, b2 = data
+                if b0 >= 0x80 and b1 >= 0x80 and b2 < 0x80:
+                    z = (b0 & 0x7F) | (b1 & 0x7F) << 7 | b2 << 14
+                    return (z >> 1) ^ -(z & 1)
             n, pos = _read_long(data, 0)
             if not low <= n < high:
                 raise ValueError("integer out of range")

@@ -153,3 +153,29 @@ def test_records_without_sealed_fields_are_left_alone(crypto: FieldCrypto) -> No
     record = {"id": "p1"}
     opened = both(crypto, record, SENSITIVE)
     assert opened.value is record and opened.redacted == {}
+
+
+def test_rotation_opens_old_and_new_envelopes_alike(crypto: FieldCrypto) -> None:
+    old = seal(crypto, 0)
+    assert both(crypto, old, SENSITIVE).value == person(0)  # old keys ready and remembered
+    crypto.keys.rotate(TOPIC, "name")
+    new = seal(crypto, 1)
+    assert new["name"][:23] != old["name"][:23]  # another DEK version names it
+    assert both(crypto, new, SENSITIVE).value == person(1)
+    assert both(crypto, old, SENSITIVE).value == person(0)
+
+
+def test_a_ready_key_taken_out_of_the_table_is_expired_at_once(crypto: FieldCrypto) -> None:
+    """The flat path keeps the ready entries it found: each must die when the key manager
+    drops it (shred, rotation, eviction), or a shredded key would still open."""
+    sealed = seal(crypto, 0)
+    both(crypto, sealed, SENSITIVE)
+    table = crypto.keys.ready_table()
+    kept = [h for k, h in table.items() if isinstance(k, bytes)]
+    assert kept and all(h.expires > 0 for h in kept)
+    crypto.keys.clear_cache()  # what eviction and KEK rotation do to every entry
+    assert all(h.expires < 0 for h in kept)
+    assert both(crypto, sealed, SENSITIVE).value == person(0)  # loaded again on demand
+    crypto.keys.shred(TOPIC, "income")
+    opened = both(crypto, sealed, SENSITIVE)
+    assert opened.redacted == {"income": SHREDDED}

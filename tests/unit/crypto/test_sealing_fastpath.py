@@ -123,3 +123,27 @@ def test_values_outside_the_fast_path_still_go_through_fastavro() -> None:
     )
     three = sealing.parsed_type(["null", "string", "long"])
     assert sealing.decode_parsed(three, sealing.encode_parsed(three, 5)) == 5
+
+
+@pytest.mark.parametrize("t", ["int", "long"])
+def test_the_unrolled_short_integers_agree_with_decode_parsed(t: str) -> None:
+    """Every 1-3 byte input the decoder reads without its loop, canonical or not, and some
+    that it must refuse (a continuation bit on the last byte, a missing one before it)."""
+    parsed = sealing.parsed_type(t)
+    decode = sealing.decoder(parsed)
+    samples = [bytes([a]) for a in range(256)]
+    samples += [bytes([a, b]) for a in range(0, 256, 3) for b in range(0, 256, 5)]
+    samples += [
+        bytes([a, b, c])
+        for a in (0x00, 0x7F, 0x80, 0xC1, 0xFF)
+        for b in (0x00, 0x7F, 0x80, 0xFF)
+        for c in (0x00, 0x01, 0x7F, 0x80, 0xFF)
+    ]
+    for data in samples:
+        try:
+            expected: Any = sealing.decode_parsed(parsed, data)
+        except ValueError:
+            with pytest.raises(ValueError):
+                decode(data)
+            continue
+        assert decode(data) == expected, data

@@ -52,5 +52,5 @@ def test_keys_is_a_key_source_for_opening() -> None:
     # Both key sources offer what the opener reads (mypy checks the same statically).
     for source in (_Keys, KeyManager):
         source_keys: type[OpenKeys] = source
-        for name in ("get", "ready"):
+        for name in ("get", "ready_table"):
             assert callable(getattr(source_keys, name, None)), (source, name)
