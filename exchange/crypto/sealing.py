@@ -262,6 +262,43 @@ def decoder(parsed: Any) -> Callable[[bytes], Any]:
     return lambda data: decode_parsed(parsed, data)
 
 
+def encoder(parsed: Any) -> Callable[[Any], bytes]:
+    """``encode_parsed`` bound to ``parsed``, specialised for a plain string or integer: the
+    same bytes and the same errors (anything unusual goes to ``encode_parsed``)."""
+    if type(parsed) is str and parsed == "string":
+
+        def string(value: Any) -> bytes:
+            if type(value) is str:
+                data: bytes = value.encode()
+                n = len(data)
+                return (bytes((n << 1,)) if n < 64 else _zigzag(n)) + data
+            return encode_parsed(parsed, value)
+
+        return string
+    if type(parsed) is str and parsed in _INT_RANGE:
+        low, high = _INT_RANGE[parsed]
+
+        def integer(value: Any) -> bytes:
+            if type(value) is int and low <= value < high:
+                return _short_zigzag(value)
+            return encode_parsed(parsed, value)
+
+        return integer
+    return lambda value: encode_parsed(parsed, value)
+
+
+def _short_zigzag(n: int) -> bytes:
+    """``_zigzag(n)``, without its loop for values of up to 21 bits."""
+    z = (n << 1) ^ (n >> 63)
+    if z < 0x80:
+        return bytes((z,))
+    if z < 0x4000:
+        return bytes((z & 0x7F | 0x80, z >> 7))
+    if z < 0x200000:
+        return bytes((z & 0x7F | 0x80, (z >> 7) & 0x7F | 0x80, z >> 14))
+    return _zigzag(n)
+
+
 def _decode_string(data: bytes) -> str:
     if data and data[0] < 0x80:  # a length below 64: one byte
         z = data[0]

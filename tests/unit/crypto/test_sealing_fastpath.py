@@ -147,3 +147,20 @@ def test_the_unrolled_short_integers_agree_with_decode_parsed(t: str) -> None:
                 decode(data)
             continue
         assert decode(data) == expected, data
+
+
+@pytest.mark.parametrize("t", ["int", "long", "string"])
+def test_the_bound_encoder_writes_what_encode_parsed_writes(t: str) -> None:
+    parsed = sealing.parsed_type(t)
+    encode = sealing.encoder(parsed)
+    edges = [0, 1, 63, 64, 8191, 8192, 2**20 - 1, 2**20, 2**31 - 1, 2**31, 2**40]
+    ints = [s * v for v in edges for s in (1, -1)] + [-(2**31) - 1, 2**63 - 1, -(2**63)]
+    texts = ["", "a", "x" * 63, "x" * 64, "é" * 32, "é" * 31, "漢" * 200]
+    for v in [*ints, *texts, 1.5, True, None, b"x"]:
+        try:
+            expected: Any = sealing.encode_parsed(parsed, v)
+        except Exception as exc:
+            with pytest.raises(type(exc)):
+                encode(v)
+            continue
+        assert encode(v) == expected, v
