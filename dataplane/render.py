@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -94,16 +95,20 @@ def assemble(
 
 def record_item(o: Opened, allowed: frozenset[str]) -> dict[str, Any]:
     r = o.record
-    whole, native = _form(o.schema, allowed)
+    form = _form(o.schema, allowed)
     value = o.value
-    if whole is not None and value.keys() <= whole:
+    if form.whole is not None and value.keys() <= form.whole:
         pass  # every field of the record is allowed: the projection is the value itself
     else:
         value = project(value, allowed, o.schema)
+    if not form.native:
+        value = jsonable(value)
+    elif form.floats:
+        value = _finite_fields(value, form.floats)
     item: dict[str, Any] = {
         "record_id": record_id(r.topic, r.partition, r.offset),
         "key": r.key.decode("utf-8", "replace") if r.key is not None else None,
-        "value": value if native else jsonable(value),
+        "value": value,
         "partition": r.partition,
         "offset": r.offset,
         "timestamp": r.timestamp_ms,
@@ -116,28 +121,82 @@ def record_item(o: Opened, allowed: frozenset[str]) -> dict[str, Any]:
     return item
 
 
-# (id(schema), allowed) -> (schema kept alive, its field names if all are allowed, native?)
-_FORMS: dict[tuple[int, frozenset[str]], tuple[Any, frozenset[str] | None, bool]] = {}
+class _Form(NamedTuple):
+    """How values of one schema are rendered for one allowed set (worked out once)."""
+
+    schema: Any  # kept alive: the cache is keyed by its id
+    whole: frozenset[str] | None  # top-level names if every one is allowed whole, else None
+    native: bool  # decoded values are JSON as they are, but for ``floats``
+    floats: tuple[str, ...]  # top-level float/double fields: non-finite values become strings
 
 
-def _form(schema: Any, allowed: frozenset[str]) -> tuple[frozenset[str] | None, bool]:
-    """What rendering a value of ``schema`` for ``allowed`` needs, worked out once: the
-    top-level field names if every one of them is allowed whole (then projecting keeps the
-    value as it is), else None; and whether decoded values are JSON already (no bytes, fixed
-    or logical types anywhere in the schema, so :func:`jsonable` would change nothing)."""
+_FORMS: dict[tuple[int, frozenset[str]], _Form] = {}
+_FLOAT_TYPES = ('"double"', '"float"')
+
+
+def _form(schema: Any, allowed: frozenset[str]) -> _Form:
+    """What rendering a value of ``schema`` for ``allowed`` needs: the top-level field names
+    if every one of them is allowed whole (then projecting keeps the value as it is); whether
+    decoded values are JSON already (no bytes, fixed or logical types anywhere, so
+    :func:`jsonable` would change nothing) except for float/double fields, and those if they
+    are all top-level fields (a float anywhere else: the :func:`jsonable` walk)."""
     hit = _FORMS.get((id(schema), allowed))
-    if hit is not None and hit[0] is schema:
-        return hit[1], hit[2]
+    if hit is not None and hit.schema is schema:
+        return hit
     root = avro_paths.shape_of(schema).root
     whole: frozenset[str] | None = None
-    if isinstance(root, avro_paths.Record) and all(s.path in allowed for s in root.slots):
-        whole = frozenset(root.by_name)
+    floats: list[str] = []
+    counted = 0
+    if isinstance(root, avro_paths.Record):
+        if all(s.path in allowed for s in root.slots):
+            whole = frozenset(root.by_name)
+        for s in root.slots:
+            n = _float_branches(s.field.get("type"))
+            if n:
+                floats.append(s.name)
+                counted += n
     text = json.dumps(schema, default=str)
     native = not any(t in text for t in ('"bytes"', '"fixed"', '"logicalType"'))
+    if isinstance(schema, dict):  # fastavro's parsed form repeats named types under "__"
+        text = json.dumps({k: v for k, v in schema.items() if not k.startswith("__")}, default=str)
+    native = native and counted == sum(text.count(t) for t in _FLOAT_TYPES)
+    form = _Form(schema, whole, native, tuple(floats) if native else ())
     if len(_FORMS) > 1024:
         _FORMS.clear()
-    _FORMS[(id(schema), allowed)] = (schema, whole, native)
-    return whole, native
+    _FORMS[(id(schema), allowed)] = form
+    return form
+
+
+def _float_branches(t: Any) -> int:
+    """How many float/double types a top-level field's type names: itself, or the branches
+    of a union of primitives (0 for anything else)."""
+    if t in ("double", "float"):
+        return 1
+    if isinstance(t, list) and all(isinstance(b, str) for b in t):
+        return sum(b in ("double", "float") for b in t)
+    return 0
+
+
+def _finite_fields(value: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """``value`` with non-finite floats in the named fields written as :func:`non_finite`
+    says (a copy only if one is there)."""
+    out: dict[str, Any] | None = None
+    for name in names:
+        x = value.get(name)
+        if type(x) is float and not math.isfinite(x):
+            if out is None:
+                out = dict(value)
+            out[name] = non_finite(x)
+    return value if out is None else out
+
+
+def non_finite(x: float) -> str:
+    """A NaN or infinite float as delivered JSON writes it: ``"NaN"``, ``"Infinity"``,
+    ``"-Infinity"`` (JSON has no such numbers; protobuf's JSON mapping writes these strings).
+    Avro-framed publishes can carry them; JSON publishes cannot."""
+    if x != x:
+        return "NaN"
+    return "Infinity" if x > 0 else "-Infinity"
 
 
 def withheld_item(r: InRecord, reason: str) -> dict[str, Any]:
@@ -206,6 +265,8 @@ def jsonable(value: Any) -> Any:
         return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, list):
         return [jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return non_finite(value)
     if isinstance(value, bytes):
         return base64.b64encode(value).decode()
     if isinstance(value, datetime | date | time_of_day):

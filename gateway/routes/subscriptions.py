@@ -8,8 +8,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request, status
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -233,21 +234,31 @@ async def records(
     cursor: str | None = Query(None, description="Read from here instead"),
     who: Principal = Depends(require("subscriber")),
     svc: Services = Depends(services),
-) -> JSONResponse:
+) -> Response:
     sub = await _active(svc, sub_id, who)
     start = cursors.decode(_cursor_key(svc), sub.id, cursor) if cursor else sub.cursor
     step = await svc.delivery.long_poll(
         sub, who.client_id, "pull", start, max_records=max_records, wait_ms=wait_ms
     )
-    # Returned as a ready response: re-validating 500 records through the response model
-    # cost more than rendering them; the model still documents the shape in OpenAPI.
-    return JSONResponse(
-        {
-            "records": step.rendered.records,
-            "withheld": len(step.rendered.withheld),
-            "cursor": cursors.encode(_cursor_key(svc), sub.id, step.next_offsets),
-        }
-    )
+    # Returned as ready bytes: re-validating 500 records through the response model cost
+    # more than rendering them; the model still documents the shape in OpenAPI.
+    page = {
+        "records": step.rendered.records,
+        "withheld": len(step.rendered.withheld),
+        "cursor": cursors.encode(_cursor_key(svc), sub.id, step.next_offsets),
+    }
+    return Response(page_json(page), media_type="application/json")
+
+
+def page_json(page: dict[str, Any]) -> bytes:
+    """A page as JSON, by orjson (the stdlib encoder took ~15 % of the gateway's CPU in the
+    delivery bench). Rendering already wrote non-finite floats as strings
+    (``dataplane.render.non_finite``), so orjson's NaN → null never applies; anything orjson
+    refuses goes to the encoder every JSON answer used before, with its errors."""
+    try:
+        return orjson.dumps(page)
+    except TypeError:  # orjson.JSONEncodeError: e.g. an int beyond 64 bits
+        return bytes(JSONResponse(page).body)
 
 
 @router.post("/{sub_id}/commit", summary="Commit a cursor: later pulls start after it")

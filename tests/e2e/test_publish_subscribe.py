@@ -207,6 +207,30 @@ def test_avro_wire_format_publish(scenario: Scenario) -> None:
     assert got[0]["key"] == "k7"
 
 
+def test_non_finite_doubles_from_a_framed_publish_are_delivered_as_strings(
+    scenario: Scenario,
+) -> None:
+    """A JSON publish cannot carry NaN or infinities, an Avro-framed one can: the page must
+    still be delivered (it was a 500 before, stopping the subscription there), as the strings
+    protobuf's JSON mapping writes, not as null; the sealed ``income`` is opened first."""
+    from tests.support.avro_publish import publish_avro
+    from tests.support.scenario import PERSON_SCHEMA
+
+    s = scenario
+    odd = [float("nan"), float("inf"), float("-inf"), 2.5]
+    records = [(f"n{i}", {**person(i), "income": x}) for i, x in enumerate(odd)]
+    publish_avro(s.publisher, s.topic, s.subject, PERSON_SCHEMA, records)
+    grant(s, ["name", "income"])
+    sub = s.subscriber.subscribe(s.topic)
+    got = {r["key"]: r["value"] for r in pull(s.subscriber, sub, len(odd))}
+    assert got == {
+        "n0": {"name": "Resident 0", "income": "NaN"},
+        "n1": {"name": "Resident 1", "income": "Infinity"},
+        "n2": {"name": "Resident 2", "income": "-Infinity"},
+        "n3": {"name": "Resident 3", "income": 2.5},
+    }
+
+
 def test_not_shared_topic_cannot_be_subscribed(
     gateway: ThreadGateway, admin: ExchangeClient
 ) -> None:

@@ -393,7 +393,7 @@ async def try_records(
     cursor: str = "",
     me: Principal = Depends(subscribers),
     svc: Services = Depends(services),
-) -> JSONResponse:
+) -> Response:
     """One page of the test subscription through the API's pull route (a second's wait at
     most; the browser keeps the cursor, nothing is committed)."""
     return await subscription_routes.records(sub_id, 50, 1000, cursor[:4096] or None, me, svc)

@@ -97,3 +97,58 @@ def test_values_of_schemas_with_bytes_or_logical_types_are_made_json() -> None:
     o = Opened(REC, 3, {"a": b"\x00\x01", "d": date(2026, 1, 2)}, {}, [], [], schema)
     assert record_item(o, frozenset({"a", "d"}))["value"] == {"a": "AAE=", "d": "2026-01-02"}
     assert record_item(o, frozenset({"a"}))["value"] == {"a": "AAE="}
+
+
+NAN, INF = float("nan"), float("inf")
+FLOATS = fastavro.parse_schema(
+    {
+        "type": "record",
+        "name": "F",
+        "fields": [
+            {"name": "d", "type": "double"},
+            {"name": "f", "type": ["null", "float"]},
+            {"name": "s", "type": "string"},
+        ],
+    }
+)
+NESTED = fastavro.parse_schema(
+    {
+        "type": "record",
+        "name": "N",
+        "fields": [
+            {"name": "d", "type": "double"},
+            {"name": "xs", "type": {"type": "array", "items": "double"}},
+            {
+                "name": "m",
+                "type": {
+                    "type": "record",
+                    "name": "M",
+                    "fields": [{"name": "v", "type": ["null", "double"]}],
+                },
+            },
+        ],
+    }
+)
+
+
+def _item(schema: object, value: dict[str, object], allowed: set[str]) -> dict[str, object]:
+    o = Opened(REC, 3, value, {}, [], [], schema)
+    return record_item(o, frozenset(allowed))["value"]  # type: ignore[no-any-return]
+
+
+def test_non_finite_floats_are_delivered_as_the_strings_protobuf_json_writes() -> None:
+    """NaN and infinities (an Avro-framed publish can carry them) are not JSON numbers: they
+    go out as "NaN", "Infinity", "-Infinity", never as null and never as bare NaN tokens."""
+    value = {"d": NAN, "f": -INF, "s": "NaN"}
+    assert _item(FLOATS, value, {"d", "f", "s"}) == {"d": "NaN", "f": "-Infinity", "s": "NaN"}
+    assert value["d"] is NAN  # the decoded value is not changed in place
+    assert _item(FLOATS, {"d": INF, "f": None, "s": ""}, {"d", "f"}) == {"d": "Infinity", "f": None}
+    finite = {"d": 1.5, "f": 2.0, "s": "x"}
+    assert _item(FLOATS, finite, {"d", "f", "s"}) is finite  # nothing to change: no copy
+    nested = {"d": 0.5, "xs": [1.0, NAN, -INF], "m": {"v": INF}}
+    assert _item(NESTED, nested, {"d", "xs", "m"}) == {
+        "d": 0.5,
+        "xs": [1.0, "NaN", "-Infinity"],
+        "m": {"v": "Infinity"},
+    }
+    assert jsonable({"a": [NAN]}) == {"a": ["NaN"]}
