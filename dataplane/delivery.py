@@ -20,7 +20,15 @@ from consent.policy import Decision
 from dataplane.fields import get_path, subject_paths
 from dataplane.ports import CatalogPort, ConsentsPort, GrantsPort, SchemasPort, SealerPort
 from dataplane.publish import SCHEMA_ID_HEADER
-from dataplane.render import Opened, Rendered, assemble, decision, delivery_events, withheld_item
+from dataplane.render import (
+    Opened,
+    Rendered,
+    assemble,
+    decision,
+    delivery_events,
+    new_opened,
+    withheld_item,
+)
 from dataplane.store import Subscription
 from exchange import wire
 from exchange.auditing import AuditRecord, AuditSink
@@ -210,6 +218,10 @@ class Deliverer:
         memo: dict[tuple[int, Any, int], Decision] = {}
 
         def decide_for(o: Opened) -> Decision:
+            if not consents:  # no consent to look up: one decision per schema
+                d = memo.get((o.plain_id, None, 0))
+                if d is not None:
+                    return d
             consent = consents.get(o.subjects[0]) if o.subjects else None
             key = (o.plain_id, getattr(consent, "consent_id", None), getattr(consent, "version", 0))
             if key not in memo:
@@ -265,13 +277,15 @@ class Deliverer:
                     fields=plan.sealed,
                     granted=plan.need,
                 )
-                value, redacted = result.value, dict(result.redacted)
+                value, redacted = result  # the opener's own, made for this record
             found = (
                 [str(s) for p in plan.subject_paths if (s := get_path(value, p)) is not None]
                 if plan.subject_paths
                 else []
             )
-            opened.append(Opened(r, plain_id, value, redacted, plan.fields, found, plan.plain))
+            opened.append(
+                new_opened((r, plain_id, value, redacted, plan.fields, found, plan.plain))
+            )
         return opened
 
     def _schemas_of(self, src: Sources, plain_id: int, wire_id: int) -> _Plan:

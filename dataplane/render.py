@@ -9,11 +9,12 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from datetime import time as time_of_day
 from decimal import Decimal
+from functools import partial
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -37,6 +38,10 @@ class Opened(NamedTuple):  # a NamedTuple: one is made for every record delivere
     fields: Sequence[FieldLike]
     subjects: list[str]  # data-subject references found in the value
     schema: Any  # the plain schema (fastavro-parsed): where each path lives, for projection
+
+
+# Opened((record, plain_id, ...)) without the NamedTuple's Python-level __new__ (per record).
+new_opened: Callable[[tuple[Any, ...]], Opened] = partial(tuple.__new__, Opened)
 
 
 @dataclass
@@ -81,6 +86,7 @@ def assemble(
     out: Rendered,
 ) -> Rendered:
     """Project each opened record onto what its decision allows; withhold the rest."""
+    last: Decision | None = None
     for o in opened:
         d: Decision = decide_for(o)
         if d.withhold or not d.allowed:
@@ -88,8 +94,11 @@ def assemble(
             out.withheld_subjects.update(o.subjects)
             continue
         out.records.append(record_item(o, d.allowed))
-        out.fields |= d.allowed
-        out.subjects.update(o.subjects)
+        if d is not last:  # a page mostly has one decision: add its fields once
+            out.fields |= d.allowed
+            last = d
+        if o.subjects:
+            out.subjects.update(o.subjects)
     return out
 
 
