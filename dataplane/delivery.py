@@ -7,6 +7,7 @@ The pure steps live in :mod:`dataplane.render`; this class does the reads and th
 
 from __future__ import annotations
 
+import contextvars
 import json
 import threading
 import time
@@ -23,10 +24,11 @@ from dataplane.publish import SCHEMA_ID_HEADER
 from dataplane.render import (
     Opened,
     Rendered,
-    assemble,
+    choose,
     decision,
     delivery_events,
     new_opened,
+    shape,
     withheld_item,
 )
 from dataplane.store import Subscription
@@ -39,6 +41,9 @@ from schemas.classification import FieldInfo
 from schemas.registry import StoredSchema
 
 GRANT_TTL_S = 1.0  # revocation must bite within 2 s; grants are re-read at least every second
+# From this many records a rendering appends its audit events while it shapes the records
+# (a thread of its own); smaller ones (live SSE batches) append first, as they always did.
+OVERLAP_AUDIT_FROM = 64
 
 
 class GrantLookup(Protocol):
@@ -228,12 +233,33 @@ class Deliverer:
                 memo[key] = decision(sub, acc.entry, acc.grant, o.fields, now, consent)
             return memo[key]
 
-        assemble(opened, decide_for, out)
+        chosen = choose(opened, decide_for, out)
+        to = subscriptions or [sub.id]
+        if len(chosen) < OVERLAP_AUDIT_FROM:
+            shape(chosen, out)
+            events = delivery_events(
+                out, sub, acc.grant, to=to, client_id=client_id, channel=channel
+            )
+            if events:
+                self.audit.append_many(events)
+            return out
+        # A large page: its audit events are known once the records are chosen, so the
+        # durable append (mostly waiting on the log's disk and Kafka) runs while the records
+        # are shaped; the page is returned only once the append succeeded (fail closed).
         events = delivery_events(
-            out, sub, acc.grant, to=subscriptions or [sub.id], client_id=client_id, channel=channel
+            out,
+            sub,
+            acc.grant,
+            to=to,
+            client_id=client_id,
+            channel=channel,
+            delivered=[o.record for o, _ in chosen],
         )
-        if events:
-            self.audit.append_many(events)
+        audited = _in_background(self.audit.append_many, events)
+        try:
+            shape(chosen, out)
+        finally:
+            audited()
         return out
 
     def _open_all(
@@ -325,6 +351,31 @@ class _Plan:
     sealed: dict[str, Any] = field(default_factory=dict)  # sealed path -> original type
     need: set[str] = field(default_factory=set)  # sealed paths to open (granted or subject)
     subject_paths: list[str] = field(default_factory=list)
+
+
+def _in_background(
+    append: Callable[[list[AuditRecord]], None], events: list[AuditRecord]
+) -> Callable[[], None]:
+    """Start ``append(events)`` in a thread (with this context: trace spans); the returned
+    wait() joins it and raises what it raised."""
+    failed: list[BaseException] = []
+    ctx = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            ctx.run(append, events)
+        except BaseException as exc:  # handed to the waiter, which raises it
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name="delivery-audit", daemon=True)
+    thread.start()
+
+    def wait() -> None:
+        thread.join()
+        if failed:
+            raise failed[0]
+
+    return wait
 
 
 def _plain_id(r: InRecord, wire_id: int) -> int:

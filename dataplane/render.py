@@ -86,6 +86,18 @@ def assemble(
     out: Rendered,
 ) -> Rendered:
     """Project each opened record onto what its decision allows; withhold the rest."""
+    return shape(choose(opened, decide_for, out), out)
+
+
+def choose(
+    opened: Sequence[Opened],
+    decide_for: Any,  # (Opened) -> Decision, memoised by the caller
+    out: Rendered,
+) -> list[tuple[Opened, frozenset[str]]]:
+    """The first half of :func:`assemble`: which records go, each with the fields it may
+    carry; the others withheld in ``out``, whose fields and subjects are filled in (all the
+    audit events need)."""
+    chosen: list[tuple[Opened, frozenset[str]]] = []
     last: Decision | None = None
     for o in opened:
         d: Decision = decide_for(o)
@@ -93,12 +105,18 @@ def assemble(
             out.withheld.append(withheld_item(o.record, d.reason or "no_consent"))
             out.withheld_subjects.update(o.subjects)
             continue
-        out.records.append(record_item(o, d.allowed))
+        chosen.append((o, d.allowed))
         if d is not last:  # a page mostly has one decision: add its fields once
             out.fields |= d.allowed
             last = d
         if o.subjects:
             out.subjects.update(o.subjects)
+    return chosen
+
+
+def shape(chosen: list[tuple[Opened, frozenset[str]]], out: Rendered) -> Rendered:
+    """The second half of :func:`assemble`: each chosen record as it goes out."""
+    out.records += [record_item(o, allowed) for o, allowed in chosen]
     return out
 
 
@@ -220,16 +238,23 @@ def delivery_events(
     to: list[str],
     client_id: str,
     channel: str,
+    delivered: Sequence[InRecord] | None = None,
 ) -> list[AuditRecord]:
     """``records.delivered`` and ``records.withheld`` for one rendering (``to``: every
-    subscription it goes to — a fan-out group names all of them)."""
+    subscription it goes to — a fan-out group names all of them). ``delivered``: the records
+    that go, when their items are not shaped yet (:func:`choose`); else ``out.records``."""
     common = {
         "subscription": to[0] if len(to) == 1 else to,
         "agreement": grant.agreement_id if grant is not None else None,
         "channel": channel,
     }
     events = []
-    if out.records:
+    went = (
+        [(it["partition"], it["offset"]) for it in out.records]
+        if delivered is None
+        else [(r.partition, r.offset) for r in delivered]
+    )
+    if went:
         events.append(
             AuditRecord(
                 "records.delivered",
@@ -238,8 +263,8 @@ def delivery_events(
                 topic=sub.topic,
                 data={
                     **common,
-                    "offsets": _ranges(out.records),
-                    "count": len(out.records),
+                    "offsets": offset_ranges(went),
+                    "count": len(went),
                     "fields": sorted(out.fields),
                 },
                 subjects=tuple(sorted(out.subjects)),
