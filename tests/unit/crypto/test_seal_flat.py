@@ -5,7 +5,6 @@ refusals; only the nonce differs."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,8 +41,10 @@ VALUES: list[dict[str, Any]] = [
 ]
 
 
-@pytest.fixture
-def crypto(tmp_path: Path) -> FieldCrypto:
+@pytest.fixture(scope="module")
+def crypto(tmp_path_factory: pytest.TempPathFactory) -> FieldCrypto:
+    """One key store for the module: the tests seal and open, none shreds or rotates."""
+    tmp_path = tmp_path_factory.mktemp("seal-flat")
     engine = make_engine(f"sqlite:///{tmp_path / 'cp.db'}")
     migrate(engine)
     return build_field_crypto(
