@@ -7,9 +7,12 @@ transaction, appends every member's ``record.published`` event with one ``append
 the transaction is still open (durable before visible), commits, answers every member with
 its own positions and hands the lead to the next waiter. An idle committer never waits for
 company: a lone request goes at once; followers accumulate while a commit is in flight.
-``lanes`` > 1 lets that many groups be in flight at once (each on its own transactional
-producer); on the 2-core bench machine one lane was fastest on both Kafka clients (fewer,
-larger transactions; bench/RESULTS.md).
+
+``lanes`` > 1 pipelines the groups: up to that many are in flight at once, each on its own
+transactional producer, but only one is *producing* (from taking its members to the broker's
+acknowledgement of its records). The next group is taken when the one before has been
+produced, so it overlaps that group's audit append and transaction commit, and followers keep
+accumulating meanwhile: groups stay as large as with one lane (bench/RESULTS.md).
 
 Members publishing under an idempotency key stage their answers (``staging``) inside the
 same open transaction, before the audit append, so a crash after commit leaves the answer
@@ -92,6 +95,7 @@ class GroupCommitter:
         self._queue: deque[_Member] = deque()
         self._lock = threading.Lock()
         self._active = 0  # lanes held by a leader (running, or promoted and about to)
+        self._producing = False  # a leader is taking or producing its group
 
     def commit(
         self,
@@ -107,9 +111,7 @@ class GroupCommitter:
         mine = _Member(topic, records, event, size, stage)
         with self._lock:
             self._queue.append(mine)
-            lead = self._active < self.lanes
-            if lead:
-                self._active += 1
+            lead = self._claim()
         while True:
             if lead:
                 self._lead()
@@ -131,25 +133,53 @@ class GroupCommitter:
         with self._lock:
             return len(self._queue)
 
+    def _claim(self) -> bool:
+        """Take a lane and the produce stage if both are free (the caller holds the lock)."""
+        if self._producing or self._active >= self.lanes:
+            return False
+        self._active += 1
+        self._producing = True
+        return True
+
+    def _promote(self) -> _Member | None:
+        """The first waiter not yet promoted, given a lane if one is free (under the lock)."""
+        successor = next((m for m in self._queue if not m.promoted), None)
+        if successor is None or not self._claim():
+            return None
+        successor.promoted = True
+        return successor
+
     def _lead(self) -> None:
-        """Commit one group from the queue's head, then hand this lane to a waiter."""
+        """Commit one group from the queue's head, letting the next group start as soon as
+        this one's records are produced; then give this lane back."""
         with self._lock:
             group = self._take()  # empty if another lane took everything meanwhile
+        stage_open = True
+
+        def produced() -> None:  # this group's records are with the broker (or it failed)
+            nonlocal stage_open
+            if not stage_open:
+                return
+            stage_open = False
+            with self._lock:
+                self._producing = False
+                successor = self._promote()
+            if successor is not None:
+                successor.wake.set()
+
         try:
             if group:
-                self._run(group)
+                self._run(group, produced)
         finally:
+            produced()
             with self._lock:
                 for m in group:  # whatever happened, nobody is left waiting
                     if m.positions is None and m.error is None:
                         m.error = DependencyUnavailable("publish did not complete")
                     m.done = True
                 self.stats.requests += len(group)
-                successor = next((m for m in self._queue if not m.promoted), None)
-                if successor is not None:
-                    successor.promoted = True
-                else:
-                    self._active -= 1
+                self._active -= 1
+                successor = self._promote()
             for m in group:
                 m.wake.set()
             if successor is not None:
@@ -169,14 +199,15 @@ class GroupCommitter:
             records, size = records + len(head.records), size + head.size
         return group
 
-    def _run(self, group: list[_Member]) -> None:
+    def _run(self, group: list[_Member], produced: Callable[[], None] = lambda: None) -> None:
         try:
-            answers = self._transaction(group)
+            answers = self._transaction(group, produced)
         except SHARED_FAILURES as exc:
             for m in group:
                 m.error = exc
             return
         except Exception as exc:
+            produced()  # the retries below need not hold up the next group
             if len(group) == 1:
                 group[0].error = exc
                 return
@@ -191,12 +222,15 @@ class GroupCommitter:
         for m, positions in zip(group, answers, strict=True):
             m.positions = positions
 
-    def _transaction(self, group: list[_Member]) -> list[list[Position]]:
+    def _transaction(
+        self, group: list[_Member], produced: Callable[[], None] = lambda: None
+    ) -> list[list[Position]]:
         with self._lock:
             self.stats.groups += 1
         staged: list[list[Position]] = []
 
         def audit_first(positions: list[list[Position]]) -> None:
+            produced()  # the next group may start producing on another producer now
             # Durable before visible: if the audit log cannot take the events, the
             # transaction is aborted and every member gets 503 with nothing published.
             staged[:] = positions

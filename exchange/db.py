@@ -18,6 +18,7 @@ from alembic.config import Config
 from sqlalchemy import DateTime, Dialect, Engine, TypeDecorator, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError, StatementError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql import Executable
 
 from exchange.errors import DependencyUnavailable, InvalidInput
 
@@ -35,6 +36,7 @@ MIGRATION_DIRS = (
 
 
 _UNSTORABLE = (OverflowError, UnicodeEncodeError)
+SQLITE_POOL = 40  # connections kept to a SQLite file: AnyIO's default thread pool size
 
 
 class Base(DeclarativeBase):
@@ -70,6 +72,12 @@ def make_engine(url: str) -> Engine:
     kwargs: dict[str, Any] = {"pool_pre_ping": True, "hide_parameters": True}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        if ":memory:" not in url and url.rstrip("/") != "sqlite:":
+            # A file: no server to lose a connection to, so no ping (a SELECT 1 per checkout),
+            # and as many kept connections as the thread pool has threads (40): with the
+            # default 5, concurrent requests opened and closed one (open, WAL and pragmas)
+            # per checkout beyond the fifth.
+            kwargs |= {"pool_pre_ping": False, "pool_size": SQLITE_POOL, "max_overflow": 10}
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -130,6 +138,21 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def read_first(
+    factory: sessionmaker[Session], statement: Executable, params: dict[str, Any]
+) -> Any:
+    """The first row of a read-only ``statement`` (None if none), on a pooled connection of
+    the factory's engine without an ORM session: for checks made on every request, where the
+    session's own bookkeeping cost more than the query (~100 vs ~40 µs on SQLite). A database
+    failure is a 503, as in :func:`transaction`."""
+    engine: Engine = factory.kw["bind"]
+    try:
+        with engine.connect() as conn:
+            return conn.execute(statement, params).first()
+    except SQLAlchemyError as exc:
+        raise DependencyUnavailable("control-plane database unavailable") from exc
 
 
 def ping(engine: Engine) -> bool:

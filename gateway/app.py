@@ -35,7 +35,11 @@ from gateway.routes import (
     witness,
 )
 
+# Matched in this order, route by route: the publish route first, since it takes most of the
+# requests (a small publish behind 81 other routes spent ~10 % of its CPU matching them).
+# No other router's paths overlap /v1/topics.
 ROUTERS = (
+    topics.router,
     health.router,
     oauth.router,
     identity.router,
@@ -45,7 +49,6 @@ ROUTERS = (
     agreements.router,
     consents.router,
     keys.router,
-    topics.router,
     subscriptions.router,
     audit.router,
     federation.router,

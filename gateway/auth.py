@@ -17,7 +17,8 @@ from exchange.identity.tokens import InvalidToken, Principal
 from gateway.container import Services
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    # async: FastAPI runs a plain function dependency in its thread pool, a hop per request
     svc: Services = request.app.state.services
     return svc
 

@@ -6,6 +6,7 @@ algorithms (never ``none``, never HS*), ``iss``, ``aud``, ``exp``, ``nbf`` and `
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 import time
@@ -20,7 +21,7 @@ from sqlalchemy import bindparam, delete, exists, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from exchange import metrics
-from exchange.db import transaction
+from exchange.db import read_first, transaction
 from exchange.errors import DependencyUnavailable, ExchangeError
 from exchange.identity.models import ClientRow, PersonRow, RevokedTokenRow, SigningKeyRow
 from exchange.identity.service import Client
@@ -31,6 +32,7 @@ TOKEN_FORMAT = 1  # our claim "ver": bump when the claim set changes meaning
 LEEWAY_S = 30
 # Other gateway instances may rotate: each reloads the active and public keys this often.
 KEY_RELOAD_S = 5
+SIGNED_CACHE = 10_000  # tokens whose verified signature is remembered (see _signed_claims)
 
 
 # One prebuilt statement per request (on every authenticated call): ~5x cheaper than ORM gets.
@@ -102,6 +104,20 @@ class TokenService:
         self._public: KeySet | None = None
         self._public_loaded = 0.0
         self._revoked_cache: dict[str, float] = {}
+        # Tokens whose signature verified, by SHA-256 of the token: see _signed_claims.
+        self._signed: dict[bytes, tuple[KeySet, dict[str, Any]]] = {}
+        # Built once (it holds no state; "now" is read at each validation), not per request.
+        self._claims = jwt.JWTClaimsRegistry(
+            now=None,
+            leeway=self.leeway,
+            iss={"essential": True, "value": self.issuer},
+            aud={"essential": True, "value": self.audience},
+            exp={"essential": True},
+            jti={"essential": True},
+            sub={"essential": True},
+            client_id={"essential": True},
+            dept={"essential": True},
+        )
 
     # -- keys ----------------------------------------------------------------------------
     def ensure_signing_key(self) -> str:
@@ -225,26 +241,9 @@ class TokenService:
             raise
 
     def _verify(self, token: str) -> Principal:
+        claims = self._signed_claims(token)
         try:
-            decoded = jwt.decode(token, self._public_keys(), algorithms=ALGORITHMS)
-        except (JoseError, ValueError) as exc:
-            raise InvalidToken("token signature or format is invalid") from exc
-        header, claims = decoded.header, decoded.claims
-        if header.get("typ", "").lower() not in ("at+jwt", "application/at+jwt"):
-            raise InvalidToken("not an access token")
-        registry = jwt.JWTClaimsRegistry(
-            now=None,
-            leeway=self.leeway,
-            iss={"essential": True, "value": self.issuer},
-            aud={"essential": True, "value": self.audience},
-            exp={"essential": True},
-            jti={"essential": True},
-            sub={"essential": True},
-            client_id={"essential": True},
-            dept={"essential": True},
-        )
-        try:
-            registry.validate(claims)
+            self._claims.validate(claims)
         except JoseError as exc:
             raise InvalidToken(f"token rejected: {exc.error}") from exc
         person = claims.get("person") is True
@@ -263,6 +262,30 @@ class TokenService:
             subject=str(claims["sub"]) if person else "",
         )
 
+    def _signed_claims(self, token: str) -> dict[str, Any]:
+        """The claims of a token whose signature and type check out against the current key
+        set. The signature check (ECDSA, most of a request's token cost) is remembered per
+        exact token, by its SHA-256, until the key set is next reloaded (``key_reload``
+        seconds), so a retired key stops verifying as before; everything that can change
+        (expiry, not-before, revocation, a disabled client or person) is checked by the
+        caller on every request. Failures are never remembered."""
+        keys = self._public_keys()
+        digest = hashlib.sha256(token.encode()).digest()
+        hit = self._signed.get(digest)
+        if hit is not None and hit[0] is keys:
+            return hit[1]
+        try:
+            decoded = jwt.decode(token, keys, algorithms=ALGORITHMS)
+        except (JoseError, ValueError) as exc:
+            raise InvalidToken("token signature or format is invalid") from exc
+        header, claims = decoded.header, decoded.claims
+        if header.get("typ", "").lower() not in ("at+jwt", "application/at+jwt"):
+            raise InvalidToken("not an access token")
+        if len(self._signed) >= SIGNED_CACHE:
+            self._signed.clear()  # bounded; a token not seen since is verified afresh
+        self._signed[digest] = (keys, claims)
+        return claims
+
     def revoke(self, token: str) -> None:
         """RFC 7009: revoke a token we issued; unknown or invalid tokens are ignored."""
         try:
@@ -278,8 +301,7 @@ class TokenService:
 
     def _check_live(self, jti: str, client_id: str) -> None:
         """Revoked tokens and tokens of disabled (or removed) clients stop working at once."""
-        with transaction(self.sessions) as s:
-            row = s.execute(_LIVE, {"jti": jti, "client_id": client_id}).first()
+        row = read_first(self.sessions, _LIVE, {"jti": jti, "client_id": client_id})
         if row is None or row.disabled:
             raise InvalidToken("the token's client is disabled")
         if row.revoked:
@@ -288,8 +310,7 @@ class TokenService:
     def _check_person_live(self, jti: str, login: str, issued_at: int) -> None:
         """Tokens of disabled people, and those issued before the password last changed
         (to the second), stop working at once."""
-        with transaction(self.sessions) as s:
-            row = s.execute(_PERSON_LIVE, {"jti": jti, "login": login}).first()
+        row = read_first(self.sessions, _PERSON_LIVE, {"jti": jti, "login": login})
         if row is None or row.disabled:
             raise InvalidToken("the token's person is disabled")
         if row.password_changed_at is not None and issued_at < row.password_changed_at:

@@ -132,6 +132,10 @@ def _unquote(value: str) -> str:
     return unquote_to_bytes(value.encode("latin-1")).decode("utf-8")
 
 
+PREFIX = "/registry"
+_RAW_PREFIX = PREFIX.encode()
+
+
 class RegistryRoute(APIRoute):
     """Every route of this router: raw-path matching, media types, Confluent's errors."""
 
@@ -139,6 +143,8 @@ class RegistryRoute(APIRoute):
         raw = scope.get("raw_path")
         if scope.get("type") != "http" or not raw or scope.get("root_path"):
             return super().matches(scope)
+        if not raw.startswith(_RAW_PREFIX):  # not ours: no scope copy for every other request
+            return Match.NONE, {}
         # Match on the path as sent, so "%2F" inside a subject is not a separator.
         match, child = super().matches({**scope, "path": raw.decode("latin-1")})
         if match is Match.NONE:
@@ -353,7 +359,7 @@ class RegistryJSON(JSONResponse):
 
 
 router = APIRouter(
-    prefix="/registry",
+    prefix=PREFIX,
     tags=["registry"],
     route_class=RegistryRoute,
     default_response_class=RegistryJSON,  # documents the media type every answer carries

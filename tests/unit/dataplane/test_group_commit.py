@@ -101,9 +101,10 @@ def test_a_lone_request_commits_at_once_in_its_own_transaction() -> None:
     assert kafka.transactions == [["t"]] and len(sink.calls) == 1
 
 
-def test_queued_requests_share_one_transaction_and_one_audit_append() -> None:
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_queued_requests_share_one_transaction_and_one_audit_append(lanes: int) -> None:
     kafka, sink = GatedKafka(), RecordingSink()
-    committer = GroupCommitter(kafka, sink)
+    committer = GroupCommitter(kafka, sink, lanes=lanes)
     futures = grouped(kafka, committer, [("a", "t.x", 2), ("b", "t.y", 1), ("c", "t.x", 3)])
     assert kafka.transactions == [["t.first"], ["t.x", "t.y", "t.x"]]
     assert [o.offset for o in futures["a"].result()] == [0, 1]
@@ -116,19 +117,21 @@ def test_queued_requests_share_one_transaction_and_one_audit_append() -> None:
     assert committer.stats.groups == 2 and committer.stats.requests == 4
 
 
-def test_groups_are_bounded_by_records() -> None:
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_groups_are_bounded_by_records(lanes: int) -> None:
     kafka, sink = GatedKafka(), RecordingSink()
-    committer = GroupCommitter(kafka, sink, max_records=4)
+    committer = GroupCommitter(kafka, sink, max_records=4, lanes=lanes)
     grouped(kafka, committer, [("a", "t", 3), ("b", "t", 1), ("c", "t", 1), ("d", "t", 9)])
     # a+b fill a group; c goes next; d alone exceeds the bound and still goes (alone)
     assert [len(t) for t in kafka.transactions] == [1, 2, 1, 1]
     assert len(kafka.logs["t"]) == 14
 
 
-def test_a_bad_member_fails_alone_and_its_neighbours_commit() -> None:
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_a_bad_member_fails_alone_and_its_neighbours_commit(lanes: int) -> None:
     kafka, sink = GatedKafka(), RecordingSink()
     kafka.missing = {"t.gone"}
-    committer = GroupCommitter(kafka, sink)
+    committer = GroupCommitter(kafka, sink, lanes=lanes)
     futures = grouped(kafka, committer, [("a", "t", 1), ("bad", "t.gone", 1), ("c", "t", 2)])
     with pytest.raises(NotFound):
         futures["bad"].result()
@@ -139,9 +142,10 @@ def test_a_bad_member_fails_alone_and_its_neighbours_commit() -> None:
     assert [e.actor for e in sink.events("record.published")] == ["first", "a", "c"]
 
 
-def test_an_audit_outage_aborts_the_whole_group_and_nothing_is_visible() -> None:
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_an_audit_outage_aborts_the_whole_group_and_nothing_is_visible(lanes: int) -> None:
     kafka, sink = GatedKafka(), RecordingSink()
-    committer = GroupCommitter(kafka, sink)
+    committer = GroupCommitter(kafka, sink, lanes=lanes)
     sink.down = True
     futures = grouped(kafka, committer, [("a", "t", 1), ("b", "t", 1)])
     for f in futures.values():
@@ -151,9 +155,10 @@ def test_an_audit_outage_aborts_the_whole_group_and_nothing_is_visible() -> None
     assert len(kafka.transactions) == 2  # not retried one by one: no member is at fault
 
 
-def test_a_kafka_outage_fails_every_member_and_audits_the_abort_once() -> None:
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_a_kafka_outage_fails_every_member_and_audits_the_abort_once(lanes: int) -> None:
     kafka, sink = GatedKafka(), RecordingSink()
-    committer = GroupCommitter(kafka, sink)
+    committer = GroupCommitter(kafka, sink, lanes=lanes)
     kafka.fail_commit = True
     futures = grouped(kafka, committer, [("a", "t", 1), ("b", "t", 2)])
     for f in futures.values():
@@ -208,3 +213,154 @@ def test_many_threads_publishing_each_get_their_own_distinct_positions(
     published = sink.events("record.published")
     assert len(published) == 124
     assert len(sink.calls) == len(w.kafka.transactions) < 124  # one append per group
+
+
+# -- lanes: groups pipelined on several transactional producers -------------------------------
+
+
+class PipelinedKafka(FakeKafka):
+    """Transactions on several producers at once, as Kafka runs them: offsets are taken when
+    the records are produced, the records become visible at commit. ``hold_first_produce``
+    keeps the first transaction from producing until set. ``trail`` notes each record's
+    visibility, and the sink notes each audit append there, so tests can check the order."""
+
+    def __init__(self, trail: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.trail = trail
+        self.hold_first_produce: threading.Event | None = None
+
+    def publish_transaction(
+        self,
+        parts: Sequence[tuple[str, Sequence[OutRecord]]],
+        before_commit: Callable[[list[list[Position]]], None] | None = None,
+    ) -> list[list[Position]]:
+        with self._lock:
+            self.transactions.append([t for t, _ in parts])
+            first = len(self.transactions) == 1
+        if first and self.hold_first_produce is not None:
+            assert self.hold_first_produce.wait(10)
+        with self._lock:  # produce
+            for topic, _ in parts:
+                if topic in self.missing:
+                    raise NotFound(f"Kafka topic {topic} does not exist")
+            positions: list[list[Position]] = []
+            for topic, recs in parts:
+                base = self.next.get(topic, 0)
+                positions.append([Position(0, base + i) for i in range(len(recs))])
+                self.next[topic] = base + len(recs)
+        if before_commit is not None:
+            before_commit(positions)  # raising aborts: nothing visible, offsets used up
+        with self._lock:  # commit
+            for (topic, recs), ps in zip(parts, positions, strict=True):
+                self.logs.setdefault(topic, []).extend(recs)
+                self.at.setdefault(topic, []).extend(p.offset for p in ps)
+                self.trail += [("visible", r.key.decode()) for r in recs if r.key]
+        return positions
+
+
+class HeldSink(RecordingSink):
+    """Holds the first audit append until ``release`` is set."""
+
+    def __init__(self, trail: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.trail = trail
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def append_many(self, records: Sequence[AuditRecord]) -> None:
+        if not self.entered.is_set():
+            self.entered.set()
+            assert self.release.wait(10)
+        super().append_many(records)
+        self.trail += [("audited", r.actor) for r in records]
+
+
+def audited_before_visible(trail: list[tuple[str, str]]) -> bool:
+    """Every record ("<actor>-<i>") became visible after its request's audit event."""
+    audited: set[str] = set()
+    for what, name in trail:
+        if what == "audited":
+            audited.add(name)
+        elif name.rsplit("-", 1)[0] not in audited:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_with_two_lanes_a_group_commits_while_the_one_before_is_in_its_audit_append(
+    lanes: int,
+) -> None:
+    trail: list[tuple[str, str]] = []
+    kafka, sink = PipelinedKafka(trail), HeldSink(trail)
+    committer = GroupCommitter(kafka, sink, lanes=lanes)
+    pool = ThreadPoolExecutor(2)
+    a = pool.submit(committer.commit, "t", records("a", 1), event_for("a"))
+    assert sink.entered.wait(10)  # a's records are produced; its audit append is held
+    b = pool.submit(committer.commit, "t", records("b", 2), event_for("b"))
+    if lanes == 2:
+        assert [p.offset for p in b.result(timeout=10)] == [1, 2]  # a is still held
+        assert not a.done()
+    else:
+        time.sleep(0.2)
+        assert not b.done() and len(kafka.transactions) == 1  # b waits for a's whole cycle
+    sink.release.set()
+    assert [p.offset for p in a.result(timeout=10)] == [0]
+    assert [p.offset for p in b.result(timeout=10)] == [1, 2]
+    pool.shutdown()
+    assert audited_before_visible(trail) and len(trail) == 5
+    assert sorted(zip(kafka.at["t"], [r.key for r in kafka.logs["t"]], strict=True)) == [
+        (0, b"a-0"),
+        (1, b"b-0"),
+        (2, b"b-1"),
+    ]
+
+
+def test_with_lanes_the_next_group_forms_behind_the_one_producing() -> None:
+    """A free lane does not start a group while another is producing: followers accumulate
+    and go as one group once those records are produced (groups as large as with one lane)."""
+    trail: list[tuple[str, str]] = []
+    kafka, sink = PipelinedKafka(trail), RecordingSink()
+    kafka.hold_first_produce = threading.Event()
+    committer = GroupCommitter(kafka, sink, lanes=3)
+    pool = ThreadPoolExecutor(4)
+    first = pool.submit(committer.commit, "t", records("first", 1), event_for("first"))
+    deadline = time.monotonic() + 10
+    while not kafka.transactions:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    others = [pool.submit(committer.commit, "t", records(n, 1), event_for(n)) for n in "abc"]
+    while committer.waiting() < 3:
+        assert time.monotonic() < deadline, "followers never queued"
+        time.sleep(0.001)
+    time.sleep(0.1)
+    assert len(kafka.transactions) == 1
+    kafka.hold_first_produce.set()
+    assert [p.offset for p in first.result(timeout=10)] == [0]
+    assert sorted(f.result(timeout=10)[0].offset for f in others) == [1, 2, 3]
+    pool.shutdown()
+    assert kafka.transactions == [["t"], ["t", "t", "t"]]
+    assert [[e.actor for e in call] for call in sink.calls] == [["first"], ["a", "b", "c"]]
+
+
+def test_with_lanes_a_bad_request_fails_alone_while_another_group_is_held() -> None:
+    trail: list[tuple[str, str]] = []
+    kafka, sink = PipelinedKafka(trail), HeldSink(trail)
+    kafka.missing = {"t.gone"}
+    committer = GroupCommitter(kafka, sink, lanes=2)
+    pool = ThreadPoolExecutor(4)
+    held = pool.submit(committer.commit, "t", records("held", 1), event_for("held"))
+    assert sink.entered.wait(10)
+    good = pool.submit(committer.commit, "t", records("good", 1), event_for("good"))
+    bad = pool.submit(committer.commit, "t.gone", records("bad", 1), event_for("bad"))
+    later = pool.submit(committer.commit, "t", records("later", 2), event_for("later"))
+    with pytest.raises(NotFound):
+        bad.result(timeout=10)
+    assert len(good.result(timeout=10)) == 1 and len(later.result(timeout=10)) == 2
+    assert not held.done()
+    sink.release.set()
+    assert [p.offset for p in held.result(timeout=10)] == [0]
+    pool.shutdown()
+    assert audited_before_visible(trail)
+    assert sorted(e.actor for e in sink.events("record.published")) == ["good", "held", "later"]
+    assert sorted(kafka.at["t"]) == [0, 1, 2, 3]
+    assert committer.stats.requests == 4
