@@ -135,7 +135,8 @@ class Settings(BaseSettings):
         ge=1,
         le=4,
         description="Group commits in flight at once, each on its own transactional producer "
-        "(of 4): 2 overlaps the next group's produce with this one's audit append and commit.",
+        "(of 4): 2 overlaps the next group's produce with this one's audit append and commit. "
+        "One group produces at a time, so groups stay as large as with one lane.",
     )
     idempotency_resolve_after_s: float = Field(
         default=120.0,
