@@ -1,21 +1,30 @@
 """Fan-out: many concurrent SSE subscriptions on one gateway process receiving a steady
 stream. Reports delivered/expected, receipt latency and the gateway's peak RSS.
 
-All streams are opened from one asyncio httpx client (one connection each). The topic is
+All streams are opened from one asyncio event loop (one connection each). The topic is
 ``unconditional`` with public fields, so no agreement is needed per subscription; the
 subscriptions are created up front over HTTP (each one audited, as in production).
+
+The streams are read with a small asyncio protocol (:class:`SseReader`: HTTP/1.1 head,
+chunked body, SSE events, one JSON decode per record) rather than httpx: with 1,639 streams
+on 2 cores, httpx's per-read machinery cost the bench client more CPU than the gateway spent
+serving the streams, so the measure was partly of the client. Receipt time is taken as
+before, when the event's bytes are read from the socket. ``EXCHANGE_BENCH_FANOUT_CLIENT=httpx``
+runs the old client for comparison.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
@@ -26,6 +35,7 @@ from bench.report import measure, percentile
 
 FULL_SUBSCRIPTIONS = 1_639
 RSS_GOAL_MIB = 1024
+CLIENT = os.environ.get("EXCHANGE_BENCH_FANOUT_CLIENT", "raw")  # or "httpx"
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,56 @@ class RssSampler(threading.Thread):
             self.peak = max(self.peak, self.sample())
 
 
+class LoopLag:
+    """How late this client's event loop runs a 10 ms timer: when the one asyncio client is
+    itself the bottleneck, records wait in its socket buffers and this lag shows it."""
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            t = time.monotonic()
+            await asyncio.sleep(0.01)
+            self.lags.append((time.monotonic() - t - 0.01) * 1000)
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> dict[str, float]:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        lags = self.lags or [float("nan")]
+        return {"p50": percentile(lags, 50), "p99": percentile(lags, 99), "max": max(lags)}
+
+
+class _Cpu:
+    """CPU time (user + system) of this bench process and of the gateway from now on, as a
+    share of one core over the wall time: a client near 100 % measures itself."""
+
+    def __init__(self, gateway: psutil.Process) -> None:
+        self.me, self.gateway = psutil.Process(), gateway
+        self.t0 = time.monotonic()
+        self.c0, self.g0 = self._cpu(self.me), self._cpu(gateway)
+
+    @staticmethod
+    def _cpu(p: psutil.Process) -> float:
+        t = p.cpu_times()
+        return float(t.user + t.system)
+
+    def shares(self) -> dict[str, float]:
+        wall = max(time.monotonic() - self.t0, 1e-9)
+        client, gateway = self._cpu(self.me) - self.c0, self._cpu(self.gateway) - self.g0
+        return {
+            "client": client / wall,
+            "gateway": gateway / wall,
+            "client_s": client,
+            "gateway_s": gateway,
+        }
+
+
 async def _stream(http: httpx.AsyncClient, sub: str, token: str, tally: Tally) -> None:
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
     try:
@@ -88,6 +148,87 @@ async def _stream(http: httpx.AsyncClient, sub: str, token: str, tally: Tally) -
                         tally.latencies.append((at - value["sent_us"]) / 1000)
     except httpx.HTTPError as exc:
         tally.errors.append(type(exc).__name__)
+
+
+class SseReader(asyncio.Protocol):
+    """One SSE stream on a raw connection: the response head, then the chunked body, split
+    into events; each ``data:`` line decoded as JSON, its ``value.sent_us`` timed."""
+
+    def __init__(self, request: bytes, tally: Tally) -> None:
+        self.request, self.tally = request, tally
+        self.head_done = False
+        self.buf = b""  # undecoded transfer bytes
+        self.text = b""  # dechunked body not yet split into events
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def _fail(self, why: str) -> None:
+        self.tally.errors.append(why)
+        if self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        at = world.now_us()  # everything in this read arrived together
+        self.buf += data
+        if not self.head_done:
+            head, sep, rest = self.buf.partition(b"\r\n\r\n")
+            if not sep:
+                return
+            status = head.split(b" ", 2)[1]
+            if status != b"200":
+                return self._fail(status.decode())
+            if b"transfer-encoding: chunked" not in head.lower():
+                return self._fail("not chunked")
+            self.head_done, self.buf = True, rest
+            self.tally.connected += 1
+        while True:  # dechunk what is complete
+            size_line, sep, rest = self.buf.partition(b"\r\n")
+            if not sep:
+                break
+            size = int(size_line.split(b";")[0], 16)
+            if len(rest) < size + 2:
+                break
+            self.text += rest[:size]
+            self.buf = rest[size + 2 :]
+            if size == 0:
+                return self._fail("stream ended")
+        *events, self.text = self.text.split(b"\n\n")
+        for event in events:
+            for line in event.split(b"\n"):
+                if line.startswith(b"data:"):
+                    value = json.loads(line[5:]).get("value", {})
+                    if "sent_us" in value:
+                        self.tally.received += 1
+                        self.tally.latencies.append((at - value["sent_us"]) / 1000)
+
+
+async def _raw_stream(url: str, sub: str, token: str, tally: Tally) -> None:
+    host, port = urlsplit(url).hostname or "127.0.0.1", urlsplit(url).port or 80
+    request = (
+        f"GET /v1/subscriptions/{sub}/stream HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+    ).encode()
+    loop = asyncio.get_running_loop()
+    try:
+        transport, proto = await loop.create_connection(
+            lambda: SseReader(request, tally), host, port
+        )
+    except OSError as exc:
+        tally.errors.append(type(exc).__name__)
+        return
+    try:
+        await proto.closed
+    finally:
+        transport.close()
 
 
 def _publish(b: Bench, t: world.Tenant, s: Scale) -> int:
@@ -122,19 +263,35 @@ async def _fanout(b: Bench, t: world.Tenant, subs: list[str], s: Scale) -> dict[
     sampler.start()
     timeout = httpx.Timeout(60, read=None)
     async with httpx.AsyncClient(base_url=b.gateway.url, limits=limits, timeout=timeout) as http:
-        tasks = [asyncio.create_task(_stream(http, sub, token, tally)) for sub in subs]
+        if CLIENT == "httpx":
+            streams = [_stream(http, sub, token, tally) for sub in subs]
+        else:
+            streams = [_raw_stream(b.gateway.url, sub, token, tally) for sub in subs]
+        tasks = [asyncio.create_task(c) for c in streams]
         deadline = time.monotonic() + 120
         while tally.connected + len(tally.errors) < len(subs) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         connected_rss = sampler.sample()
         started = _phase(f"{tally.connected} streams connected", started)
+        cpu = _Cpu(sampler.proc)
+        lag = LoopLag()
+        lag.start()
         sent = await asyncio.to_thread(_publish, b, t, s)
         started = _phase(f"{sent} records published", started)
         expected = sent * len(subs)
         deadline = time.monotonic() + 60
         while tally.received < expected and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-        _phase(f"{tally.received} deliveries received", started)
+        busy = cpu.shares()
+        per = max(tally.received, 1) / 1e6  # CPU µs per delivery received
+        busy |= {"client_us": busy["client_s"] / per, "gateway_us": busy["gateway_s"] / per}
+        client_lag = await lag.stop()
+        _phase(
+            f"{tally.received} deliveries received; CPU busy while publishing and draining: "
+            f"bench client {busy['client']:.0%}, gateway {busy['gateway']:.0%} of one core; "
+            f"client loop lag p50 {client_lag['p50']:.0f} / p99 {client_lag['p99']:.0f} ms",
+            started,
+        )
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -147,6 +304,8 @@ async def _fanout(b: Bench, t: world.Tenant, subs: list[str], s: Scale) -> dict[
         "idle_rss": idle_rss,
         "connected_rss": connected_rss,
         "peak_rss": sampler.peak,
+        "cpu": busy,
+        "client_lag": client_lag,
     }
 
 
@@ -181,11 +340,16 @@ def run(b: Bench) -> list[dict[str, Any]]:
             got["expected"],
             f"all delivered (1.0), RSS <= {RSS_GOAL_MIB} MiB",
             note=f"{len(subs)} SSE streams ({tally.connected} connected, "
-            f"{len(tally.errors)} failed), {got['sent']} records published in {s.seconds:.0f}s "
+            f"{len(tally.errors)} failed; {CLIENT} client), {got['sent']} records published "
+            f"in {s.seconds:.0f}s "
             f"(schedule {s.rate}/s); "
             f"p50 {p50:.0f} / p99 {p99:.0f} / max {max(lat):.0f} ms; gateway RSS idle "
             f"{got['idle_rss']:.0f}, connected {got['connected_rss']:.0f}, "
-            f"peak {got['peak_rss']:.0f} MiB",
+            f"peak {got['peak_rss']:.0f} MiB; CPU while publishing: bench client "
+            f"{got['cpu']['client']:.0%}, gateway {got['cpu']['gateway']:.0%} of a core "
+            f"({got['cpu']['client_us']:.0f} / {got['cpu']['gateway_us']:.0f} µs a delivery); "
+            f"client event-loop lag p50 {got['client_lag']['p50']:.0f} / p99 "
+            f"{got['client_lag']['p99']:.0f} ms",
             subscriptions=len(subs),
             p50_ms=round(p50, 1),
             p99_ms=round(p99, 1),
@@ -193,6 +357,11 @@ def run(b: Bench) -> list[dict[str, Any]]:
             rss_peak_mib=round(got["peak_rss"], 1),
             rss_idle_mib=round(got["idle_rss"], 1),
             stream_errors=tally.errors[:5],
+            client_cpu_share=round(got["cpu"]["client"], 3),
+            client_cpu_us_per_delivery=round(got["cpu"]["client_us"], 1),
+            gateway_cpu_us_per_delivery=round(got["cpu"]["gateway_us"], 1),
+            gateway_cpu_share=round(got["cpu"]["gateway"], 3),
+            client_loop_lag_p99_ms=round(got["client_lag"]["p99"], 1),
         ),
         measure(
             "fanout_rss_mib",

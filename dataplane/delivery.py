@@ -117,13 +117,13 @@ class Deliverer:
         return self._local
 
     # -- access --------------------------------------------------------------------------
-    def access(self, sub: Subscription) -> Access:
-        """Catalog entry and current grant, re-read at most every GRANT_TTL_S seconds."""
+    def access(self, sub: Subscription, max_age: float = GRANT_TTL_S) -> Access:
+        """Catalog entry and current grant, re-read when older than ``max_age`` seconds."""
         key = (sub.consumer, sub.topic)
         now = time.monotonic()
         with self._lock:
             cached = self._access.get(key)
-        if cached is not None and now - cached.checked_at < GRANT_TTL_S:
+        if cached is not None and now - cached.checked_at < max_age:
             return cached
         src = self.sources(sub)
         entry = src.catalog.get(sub.topic)
@@ -148,6 +148,12 @@ class Deliverer:
         with self._lock:
             self._verdicts[key] = (acc.checked_at, verdict)
         return verdict
+
+    def verdict(self, sub: Subscription, max_age: float = GRANT_TTL_S) -> bool:
+        """May ``sub`` receive at least one field now (the grant re-read if older than
+        ``max_age``)? Refreshes what :meth:`allowed_now` answers from; audits nothing
+        (:meth:`ensure_allowed` does)."""
+        return self._open_to(sub, self.access(sub, max_age))
 
     def allowed_now(self, sub: Subscription) -> bool | None:
         """The cached verdict if it is fresh (no I/O, safe on the event loop), else None."""

@@ -7,6 +7,11 @@ this is the difference between one render per batch and 1,639.
 
 Joining is race-free because everything below runs on the event loop: a member learns the
 position from which the group will push to it (``live_from``) and catches up to it on its own.
+
+A member waits on its queue with no timer of its own: the group's ticker puts a ``None`` (a
+tick) in the queue of each idle member whose re-check is due (``Member.due``), so 1,639
+waiting streams cost one loop over the members every ``TICK_S``, not 1,639 timers set and
+cancelled for every batch.
 """
 
 from __future__ import annotations
@@ -14,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from dataplane.cursor import Offsets
-from dataplane.delivery import Deliverer
+from dataplane.delivery import GRANT_TTL_S, Deliverer
 from dataplane.hub import HubRegistry
 from dataplane.store import Subscription
 from exchange.errors import ExchangeError
@@ -26,6 +32,10 @@ from exchange.kafka.port import InRecord
 
 log = logging.getLogger(__name__)
 GroupKey = tuple[str, str, str, frozenset[str] | None]
+TICK_S = 0.1  # how late past its due time a waiting member is woken at most
+# The group re-reads its grant ahead of the cache's expiry (GRANT_TTL_S), so its members'
+# once-a-second re-checks find a fresh answer instead of all waiting on one refresh.
+REFRESH_AHEAD_S = GRANT_TTL_S / 2
 
 
 @dataclass(frozen=True)
@@ -36,15 +46,23 @@ class LiveBatch:
 
 @dataclass(eq=False)
 class Member:
+    """One stream in a group: live batches, or ``None`` (a tick: time to re-check), queued."""
+
     sub_id: str
-    queue: asyncio.Queue[LiveBatch] = field(default_factory=lambda: asyncio.Queue(256))
+    queue: asyncio.Queue[LiveBatch | None] = field(default_factory=lambda: asyncio.Queue(256))
     overflowed: bool = False
+    due: float = 0.0  # monotonic time by which the stream wants a wake-up even if idle
 
     def offer(self, batch: LiveBatch) -> None:
         try:
             self.queue.put_nowait(batch)
         except asyncio.QueueFull:
             self.overflowed = True
+
+    def wake(self) -> None:
+        """A tick, unless something is queued already (then the stream wakes anyway)."""
+        if self.queue.empty():
+            self.queue.put_nowait(None)
 
 
 class Group:
@@ -61,10 +79,12 @@ class Group:
         self.feed, self.position = hub.subscribe()
         self.inflight_end: Offsets | None = None
         self.members: dict[Member, None] = {}
-        self.task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self.task = loop.create_task(self._run())
+        self.ticker = loop.create_task(self._tick())
 
     def join(self, sub_id: str) -> tuple[Member, Offsets]:
-        member = Member(sub_id)
+        member = Member(sub_id, due=time.monotonic())
         self.members[member] = None
         return member, dict(self.inflight_end or self.position)
 
@@ -72,6 +92,7 @@ class Group:
         self.members.pop(member, None)
         if not self.members:
             self.task.cancel()
+            self.ticker.cancel()
             self.hub.unsubscribe(self.feed)
             self.registry.groups.pop(self.key, None)
 
@@ -119,6 +140,28 @@ class Group:
     def _drop_members(self) -> None:
         for m in list(self.members):
             m.overflowed = True
+            m.wake()  # a waiting member leaves at once to catch up on its own
+
+    async def _tick(self) -> None:
+        refreshing: asyncio.Future[None] | None = None
+        refreshed = 0.0
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = time.monotonic()
+            if now - refreshed >= REFRESH_AHEAD_S / 2 and (refreshing is None or refreshing.done()):
+                refreshed = now
+                refreshing = asyncio.ensure_future(asyncio.to_thread(self._refresh_grant))
+            for m in list(self.members):
+                if m.due <= now:
+                    m.wake()
+
+    def _refresh_grant(self) -> None:
+        """Keep the grant cache fresh (worker thread). A failure here changes nothing: each
+        member still re-checks, and fails closed, on its own."""
+        try:
+            self.registry.deliverer.verdict(self.sub, max_age=REFRESH_AHEAD_S)
+        except ExchangeError as exc:
+            log.info("grant refresh for %s failed: %s", self.key[2], exc.code)
 
 
 def _json(item: dict[str, Any]) -> str:

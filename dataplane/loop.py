@@ -31,11 +31,38 @@ class Step:
     next_offsets: Offsets  # where the next step starts
 
 
+CheckKey = tuple[int, str, str, frozenset[str] | None]  # (event loop, dept, topic, fields)
+
+
 class DeliveryLoop:
     def __init__(self, deliverer: Deliverer, readers: ReaderPool) -> None:
         self.deliverer = deliverer
         self.readers = readers
         self._lag_measured: dict[str, float] = {}  # subscription -> monotonic time
+        self._refreshing: dict[CheckKey, asyncio.Future[bool]] = {}
+
+    async def check(self, sub: Subscription, client_id: str) -> None:
+        """Raise :class:`~exchange.errors.Forbidden` (audited) unless the agreement still
+        allows ``sub``. A fresh cached "yes" costs nothing; when it is stale, one refresh per
+        (department, topic, fields) runs at a time however many streams ask — 1,639 streams
+        re-checking every second all found the cache stale at once and each took a worker
+        thread and the grant queries. A refusal is still decided and audited per stream."""
+        verdict = self.deliverer.allowed_now(sub)
+        if verdict:
+            return
+        if verdict is None:
+            loop = asyncio.get_running_loop()
+            key: CheckKey = (id(loop), sub.consumer, sub.topic, sub.fields)
+            pending = self._refreshing.get(key)
+            if pending is None:
+                pending = loop.create_task(asyncio.to_thread(self.deliverer.verdict, sub))
+                self._refreshing[key] = pending
+                pending.add_done_callback(lambda _: self._refreshing.pop(key, None))
+            # Shielded: one stream going away must not cancel the others' refresh.
+            verdict = await asyncio.shield(pending)
+            if verdict:
+                return
+        await asyncio.to_thread(self.deliverer.ensure_allowed, sub, client_id)
 
     async def step(
         self,
@@ -50,8 +77,7 @@ class DeliveryLoop:
     ) -> Step:
         """One turn: refuse unless the agreement still allows the subscription, read what is
         committed from ``start`` (waiting up to ``wait_ms``), render and audit it."""
-        if not self.deliverer.allowed_now(sub):  # a fresh cached "yes" needs no thread hop
-            await asyncio.to_thread(self.deliverer.ensure_allowed, sub, client_id)
+        await self.check(sub, client_id)
         with tracing.span("delivery.read", topic=sub.topic, channel=channel):
             page = await asyncio.to_thread(
                 self.readers.read,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import orjson
@@ -324,36 +324,38 @@ async def stream(
     await run_in_threadpool(svc.deliverer.ensure_allowed, sub, who.client_id)
     release = svc.streams.acquire(who.client_id)  # 429 beyond the per-client cap
     return HeldStream(
-        _events(svc, sub, who, start, request),
+        _events(svc, sub, who, start),
         release=release,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 
-def _page_events(step: Step, pos: Offsets, key: bytes, sub_id: str) -> list[bytes]:
-    """A catch-up page as events, each with the cursor after it (advances ``pos``)."""
+def _page_events(step: Step, pos: Offsets, sign: cursors.Signer) -> bytes:
+    """A catch-up page as events, each with the cursor after it, one chunk (advances ``pos``)."""
     by_offset = {(r["partition"], r["offset"]): r for r in step.rendered.records}
     out = []
     for r in step.records:
         pos[r.partition] = max(pos.get(r.partition, 0), r.offset + 1)
         rec = by_offset.get((r.partition, r.offset))
         if rec is not None:
-            out.append(_sse("record", rec, cursors.encode(key, sub_id, pos)))
-    return out
+            out.append(_sse("record", rec, sign.encode(pos)))
+    return b"".join(out)
 
 
-def _live_events(live: LiveBatch, pos: Offsets, key: bytes, sub_id: str) -> list[bytes]:
-    """A live batch (rendered once for the group) as this stream's events (advances ``pos``)."""
+def _live_events(live: Sequence[LiveBatch], pos: Offsets, sign: cursors.Signer) -> bytes:
+    """Live batches (rendered once for the group) as this stream's events, one chunk: one
+    write through the ASGI stack per wake-up, not one per event (advances ``pos``)."""
     out = []
-    for r in live.records:
-        if r.offset < pos.get(r.partition, 0):
-            continue
-        pos[r.partition] = r.offset + 1
-        item = live.items.get((r.partition, r.offset))
-        if item is not None:
-            out.append(_sse_raw("record", item, cursors.encode(key, sub_id, pos)))
-    return out
+    for batch in live:
+        for r in batch.records:
+            if r.offset < pos.get(r.partition, 0):
+                continue
+            pos[r.partition] = r.offset + 1
+            item = batch.items.get((r.partition, r.offset))
+            if item is not None:
+                out.append(_sse_raw("record", item, sign.encode(pos)))
+    return b"".join(out)
 
 
 def _sse(event: str, data: Any, event_id: str | None = None) -> bytes:
@@ -366,19 +368,17 @@ def _sse_raw(event: str, data: str, event_id: str | None = None) -> bytes:
 
 
 async def _events(
-    svc: Services, sub: Subscription, who: Principal, start: Offsets, request: Request
+    svc: Services, sub: Subscription, who: Principal, start: Offsets
 ) -> AsyncIterator[bytes]:
-    deliverer, groups = svc.deliverer, svc.groups
-    key = _cursor_key(svc)
+    groups = svc.groups
+    sign = cursors.Signer(_cursor_key(svc), sub.id)
     pos = dict(start)
     last_check = last_send = time.monotonic()
     yield b": connected\n\n"
 
     async def allowed() -> bool:
-        if deliverer.allowed_now(sub):  # fresh cached "yes": no thread hop, no I/O
-            return True
-        try:
-            await run_in_threadpool(deliverer.ensure_allowed, sub, who.client_id)
+        try:  # a fresh cached "yes" costs nothing; a stale one is refreshed once for many
+            await svc.delivery.check(sub, who.client_id)
             return True
         except ExchangeError:
             return False
@@ -402,35 +402,40 @@ async def _events(
                             wait_ms=200,
                             until=live_from,
                         )
-                        events = await asyncio.to_thread(_page_events, step, pos, key, sub.id)
-                    for event in events:
-                        yield event
+                        chunk = await asyncio.to_thread(_page_events, step, pos, sign)
+                    if chunk:
+                        yield chunk
                     pos = {**pos, **step.next_offsets}
                     last_check = last_send = time.monotonic()
+                queue = member.queue
                 while not member.overflowed:
-                    if await request.is_disconnected():
-                        return
                     now = time.monotonic()
                     if now - last_check >= RECHECK_S:
+                        # No request.is_disconnected() here: the response already ends the
+                        # stream when the client goes (Starlette listens for the disconnect).
                         if not await allowed():
                             yield _sse("revoked", {"subscription": sub.id})
                             return
-                        last_check = now
+                        last_check = now = time.monotonic()
                     if now - last_send >= KEEPALIVE_S:
                         yield b": keep-alive\n\n"
                         last_send = now
-                    try:
-                        live = await asyncio.wait_for(member.queue.get(), timeout=RECHECK_S)
-                    except TimeoutError:
+                    # Woken by a live batch or, when idle, by the group's tick once due.
+                    member.due = last_check + RECHECK_S
+                    live = [await queue.get()]
+                    while not queue.empty():  # fell behind: everything queued in one write
+                        live.append(queue.get_nowait())
+                    batches = [b for b in live if b is not None]
+                    if not batches:
                         continue
-                    if len(live.records) > INLINE_RECORDS:  # a burst: encode it off the loop
-                        async with svc.streams.work(who.client_id):
-                            events = await asyncio.to_thread(_live_events, live, pos, key, sub.id)
+                    if sum(len(b.records) for b in batches) > INLINE_RECORDS:
+                        async with svc.streams.work(who.client_id):  # a burst: off the loop
+                            chunk = await asyncio.to_thread(_live_events, batches, pos, sign)
                     else:
-                        events = _live_events(live, pos, key, sub.id)
-                    for event in events:
-                        yield event
-                    last_send = time.monotonic()
+                        chunk = _live_events(batches, pos, sign)
+                    if chunk:
+                        yield chunk
+                        last_send = time.monotonic()
             finally:
                 group.leave(member)
     except ExchangeError as exc:

@@ -130,6 +130,9 @@ class FakeReader:
     def seek(self, offsets: dict[int, int]) -> None:
         self.pos = offsets.get(0, 0)
 
+    def seek_to_end(self) -> None:
+        self.pos = self.stable_end()
+
     def positions(self) -> dict[int, int]:
         return {0: self.pos}
 
@@ -138,6 +141,8 @@ class FakeReader:
         out = [r for r in self.kafka.read(self.topic) if self.pos <= r.offset < end]
         out = out[:max_records]
         self.pos = out[-1].offset + 1 if len(out) == max_records else end
+        if not out and timeout_ms > 0:
+            time.sleep(0.005)  # a real poll waits for records: no busy loop in a tailing thread
         return out
 
     def close(self) -> None:
