@@ -143,25 +143,13 @@ class Group:
             m.wake()  # a waiting member leaves at once to catch up on its own
 
     async def _tick(self) -> None:
-        refreshing: asyncio.Future[None] | None = None
-        refreshed = 0.0
         while True:
             await asyncio.sleep(TICK_S)
             now = time.monotonic()
-            if now - refreshed >= REFRESH_AHEAD_S / 2 and (refreshing is None or refreshing.done()):
-                refreshed = now
-                refreshing = asyncio.ensure_future(asyncio.to_thread(self._refresh_grant))
+            self.registry.refresh_ahead(self.sub, now)
             for m in list(self.members):
                 if m.due <= now:
                     m.wake()
-
-    def _refresh_grant(self) -> None:
-        """Keep the grant cache fresh (worker thread). A failure here changes nothing: each
-        member still re-checks, and fails closed, on its own."""
-        try:
-            self.registry.deliverer.verdict(self.sub, max_age=REFRESH_AHEAD_S)
-        except ExchangeError as exc:
-            log.info("grant refresh for %s failed: %s", self.key[2], exc.code)
 
 
 def _json(item: dict[str, Any]) -> str:
@@ -173,6 +161,29 @@ class GroupRegistry:
         self.hubs = hubs
         self.deliverer = deliverer
         self.groups: dict[GroupKey, Group] = {}
+        # Per verdict (department, topic, fields), not per group: the groups of many clients
+        # with the same view share one re-read.
+        self._refreshed: dict[tuple[str, str, frozenset[str] | None], float] = {}
+        self._refreshing: set[asyncio.Future[None]] = set()
+
+    def refresh_ahead(self, sub: Subscription, now: float) -> None:
+        """Re-read ``sub``'s grant in a worker thread if it is older than REFRESH_AHEAD_S
+        (asked every REFRESH_AHEAD_S / 2 at most)."""
+        key = (sub.consumer, sub.topic, sub.fields)
+        if now - self._refreshed.get(key, 0.0) < REFRESH_AHEAD_S / 2:
+            return
+        self._refreshed[key] = now
+        task = asyncio.ensure_future(asyncio.to_thread(self._refresh, sub))
+        self._refreshing.add(task)  # a reference until done: the loop keeps only a weak one
+        task.add_done_callback(self._refreshing.discard)
+
+    def _refresh(self, sub: Subscription) -> None:
+        """A failure here changes nothing: each member still re-checks, and fails closed,
+        on its own."""
+        try:
+            self.deliverer.verdict(sub, max_age=REFRESH_AHEAD_S)
+        except Exception as exc:
+            log.info("grant refresh for %s failed: %s", sub.topic, type(exc).__name__)
 
     async def join(self, sub: Subscription, client_id: str) -> tuple[Group, Member, Offsets]:
         key: GroupKey = (sub.consumer, client_id, sub.topic, sub.fields)

@@ -374,7 +374,7 @@ async def _events(
     sign = cursors.Signer(_cursor_key(svc), sub.id)
     pos = dict(start)
     last_check = last_send = time.monotonic()
-    yield b": connected\n\n"
+    connected = False
 
     async def allowed() -> bool:
         try:  # a fresh cached "yes" costs nothing; a stale one is refreshed once for many
@@ -387,6 +387,9 @@ async def _events(
         while True:
             group, member, live_from = await groups.join(sub, who.client_id)
             try:
+                if not connected:  # said once the stream follows the topic's live feed
+                    connected = True
+                    yield b": connected\n\n"
                 # Catch up to where the group's live pushes start, then follow them.
                 while any(pos.get(p, 0) < o for p, o in live_from.items()):
                     if not await allowed():

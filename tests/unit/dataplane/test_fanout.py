@@ -217,3 +217,27 @@ def test_a_group_keeps_the_grant_fresh_for_its_members(w: World) -> None:
     finally:
         hubs.close()
     assert counting.reads >= 3  # the first check, then at least every GRANT_TTL_S
+
+
+def test_groups_of_many_clients_with_one_view_share_the_grant_re_read(w: World) -> None:
+    topic = _topic(w)
+    deliverer, counting = _counting(w)
+    one = subscription("civil", topic)
+    other = replace(one, id="sub-2", client_id="c3")  # another client, the same view
+    deliverer.ensure_allowed(one, "c2")
+    hubs = HubRegistry(w.kafka)
+
+    async def main() -> None:
+        groups = GroupRegistry(hubs, deliverer)
+        await asyncio.sleep(0.6)  # the cached grant is now older than REFRESH_AHEAD_S
+        now = time.monotonic()
+        groups.refresh_ahead(one, now)
+        groups.refresh_ahead(other, now)
+        await asyncio.gather(*list(groups._refreshing))
+
+    try:
+        asyncio.run(main())
+    finally:
+        hubs.close()
+    assert counting.reads == 2  # the first check, then one re-read for both clients' groups
+    assert deliverer.allowed_now(other) is True
