@@ -14,6 +14,31 @@ under the head lock, reads the topic past the offset the head last recorded and 
 log's messages that continue the chain (:mod:`audit.reconcile`); the indexes are never handed
 out twice and both ``verify --source kafka`` and ``--source db`` keep passing. In the common
 case that costs one offsets query per batch.
+
+**The index commit does not wait for the disk when Kafka backs the log.** Kafka's acks=all
+write is the durable record (an event is acknowledged only after it), and a lost index commit
+is exactly the crash case above: the next writer adopts the batch from the topic. So the
+appending transaction commits without its own flush: on SQLite through sessions of its own
+whose connections run ``PRAGMA synchronous=NORMAL`` (WAL: no fsync per commit; the WAL is
+synced at checkpoints and by the next ``FULL`` commit of any other connection, which syncs
+everything written before it), on PostgreSQL with ``SET LOCAL synchronous_commit = off``
+(flushed by the WAL writer within a few hundred milliseconds, or by the next synchronous
+commit of anyone). Only a machine crash (power loss, kernel panic) can lose such a commit,
+never a process crash, and never a commit that an index write made after it (a checkpoint,
+a witness cosignature, a control-plane change) already covers: both databases flush their log
+in order. Other writers of the same database (checkpoint signing, witnessing, control-plane
+writes) keep full durability, and so does an index-only log (no Kafka: offline tools), whose
+index is the only copy. This makes Kafka's own durability the log's: with a one-node broker on
+the same machine a power loss can lose what its page cache held (as for every published
+record); production runs a replicated cluster (``min.insync.replicas`` ≥ 2).
+
+After a machine crash the index may therefore end a few batches short of the topic. A
+Kafka-backed log catches up when it opens (:func:`audit.factory.open_log`: the gateway's
+``system.started`` append, or :meth:`AuditLog.catch_up`), before the gateway serves a query.
+A reader of the index alone (``verify --offline --source db``, ``exchange audit prune``)
+sees it as the crash left it — consistent (the lost commits took their head update with
+them), only shorter — until a Kafka-backed process opens the log; ``--source kafka`` sees
+every acknowledged event.
 """
 
 from __future__ import annotations
@@ -25,10 +50,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
-from sqlalchemy import Table, insert, update
+from sqlalchemy import Table, insert, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from audit.database import append_sessions
 from audit.events import AuditEvent, now_ts, record_entry
 from audit.keys import SubjectHasher
 from audit.merkle import Hasher
@@ -144,6 +170,11 @@ class AuditLog:
     ) -> None:
         self.sessions, self.bus, self.h = sessions, bus, h
         self.subjects, self.clock = subjects, clock
+        # The appending transaction's sessions: relaxed durability only when Kafka holds the
+        # durable copy (module docstring); an index-only log's index is the only copy.
+        self.append_sessions, self._async_commit = (
+            append_sessions(sessions) if bus.kafka is not None else (sessions, False)
+        )
         self._queue: list[_Pending] = []
         self._lock = threading.Lock()
         self._writing = False
@@ -152,9 +183,18 @@ class AuditLog:
         self.append_many([record])
 
     def append_many(self, records: Sequence[AuditRecord]) -> None:
-        if not records:
-            return
-        mine = _Pending(list(records))
+        if records:
+            self._submit(list(records))
+
+    def catch_up(self) -> None:
+        """Adopt now what Kafka holds of this log beyond the index (at start-up: after a
+        machine crash the index may have lost its last commits; see the module docstring).
+        Raises :class:`DependencyUnavailable` like an append."""
+        if self.bus.kafka is not None:
+            self._submit([])
+
+    def _submit(self, records: list[AuditRecord]) -> None:
+        mine = _Pending(records)
         with self._lock:
             self._queue.append(mine)
             lead, self._writing = not self._writing, True
@@ -194,9 +234,13 @@ class AuditLog:
             return exc
 
     def _write(self, records: list[AuditRecord]) -> None:
-        with transaction(self.sessions) as s:
+        with transaction(self.append_sessions) as s:
+            if self._async_commit:  # PostgreSQL; ends with this transaction
+                s.execute(text("SET LOCAL synchronous_commit = off"))
             head = self._lock_head(s)
             self._catch_up(s, head)
+            if not records:
+                return
             ts, prev, size = self.clock(), head.last_hash, head.size
             leaf_of, keyed = self.h.leaf, self.subjects
             entries: list[tuple[int, bytes]] = []
