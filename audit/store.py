@@ -47,6 +47,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -178,6 +179,7 @@ class AuditLog:
         self._queue: list[_Pending] = []
         self._lock = threading.Lock()
         self._writing = False
+        self._helper: ThreadPoolExecutor | None = None
 
     def append(self, record: AuditRecord) -> None:
         self.append_many([record])
@@ -238,34 +240,17 @@ class AuditLog:
             if self._async_commit:  # PostgreSQL; ends with this transaction
                 s.execute(text("SET LOCAL synchronous_commit = off"))
             head = self._lock_head(s)
-            self._catch_up(s, head)
+            # Kafka's end is asked (a round trip) while the batch is encoded for the head as
+            # the index has it; if the topic holds more of this log, those events are adopted
+            # first and the batch is encoded again after them.
+            end = self._ask_end()
+            ts = self.clock()
+            batch = self._encode(records, head.size, head.last_hash, ts)
+            if self._catch_up(s, head, None if end is None else end.result()):
+                batch = self._encode(records, head.size, head.last_hash, ts)
             if not records:
                 return
-            ts, prev, size = self.clock(), head.last_hash, head.size
-            leaf_of, keyed = self.h.leaf, self.subjects
-            entries: list[tuple[int, bytes]] = []
-            rows: list[tuple[object, ...]] = []
-            subject_rows: list[tuple[object, ...]] = []
-            for idx, rec in enumerate(records, size):
-                subjects = sorted({keyed(x) for x in rec.subjects})
-                entry = record_entry(rec, idx, prev, subjects, ts)
-                leaf = leaf_of(entry)
-                rows.append(
-                    (
-                        idx,
-                        ts,
-                        rec.type,
-                        rec.actor,
-                        rec.department,
-                        rec.topic,
-                        rec.outcome,
-                        entry,
-                        leaf,
-                    )
-                )
-                subject_rows += ((x, idx) for x in subjects)
-                entries.append((idx, entry))
-                prev = leaf.hex()
+            rows, subject_rows, entries, prev = batch
             # One executemany per table; constraint problems surface before Kafka sees a thing.
             insert_rows(s, AuditEventRow, EVENT_COLUMNS, rows)
             if subject_rows:
@@ -276,11 +261,40 @@ class AuditLog:
             if sent:
                 head.kafka_next = sent[-1].offset + 1
 
-    def _catch_up(self, s: Session, head: AuditHeadRow) -> None:
-        """Adopt what Kafka holds of this log beyond the index (see :mod:`audit.reconcile`)."""
-        end = self.bus.end()
+    def _ask_end(self) -> Future[int | None] | None:
+        """``bus.end()`` on a helper thread (the writer's only: one question at a time)."""
+        if self.bus.kafka is None:
+            return None
+        if self._helper is None:
+            self._helper = ThreadPoolExecutor(1, thread_name_prefix="audit-end")
+        return self._helper.submit(self.bus.end)
+
+    def _encode(
+        self, records: list[AuditRecord], size: int, prev: str, ts: str
+    ) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], list[tuple[int, bytes]], str]:
+        """Rows, subject rows, (index, entry) pairs and the last leaf hash of ``records`` as
+        leaves ``size``… after the leaf hash ``prev``."""
+        leaf_of, keyed = self.h.leaf, self.subjects
+        entries: list[tuple[int, bytes]] = []
+        rows: list[tuple[object, ...]] = []
+        subject_rows: list[tuple[object, ...]] = []
+        for idx, rec in enumerate(records, size):
+            subjects = sorted({keyed(x) for x in rec.subjects})
+            entry = record_entry(rec, idx, prev, subjects, ts)
+            leaf = leaf_of(entry)
+            rows.append(
+                (idx, ts, rec.type, rec.actor, rec.department, rec.topic, rec.outcome, entry, leaf)
+            )
+            subject_rows += ((x, idx) for x in subjects)
+            entries.append((idx, entry))
+            prev = leaf.hex()
+        return rows, subject_rows, entries, prev
+
+    def _catch_up(self, s: Session, head: AuditHeadRow, end: int | None) -> bool:
+        """Adopt what Kafka holds of this log beyond the index (see :mod:`audit.reconcile`);
+        ``end``: the topic's end offset (None without Kafka). Whether anything was adopted."""
         if end is None or (head.kafka_next is not None and head.kafka_next >= end):
-            return  # the common case: nothing past our last batch
+            return False  # the common case: nothing past our last batch
         messages = self._tail(head, self.bus.first(), end)
         found = continuation(messages, self.bus.log_id, head.size, head.last_hash, self.h)
         if found:
@@ -294,6 +308,7 @@ class AuditLog:
             head.size += len(found)
             head.last_hash = found[-1].leaf.hex()
         head.kafka_next = end
+        return bool(found)
 
     def _tail(self, head: AuditHeadRow, first: int, end: int) -> list[InRecord]:
         if head.kafka_next is not None:

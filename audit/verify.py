@@ -260,6 +260,7 @@ def _check(
 
 # What :func:`_check` compares of a parsed entry, besides its ``subjects`` list.
 _SCALARS = itemgetter("index", "v", "prev", "ts", "type", "actor", "department", "topic", "outcome")
+_PLAIN = {str, int, bool, type(None)}
 
 
 def _parse(entry: bytes) -> Any:
@@ -267,16 +268,17 @@ def _parse(entry: bytes) -> Any:
     strict RFC 8259 UTF-8 to the same values, and whatever it refuses (NaN, ``1e400``, lone
     surrogates, a BOM, other encodings) goes to ``json.loads``, which decides as before. The
     one thing orjson reads differently, an integer beyond 64 bits (a float to it, an int to
-    json), also goes there when it lands in a field the checks compare; in ``data`` it does
-    not matter, since only the entry's bytes are hashed."""
+    json), also goes there when it may land in a field the checks compare (anything but plain
+    text, integers, booleans and null there or among the subjects); in ``data`` it does not
+    matter, since only the entry's bytes are hashed."""
     try:
         obj = orjson.loads(entry)
     except orjson.JSONDecodeError:
         return json.loads(entry)
     if type(obj) is dict and obj.keys() >= _REQUIRED:
         subjects = obj["subjects"]
-        if float in set(map(type, _SCALARS(obj))) or (
-            type(subjects) is list and float in set(map(type, subjects))
+        if not set(map(type, _SCALARS(obj))) <= _PLAIN or (
+            type(subjects) is list and not set(map(type, subjects)) <= _PLAIN
         ):
             return json.loads(entry)
     return obj

@@ -103,6 +103,13 @@ def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: object, sync: str =
 
 def _relaxed_pragmas(dbapi_conn: sqlite3.Connection, record: object) -> None:
     _sqlite_pragmas(dbapi_conn, record, "NORMAL")
+    # A bulk writer: pages of its indexes stay in a larger cache instead of being read back
+    # from the OS at every batch, and it checkpoints the WAL every ~40 MiB instead of every
+    # ~4 MiB (a page rewritten by several commits in between is copied back once).
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA cache_size=-32768")
+    cur.execute("PRAGMA wal_autocheckpoint=10000")
+    cur.close()
 
 
 def alembic_config(url: str) -> Config:
