@@ -75,6 +75,10 @@ from exchange.kafka.port import InRecord, KafkaPort, OutRecord, Position, TopicR
 log = logging.getLogger(__name__)
 
 HEAD_ID = 1
+# From this many events a batch's encoding outlasts the end-of-topic round trip, which is then
+# asked on a helper thread meanwhile; a small group asks it inline (two thread hand-offs would
+# cost more than they hide on a loaded machine).
+OVERLAP_MIN = 64
 __all__ = ["HEAD_ID", "INDEX_HEADER", "LOG_HEADER", "AuditLog", "EventBus", "ensure_head"]
 
 
@@ -240,13 +244,13 @@ class AuditLog:
             if self._async_commit:  # PostgreSQL; ends with this transaction
                 s.execute(text("SET LOCAL synchronous_commit = off"))
             head = self._lock_head(s)
-            # Kafka's end is asked (a round trip) while the batch is encoded for the head as
+            # Kafka's end is asked (a round trip) while a big batch is encoded for the head as
             # the index has it; if the topic holds more of this log, those events are adopted
             # first and the batch is encoded again after them.
-            end = self._ask_end()
+            end = self._ask_end() if len(records) >= OVERLAP_MIN else None
             ts = self.clock()
             batch = self._encode(records, head.size, head.last_hash, ts)
-            if self._catch_up(s, head, None if end is None else end.result()):
+            if self._catch_up(s, head, self.bus.end() if end is None else end.result()):
                 batch = self._encode(records, head.size, head.last_hash, ts)
             if not records:
                 return

@@ -23,6 +23,7 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
+from audit import store
 from audit.database import dispose_all
 from audit.events import decode
 from audit.factory import Audit, open_audit
@@ -102,9 +103,17 @@ def check_verifies(home: Path, bootstrap: str, topic: str, size: int) -> None:
         assert code == 0 and f"ok: {size} events" in out, (source, out)
 
 
+@pytest.mark.parametrize("overlap", [False, True], ids=["inline", "helper-thread"])
 def test_failed_index_commit_in_a_live_process_is_adopted(
-    setup: tuple[Path, str, KafkaPort], kafka_bootstrap: str
+    setup: tuple[Path, str, KafkaPort],
+    kafka_bootstrap: str,
+    overlap: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Also when Kafka's end is asked on the helper thread while the batch is encoded (big
+    batches): the batch is encoded again after the adopted events."""
+    if overlap:
+        monkeypatch.setattr(store, "OVERLAP_MIN", 1)
     home, topic, kafka = setup
     audit = open_at(home, topic, kafka, kafka_bootstrap)  # index 0: system.started
     audit.log.append_many([rec(i) for i in range(5)])
