@@ -45,9 +45,13 @@ def open_log(
     bus.log_id = ensure_head(sessions, h)
     key = load_hmac_key(settings.resolved_home, a)
     log = AuditLog(sessions, bus, h, SubjectHasher(key))
-    if kafka is not None and announce:
-        # Records the start, and warms the producer so the first real request is not slow.
-        log.append(AuditRecord("system.started", actor="system", data={"log": bus.log_id}))
+    if kafka is not None:
+        # Either way the index first adopts what Kafka holds beyond it (a machine crash may
+        # have lost its last commits: audit.store), before anyone queries it.
+        if announce:  # records the start, and warms the producer for the first request
+            log.append(AuditRecord("system.started", actor="system", data={"log": bus.log_id}))
+        else:
+            log.catch_up()
     return log
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import Connection, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from audit.models import AuditCheckpointRow, AuditHeadRow
@@ -19,14 +20,17 @@ from exchange.kafka.port import InRecord, KafkaPort
 CHUNK = 5000
 
 
-# Plain SQL: no ORM entities nor type processing for a million rows (values come back as the
-# driver gives them, which is what an edited row must be compared as).
-_EVENTS = text(
+# Plain SQL on the driver's own cursor: no ORM entities, no SQLAlchemy rows nor type processing
+# for a million rows (values come back as the driver gives them, which is what an edited row
+# must be compared as). ``{m}``: the driver's positional placeholder.
+_EVENTS = (
     "SELECT idx, entry, leaf_hash, ts, type, actor, department, topic, outcome"
-    " FROM audit_events WHERE idx > :after AND idx < :before ORDER BY idx LIMIT :n"
+    " FROM audit_events WHERE idx > {m} AND idx < {m} ORDER BY idx LIMIT {m}"
 )
 _END = 2**63 - 1  # BIGINT's largest
-_SUBJECTS = text("SELECT idx, subject FROM audit_subjects WHERE idx BETWEEN :first AND :last")
+_SUBJECTS = "SELECT idx, subject FROM audit_subjects WHERE idx BETWEEN {m} AND {m}"
+_MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+_new = tuple.__new__
 
 
 def db_entries(
@@ -36,25 +40,55 @@ def db_entries(
     columns and subject rows as stored."""
     while True:
         with transaction(sessions) as s:
-            conn = s.connection()
-            rows = conn.execute(_EVENTS, {"after": after, "before": before, "n": CHUNK}).all()
-            subjects: dict[int, list[str]] = {}
-            if rows:
-                span = {"first": rows[0][0], "last": rows[-1][0]}
-                for idx, subj in conn.execute(_SUBJECTS, span):
-                    if (have := subjects.get(idx)) is None:
-                        subjects[idx] = [subj]
-                    else:
-                        have.append(subj)
+            rows, subject_rows = _chunk(s.connection(), after, before)
         if not rows:
             return
+        subjects: dict[int, list[str]] = {}
+        for idx, subj in subject_rows:
+            if (have := subjects.get(idx)) is None:
+                subjects[idx] = [subj]
+            else:
+                have.append(subj)
         for idx, entry, leaf, ts, type_, actor, dept, topic, outcome in rows:
             subj = tuple(sorted(subjects.get(idx, ())))
             view = (ts, type_, actor, dept, topic, outcome, subj)  # as verify.view_of
             if type(entry) is not bytes or type(leaf) is not bytes:
                 entry, leaf = _bytes(entry), _bytes(leaf)
-            yield StoredEntry(entry, idx, leaf, view)
+            yield _new(StoredEntry, (entry, idx, leaf, view, ""))  # StoredEntry(...), faster
         after = rows[-1][0]
+
+
+def _chunk(conn: Connection, after: int, before: int) -> tuple[list[Any], list[Any]]:
+    """Up to :data:`CHUNK` event rows after ``after`` and their subject rows, as tuples."""
+    mark = _MARKS.get(conn.dialect.paramstyle)
+    if mark is None:  # a driver with named placeholders: through SQLAlchemy
+        return _chunk_named(conn, after, before)
+    cur = conn.connection.cursor()  # the session's own connection, inside its transaction
+    try:
+        cur.execute(_EVENTS.format(m=mark), (after, before, CHUNK))
+        rows = list(cur.fetchall())
+        subject_rows: list[Any] = []
+        if rows:
+            cur.execute(_SUBJECTS.format(m=mark), (rows[0][0], rows[-1][0]))
+            subject_rows = list(cur.fetchall())
+        return rows, subject_rows
+    finally:
+        cur.close()
+
+
+_EVENTS_NAMED = text(
+    _EVENTS.replace("{m}", ":after", 1).replace("{m}", ":before", 1).replace("{m}", ":n")
+)
+_SUBJECTS_NAMED = text(_SUBJECTS.replace("{m}", ":first", 1).replace("{m}", ":last"))
+
+
+def _chunk_named(conn: Connection, after: int, before: int) -> tuple[list[Any], list[Any]]:
+    params = {"after": after, "before": before, "n": CHUNK}
+    rows = [tuple(r) for r in conn.execute(_EVENTS_NAMED, params)]
+    if not rows:
+        return rows, []
+    span = {"first": rows[0][0], "last": rows[-1][0]}
+    return rows, [tuple(r) for r in conn.execute(_SUBJECTS_NAMED, span)]
 
 
 def _bytes(value: object) -> bytes:

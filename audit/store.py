@@ -14,6 +14,31 @@ under the head lock, reads the topic past the offset the head last recorded and 
 log's messages that continue the chain (:mod:`audit.reconcile`); the indexes are never handed
 out twice and both ``verify --source kafka`` and ``--source db`` keep passing. In the common
 case that costs one offsets query per batch.
+
+**The index commit does not wait for the disk when Kafka backs the log.** Kafka's acks=all
+write is the durable record (an event is acknowledged only after it), and a lost index commit
+is exactly the crash case above: the next writer adopts the batch from the topic. So the
+appending transaction commits without its own flush: on SQLite through sessions of its own
+whose connections run ``PRAGMA synchronous=NORMAL`` (WAL: no fsync per commit; the WAL is
+synced at checkpoints and by the next ``FULL`` commit of any other connection, which syncs
+everything written before it), on PostgreSQL with ``SET LOCAL synchronous_commit = off``
+(flushed by the WAL writer within a few hundred milliseconds, or by the next synchronous
+commit of anyone). Only a machine crash (power loss, kernel panic) can lose such a commit,
+never a process crash, and never a commit that an index write made after it (a checkpoint,
+a witness cosignature, a control-plane change) already covers: both databases flush their log
+in order. Other writers of the same database (checkpoint signing, witnessing, control-plane
+writes) keep full durability, and so does an index-only log (no Kafka: offline tools), whose
+index is the only copy. This makes Kafka's own durability the log's: with a one-node broker on
+the same machine a power loss can lose what its page cache held (as for every published
+record); production runs a replicated cluster (``min.insync.replicas`` ≥ 2).
+
+After a machine crash the index may therefore end a few batches short of the topic. A
+Kafka-backed log catches up when it opens (:func:`audit.factory.open_log`: the gateway's
+``system.started`` append, or :meth:`AuditLog.catch_up`), before the gateway serves a query.
+A reader of the index alone (``verify --offline --source db``, ``exchange audit prune``)
+sees it as the crash left it — consistent (the lost commits took their head update with
+them), only shorter — until a Kafka-backed process opens the log; ``--source kafka`` sees
+every acknowledged event.
 """
 
 from __future__ import annotations
@@ -22,13 +47,15 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import cast
 
-from sqlalchemy import Table, insert, update
+from sqlalchemy import Table, insert, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from audit.database import append_sessions
 from audit.events import AuditEvent, now_ts, record_entry
 from audit.keys import SubjectHasher
 from audit.merkle import Hasher
@@ -48,6 +75,10 @@ from exchange.kafka.port import InRecord, KafkaPort, OutRecord, Position, TopicR
 log = logging.getLogger(__name__)
 
 HEAD_ID = 1
+# From this many events a batch's encoding outlasts the end-of-topic round trip, which is then
+# asked on a helper thread meanwhile; a small group asks it inline (two thread hand-offs would
+# cost more than they hide on a loaded machine).
+OVERLAP_MIN = 64
 __all__ = ["HEAD_ID", "INDEX_HEADER", "LOG_HEADER", "AuditLog", "EventBus", "ensure_head"]
 
 
@@ -144,17 +175,32 @@ class AuditLog:
     ) -> None:
         self.sessions, self.bus, self.h = sessions, bus, h
         self.subjects, self.clock = subjects, clock
+        # The appending transaction's sessions: relaxed durability only when Kafka holds the
+        # durable copy (module docstring); an index-only log's index is the only copy.
+        self.append_sessions, self._async_commit = (
+            append_sessions(sessions) if bus.kafka is not None else (sessions, False)
+        )
         self._queue: list[_Pending] = []
         self._lock = threading.Lock()
         self._writing = False
+        self._helper: ThreadPoolExecutor | None = None
 
     def append(self, record: AuditRecord) -> None:
         self.append_many([record])
 
     def append_many(self, records: Sequence[AuditRecord]) -> None:
-        if not records:
-            return
-        mine = _Pending(list(records))
+        if records:
+            self._submit(list(records))
+
+    def catch_up(self) -> None:
+        """Adopt now what Kafka holds of this log beyond the index (at start-up: after a
+        machine crash the index may have lost its last commits; see the module docstring).
+        Raises :class:`DependencyUnavailable` like an append."""
+        if self.bus.kafka is not None:
+            self._submit([])
+
+    def _submit(self, records: list[AuditRecord]) -> None:
+        mine = _Pending(records)
         with self._lock:
             self._queue.append(mine)
             lead, self._writing = not self._writing, True
@@ -194,34 +240,21 @@ class AuditLog:
             return exc
 
     def _write(self, records: list[AuditRecord]) -> None:
-        with transaction(self.sessions) as s:
+        with transaction(self.append_sessions) as s:
+            if self._async_commit:  # PostgreSQL; ends with this transaction
+                s.execute(text("SET LOCAL synchronous_commit = off"))
             head = self._lock_head(s)
-            self._catch_up(s, head)
-            ts, prev, size = self.clock(), head.last_hash, head.size
-            leaf_of, keyed = self.h.leaf, self.subjects
-            entries: list[tuple[int, bytes]] = []
-            rows: list[tuple[object, ...]] = []
-            subject_rows: list[tuple[object, ...]] = []
-            for idx, rec in enumerate(records, size):
-                subjects = sorted({keyed(x) for x in rec.subjects})
-                entry = record_entry(rec, idx, prev, subjects, ts)
-                leaf = leaf_of(entry)
-                rows.append(
-                    (
-                        idx,
-                        ts,
-                        rec.type,
-                        rec.actor,
-                        rec.department,
-                        rec.topic,
-                        rec.outcome,
-                        entry,
-                        leaf,
-                    )
-                )
-                subject_rows += ((x, idx) for x in subjects)
-                entries.append((idx, entry))
-                prev = leaf.hex()
+            # Kafka's end is asked (a round trip) while a big batch is encoded for the head as
+            # the index has it; if the topic holds more of this log, those events are adopted
+            # first and the batch is encoded again after them.
+            end = self._ask_end() if len(records) >= OVERLAP_MIN else None
+            ts = self.clock()
+            batch = self._encode(records, head.size, head.last_hash, ts)
+            if self._catch_up(s, head, self.bus.end() if end is None else end.result()):
+                batch = self._encode(records, head.size, head.last_hash, ts)
+            if not records:
+                return
+            rows, subject_rows, entries, prev = batch
             # One executemany per table; constraint problems surface before Kafka sees a thing.
             insert_rows(s, AuditEventRow, EVENT_COLUMNS, rows)
             if subject_rows:
@@ -232,11 +265,40 @@ class AuditLog:
             if sent:
                 head.kafka_next = sent[-1].offset + 1
 
-    def _catch_up(self, s: Session, head: AuditHeadRow) -> None:
-        """Adopt what Kafka holds of this log beyond the index (see :mod:`audit.reconcile`)."""
-        end = self.bus.end()
+    def _ask_end(self) -> Future[int | None] | None:
+        """``bus.end()`` on a helper thread (the writer's only: one question at a time)."""
+        if self.bus.kafka is None:
+            return None
+        if self._helper is None:
+            self._helper = ThreadPoolExecutor(1, thread_name_prefix="audit-end")
+        return self._helper.submit(self.bus.end)
+
+    def _encode(
+        self, records: list[AuditRecord], size: int, prev: str, ts: str
+    ) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], list[tuple[int, bytes]], str]:
+        """Rows, subject rows, (index, entry) pairs and the last leaf hash of ``records`` as
+        leaves ``size``… after the leaf hash ``prev``."""
+        leaf_of, keyed = self.h.leaf, self.subjects
+        entries: list[tuple[int, bytes]] = []
+        rows: list[tuple[object, ...]] = []
+        subject_rows: list[tuple[object, ...]] = []
+        for idx, rec in enumerate(records, size):
+            subjects = sorted({keyed(x) for x in rec.subjects})
+            entry = record_entry(rec, idx, prev, subjects, ts)
+            leaf = leaf_of(entry)
+            rows.append(
+                (idx, ts, rec.type, rec.actor, rec.department, rec.topic, rec.outcome, entry, leaf)
+            )
+            subject_rows += ((x, idx) for x in subjects)
+            entries.append((idx, entry))
+            prev = leaf.hex()
+        return rows, subject_rows, entries, prev
+
+    def _catch_up(self, s: Session, head: AuditHeadRow, end: int | None) -> bool:
+        """Adopt what Kafka holds of this log beyond the index (see :mod:`audit.reconcile`);
+        ``end``: the topic's end offset (None without Kafka). Whether anything was adopted."""
         if end is None or (head.kafka_next is not None and head.kafka_next >= end):
-            return  # the common case: nothing past our last batch
+            return False  # the common case: nothing past our last batch
         messages = self._tail(head, self.bus.first(), end)
         found = continuation(messages, self.bus.log_id, head.size, head.last_hash, self.h)
         if found:
@@ -250,6 +312,7 @@ class AuditLog:
             head.size += len(found)
             head.last_hash = found[-1].leaf.hex()
         head.kafka_next = end
+        return bool(found)
 
     def _tail(self, head: AuditHeadRow, first: int, end: int) -> list[InRecord]:
         if head.kafka_next is not None:

@@ -14,10 +14,14 @@ import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event, text
+from sqlalchemy.orm import Session
 
 from audit.factory import open_audit
+from audit.models import AuditHeadRow
 from audit.settings import AuditSettings
-from exchange.db import make_engine, migrate, session_factory
+from exchange.auditing import AuditRecord
+from exchange.db import make_engine, migrate, session_factory, transaction
 from exchange.kafka import open_kafka
 from exchange.settings import Settings
 from tests.integration.test_registry_postgres import pg_url  # noqa: F401 - the cluster fixture
@@ -89,5 +93,49 @@ def test_two_processes_share_one_log(
     for source in ("db", "kafka"):
         report = audit.service.verify(source)
         assert report.ok and report.size == 2 * 20 * 4, (source, report.line())
+    kafka.close()
+    engine.dispose()
+
+
+def test_only_the_append_commits_asynchronously(
+    pg_url: str,  # noqa: F811
+    kafka_bootstrap: str,
+    tmp_path: Path,
+) -> None:
+    """``synchronous_commit`` as each commit sees it: off in the appending transaction (Kafka
+    holds the durable copy), on for checkpoint signing on the same sessions and afterwards
+    (``SET LOCAL`` ends with its transaction; the pooled connection is reused)."""
+    security = security_for(kafka_bootstrap)
+    settings = Settings(
+        home=tmp_path,
+        database_url=pg_url,
+        kafka_bootstrap=kafka_bootstrap,
+        **security.settings_values(),
+    )
+    engine = make_engine(pg_url)
+    migrate(engine)
+    kafka = open_kafka(kafka_bootstrap, "audit-pg-sync", security=security)
+    topic = f"_exchange.audit.pgsync-{uuid.uuid4().hex[:8]}"
+    audit = open_audit(
+        settings, session_factory(engine), kafka, AuditSettings(topic=topic), announce=False
+    )
+    assert audit.log.append_sessions is audit.log.sessions
+    seen: list[tuple[bool, str]] = []
+
+    def probe(session: Session) -> None:
+        appending = any(isinstance(o, AuditHeadRow) for o in session.dirty)
+        seen.append((appending, session.execute(text("SHOW synchronous_commit")).scalar_one()))
+
+    event.listen(audit.log.sessions, "before_commit", probe)
+    for i in range(3):
+        audit.log.append_many([AuditRecord("pg.sync", actor="test", data={"i": i})] * 2)
+        audit.service.checkpoint()
+    event.remove(audit.log.sessions, "before_commit", probe)
+    with transaction(audit.log.sessions) as s:
+        after = s.execute(text("SHOW synchronous_commit")).scalar_one()
+    print(seen, after)
+    assert [v for appending, v in seen if appending] == ["off"] * 3
+    assert {v for appending, v in seen if not appending} == {"on"}
+    assert after == "on"
     kafka.close()
     engine.dispose()

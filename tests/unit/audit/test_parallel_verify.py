@@ -163,3 +163,26 @@ def test_a_child_that_cannot_run_falls_back_to_the_walk(
     assert two_halves(a) is None
     assert a.service.verify("db") == want
     dispose_all()
+
+
+def test_rows_from_the_driver_cursor_are_what_sqlalchemy_gives(
+    built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``db_entries`` reads on the driver's own cursor; a driver with named placeholders goes
+    through SQLAlchemy instead. Both give the same entries, an edited row's odd types too."""
+    home = tmp_path / "home"
+    shutil.copytree(built, home)
+    db = sqlite3.connect(home / "audit.db", isolation_level=None)
+    db.execute(
+        "UPDATE audit_events SET entry = CAST(entry AS TEXT), actor = X'00ff' WHERE idx = 12"
+    )
+    db.execute("DELETE FROM audit_subjects WHERE idx = 13")
+    db.close()
+    a = reopen(home)
+    fast = list(sources.db_entries(a.log.sessions, after=5, before=290))
+    monkeypatch.setattr(sources, "_MARKS", {})
+    monkeypatch.setattr(sources, "CHUNK", 7)
+    general = list(sources.db_entries(a.log.sessions, after=5, before=290))
+    assert fast == general and len(fast) == 284
+    assert fast[6].view is not None and fast[6].view[2] == b"\x00\xff" and fast[7].view[-1] == ()
+    dispose_all()

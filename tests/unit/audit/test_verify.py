@@ -233,3 +233,63 @@ def test_parse_is_json_loads(raw: bytes) -> None:
             return type(exc)
 
     assert outcome(verify._parse) == outcome(json.loads)
+
+
+# Values where orjson and json.loads part ways: huge ints, NaN/inf, lone surrogates, floats.
+wild_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(2**63 - 2, 2**65)
+    | st.integers(-(2**65), -(2**63) + 2)
+    | st.floats()
+    | st.text(),
+    lambda kids: (
+        st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=4), kids, max_size=3)
+    ),
+    max_leaves=8,
+)
+FIELDS = ["v", "index", "ts", "type", "actor", "department", "topic", "outcome", "data"]
+
+
+@given(
+    st.fixed_dictionaries(
+        {k: wild_values for k in FIELDS}
+        | {"subjects": st.lists(wild_values, max_size=3) | wild_values, "prev": wild_values},
+        optional={"extra": wild_values},
+    ),
+    st.sampled_from(["ascii", "utf-8", "surrogatepass"]),
+)
+def test_fast_decode_reads_every_checked_field_as_json_loads(
+    obj: dict[str, Any], encoding: str
+) -> None:
+    """``_decode`` parses with orjson where it can; whatever the entry holds, what the checks
+    compare (the fields and subjects, with their types) or the failure must be json.loads's."""
+    try:
+        text = json.dumps(obj, ensure_ascii=encoding == "ascii")
+        raw = text.encode("utf-8", "surrogatepass" if encoding == "surrogatepass" else "strict")
+    except UnicodeEncodeError:
+        return  # a lone surrogate without surrogatepass: not bytes any store would hold
+
+    def outcome(parse: Callable[[bytes], Any]) -> object:
+        try:
+            ev = verify._decode(raw, 0, parse)
+        except verify._Fail as f:
+            return (f.kind, f.detail)
+        checked = [ev[k] for k in FIELDS if k != "data"] + [ev["prev"], ev["subjects"]]
+        return repr(checked)
+
+    assert outcome(verify._parse) == outcome(json.loads)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"v":1,"index":18446744073709551616,"ts":"t","type":"x","actor":"a","department":null,'
+        b'"topic":null,"outcome":"ok","data":{},"subjects":[],"prev":""}',
+        b'{"v":1,"index":0,"ts":"t","type":"x","actor":"a","department":null,"topic":null,'
+        b'"outcome":"ok","data":{},"subjects":[-18446744073709551617],"prev":""}',
+    ],
+)
+def test_fast_decode_leaves_integers_beyond_64_bits_to_json(raw: bytes) -> None:
+    assert repr(verify._parse(raw)) == repr(json.loads(raw))
