@@ -17,16 +17,14 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def encode(key: bytes, subscription: str, offsets: Offsets) -> str:
-    body = json.dumps({str(p): o for p, o in sorted(offsets.items())}, separators=(",", ":"))
-    payload = base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
-    return f"{_VERSION}.{payload}.{_mac(key, subscription, payload)}"
+    return Signer(key, subscription).encode(offsets)
 
 
 class Signer:
-    """:func:`encode` for one subscription, for a stream that signs a cursor per event: the
-    HMAC is keyed and fed the subscription once, and the offsets are written without the
-    JSON encoder (partitions and offsets are ints, so the text is the same). Same output as
-    :func:`encode`, byte for byte."""
+    """Cursors of one subscription: the payload is the compact JSON object of partition →
+    offset in partition order (written without the JSON encoder: partitions and offsets are
+    ints, so the text is the same), the HMAC keyed and fed the subscription once, for a
+    stream that signs a cursor per event."""
 
     def __init__(self, key: bytes, subscription: str) -> None:
         self._mac = hmac.new(key, f"{subscription}.".encode(), hashlib.sha256)
