@@ -14,14 +14,11 @@ from typing import Any
 import fastavro
 import pytest
 
-from exchange.auditing import MemoryAuditSink
-from exchange.crypto import FieldCrypto, build_field_crypto, sealed_fields
-from exchange.crypto.kms_memory import MemoryKms
-from exchange.db import make_engine, migrate, session_factory
+from exchange.crypto import FieldCrypto, sealed_fields
 from exchange.errors import InvalidInput
-from exchange.settings import Settings
 from schemas.canonical import fastavro_schema, parse
 from schemas.sealing_rules import sealed_form
+from tests.support.crypto import memory_field_crypto
 
 SCHEMA: dict[str, Any] = {
     "type": "record",
@@ -82,17 +79,8 @@ PLAINTEXTS = [b"top-secret", b"kid-0", b"kid-1", b"grandkid", b"ORG-9", b"ORG-1"
 
 @pytest.fixture
 def crypto(tmp_path: Path) -> Iterator[FieldCrypto]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
-    migrate(engine)
-    c = build_field_crypto(
-        Settings(home=tmp_path),
-        session_factory(engine),
-        MemoryAuditSink(),
-        secrets.token_bytes(32),
-        kms=MemoryKms(),
-    )
-    yield c
-    engine.dispose()
+    with memory_field_crypto(tmp_path, secrets.token_bytes(32)) as c:
+        yield c
 
 
 def wire_roundtrip(value: Any) -> Any:

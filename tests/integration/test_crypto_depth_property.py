@@ -10,39 +10,25 @@ import io
 import json
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import fastavro
 import pytest
 from hypothesis import HealthCheck, given, note, settings
 
-from exchange.auditing import MemoryAuditSink
 from exchange.avro_validation import problems
-from exchange.crypto import FieldCrypto, build_field_crypto, sealed_fields
-from exchange.crypto.kms_memory import MemoryKms
+from exchange.crypto import FieldCrypto, sealed_fields
 from exchange.crypto.sealing import completed
-from exchange.db import make_engine, migrate, session_factory
-from exchange.settings import Settings
 from schemas.canonical import fastavro_schema, parse
 from schemas.sealing_rules import require_sealable, sealed_form
+from tests.support.crypto import memory_field_crypto
 from tests.support.random_schemas import Values, cases
 
 
 @pytest.fixture(scope="module")
 def crypto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FieldCrypto]:
-    home = tmp_path_factory.mktemp("crypto")
-    engine = make_engine(f"sqlite:///{home / 'x.db'}")
-    migrate(engine)
-    c = build_field_crypto(
-        Settings(home=Path(home)),
-        session_factory(engine),
-        MemoryAuditSink(),
-        secrets.token_bytes(32),
-        kms=MemoryKms(),
-    )
-    yield c
-    engine.dispose()
+    with memory_field_crypto(tmp_path_factory.mktemp("crypto"), secrets.token_bytes(32)) as c:
+        yield c
 
 
 @settings(

@@ -4,17 +4,15 @@ granted fields only, shredded keys, tampered or moved envelopes, wrong record ke
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from exchange.auditing import MemoryAuditSink
-from exchange.crypto import FieldCrypto, build_field_crypto, sealed_fields, sealed_schema
+from exchange.crypto import FieldCrypto, sealed_fields, sealed_schema
 from exchange.crypto.fields import INTEGRITY, SHREDDED, OpenedRecord
-from exchange.crypto.kms_memory import MemoryKms
-from exchange.db import make_engine, migrate, session_factory
-from exchange.settings import Settings
+from tests.support.crypto import memory_field_crypto
 
 TOPIC = "health.people"
 SCHEMA: dict[str, Any] = {
@@ -33,16 +31,9 @@ FIELDS = sealed_fields(sealed_schema(SCHEMA, SENSITIVE))
 
 
 @pytest.fixture
-def crypto(tmp_path: Path) -> FieldCrypto:
-    engine = make_engine(f"sqlite:///{tmp_path / 'cp.db'}")
-    migrate(engine)
-    return build_field_crypto(
-        Settings(home=tmp_path),
-        session_factory(engine),
-        MemoryAuditSink(),
-        b"k" * 32,
-        kms=MemoryKms(),
-    )
+def crypto(tmp_path: Path) -> Iterator[FieldCrypto]:
+    with memory_field_crypto(tmp_path) as crypto:
+        yield crypto
 
 
 def person(i: int) -> dict[str, Any]:

@@ -5,16 +5,14 @@ refusals; only the nonce differs."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from exchange.auditing import MemoryAuditSink
-from exchange.crypto import FieldCrypto, build_field_crypto, sealed_fields, sealed_schema
-from exchange.crypto.kms_memory import MemoryKms
-from exchange.db import make_engine, migrate, session_factory
+from exchange.crypto import FieldCrypto, sealed_fields, sealed_schema
 from exchange.errors import InvalidInput
-from exchange.settings import Settings
+from tests.support.crypto import memory_field_crypto
 
 TOPIC = "health.people"
 SCHEMA: dict[str, Any] = {
@@ -42,18 +40,10 @@ VALUES: list[dict[str, Any]] = [
 
 
 @pytest.fixture(scope="module")
-def crypto(tmp_path_factory: pytest.TempPathFactory) -> FieldCrypto:
+def crypto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FieldCrypto]:
     """One key store for the module: the tests seal and open, none shreds or rotates."""
-    tmp_path = tmp_path_factory.mktemp("seal-flat")
-    engine = make_engine(f"sqlite:///{tmp_path / 'cp.db'}")
-    migrate(engine)
-    return build_field_crypto(
-        Settings(home=tmp_path),
-        session_factory(engine),
-        MemoryAuditSink(),
-        b"k" * 32,
-        kms=MemoryKms(),
-    )
+    with memory_field_crypto(tmp_path_factory.mktemp("seal-flat")) as crypto:
+        yield crypto
 
 
 def _seal(crypto: FieldCrypto, record: Any, *, walk: bool, key: bytes | None = b"k") -> Any:
