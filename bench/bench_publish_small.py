@@ -15,6 +15,8 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+import psutil
+
 from bench import http_ceiling, world
 from bench.env import Bench
 from bench.report import measure, percentile
@@ -101,8 +103,14 @@ def run(b: Bench) -> list[dict[str, Any]]:
     t = world.tenant(b.admin, b.gateway.url)
     token = t.publisher.token()
     asyncio.run(_load(b.gateway.url, token, t.topic, 1.0))  # warm: plan, DEKs, connections
+    gateway = psutil.Process(b.gateway.pid)
+    before = gateway.cpu_times()
     lat, elapsed = asyncio.run(_load(b.gateway.url, token, t.topic, seconds))
+    after = gateway.cpu_times()
     t.close()
+    # The gateway's CPU (all its threads, librdkafka's too) per request: steadier than
+    # requests/s on a shared machine, where the gateway gets what the others leave.
+    cpu_ms = (after.user - before.user + after.system - before.system) / len(lat) * 1000
     rps = len(lat) / elapsed
     p50, p99 = percentile(lat, 50), percentile(lat, 99)
     # Same generator, same run, against a bare FastAPI app: what the HTTP stack alone allows.
@@ -121,11 +129,13 @@ def run(b: Bench) -> list[dict[str, Any]]:
             "closed loop, 3 of 10 fields sealed; "
             f"p50 {p50:.1f} / p99 {p99:.1f} / max {max(lat):.1f} ms "
             "(baseline column = the goal); "
-            f"bare FastAPI ceiling {ceiling:.0f} requests/s, p99 {percentile(c_lat, 99):.1f} ms",
+            f"bare FastAPI ceiling {ceiling:.0f} requests/s, p99 {percentile(c_lat, 99):.1f} ms; "
+            f"gateway CPU {cpu_ms:.2f} ms per request",
             p50_ms=round(p50, 2),
             p99_ms=round(p99, 2),
             max_ms=round(max(lat), 2),
             requests=len(lat),
+            gateway_cpu_ms_per_request=round(cpu_ms, 3),
             ceiling_rps=round(ceiling, 1),
             ceiling_p99_ms=round(percentile(c_lat, 99), 2),
             ratio_to_ceiling=round(rps / ceiling, 3),

@@ -14,6 +14,11 @@ acknowledgement of its records). The next group is taken when the one before has
 produced, so it overlaps that group's audit append and transaction commit, and followers keep
 accumulating meanwhile: groups stay as large as with one lane (bench/RESULTS.md).
 
+A member joins either blocking (:meth:`GroupCommitter.commit`, its own thread waits and leads
+when its turn comes) or not (:meth:`GroupCommitter.submit`: it gets a future, resolved from the
+leader's thread; when such a member must lead, its group runs on the committer's own thread).
+The gateway's publish fast path submits, so no request thread sits blocked on a commit.
+
 Members publishing under an idempotency key stage their answers (``staging``) inside the
 same open transaction, before the audit append, so a crash after commit leaves the answer
 recoverable (:mod:`dataplane.idempotency`).
@@ -26,10 +31,12 @@ request is not failed by a bad neighbour.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -65,6 +72,8 @@ class _Member:
     size: int
     stage: StageFor | None = None
     wake: threading.Event = field(default_factory=threading.Event)
+    future: Future[list[Position]] | None = None  # submitted: resolved instead of woken
+    context: contextvars.Context | None = None  # submitted: its request's, to lead in
     promoted: bool = False  # handed a lane: lead the next group
     done: bool = False
     positions: list[Position] | None = None
@@ -96,6 +105,7 @@ class GroupCommitter:
         self._lock = threading.Lock()
         self._active = 0  # lanes held by a leader (running, or promoted and about to)
         self._producing = False  # a leader is taking or producing its group
+        self._leaders: ThreadPoolExecutor | None = None  # leads for submitted members
 
     def commit(
         self,
@@ -127,6 +137,58 @@ class GroupCommitter:
             raise mine.error
         assert mine.positions is not None
         return mine.positions
+
+    def submit(
+        self,
+        topic: str,
+        records: Sequence[OutRecord],
+        event: EventFor,
+        stage: StageFor | None = None,
+    ) -> Future[list[Position]]:
+        """As :meth:`commit`, without waiting: the future is resolved (from the leader's
+        thread) with the positions once the group holding the records has committed, or
+        with its error. When this member must lead, its group runs on the committer's own
+        thread."""
+        size = sum(len(r.value) + len(r.key or b"") for r in records)
+        future: Future[list[Position]] = Future()
+        future.set_running_or_notify_cancel()  # cannot be cancelled: the group decides
+        context = contextvars.copy_context()  # a group it leads is traced as its request's
+        mine = _Member(topic, records, event, size, stage, future=future, context=context)
+        with self._lock:
+            self._queue.append(mine)
+            lead = self._claim()
+        if lead:
+            self._lead_for(mine)
+        return future
+
+    def _lead_for(self, mine: _Member) -> None:
+        """Lead the next group on the committer's thread, for a submitted member."""
+        with self._lock:
+            if self._leaders is None:  # at most ``lanes`` lead at once; one more finishing
+                self._leaders = ThreadPoolExecutor(
+                    self.lanes + 1, thread_name_prefix="group-commit"
+                )
+            leaders = self._leaders
+        assert mine.context is not None
+        leaders.submit(mine.context.copy().run, self._lead_submitted, mine)
+
+    def _lead_submitted(self, mine: _Member) -> None:
+        with self._lock:
+            mine.promoted = False  # leading now: another may be promoted after this group
+        self._lead()  # answers mine through _wake if its group was this one, else later
+
+    def _wake(self, m: _Member) -> None:
+        """Tell a member it is answered or promoted (the caller does not hold the lock)."""
+        if m.future is None:
+            m.wake.set()
+        elif m.done:
+            if m.error is not None:
+                m.future.set_exception(m.error)
+            else:
+                assert m.positions is not None
+                m.future.set_result(m.positions)
+        elif m.promoted:
+            self._lead_for(m)
 
     def waiting(self) -> int:
         """Requests queued behind the commits in flight."""
@@ -165,7 +227,7 @@ class GroupCommitter:
                 self._producing = False
                 successor = self._promote()
             if successor is not None:
-                successor.wake.set()
+                self._wake(successor)
 
         try:
             if group:
@@ -180,10 +242,10 @@ class GroupCommitter:
                 self.stats.requests += len(group)
                 self._active -= 1
                 successor = self._promote()
+            if successor is not None:  # first: the next group need not wait for the answers
+                self._wake(successor)
             for m in group:
-                m.wake.set()
-            if successor is not None:
-                successor.wake.set()
+                self._wake(m)
 
     def _take(self) -> list[_Member]:
         """The queue's head, bounded; always at least one member (the leader's own)."""

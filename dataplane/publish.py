@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +84,17 @@ class Batch:
 
     records: Sequence[NewRecord] | Sequence[FramedRecord]
     schema_version: int | str = "latest"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A batch validated, sealed and encoded: what the group commit writes."""
+
+    who: Principal
+    entry: CatalogEntry
+    plain_id: int
+    out: list[OutRecord]
+    subjects: list[str]
 
 
 class Publisher:
@@ -166,6 +178,39 @@ class Publisher:
     def _publish(
         self, who: Principal, entry: CatalogEntry, batch: Batch, intent: tuple[str, str] | None
     ) -> dict[str, Any]:
+        p = self._prepare(who, entry, batch, intent)
+        return self._write(p, intent)
+
+    def submit(self, who: Principal, entry: CatalogEntry, batch: Batch) -> Future[dict[str, Any]]:
+        """:meth:`publish` without an idempotency key, not waiting for the group commit:
+        validated, sealed and encoded here (errors raised at once), then the answer comes
+        through the future once the batch's group has committed."""
+        try:
+            if self.kafka_down():
+                raise KafkaUnavailable("Kafka is unavailable; nothing was published")
+            p = self._prepare(who, entry, batch, None)
+            positions = self.committer.submit(entry.topic, p.out, _event_for(p))
+        except ExchangeError as exc:
+            metrics.PUBLISH_FAILURES.labels(type(exc).__name__).inc()
+            raise
+        answer: Future[dict[str, Any]] = Future()
+        answer.set_running_or_notify_cancel()  # a caller that stops waiting cannot cancel it
+
+        def done(f: Future[list[Position]]) -> None:
+            exc = f.exception()
+            if exc is None:
+                answer.set_result(self._written(p, f.result()))
+                return
+            if isinstance(exc, ExchangeError):
+                metrics.PUBLISH_FAILURES.labels(type(exc).__name__).inc()
+            answer.set_exception(exc)
+
+        positions.add_done_callback(done)
+        return answer
+
+    def _prepare(
+        self, who: Principal, entry: CatalogEntry, batch: Batch, intent: tuple[str, str] | None
+    ) -> Prepared:
         records = list(batch.records)
         with tracing.span("publish.validate", topic=entry.topic, records=len(records)):
             if records and isinstance(records[0], FramedRecord):
@@ -187,7 +232,7 @@ class Publisher:
         subjects = [
             str(s) for r in values for p in plan.subjects if (s := get_path(r.value, p)) is not None
         ]
-        return self._write(who, entry, plan.plain_id, out, subjects, intent)
+        return Prepared(who, entry, plan.plain_id, out, subjects)
 
     # -- schema plan ---------------------------------------------------------------------
     def plan(self, plain_id: int, subject: str) -> SealedPlan:
@@ -309,43 +354,45 @@ class Publisher:
         ]
         return OutRecord(key_bytes, wire.encode(plan.wire_id, plan.wire_parsed, value), hdrs)
 
-    def _write(
-        self,
-        who: Principal,
-        entry: CatalogEntry,
-        plain_id: int,
-        out: list[OutRecord],
-        subjects: list[str],
-        intent: tuple[str, str] | None = None,
-    ) -> dict[str, Any]:
-        def event(kind: str, positions: list[Position]) -> AuditRecord:
-            ranges = offset_ranges((p.partition, p.offset) for p in positions)
-            return AuditRecord(
-                kind,
-                actor=who.client_id,
-                department=who.department,
-                topic=entry.topic,
-                data={"count": len(out), "schema_id": plain_id, "offsets": ranges},
-                subjects=tuple(sorted(set(subjects))),
-                outcome="ok" if kind == "record.published" else "error",
-            )
-
-        def answer(positions: list[Position]) -> dict[str, Any]:
-            return {
-                "topic": entry.topic,
-                "schema_id": plain_id,
-                "offsets": [{"partition": p.partition, "offset": p.offset} for p in positions],
-            }
-
+    def _write(self, p: Prepared, intent: tuple[str, str] | None = None) -> dict[str, Any]:
         def stage(positions: list[Position]) -> Staged:
             assert intent is not None
-            return Staged(who.client_id, intent[0], intent[1], answer(positions))
+            return Staged(p.who.client_id, intent[0], intent[1], _answer(p, positions))
 
         # Shares one Kafka transaction and one audit append with concurrent requests.
-        positions = self.committer.commit(entry.topic, out, event, stage if intent else None)
-        metrics.PUBLISH_RECORDS.labels(entry.topic).inc(len(out))
-        metrics.PUBLISH_BYTES.labels(entry.topic).inc(sum(len(r.value or b"") for r in out))
-        return answer(positions)
+        positions = self.committer.commit(
+            p.entry.topic, p.out, _event_for(p), stage if intent else None
+        )
+        return self._written(p, positions)
+
+    def _written(self, p: Prepared, positions: list[Position]) -> dict[str, Any]:
+        metrics.PUBLISH_RECORDS.labels(p.entry.topic).inc(len(p.out))
+        metrics.PUBLISH_BYTES.labels(p.entry.topic).inc(sum(len(r.value or b"") for r in p.out))
+        return _answer(p, positions)
+
+
+def _event_for(p: Prepared) -> Callable[[str, list[Position]], AuditRecord]:
+    def event(kind: str, positions: list[Position]) -> AuditRecord:
+        ranges = offset_ranges((q.partition, q.offset) for q in positions)
+        return AuditRecord(
+            kind,
+            actor=p.who.client_id,
+            department=p.who.department,
+            topic=p.entry.topic,
+            data={"count": len(p.out), "schema_id": p.plain_id, "offsets": ranges},
+            subjects=tuple(sorted(set(p.subjects))),
+            outcome="ok" if kind == "record.published" else "error",
+        )
+
+    return event
+
+
+def _answer(p: Prepared, positions: list[Position]) -> dict[str, Any]:
+    return {
+        "topic": p.entry.topic,
+        "schema_id": p.plain_id,
+        "offsets": [{"partition": q.partition, "offset": q.offset} for q in positions],
+    }
 
 
 def _problems(index: int, value: Any, parsed: Any) -> list[dict[str, Any]]:

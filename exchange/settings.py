@@ -143,6 +143,12 @@ class Settings(BaseSettings):
         description="An Idempotency-Key claim left unsettled this long (a crash) is resolved "
         "from Kafka on retry; above the Kafka transaction timeout (30 s) plus a slow publish.",
     )
+    publish_fast_path: bool = Field(
+        default=True,
+        description="Serve POST /v1/topics/{topic}/records by the gateway's publish fast path "
+        "(gateway/publish_fast.py: same answers, a fraction of the framework's CPU); false "
+        "serves it by the FastAPI route.",
+    )
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024, description="Largest publish request body (bytes)."
     )

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import Scope
 
 from exchange import logs
@@ -18,6 +19,7 @@ from gateway.container import Services
 from gateway.limits import RequestLimits
 from gateway.observe import Observe
 from gateway.problems import API_ERRORS, OAUTH_ERRORS, REGISTRY_ERRORS
+from gateway.publish_fast import PublishFastPath
 from gateway.routes import (
     agreements,
     audit,
@@ -99,6 +101,12 @@ def create_app(svc: Services) -> FastAPI:
     logs.install()  # before anything can log a request's data inside a traceback
     app.state.services = svc
     errors.install(app)
+    for router in ROUTERS:
+        app.include_router(router, responses=_ERRORS.get(id(router), API_ERRORS))
+    console.install(app)
+    docs.install(app)
+    if svc.settings.publish_fast_path:  # innermost: inside the limits and the observation
+        app.add_middleware(PublishFastPath, svc=svc, route=publish_route())
     app.add_middleware(
         RequestLimits,
         max_bytes=svc.settings.max_request_bytes,
@@ -107,11 +115,12 @@ def create_app(svc: Services) -> FastAPI:
         refuse=refusal,
     )
     app.add_middleware(Observe)  # outermost: request id, access log and metrics for all
-    for router in ROUTERS:
-        app.include_router(router, responses=_ERRORS.get(id(router), API_ERRORS))
-    console.install(app)
-    docs.install(app)
     return app
+
+
+def publish_route() -> BaseRoute:
+    """The publish route's declaration, which the fast path serves."""
+    return next(r for r in topics.router.routes if getattr(r, "endpoint", None) is topics.publish)
 
 
 __all__ = ["build_services", "create_app"]

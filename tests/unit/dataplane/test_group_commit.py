@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -75,23 +75,36 @@ def records(name: str, n: int) -> list[OutRecord]:
 
 
 def grouped(
-    kafka: GatedKafka, committer: GroupCommitter, requests: list[tuple[str, str, int]]
+    kafka: GatedKafka,
+    committer: GroupCommitter,
+    requests: list[tuple[str, str, int]],
+    mode: str = "commit",
 ) -> dict[str, Future[list[Position]]]:
     """Start one request alone (held in its transaction), queue ``requests`` behind it, then
-    let everything go: the queued ones are taken as one group."""
+    let everything go: the queued ones are taken as one group. ``mode``: each request waits
+    in its own thread (``commit``), is submitted for a future (``submit``), or alternately."""
     pool = ThreadPoolExecutor(len(requests) + 1)
-    first = pool.submit(committer.commit, "t.first", records("first", 1), event_for("first"))
+
+    def join(i: int, topic: str, name: str, n: int) -> Future[list[Position]]:
+        if mode == "submit" or (mode == "mixed" and i % 2):
+            return committer.submit(topic, records(name, n), event_for(name))
+        return pool.submit(committer.commit, topic, records(name, n), event_for(name))
+
+    futures = {"first": join(0, "t.first", "first", 1)}
     assert kafka.entered.wait(10)
-    futures = {"first": first}
-    for name, topic, n in requests:
-        futures[name] = pool.submit(committer.commit, topic, records(name, n), event_for(name))
+    for i, (name, topic, n) in enumerate(requests, start=1):
+        futures[name] = join(i, topic, name, n)
     deadline = time.monotonic() + 10
     while committer.waiting() < len(requests):
         assert time.monotonic() < deadline, "followers never queued"
         time.sleep(0.001)
     kafka.release.set()
+    wait(futures.values(), timeout=10)
     pool.shutdown(wait=True)
     return futures
+
+
+MODES = pytest.mark.parametrize("mode", ["commit", "submit", "mixed"])
 
 
 def test_a_lone_request_commits_at_once_in_its_own_transaction() -> None:
@@ -101,11 +114,12 @@ def test_a_lone_request_commits_at_once_in_its_own_transaction() -> None:
     assert kafka.transactions == [["t"]] and len(sink.calls) == 1
 
 
+@MODES
 @pytest.mark.parametrize("lanes", [1, 2])
-def test_queued_requests_share_one_transaction_and_one_audit_append(lanes: int) -> None:
+def test_queued_requests_share_one_transaction_and_one_audit_append(lanes: int, mode: str) -> None:
     kafka, sink = GatedKafka(), RecordingSink()
     committer = GroupCommitter(kafka, sink, lanes=lanes)
-    futures = grouped(kafka, committer, [("a", "t.x", 2), ("b", "t.y", 1), ("c", "t.x", 3)])
+    futures = grouped(kafka, committer, [("a", "t.x", 2), ("b", "t.y", 1), ("c", "t.x", 3)], mode)
     assert kafka.transactions == [["t.first"], ["t.x", "t.y", "t.x"]]
     assert [o.offset for o in futures["a"].result()] == [0, 1]
     assert [o.offset for o in futures["b"].result()] == [0]
@@ -117,22 +131,24 @@ def test_queued_requests_share_one_transaction_and_one_audit_append(lanes: int) 
     assert committer.stats.groups == 2 and committer.stats.requests == 4
 
 
+@MODES
 @pytest.mark.parametrize("lanes", [1, 2])
-def test_groups_are_bounded_by_records(lanes: int) -> None:
+def test_groups_are_bounded_by_records(lanes: int, mode: str) -> None:
     kafka, sink = GatedKafka(), RecordingSink()
     committer = GroupCommitter(kafka, sink, max_records=4, lanes=lanes)
-    grouped(kafka, committer, [("a", "t", 3), ("b", "t", 1), ("c", "t", 1), ("d", "t", 9)])
+    grouped(kafka, committer, [("a", "t", 3), ("b", "t", 1), ("c", "t", 1), ("d", "t", 9)], mode)
     # a+b fill a group; c goes next; d alone exceeds the bound and still goes (alone)
     assert [len(t) for t in kafka.transactions] == [1, 2, 1, 1]
     assert len(kafka.logs["t"]) == 14
 
 
+@MODES
 @pytest.mark.parametrize("lanes", [1, 2])
-def test_a_bad_member_fails_alone_and_its_neighbours_commit(lanes: int) -> None:
+def test_a_bad_member_fails_alone_and_its_neighbours_commit(lanes: int, mode: str) -> None:
     kafka, sink = GatedKafka(), RecordingSink()
     kafka.missing = {"t.gone"}
     committer = GroupCommitter(kafka, sink, lanes=lanes)
-    futures = grouped(kafka, committer, [("a", "t", 1), ("bad", "t.gone", 1), ("c", "t", 2)])
+    futures = grouped(kafka, committer, [("a", "t", 1), ("bad", "t.gone", 1), ("c", "t", 2)], mode)
     with pytest.raises(NotFound):
         futures["bad"].result()
     assert [o.offset for o in futures["a"].result()] == [0]
@@ -142,12 +158,15 @@ def test_a_bad_member_fails_alone_and_its_neighbours_commit(lanes: int) -> None:
     assert [e.actor for e in sink.events("record.published")] == ["first", "a", "c"]
 
 
+@MODES
 @pytest.mark.parametrize("lanes", [1, 2])
-def test_an_audit_outage_aborts_the_whole_group_and_nothing_is_visible(lanes: int) -> None:
+def test_an_audit_outage_aborts_the_whole_group_and_nothing_is_visible(
+    lanes: int, mode: str
+) -> None:
     kafka, sink = GatedKafka(), RecordingSink()
     committer = GroupCommitter(kafka, sink, lanes=lanes)
     sink.down = True
-    futures = grouped(kafka, committer, [("a", "t", 1), ("b", "t", 1)])
+    futures = grouped(kafka, committer, [("a", "t", 1), ("b", "t", 1)], mode)
     for f in futures.values():
         with pytest.raises(DependencyUnavailable):
             f.result()
@@ -155,12 +174,13 @@ def test_an_audit_outage_aborts_the_whole_group_and_nothing_is_visible(lanes: in
     assert len(kafka.transactions) == 2  # not retried one by one: no member is at fault
 
 
+@MODES
 @pytest.mark.parametrize("lanes", [1, 2])
-def test_a_kafka_outage_fails_every_member_and_audits_the_abort_once(lanes: int) -> None:
+def test_a_kafka_outage_fails_every_member_and_audits_the_abort_once(lanes: int, mode: str) -> None:
     kafka, sink = GatedKafka(), RecordingSink()
     committer = GroupCommitter(kafka, sink, lanes=lanes)
     kafka.fail_commit = True
-    futures = grouped(kafka, committer, [("a", "t", 1), ("b", "t", 2)])
+    futures = grouped(kafka, committer, [("a", "t", 1), ("b", "t", 2)], mode)
     for f in futures.values():
         with pytest.raises(KafkaUnavailable):
             f.result()
@@ -364,3 +384,21 @@ def test_with_lanes_a_bad_request_fails_alone_while_another_group_is_held() -> N
     assert sorted(e.actor for e in sink.events("record.published")) == ["good", "held", "later"]
     assert sorted(kafka.at["t"]) == [0, 1, 2, 3]
     assert committer.stats.requests == 4
+
+
+def test_a_submitted_request_leads_on_the_committer_s_thread_and_cannot_be_cancelled() -> None:
+    kafka, sink = GatedKafka(), RecordingSink()
+    committer = GroupCommitter(kafka, sink)
+    leaders: list[str] = []
+    event = event_for("a")
+
+    def named(kind: str, positions: list[Position]) -> AuditRecord:
+        leaders.append(threading.current_thread().name)
+        return event(kind, positions)
+
+    future = committer.submit("t", records("a", 2), named)  # returns while its group is held
+    assert kafka.entered.wait(10) and not future.done()
+    assert not future.cancel()  # a caller that stops waiting leaves the group intact
+    kafka.release.set()
+    assert future.result(timeout=10) == [Position(0, 0), Position(0, 1)]
+    assert leaders and leaders[0].startswith("group-commit")

@@ -141,3 +141,20 @@ def test_no_sealer_fails_closed_for_sensitive_schemas(w: World) -> None:
     public = w.topic({"type": "record", "name": "P", "fields": [{"name": "a", "type": "int"}]})
     w.publisher.publish(PUBLISHER, public, Batch([NewRecord(None, {"a": 1})]))
     assert json.loads(json.dumps(len(w.kafka.logs[public.topic]))) == 1
+
+
+def test_submit_answers_as_publish_does_through_a_future(w: World) -> None:
+    entry = w.topic(PERSON_SCHEMA)
+    first, _ = w.publisher.publish(PUBLISHER, entry, Batch([NewRecord("k0", person(0))]))
+    later = w.publisher.submit(PUBLISHER, entry, Batch([NewRecord("k1", person(1))]))
+    assert later.result(timeout=10) == {**first, "offsets": [{"partition": 0, "offset": 1}]}
+    events = [e for e in w.audit.records if e.type == "record.published"]
+    assert [e.subjects for e in events] == [(person(0)["citizen_id"],), (person(1)["citizen_id"],)]
+    assert person(1)["citizen_id"].encode() not in w.kafka.logs[entry.topic][1].value
+    with pytest.raises(BatchRejected):  # refused at once, before any group
+        w.publisher.submit(PUBLISHER, entry, Batch([NewRecord(None, 7)]))
+    w.kafka.fail_commit = True
+    failed = w.publisher.submit(PUBLISHER, entry, Batch([NewRecord("k2", person(2))]))
+    with pytest.raises(KafkaUnavailable):
+        failed.result(timeout=10)
+    assert len(w.kafka.logs[entry.topic]) == 2
