@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Table, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from dataplane.cursor import Offsets
 from dataplane.models import DeadLetterRow, SubscriptionRow
-from exchange.db import relaxed_commit, relaxed_sessions, transaction
+from exchange.db import read_first, relaxed_commit, relaxed_sessions, transaction
 from exchange.errors import NotFound
 
 
@@ -44,6 +44,22 @@ def _sub(r: SubscriptionRow) -> Subscription:
         r.webhook_url,
         r.webhook_secret,
     )
+
+
+_T: Table = SubscriptionRow.__table__  # type: ignore[assignment]
+# One subscription by id, without an ORM session (on every pull and page: ~1 ms → ~0.1 ms).
+_BY_ID = select(
+    _T.c.id,
+    _T.c.topic,
+    _T.c.consumer,
+    _T.c.client_id,
+    _T.c.fields,
+    _T.c.start,
+    _T.c.cursor,
+    _T.c.status,
+    _T.c.webhook_url,
+    _T.c.webhook_secret,
+).where(_T.c.id == bindparam("sid"))
 
 
 class SubscriptionStore:
@@ -83,11 +99,21 @@ class SubscriptionStore:
 
     def get(self, sub_id: str, consumer: str | None = None) -> Subscription:
         """The subscription; NotFound also when it belongs to another department."""
-        with transaction(self.sessions) as s:
-            row = s.get(SubscriptionRow, sub_id)
-            if row is None or (consumer is not None and row.consumer != consumer):
-                raise NotFound(f"subscription {sub_id} not found")
-            return _sub(row)
+        row = read_first(self.sessions, _BY_ID, {"sid": sub_id})
+        if row is None or (consumer is not None and row.consumer != consumer):
+            raise NotFound(f"subscription {sub_id} not found")
+        return Subscription(
+            row.id,
+            row.topic,
+            row.consumer,
+            row.client_id,
+            frozenset(row.fields) if row.fields is not None else None,
+            row.start,
+            {int(p): int(o) for p, o in row.cursor.items()},
+            row.status,
+            row.webhook_url,
+            row.webhook_secret,
+        )
 
     def for_consumer(self, consumer: str) -> list[Subscription]:
         with transaction(self.sessions) as s:

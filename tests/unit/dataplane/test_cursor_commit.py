@@ -63,3 +63,26 @@ def test_cursor_commits_do_not_wait_for_the_disk(store: SubscriptionStore) -> No
         assert s.execute(text("PRAGMA synchronous")).scalar() == 1
     with store.sessions() as s:
         assert s.execute(text("PRAGMA synchronous")).scalar() == 2
+
+
+def test_get_reads_a_subscription_as_the_orm_does(store: SubscriptionStore) -> None:
+    """get (one Core query, on every pull) answers as the ORM-mapped listing does."""
+    with_all = store.create(
+        topic="health.t",
+        consumer="civil",
+        client_id="c",
+        fields=["name", "citizen_id"],
+        start="latest",
+        cursor={0: 3, 2: 9},
+        webhook_url="https://example.org/hook",
+        webhook_secret=b"\x01sealed",
+    ).id
+    plain = _sub(store)
+    store.commit(plain, {1: 4})
+    listed = {s.id: s for s in store.for_consumer("civil")}
+    assert store.get(with_all) == listed[with_all] and store.get(plain) == listed[plain]
+    assert store.get(with_all, "civil").fields == frozenset({"name", "citizen_id"})
+    with pytest.raises(NotFound):
+        store.get(with_all, "health")
+    with pytest.raises(NotFound):
+        store.get("sub_missing")
