@@ -12,6 +12,11 @@ only a full page (a short one may predate later commits), and only while the gra
 open it the same way and no data key was taken out since; everything else — the decision of
 what goes out, withholding, the audit events — is made at that request as always. Nothing is
 delivered or audited ahead: a read-ahead nobody asks for is dropped.
+
+A read-ahead still under way when its step comes gained little and cost CPU that the
+machine lacked (the gateway's Python work is serialised by the GIL, and a busy machine has
+no second core to spare): the subscription then skips the next 1, 2, 4 … 16 full pages
+before trying again, and is back to reading ahead as soon as one is ready in time.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ AHEAD_MAX = 32  # read-aheads held at once (one per subscription), oldest droppe
 AHEAD_TTL_S = 10.0  # a read-ahead not asked for within this long is dropped
 AHEAD_WORKERS = 2
 AHEAD_WAIT_MS = 100  # a read-ahead waits this long for records at most (it wants a full page)
+AHEAD_BACKOFF_MAX = 16  # full pages skipped at most after a read-ahead was not ready in time
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,8 @@ class DeliveryLoop:
         self._ahead: dict[str, _Ahead] = {}  # subscription id -> its read-ahead
         self._ahead_lock = threading.Lock()
         self._ahead_pool: ThreadPoolExecutor | None = None
+        # subscription -> (full pages still to skip, pages to skip after the next late one)
+        self._backoff: dict[str, tuple[int, int]] = {}
 
     async def check(self, sub: Subscription, client_id: str) -> None:
         """Raise :class:`~exchange.errors.Forbidden` (audited) unless the agreement still
@@ -150,6 +158,10 @@ class DeliveryLoop:
         background (module docstring); replaces the subscription's previous read-ahead."""
         if until is not None and all(start.get(p, 0) >= o for p, o in until.items()):
             return  # caught up to where the live feed starts: no next page to read
+        skip, after = self._backoff.get(sub.id, (0, 1))
+        if skip > 0:
+            self._backoff[sub.id] = (skip - 1, after)
+            return
         if self._ahead_pool is None:
             self._ahead_pool = ThreadPoolExecutor(AHEAD_WORKERS, thread_name_prefix="read-ahead")
         work = self._ahead_pool.submit(self._read_and_prepare, sub, dict(start), max_records, until)
@@ -177,6 +189,16 @@ class DeliveryLoop:
             return page, None  # not used (a short page may predate later commits)
         return page, self.deliverer.prepare(sub, page.records)
 
+    def _keeping_ahead(self, sub_id: str, in_time: bool) -> None:
+        """Back off (module docstring) when a read-ahead was not ready when asked for."""
+        if in_time:
+            self._backoff.pop(sub_id, None)
+            return
+        _, after = self._backoff.get(sub_id, (0, 1))
+        if len(self._backoff) > 4 * AHEAD_MAX:
+            self._backoff.clear()  # bounded: a forgotten subscription simply tries again
+        self._backoff[sub_id] = (after, min(2 * after, AHEAD_BACKOFF_MAX))
+
     async def _taken(
         self, sub: Subscription, start: Offsets, max_records: int, until: Offsets | None
     ) -> tuple[Page | None, Prepared | None]:
@@ -186,10 +208,15 @@ class DeliveryLoop:
             ahead = self._ahead.pop(sub.id, None)
         if ahead is None:
             return None, None
-        if ahead.key != _ahead_key(start, max_records, until) or ahead.work.cancel():
-            return None, None  # another position, or not started yet: read now instead
+        if ahead.key != _ahead_key(start, max_records, until):
+            ahead.work.cancel()
+            return None, None  # read ahead from another position: read now instead
+        if ahead.work.cancel():  # not even started: read now, and back off
+            self._keeping_ahead(sub.id, False)
+            return None, None
         if time.monotonic() - ahead.at > AHEAD_TTL_S:
             return None, None
+        self._keeping_ahead(sub.id, ahead.work.done())
         try:
             page, prepared = await asyncio.wrap_future(ahead.work)
         except Exception as exc:  # e.g. Kafka or the KMS: the step reads and fails as ever

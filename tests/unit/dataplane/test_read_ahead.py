@@ -7,6 +7,7 @@ used (or nothing goes out at all)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -231,11 +232,15 @@ def test_a_backlog_is_read_ahead_and_pulled_as_without_it(
     plain = asyncio.run(_pages(lp2, sub, 3, 4))
     assert d2.prepared == 0
     assert [s.rendered for s in steps] == [s.rendered for s in plain]
-    assert [s.next_offsets for s in steps] == [s.next_offsets for s in plain] == [
-        {0: 4},
-        {0: 8},
-        {0: 10},
-    ]
+    assert (
+        [s.next_offsets for s in steps]
+        == [s.next_offsets for s in plain]
+        == [
+            {0: 4},
+            {0: 8},
+            {0: 10},
+        ]
+    )
     assert _events([e for e in w.audit.records if e.type.startswith("records.")]) == events
     offsets = [r["offset"] for s in steps for r in s.rendered.records]
     assert offsets == list(range(10))  # none skipped, none repeated
@@ -284,3 +289,38 @@ def test_a_fault_after_the_read_ahead_delivers_nothing_of_it(w: World, fault: st
     assert [e.data["offsets"] for e in delivered] == [{"0": [0, 3]}]
     if fault == "revoked":
         assert w.audit.records[-1].type == "delivery.denied"
+
+
+def test_a_read_ahead_not_ready_in_time_backs_off(
+    w: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-ahead not ready when its step comes (a busy machine) makes the subscription
+    skip the next full page(s) before reading ahead again; the pages are the same."""
+    topic = _published(w, 24)
+    w.grants.set(grant("civil", topic, FIELDS), "civil", topic)
+    sub = subscription("civil", topic)
+    lp, _ = _loop(w)
+    inner = lp._read_and_prepare
+
+    def slow(*a: Any) -> Any:
+        time.sleep(0.2)  # not ready when the client asks right away
+        return inner(*a)
+
+    monkeypatch.setattr(lp, "_read_and_prepare", slow)
+
+    async def run() -> tuple[list[int], list[Any]]:
+        offsets: list[int] = []
+        ahead: list[Any] = []  # where each step had the next page read ahead from
+        start: dict[int, int] = {}
+        for _ in range(6):  # no think time: each step asks at once
+            step = await lp.step(sub, "c2", "pull", start, max_records=4, wait_ms=0)
+            offsets += [r["offset"] for r in step.rendered.records]
+            start = step.next_offsets
+            a = lp._ahead.get(sub.id)
+            ahead.append(None if a is None else a.key[0])
+        return offsets, ahead
+
+    offsets, ahead = asyncio.run(run())
+    assert offsets == list(range(24))
+    # from 4 (late) → 1 page skipped → from 12 (late) → 2 skipped → from 24
+    assert ahead == [((0, 4),), None, ((0, 12),), None, None, ((0, 24),)]
