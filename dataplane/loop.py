@@ -122,7 +122,14 @@ class DeliveryLoop:
     ) -> Step:
         """One turn: refuse unless the agreement still allows the subscription, read what is
         committed from ``start`` (waiting up to ``wait_ms``), render and audit it."""
-        await self.check(sub, client_id)
+        try:
+            await self.check(sub, client_id)
+        except BaseException:  # refused (or gone): what was opened ahead is not kept
+            with self._ahead_lock:
+                dropped = self._ahead.pop(sub.id, None)
+            if dropped is not None:
+                dropped.work.cancel()
+            raise
         page, prepared = await self._taken(sub, start, max_records, until)
         if page is None:
             with tracing.span("delivery.read", topic=sub.topic, channel=channel):

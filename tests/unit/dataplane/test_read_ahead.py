@@ -289,6 +289,7 @@ def test_a_fault_after_the_read_ahead_delivers_nothing_of_it(w: World, fault: st
     assert [e.data["offsets"] for e in delivered] == [{"0": [0, 3]}]
     if fault == "revoked":
         assert w.audit.records[-1].type == "delivery.denied"
+        assert sub.id not in lp._ahead  # what was opened ahead is dropped with the refusal
 
 
 def test_a_read_ahead_not_ready_in_time_backs_off(
