@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -19,7 +20,14 @@ from typing import Any, Protocol
 from consent.domain import CatalogEntry, Grant
 from consent.policy import Decision
 from dataplane.fields import get_path, subject_paths
-from dataplane.ports import CatalogPort, ConsentsPort, GrantsPort, SchemasPort, SealerPort
+from dataplane.ports import (
+    CatalogPort,
+    ConsentsPort,
+    GrantsPort,
+    KeyGenerations,
+    SchemasPort,
+    SealerPort,
+)
 from dataplane.publish import SCHEMA_ID_HEADER
 from dataplane.render import (
     Opened,
@@ -78,6 +86,24 @@ class Access:
     entry: CatalogEntry
     grant: Grant | None
     checked_at: float
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Records decoded and opened ahead of the request that delivers them
+    (:meth:`Deliverer.prepare`; the delivery loop's read-ahead): nothing decided for delivery,
+    nothing audited. :meth:`Deliverer.render` uses it only while it would open them the same
+    way now — the same upper-bound decision (withheld or not, fields opened) for every schema
+    pair under the current grant and clock, and no ready data key taken out since (shredding,
+    rotation: the key generation); otherwise it decodes and opens them afresh."""
+
+    sub: Subscription
+    records: list[InRecord]
+    opened: list[Opened]
+    withheld: list[dict[str, Any]]  # undecodable, or withheld by the grant for every subject
+    plans: dict[tuple[int, int], _Plan]  # (plain id, wire id) -> how its records were opened
+    sources: Sources
+    keys: int  # the sealer's key generation before opening started
 
 
 class Deliverer:
@@ -211,15 +237,22 @@ class Deliverer:
         client_id: str,
         channel: str,
         subscriptions: list[str] | None = None,
+        prepared: Prepared | None = None,
     ) -> Rendered:
         """Render ``records`` for ``sub`` and audit it; ``subscriptions``: every subscription
-        this one rendering goes to (a fan-out group), named in the audit events."""
+        this one rendering goes to (a fan-out group), named in the audit events.
+        ``prepared``: these records decoded and opened ahead (:meth:`prepare`), used if they
+        would be opened the same way now."""
         if not records:
             return Rendered()
         acc = self.access(sub)
         now = self.clock()
         out = Rendered()
-        opened = self._open_all(sub, acc, records, now, out)
+        if prepared is not None and self._still_opens(prepared, sub, records, acc, now):
+            opened = prepared.opened
+            out.withheld += prepared.withheld
+        else:
+            opened = self._open_all(sub, acc, records, now, out, {})
         consents: dict[str, Any] = {}
         if acc.grant is not None and acc.grant.requires_subject_consent:
             subjects = {s for o in opened for s in o.subjects}
@@ -261,21 +294,75 @@ class Deliverer:
             channel=channel,
             delivered=[o.record for o, _ in chosen],
         )
-        audited = _in_background(self.audit.append_many, events)
+        ctx = contextvars.copy_context()  # the append's trace spans under this rendering's
+        audited = _AUDITS.submit(ctx.run, self.audit.append_many, events)
         try:
             shape(chosen, out)
         finally:
-            audited()
+            audited.result()  # raises what the append raised: no page without its events
         return out
 
+    # -- ahead of the request ------------------------------------------------------------
+    def prepare(self, sub: Subscription, records: list[InRecord]) -> Prepared | None:
+        """Decode ``records`` and open what ``sub`` may need of them, as :meth:`render` would,
+        without deciding what goes out or auditing anything (read-ahead of a backlog). None
+        when the sealer cannot tell whether keys were taken out since (no key generation):
+        then render does it all at request time."""
+        acc = self.access(sub)
+        src = self.sources(sub)
+        if src.sealer is not None and not isinstance(src.sealer, KeyGenerations):
+            return None
+        keys = src.sealer.key_generation() if src.sealer is not None else 0
+        out = Rendered()
+        plans: dict[tuple[int, int], _Plan] = {}
+        opened = self._open_all(sub, acc, records, self.clock(), out, plans)
+        return Prepared(sub, records, opened, out.withheld, plans, src, keys)
+
+    def _still_opens(
+        self,
+        prepared: Prepared,
+        sub: Subscription,
+        records: list[InRecord],
+        acc: Access,
+        now: datetime,
+    ) -> bool:
+        """Would ``records`` be decoded and opened for ``sub`` now exactly as ``prepared``
+        holds them? The same records and subscription, the same sources, no ready key taken
+        out since, and every schema pair decided as it was (withheld or not, the same fields
+        opened) under the grant as it is now."""
+        src = self.sources(sub)
+        if prepared.records is not records or _same(prepared.sub) != _same(sub):
+            return False
+        if src != prepared.sources:
+            return False
+        if src.sealer is not None:
+            if not isinstance(src.sealer, KeyGenerations):
+                return False
+            if src.sealer.key_generation() != prepared.keys:
+                return False
+        for (plain_id, wire_id), plan in prepared.plans.items():
+            now_plan = self._decided(sub, acc, src, plan, plain_id, wire_id, now)
+            if (now_plan.reason, now_plan.need, now_plan.sealed) != (
+                plan.reason,
+                plan.need,
+                plan.sealed,
+            ):
+                return False
+        return True
+
     def _open_all(
-        self, sub: Subscription, acc: Access, records: list[InRecord], now: datetime, out: Rendered
+        self,
+        sub: Subscription,
+        acc: Access,
+        records: list[InRecord],
+        now: datetime,
+        out: Rendered,
+        plans: dict[tuple[int, int], _Plan],
     ) -> list[Opened]:
         """Decode each record and open the sealed fields it may need, in one pass; records
         that cannot be decoded or that the grant excludes whatever the consent are withheld.
         What depends only on the (plain, wire) schema pair is worked out once per page
-        (:class:`_Plan`), not per record."""
-        plans: dict[tuple[int, int], _Plan] = {}
+        (:class:`_Plan`, kept in ``plans``), not per record."""
         opened: list[Opened] = []
         src = self.sources(sub)  # schema ids are the owner's for a mirrored topic
         for r in records:
@@ -359,29 +446,14 @@ class _Plan:
     subject_paths: list[str] = field(default_factory=list)
 
 
-def _in_background(
-    append: Callable[[list[AuditRecord]], None], events: list[AuditRecord]
-) -> Callable[[], None]:
-    """Start ``append(events)`` in a thread (with this context: trace spans); the returned
-    wait() joins it and raises what it raised."""
-    failed: list[BaseException] = []
-    ctx = contextvars.copy_context()
+# A large page's audit append runs here while its records are shaped (render): a few
+# long-lived threads instead of one started per page.
+_AUDITS = ThreadPoolExecutor(4, thread_name_prefix="delivery-audit")
 
-    def run() -> None:
-        try:
-            ctx.run(append, events)
-        except BaseException as exc:  # handed to the waiter, which raises it
-            failed.append(exc)
 
-    thread = threading.Thread(target=run, name="delivery-audit", daemon=True)
-    thread.start()
-
-    def wait() -> None:
-        thread.join()
-        if failed:
-            raise failed[0]
-
-    return wait
+def _same(sub: Subscription) -> tuple[str, str, str, frozenset[str] | None]:
+    """What decides how a subscription's records are opened (not its cursor)."""
+    return (sub.id, sub.consumer, sub.topic, sub.fields)
 
 
 def _plain_id(r: InRecord, wire_id: int) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from consent.domain import CatalogEntry, ConsentRef, Grant
 from exchange.crypto.fields import OpenedRecord
@@ -86,6 +86,15 @@ class SealerPort(Protocol):
         fields: dict[str, Any],
         granted: set[str],
     ) -> OpenedRecord: ...
+
+
+@runtime_checkable
+class KeyGenerations(Protocol):
+    """A sealer that can say whether ready data keys were taken out (shredded, rotated,
+    dropped) since a moment: the number only grows, by each such change. Values opened
+    before a change are not delivered after it (:class:`dataplane.delivery.Prepared`)."""
+
+    def key_generation(self) -> int: ...
 
 
 class TransactionsPort(Protocol):

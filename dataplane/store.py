@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Table, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from dataplane.cursor import Offsets
 from dataplane.models import DeadLetterRow, SubscriptionRow
-from exchange.db import transaction
+from exchange.db import read_first, relaxed_commit, relaxed_sessions, transaction
 from exchange.errors import NotFound
 
 
@@ -46,9 +46,27 @@ def _sub(r: SubscriptionRow) -> Subscription:
     )
 
 
+_T: Table = SubscriptionRow.__table__  # type: ignore[assignment]
+# One subscription by id, without an ORM session (on every pull and page: ~1 ms → ~0.1 ms).
+_BY_ID = select(
+    _T.c.id,
+    _T.c.topic,
+    _T.c.consumer,
+    _T.c.client_id,
+    _T.c.fields,
+    _T.c.start,
+    _T.c.cursor,
+    _T.c.status,
+    _T.c.webhook_url,
+    _T.c.webhook_secret,
+).where(_T.c.id == bindparam("sid"))
+
+
 class SubscriptionStore:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
+        # Cursor commits do not wait for the disk (see commit): sessions of their own.
+        self._cursor_sessions, self._relaxed = relaxed_sessions(sessions)
 
     def create(
         self,
@@ -81,11 +99,21 @@ class SubscriptionStore:
 
     def get(self, sub_id: str, consumer: str | None = None) -> Subscription:
         """The subscription; NotFound also when it belongs to another department."""
-        with transaction(self.sessions) as s:
-            row = s.get(SubscriptionRow, sub_id)
-            if row is None or (consumer is not None and row.consumer != consumer):
-                raise NotFound(f"subscription {sub_id} not found")
-            return _sub(row)
+        row = read_first(self.sessions, _BY_ID, {"sid": sub_id})
+        if row is None or (consumer is not None and row.consumer != consumer):
+            raise NotFound(f"subscription {sub_id} not found")
+        return Subscription(
+            row.id,
+            row.topic,
+            row.consumer,
+            row.client_id,
+            frozenset(row.fields) if row.fields is not None else None,
+            row.start,
+            {int(p): int(o) for p, o in row.cursor.items()},
+            row.status,
+            row.webhook_url,
+            row.webhook_secret,
+        )
 
     def for_consumer(self, consumer: str) -> list[Subscription]:
         with transaction(self.sessions) as s:
@@ -109,12 +137,36 @@ class SubscriptionStore:
             )
             return [_sub(r) for r in rows]
 
-    def commit(self, sub_id: str, offsets: Offsets) -> None:
-        """Move the committed cursor forward (never backwards: a stale commit is a no-op)."""
-        with transaction(self.sessions) as s:
+    def commit(
+        self,
+        sub_id: str,
+        offsets: Offsets | Callable[[], Offsets],
+        *,
+        consumer: str | None = None,
+    ) -> None:
+        """Move the committed cursor forward (never backwards: a stale commit is a no-op).
+
+        With ``consumer``, only an active subscription of that department (NotFound
+        otherwise, as :meth:`get`); ``offsets`` may then be a function (a cursor to check)
+        called only once that holds, so a foreign subscription is not found whatever the
+        cursor. One transaction: a commit is on every page's path.
+
+        **Durability.** A cursor commit does not wait for the disk (SQLite
+        ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit = off``): a process crash
+        loses nothing, a machine crash (power loss) may lose the last commits, and the
+        subscription then starts again from an earlier cursor — those records are delivered
+        again (at least once, as after any crash between a page and its commit; each
+        carries its ``record_id`` to deduplicate). Never a record skipped."""
+        with transaction(self._cursor_sessions) as s:
+            if self._relaxed:
+                relaxed_commit(s)
             row = s.get(SubscriptionRow, sub_id, with_for_update=True)
-            if row is None:
+            if row is None or (
+                consumer is not None and (row.consumer != consumer or row.status != "active")
+            ):
                 raise NotFound(f"subscription {sub_id} not found")
+            if callable(offsets):
+                offsets = offsets()
             merged = {int(p): int(o) for p, o in row.cursor.items()}
             for p, o in offsets.items():
                 merged[p] = max(o, merged.get(p, 0))

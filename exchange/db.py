@@ -7,6 +7,7 @@ Every package keeps its tables on :class:`Base` and its migrations in its own Al
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections import namedtuple
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -145,6 +146,40 @@ def migrate(engine: Engine) -> None:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+_relaxed_engines: dict[str, Engine] = {}
+_relaxed_lock = threading.Lock()
+
+
+def relaxed_sessions(sessions: sessionmaker[Session]) -> tuple[sessionmaker[Session], bool]:
+    """Sessions for writes that may be lost in a machine crash (never in a process crash),
+    and whether their transactions must ask for it themselves (``relaxed_commit``): on a
+    SQLite file a second engine on the same file whose connections run
+    ``synchronous=NORMAL`` and serve only these writes (SQLite keeps the level per
+    connection); on PostgreSQL the same sessions, each transaction asking for
+    ``synchronous_commit = off``; otherwise (in-memory SQLite) as given. Such a commit is
+    flushed by the next full commit of anyone, or at the next WAL checkpoint."""
+    engine = sessions.kw.get("bind")
+    if not isinstance(engine, Engine):
+        return sessions, False
+    backend = engine.url.get_backend_name()
+    if backend == "postgresql":
+        return sessions, True
+    if backend != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return sessions, False
+    url = engine.url.render_as_string(hide_password=False)
+    with _relaxed_lock:
+        relaxed = _relaxed_engines.get(url)
+        if relaxed is None:
+            relaxed = _relaxed_engines[url] = make_engine(url, relaxed_sync=True)
+    return session_factory(relaxed), False
+
+
+def relaxed_commit(session: Session) -> None:
+    """In a transaction of :func:`relaxed_sessions` that asks for it (PostgreSQL): commit
+    without waiting for the log flush (ends with the transaction)."""
+    session.execute(text("SET LOCAL synchronous_commit = off"))
 
 
 @contextmanager

@@ -265,6 +265,10 @@ class FieldCrypto(FieldOpener):
         """Forget every unwrapped DEK (next use asks the KMS again)."""
         self.keys.clear_cache()
 
+    def key_generation(self) -> int:
+        """:attr:`KeyManager.generation` (:class:`dataplane.ports.KeyGenerations`)."""
+        return self.keys.generation
+
     def seal(
         self,
         *,

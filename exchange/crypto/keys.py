@@ -217,6 +217,13 @@ class KeyManager:
         self._remember(self._hot_open, dek.prefix, dek, generation, self.hot_ttl)
         return dek
 
+    @property
+    def generation(self) -> int:
+        """Grows by one whenever ready keys are taken out (shredding, rotation, KEK rotation,
+        a cleared cache): what was opened under an older generation may use a key that is
+        gone now."""
+        return self._generation
+
     def ready_table(self) -> Mapping[Any, HotDek]:
         """What :meth:`ready` looks in, live: the ready DEKs by envelope prefix (and by DEK id
         and version), an entry usable while its ``expires`` is after ``time.monotonic()``.

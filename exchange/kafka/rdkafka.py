@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import (
     Consumer,
@@ -565,6 +565,11 @@ class RdTopicReader:
 
 def _headers(m: Message) -> tuple[Header, ...]:
     # We only ever write (str, bytes) pairs; a None value from another writer reads as b"".
-    raw = m.headers() or ()
-    pairs = raw.items() if isinstance(raw, dict) else raw
-    return tuple((k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in pairs)
+    raw = m.headers()
+    if not raw:
+        return ()
+    pairs = tuple(raw.items() if isinstance(raw, dict) else raw)
+    for _, v in pairs:  # per record read: no rebuilding when every value is bytes already
+        if type(v) is not bytes:
+            return tuple((k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in pairs)
+    return cast(tuple[Header, ...], pairs)

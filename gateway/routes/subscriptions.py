@@ -269,9 +269,14 @@ async def commit(
     who: Principal = Depends(require("subscriber")),
     svc: Services = Depends(services),
 ) -> dict[str, str]:
-    sub = await _active(svc, sub_id, who)
-    offsets = cursors.decode(_cursor_key(svc), sub.id, body.cursor)
-    await run_in_threadpool(svc.subscriptions.commit, sub.id, offsets)
+    key = _cursor_key(svc)
+    # One worker-thread hop and one transaction: the subscription checked (this
+    # department's, active), then the cursor, then the commit (on every page's path).
+    await run_in_threadpool(
+        lambda: svc.subscriptions.commit(
+            sub_id, lambda: cursors.decode(key, sub_id, body.cursor), consumer=who.department
+        )
+    )
     return {"status": "committed"}
 
 

@@ -107,6 +107,9 @@ class FakeKafka:
     def reader(self, topic: str) -> FakeReader:
         return FakeReader(self, topic)
 
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        return FakeReader(self, topic).end_offsets()
+
     def read(self, topic: str) -> list[InRecord]:
         return [
             InRecord(topic, 0, at, 0, r.key, r.value, list(r.headers))
