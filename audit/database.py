@@ -6,8 +6,10 @@ audit events inside their own open write transactions, and a second writer on th
 would wait for that very transaction to end (a self-deadlock until the busy timeout).
 
 A Kafka-backed log commits its appends without waiting for the disk (see :mod:`audit.store`):
-:func:`append_sessions` gives the appender its own sessions for that, so no other writer of
-the file ever commits that way.
+:func:`exchange.db.relaxed_sessions` gives the appender its own sessions for that (on SQLite a
+second engine on the file whose connections all run ``synchronous=NORMAL``; on PostgreSQL
+``SET LOCAL synchronous_commit = off`` per transaction), so no other writer of the file ever
+commits that way.
 """
 
 from __future__ import annotations
@@ -18,12 +20,11 @@ from alembic import command
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from exchange.db import alembic_config, make_engine, session_factory
+from exchange.db import alembic_config, forget_relaxed, make_engine, session_factory
 from exchange.settings import Settings
 
 AUDIT_DB = "audit.db"
 _engines: dict[str, Engine] = {}
-_relaxed: dict[str, Engine] = {}
 _lock = threading.Lock()
 
 
@@ -48,33 +49,6 @@ def audit_sessions(settings: Settings, shared: sessionmaker[Session]) -> session
     return session_factory(engine)
 
 
-def append_sessions(sessions: sessionmaker[Session]) -> tuple[sessionmaker[Session], bool]:
-    """Sessions for the appending transaction of a Kafka-backed log, and whether that
-    transaction must itself ask for an asynchronous commit.
-
-    SQLite keeps the safety level per connection and refuses to change it inside a
-    transaction, so a file database gets a second engine on the same file whose connections
-    all run ``synchronous=NORMAL`` from their first moment and serve nothing but the appender
-    (its own pool: a relaxed connection is never handed to checkpoint signing, witnessing or
-    anyone else, who keep ``FULL``). PostgreSQL: the same sessions, and the transaction runs
-    ``SET LOCAL synchronous_commit = off`` (it ends with the transaction). A private in-memory
-    SQLite database (nothing to sync, not shareable with a second engine): as given."""
-    engine = sessions.kw.get("bind")
-    if not isinstance(engine, Engine):
-        return sessions, False
-    backend = engine.url.get_backend_name()
-    if backend == "postgresql":
-        return sessions, True
-    if backend != "sqlite" or engine.url.database in (None, "", ":memory:"):
-        return sessions, False
-    url = engine.url.render_as_string(hide_password=False)
-    with _lock:
-        relaxed = _relaxed.get(url)
-        if relaxed is None:
-            relaxed = _relaxed[url] = make_engine(url, relaxed_sync=True)
-    return session_factory(relaxed), False
-
-
 def migrate_audit(engine: Engine) -> None:
     """Only the audit branch: this file holds no other package's tables."""
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
@@ -85,7 +59,7 @@ def migrate_audit(engine: Engine) -> None:
 
 def dispose_all() -> None:
     with _lock:
-        for engine in (*_engines.values(), *_relaxed.values()):
+        for url, engine in _engines.items():
+            forget_relaxed(url)
             engine.dispose()
         _engines.clear()
-        _relaxed.clear()

@@ -51,11 +51,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import cast
 
-from sqlalchemy import Table, insert, text, update
+from sqlalchemy import Table, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from audit.database import append_sessions
 from audit.events import AuditEvent, now_ts, record_entry
 from audit.keys import SubjectHasher
 from audit.merkle import Hasher
@@ -63,7 +62,7 @@ from audit.models import AuditEventRow, AuditHeadRow, AuditSubjectRow
 from audit.reconcile import FIRST_WINDOW, INDEX_HEADER, LOG_HEADER, continuation, reached_known
 from exchange import metrics
 from exchange.auditing import AuditRecord
-from exchange.db import Base, transaction
+from exchange.db import Base, relaxed_commit, relaxed_sessions, transaction
 from exchange.errors import (
     ConfigurationError,
     DependencyUnavailable,
@@ -178,7 +177,7 @@ class AuditLog:
         # The appending transaction's sessions: relaxed durability only when Kafka holds the
         # durable copy (module docstring); an index-only log's index is the only copy.
         self.append_sessions, self._async_commit = (
-            append_sessions(sessions) if bus.kafka is not None else (sessions, False)
+            relaxed_sessions(sessions) if bus.kafka is not None else (sessions, False)
         )
         self._queue: list[_Pending] = []
         self._lock = threading.Lock()
@@ -242,7 +241,7 @@ class AuditLog:
     def _write(self, records: list[AuditRecord]) -> None:
         with transaction(self.append_sessions) as s:
             if self._async_commit:  # PostgreSQL; ends with this transaction
-                s.execute(text("SET LOCAL synchronous_commit = off"))
+                relaxed_commit(s)
             head = self._lock_head(s)
             # Kafka's end is asked (a round trip) while a big batch is encoded for the head as
             # the index has it; if the topic holds more of this log, those events are adopted

@@ -177,6 +177,14 @@ def relaxed_sessions(sessions: sessionmaker[Session]) -> tuple[sessionmaker[Sess
     return session_factory(relaxed), False
 
 
+def forget_relaxed(url: str) -> None:
+    """Close and forget the relaxed engine of ``url`` (made by :func:`relaxed_sessions`), if any."""
+    with _relaxed_lock:
+        engine = _relaxed_engines.pop(url, None)
+    if engine is not None:
+        engine.dispose()
+
+
 def relaxed_commit(session: Session) -> None:
     """In a transaction of :func:`relaxed_sessions` that asks for it (PostgreSQL): commit
     without waiting for the log flush (ends with the transaction)."""
