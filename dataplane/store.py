@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy import Row, Table, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from dataplane.cursor import Offsets
@@ -31,7 +31,8 @@ class Subscription:
     webhook_secret: bytes | None
 
 
-def _sub(r: SubscriptionRow) -> Subscription:
+def _sub(r: SubscriptionRow | Row[Any]) -> Subscription:
+    """From an ORM row or a Core row of the table's columns (:data:`_BY_ID`)."""
     return Subscription(
         r.id,
         r.topic,
@@ -102,18 +103,7 @@ class SubscriptionStore:
         row = read_first(self.sessions, _BY_ID, {"sid": sub_id})
         if row is None or (consumer is not None and row.consumer != consumer):
             raise NotFound(f"subscription {sub_id} not found")
-        return Subscription(
-            row.id,
-            row.topic,
-            row.consumer,
-            row.client_id,
-            frozenset(row.fields) if row.fields is not None else None,
-            row.start,
-            {int(p): int(o) for p, o in row.cursor.items()},
-            row.status,
-            row.webhook_url,
-            row.webhook_secret,
-        )
+        return _sub(row)
 
     def for_consumer(self, consumer: str) -> list[Subscription]:
         with transaction(self.sessions) as s:
