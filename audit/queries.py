@@ -83,13 +83,26 @@ def select_events(f: Filters, hash_subject: Callable[[str], str]) -> Select[Audi
         else:
             q = q.where(AuditEventRow.type == f.type)
     if f.subject is not None:
-        hashed = hash_subject(f.subject)
-        q = q.where(
-            AuditEventRow.idx.in_(
-                select(AuditSubjectRow.idx).where(AuditSubjectRow.subject == hashed)
-            )
-        )
+        q = q.where(AuditEventRow.idx.in_(subject_indexes(hash_subject(f.subject))))
     return q
+
+
+def subject_indexes(hashed: str) -> Select[tuple[int]]:
+    """The indexes of the events of one (hashed) subject: one index seek per bucket.
+
+    The subject table's key is ``(bucket, subject, idx)`` (see ``audit.models``): a plain
+    ``subject = ?`` would scan it, so the buckets in use are walked first (a recursive CTE,
+    each step the next bucket above the last, one seek on the key's first column: SQLite and
+    PostgreSQL have no skip scan for this) and each bucket is searched on
+    ``(bucket, subject)``. Whatever buckets the rows are in, the answer is the same."""
+    t, nxt = AuditSubjectRow.__table__.alias("s"), AuditSubjectRow.__table__.alias("n")
+    first = select(func.min(t.c.bucket).label("b")).cte("buckets", recursive=True)
+    step = select(func.min(nxt.c.bucket)).where(nxt.c.bucket > first.c.b).scalar_subquery()
+    buckets = first.union_all(select(step).where(first.c.b.is_not(None)))
+    found = AuditSubjectRow.__table__.alias("f")
+    return select(found.c.idx).join(
+        buckets, (found.c.bucket == buckets.c.b) & (found.c.subject == hashed)
+    )
 
 
 # -- activity over time -------------------------------------------------------------------------

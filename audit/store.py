@@ -58,7 +58,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from audit.events import AuditEvent, now_ts, record_entry
 from audit.keys import SubjectHasher
 from audit.merkle import Hasher
-from audit.models import AuditEventRow, AuditHeadRow, AuditSubjectRow
+from audit.models import SUBJECT_BUCKET_ROWS, AuditEventRow, AuditHeadRow, AuditSubjectRow
 from audit.reconcile import FIRST_WINDOW, INDEX_HEADER, LOG_HEADER, continuation, reached_known
 from exchange import metrics
 from exchange.auditing import AuditRecord
@@ -254,6 +254,8 @@ class AuditLog:
             if not records:
                 return
             rows, subject_rows, entries, prev = batch
+            if subject_rows:
+                subject_rows = bucketed(head, subject_rows)
             # One executemany per table; constraint problems surface before Kafka sees a thing.
             insert_rows(s, AuditEventRow, EVENT_COLUMNS, rows)
             if subject_rows:
@@ -303,11 +305,9 @@ class AuditLog:
         if found:
             log.warning("audit index behind Kafka: adopting %d events from the topic", len(found))
             s.execute(insert(AuditEventRow), [_row(a.event, a.entry, a.leaf) for a in found])
-            subjects = [
-                {"subject": x, "idx": a.event.index} for a in found for x in a.event.subjects
-            ]
+            subjects = [(x, a.event.index) for a in found for x in a.event.subjects]
             if subjects:
-                s.execute(insert(AuditSubjectRow), subjects)
+                insert_rows(s, AuditSubjectRow, SUBJECT_COLUMNS, bucketed(head, subjects))
             head.size += len(found)
             head.last_hash = found[-1].leaf.hex()
         head.kafka_next = end
@@ -342,7 +342,30 @@ EVENT_COLUMNS = (
     *("idx", "ts", "type", "actor", "department", "topic", "outcome"),
     *("entry", "leaf_hash"),
 )
-SUBJECT_COLUMNS = ("subject", "idx")
+SUBJECT_COLUMNS = ("bucket", "subject", "idx")
+
+
+def bucketed(
+    head: AuditHeadRow,
+    subject_rows: Sequence[tuple[object, ...]],
+    per: int = SUBJECT_BUCKET_ROWS,
+) -> list[tuple[object, ...]]:
+    """``(subject, idx)`` rows (in index order) as ``(bucket, subject, idx)`` rows: the head's
+    current bucket until it holds ``per`` rows, then the next one, moving only between
+    events (see :data:`audit.models.SUBJECT_BUCKET_ROWS`). Advances the head."""
+    bucket, filled = head.subject_bucket or 0, head.subject_rows or 0
+    out: list[tuple[object, ...]] = []
+    last = None
+    for subject, idx in subject_rows:
+        if idx != last and filled >= per:
+            bucket, filled = bucket + 1, 0
+        out.append((bucket, subject, idx))
+        filled += 1
+        last = idx
+    head.subject_bucket, head.subject_rows = bucket, filled
+    return out
+
+
 _MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
 

@@ -123,7 +123,7 @@ def test_insert_rows_writes_what_the_orm_reads_back(tmp_path: Path) -> None:
     row = (7, TS, "t.x", "actor", None, "topic", "ok", b'{"v":1}', b"\x00" * 32)
     with transaction(sessions) as s:
         insert_rows(s, AuditEventRow, EVENT_COLUMNS, [row])
-        insert_rows(s, AuditSubjectRow, SUBJECT_COLUMNS, [("ab" * 32, 7), ("cd" * 32, 7)])
+        insert_rows(s, AuditSubjectRow, SUBJECT_COLUMNS, [(0, "ab" * 32, 7), (0, "cd" * 32, 7)])
     with transaction(sessions) as s:
         ev = s.get(AuditEventRow, 7)
         assert ev is not None

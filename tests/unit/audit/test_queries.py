@@ -3,13 +3,14 @@ except where the SQL itself is the point (an in-memory SQLite index)."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import create_engine, insert
+from sqlalchemy import create_engine, insert, select, text
 from sqlalchemy.orm import Session
 
-from audit.models import AuditEventRow, AuditSubjectRow
+from audit.models import AuditEventRow, AuditHeadRow, AuditSubjectRow
 from audit.queries import (
     MAX_BUCKETS,
     MAX_SERIES,
@@ -19,8 +20,10 @@ from audit.queries import (
     activity,
     select_activity,
     select_events,
+    subject_indexes,
     ts_text,
 )
+from audit.store import bucketed
 from exchange.db import Base
 from exchange.errors import InvalidInput
 
@@ -82,7 +85,7 @@ def _db() -> Session:
             for i, (t, d, o, ts) in enumerate(rows)
         ],
     )
-    s.execute(insert(AuditSubjectRow), [{"subject": "h(x)", "idx": 3}])
+    s.execute(insert(AuditSubjectRow), [{"bucket": 0, "subject": "h(x)", "idx": 3}])
     return s
 
 
@@ -101,6 +104,68 @@ def test_type_prefix_outcome_and_subject_filters() -> None:
     assert _idx(s, Filters(subject="y")) == []
     hour2 = Filters(since=T0 + timedelta(hours=1), until=T0 + timedelta(hours=2))
     assert _idx(s, hour2) == [3, 4]
+
+
+def test_subject_search_by_bucket_finds_what_a_plain_subject_filter_finds() -> None:
+    """The bucket walk (one seek per bucket) against ``subject = ?`` over the same rows,
+    assigned to buckets by the append's own ``bucketed``: events of 0-3 subjects with
+    500-subject delivery events among them, over more than a dozen buckets; a subject in
+    nearly every bucket, subjects in one or two, a subject in none; then with the first
+    buckets pruned away (the walk starts at the lowest bucket left)."""
+    rnd = random.Random(11)
+    head = AuditHeadRow(subject_bucket=3, subject_rows=0)  # buckets need not start at 0
+    people = [f"p{i}" for i in range(40)]
+    rows: list[tuple[object, ...]] = []
+    for idx in range(4000):
+        if idx % 97 == 0:
+            subjects = {"everywhere", *(f"d{idx}-{k}" for k in range(499))}
+        else:
+            subjects = set(rnd.sample(people, rnd.choice((0, 1, 2, 3))))
+        rows += ((x, idx) for x in sorted(subjects))
+    s = _db()
+    s.execute(text("DELETE FROM audit_subjects"))
+    bucketed_rows = bucketed(head, rows, per=1000)
+    s.execute(
+        insert(AuditSubjectRow),
+        [{"bucket": b, "subject": x, "idx": i} for b, x, i in bucketed_rows],
+    )
+    per_bucket: dict[object, int] = {}
+    for b, _, _ in bucketed_rows:
+        per_bucket[b] = per_bucket.get(b, 0) + 1
+    assert len(per_bucket) > 12 and min(per_bucket) == 3
+    assert max(per_bucket.values()) < 1000 + 500  # rows, not events, bounded
+    assert head.subject_bucket == max(per_bucket)  # type: ignore[type-var]
+
+    def plain(subject: str) -> list[int]:
+        q = select(AuditSubjectRow.idx).where(AuditSubjectRow.subject == subject)
+        return sorted(s.scalars(q))
+
+    def walked(subject: str) -> list[int]:
+        return sorted(s.scalars(subject_indexes(subject)))
+
+    spread = {x: {b for b, y, _ in bucketed_rows if y == x} for x in ("everywhere", "p7", "d97-3")}
+    assert len(spread["everywhere"]) >= len(per_bucket) - 1 and len(spread["d97-3"]) == 1
+    for subject in ("everywhere", "p7", "p31", "d97-3", "d3880-0", "nobody"):
+        assert walked(subject) == plain(subject)
+    assert len(walked("everywhere")) == 42 and walked("nobody") == []
+    s.execute(text("DELETE FROM audit_subjects WHERE bucket < 6"))
+    for subject in ("everywhere", "p7", "nobody"):
+        assert walked(subject) == plain(subject)
+    s.execute(text("DELETE FROM audit_subjects"))
+    assert walked("everywhere") == []  # an empty table: no bucket, no seek
+
+
+def test_subject_search_is_an_index_seek_per_bucket() -> None:
+    s = _db()
+    sql = str(
+        select_events(Filters(subject="x"), lambda raw: raw).compile(
+            s.get_bind(), compile_kwargs={"literal_binds": True}
+        )
+    )
+    plan = [str(r[3]) for r in s.execute(text("EXPLAIN QUERY PLAN " + sql))]
+    assert not [p for p in plan if p.startswith("SCAN") and p != "SCAN buckets"]  # no table scan
+    assert any("PRIMARY KEY (bucket=? AND subject=?)" in p for p in plan)
+    assert any("PRIMARY KEY (bucket>?)" in p for p in plan)
 
 
 def test_activity_fills_every_bucket_per_department() -> None:
