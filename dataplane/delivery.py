@@ -310,9 +310,9 @@ class Deliverer:
         then render does it all at request time."""
         acc = self.access(sub)
         src = self.sources(sub)
-        if src.sealer is not None and not isinstance(src.sealer, KeyGenerations):
+        keys = _key_generation(src)
+        if keys is None:
             return None
-        keys = src.sealer.key_generation() if src.sealer is not None else 0
         out = Rendered()
         plans: dict[tuple[int, int], _Plan] = {}
         opened = self._open_all(sub, acc, records, self.clock(), out, plans)
@@ -333,13 +333,8 @@ class Deliverer:
         src = self.sources(sub)
         if prepared.records is not records or _same(prepared.sub) != _same(sub):
             return False
-        if src != prepared.sources:
+        if src != prepared.sources or _key_generation(src) != prepared.keys:
             return False
-        if src.sealer is not None:
-            if not isinstance(src.sealer, KeyGenerations):
-                return False
-            if src.sealer.key_generation() != prepared.keys:
-                return False
         for (plain_id, wire_id), plan in prepared.plans.items():
             now_plan = self._decided(sub, acc, src, plan, plain_id, wire_id, now)
             if (now_plan.reason, now_plan.need, now_plan.sealed) != (
@@ -449,6 +444,16 @@ class _Plan:
 # A large page's audit append runs here while its records are shaped (render): a few
 # long-lived threads instead of one started per page.
 _AUDITS = ThreadPoolExecutor(4, thread_name_prefix="delivery-audit")
+
+
+def _key_generation(src: Sources) -> int | None:
+    """The sealer's key generation (0 without a sealer), None when it cannot tell whether a
+    ready key was taken out (then nothing opened ahead is used)."""
+    if src.sealer is None:
+        return 0
+    if not isinstance(src.sealer, KeyGenerations):
+        return None
+    return src.sealer.key_generation()
 
 
 def _same(sub: Subscription) -> tuple[str, str, str, frozenset[str] | None]:
