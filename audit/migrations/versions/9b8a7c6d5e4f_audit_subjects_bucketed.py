@@ -48,11 +48,7 @@ def upgrade() -> None:
         "SELECT (ROW_NUMBER() OVER (ORDER BY idx, subject) - 1) / 8192, subject, idx "
         "FROM audit_subjects"
     )
-    op.drop_index("ix_audit_subjects_idx", table_name="audit_subjects")
-    op.drop_table("audit_subjects")
-    op.rename_table("audit_subjects_new", "audit_subjects")
-    _rename_pkey("audit_subjects_new_pkey", "audit_subjects_pkey")
-    op.create_index("ix_audit_subjects_idx", "audit_subjects", ["idx"], unique=False)
+    _replace_with("audit_subjects_new")
     op.execute(
         "UPDATE audit_head SET subject_bucket = "
         "(SELECT COALESCE(MAX(bucket) + 1, 0) FROM audit_subjects), subject_rows = 0"
@@ -69,11 +65,17 @@ def downgrade() -> None:
     op.execute(
         "INSERT INTO audit_subjects_old (subject, idx) SELECT subject, idx FROM audit_subjects"
     )
-    op.drop_index("ix_audit_subjects_idx", table_name="audit_subjects")
-    op.drop_table("audit_subjects")
-    op.rename_table("audit_subjects_old", "audit_subjects")
-    _rename_pkey("audit_subjects_old_pkey", "audit_subjects_pkey")
-    op.create_index("ix_audit_subjects_idx", "audit_subjects", ["idx"], unique=False)
+    _replace_with("audit_subjects_old")
     with op.batch_alter_table("audit_head") as batch:
         batch.drop_column("subject_rows")
         batch.drop_column("subject_bucket")
+
+
+def _replace_with(rebuilt: str) -> None:
+    """``audit_subjects`` becomes the rebuilt table (its primary key and idx index named as
+    the original's)."""
+    op.drop_index("ix_audit_subjects_idx", table_name="audit_subjects")
+    op.drop_table("audit_subjects")
+    op.rename_table(rebuilt, "audit_subjects")
+    _rename_pkey(f"{rebuilt}_pkey", "audit_subjects_pkey")
+    op.create_index("ix_audit_subjects_idx", "audit_subjects", ["idx"], unique=False)
