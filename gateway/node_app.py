@@ -40,7 +40,7 @@ from gateway.problem import (
     response_for,
     validation_problem,
 )
-from gateway.publish_body import AVRO_CONTENT_TYPE, decoded, frames, json_body
+from gateway.publish_body import AVRO_CONTENT_TYPE, decoded, frames, json_records
 from node.errors import OutboxFull
 from node.service import Node, metrics_text
 
@@ -119,14 +119,11 @@ def create_node_app(node: Node) -> FastAPI:
             kind, version = "avro", "null"
             payloads = [_frame(k, v) for k, v in frames(body)]
         else:
-            parsed = json_body(body)
-            kind, version = "json", json.dumps(parsed.schema_version)
+            records, schema_version = json_records(body)
+            kind, version = "json", json.dumps(schema_version)
             payloads = [
-                json.dumps(
-                    {"key": r.key, "value": r.value, "headers": r.headers},
-                    separators=(",", ":"),
-                ).encode()
-                for r in parsed.records
+                json.dumps({"key": k, "value": v, "headers": h}, separators=(",", ":")).encode()
+                for k, v, h in records
             ]
         if len(payloads) > node.config.max_batch_records:
             return problem(

@@ -53,12 +53,6 @@ Plain = tuple[str | None, Any, dict[str, str]]
 PlainBody = tuple[list[Plain], int | Literal["latest"]]
 
 
-def json_body(body: bytes) -> PublishIn:
-    records, version = json_records(body)
-    listed = [RecordIn.model_construct(key=k, value=v, headers=h) for k, v, h in records]
-    return PublishIn.model_construct(records=listed, schema_version=version)
-
-
 def json_records(body: bytes) -> PlainBody:
     """The records of a JSON publish body and its schema version; InvalidInput (naming every
     problem) for anything else."""

@@ -67,7 +67,6 @@ THREADS = 4
 _PATH = re.compile(r"^/v1/topics/([^/]+)/records$")  # Starlette's match of {topic}
 _KEY = TypeAdapter(Annotated[str, Field(max_length=200)])  # the route's Header(max_length)
 _UNCARRIABLE = tuple(UNCARRIABLE)
-_JSON_TYPE = (b"content-type", b"application/json")
 _T = TypeVar("_T")
 
 Answer = tuple[dict[str, Any], bool]  # the publish answer and whether it was replayed
